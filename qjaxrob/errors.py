@@ -1,0 +1,56 @@
+"""Exceptions raised by qjaxrob.
+
+Every error is a subclass of ``ValueError`` or ``TypeError`` (so generic handlers keep
+working) and of :class:`QjrError` (so callers can catch everything qjaxrob raises).
+Messages always name the offending value.
+"""
+
+from __future__ import annotations
+
+
+class QjrError(Exception):
+    """Base class of every exception raised by qjaxrob."""
+
+
+class QjrValueError(QjrError, ValueError):
+    """A value is out of its allowed range."""
+
+
+class QjrTypeError(QjrError, TypeError):
+    """A value has the wrong type."""
+
+
+class WireError(QjrValueError):
+    """A wire index is out of range, negative, or repeated; or a qubit count is invalid."""
+
+
+class MatrixError(QjrValueError):
+    """A matrix has the wrong shape, is not unitary, or a Kraus set is not CPTP."""
+
+
+class UnknownGateError(QjrValueError):
+    """A gate name is not in the gate table."""
+
+
+class ParameterError(QjrValueError):
+    """``params`` or ``x`` has the wrong length, rank or dtype; or an angle is malformed."""
+
+
+class ProbabilityError(QjrValueError):
+    """A channel probability or damping rate lies outside [0, 1]."""
+
+
+class DensityMatrixOnlyError(QjrValueError):
+    """A noise channel was met by a pure-state simulation that cannot represent it."""
+
+
+class ObservableError(QjrValueError):
+    """An observable is malformed (bad Pauli letter, non-Hermitian, wires out of range)."""
+
+
+class DtypeError(QjrValueError):
+    """A dtype is not a supported complex dtype, or needs ``jax_enable_x64``."""
+
+
+class CutError(QjrValueError):
+    """A cut cannot be placed or reconstructed."""
