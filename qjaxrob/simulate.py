@@ -1,0 +1,345 @@
+"""Compiles a ``Circuit`` into pure functions: statevector, density matrix, probs, sample, expval.
+
+Every public function validates its static inputs eagerly (shapes of ``params``/``x``,
+dtype, wires), then calls one ``jax.jit``-compiled function with the circuit (and the
+observable) as static arguments. They compose with ``jax.jit``, ``jax.vmap`` (over
+``params`` and/or ``x``) and ``jax.grad`` (w.r.t. ``params`` and ``x``).
+
+The circuit is walked at trace time; a ``Repeat`` node becomes one ``lax.scan`` over its
+repetitions, so compile time does not grow with the repetition count. The same walk
+drives the statevector and the density-matrix simulation; only the per-op update differs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob import channels
+from qjaxrob.circuit import Circuit, Repeat
+from qjaxrob.errors import (
+    DensityMatrixOnlyError,
+    DtypeError,
+    ObservableError,
+    ParameterError,
+    QjrTypeError,
+    WireError,
+)
+from qjaxrob.gates import GATES
+from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
+from qjaxrob.kernels import density as dk
+from qjaxrob.observables import PauliSum
+
+__all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
+
+
+# ---- validation -------------------------------------------------------------
+def check_dtype(dtype) -> np.dtype:
+    """The complex dtype to simulate in; complex128 requires ``jax_enable_x64``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise DtypeError(f"dtype must be complex64 or complex128, got {dtype!r}") from None
+    if dt not in (np.complex64, np.complex128):
+        raise DtypeError(f"dtype must be complex64 or complex128, got {dt}")
+    if dt == np.complex128 and not jax.config.read("jax_enable_x64"):
+        raise DtypeError(
+            "dtype complex128 needs 64-bit JAX: set jax.config.update('jax_enable_x64', True) "
+            "(qjaxrob never silently down-casts)"
+        )
+    return dt
+
+
+def check_vector(values, length: int, name: str, real_dtype):
+    """``params``/``x`` as a 1-D real array of exactly ``length`` entries."""
+    if values is None:
+        if length:
+            raise ParameterError(f"the circuit needs {name} of length {length}, got None")
+        return jnp.zeros((0,), real_dtype)
+    values = jnp.asarray(values)
+    if values.ndim != 1:
+        raise ParameterError(
+            f"{name} must be 1-D with {length} entries, got shape {values.shape} "
+            f"(use jax.vmap to batch)"
+        )
+    if values.shape[0] != length:
+        raise ParameterError(f"the circuit needs {name} of length {length}, got {values.shape[0]}")
+    if jnp.iscomplexobj(values):
+        raise ParameterError(f"{name} must be real, got dtype {values.dtype}")
+    return values.astype(real_dtype)
+
+
+def check_observable(obs, n: int) -> PauliSum:
+    if not isinstance(obs, PauliSum):
+        raise QjrTypeError(f"observable must be a PauliSum (e.g. qjr.Z(0)), got {obs!r}")
+    if not obs.is_hermitian:
+        raise ObservableError(f"observable {obs!r} has complex coefficients: not Hermitian")
+    bad = [w for w in obs.wires if w >= n]
+    if bad:
+        raise WireError(f"observable wire {bad[0]} out of range for a {n}-qubit circuit")
+    return obs
+
+
+def _prepare(c, params, x, dtype):
+    if not isinstance(c, Circuit):
+        raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
+    dt = check_dtype(dtype)
+    real = np.finfo(dt).dtype
+    return dt, check_vector(params, c.n_params, "params", real), check_vector(x, c.n_inputs, "x", real)
+
+
+# ---- the circuit walk -----------------------------------------------------------
+def evolve(circuit: Circuit, carry, params, x, apply_op):
+    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
+    each ``Repeat`` to a ``lax.scan`` over its repetitions' parameter slices."""
+    for op in circuit.ops:
+        if isinstance(op, Repeat):
+            stride = op.block.n_params
+            if stride:
+                start = op.param_offset
+                rows = params[start : start + op.times * stride].reshape(op.times, stride)
+            else:
+                rows = jnp.zeros((op.times, 0), params.dtype)
+
+            def body(carry, p, block=op.block):
+                return evolve(block, carry, p, x, apply_op), None
+
+            carry, _ = jax.lax.scan(body, carry, rows)
+        else:
+            carry = apply_op(carry, op, params, x)
+    return carry
+
+
+def op_matrix(op, params, x, dtype):
+    """``("diagonal", d)`` or ``("dense", U)`` for a gate or unitary op."""
+    if op.name == "unitary":
+        return "dense", jnp.asarray(op.matrices[0].array, dtype)
+    spec = GATES[op.name]
+    values = tuple(a.resolve(params, x) for a in op.angles)
+    if spec.diag_fn is not None:
+        return "diagonal", spec.diag_fn(values, dtype)
+    return "dense", spec.matrix_fn(values, dtype)
+
+
+def _statevector_op(dtype):
+    def apply(state, op, params, x):
+        if op.is_marker:
+            return state
+        if op.is_channel:
+            raise DensityMatrixOnlyError(
+                f"channel {op.name!r} on wires {op.wires} needs density-matrix simulation "
+                "(mixed=True / qjr.density_matrix) or quantum trajectories (pass key=)"
+            )
+        kind, m = op_matrix(op, params, x, dtype)
+        if kind == "diagonal":
+            return apply_diagonal(state, m, op.wires)
+        return apply_matrix(state, m, op.wires)
+
+    return apply
+
+
+def _density_op(dtype):
+    def apply(rho, op, params, x):
+        if op.is_marker:
+            return rho
+        if op.is_channel:
+            values = tuple(a.resolve(params, x) for a in op.angles)
+            ks = channels.kraus_set(op.name, len(op.wires), values, op.matrices, op.meta, dtype)
+            return dk.apply_kraus(rho, ks, op.wires)
+        kind, m = op_matrix(op, params, x, dtype)
+        if kind == "diagonal":
+            return dk.apply_diagonal_density(rho, m, op.wires)
+        return dk.apply_matrix_density(rho, m, op.wires)
+
+    return apply
+
+
+def zero_state(n: int, dtype, mixed: bool = False):
+    shape = (2,) * (2 * n if mixed else n)
+    return jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
+
+
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool):
+    """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted)."""
+    n = circuit.n_qubits
+    apply = _density_op(dtype) if mixed else _statevector_op(dtype)
+    return evolve(circuit, zero_state(n, dtype, mixed), params, x, apply)
+
+
+# ---- compiled entry points ---------------------------------------------------------
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed"))
+def _tensor(circuit, params, x, dtype, mixed):
+    return final_tensor(circuit, params, x, dtype, mixed)
+
+
+def _marginal(p, wires, n):
+    """Probabilities ``p`` (shape ``(2,)*n``) marginalised onto ``wires`` (in that order)."""
+    others = tuple(w for w in range(n) if w not in wires)
+    m = jnp.sum(p, axis=others) if others else p
+    kept = sorted(wires)
+    order = tuple(kept.index(w) for w in wires)
+    return jnp.transpose(m, order).reshape(-1)
+
+
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires"))
+def _probs(circuit, params, x, dtype, mixed, wires):
+    t = final_tensor(circuit, params, x, dtype, mixed)
+    p = dk.density_diagonal(t) if mixed else jnp.abs(t) ** 2
+    return _marginal(p, wires, circuit.n_qubits)
+
+
+def observable_value(t, obs: PauliSum, mixed: bool):
+    """``<O>`` on a final tensor (real scalar)."""
+    kernel = dk.density_pauli_expval if mixed else pauli_expval
+    total = 0.0
+    for coeff, word in obs.terms:
+        letters = "".join(l for _, l in word)
+        wires = tuple(w for w, _ in word)
+        total = total + coeff.real * kernel(t, letters, wires)
+    return jnp.asarray(total, jnp.finfo(t.dtype).dtype)
+
+
+def term_values(t, obs: PauliSum, mixed: bool):
+    """The expectation of every Pauli term of ``obs``, shape ``(n_terms,)``."""
+    kernel = dk.density_pauli_expval if mixed else pauli_expval
+    vals = [kernel(t, "".join(l for _, l in w), tuple(q for q, _ in w)) for _, w in obs.terms]
+    real = jnp.finfo(t.dtype).dtype
+    return jnp.stack(vals).astype(real) if vals else jnp.zeros((0,), real)
+
+
+@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
+def _expval(circuit, observables, params, x, dtype, mixed):
+    t = final_tensor(circuit, params, x, dtype, mixed)
+    return jnp.stack([observable_value(t, o, mixed) for o in observables])
+
+
+@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "shots"))
+def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
+    """Finite-shot estimate: each Pauli term is measured in its own eigenbasis with
+    ``shots`` shots; a +-1 outcome has P(+1) = (1 + <P>)/2, so the count of +1 is
+    Binomial(shots, (1 + <P>)/2) and the estimate is 2 k / shots - 1."""
+    t = final_tensor(circuit, params, x, dtype, mixed)
+    out = []
+    for i, obs in enumerate(observables):
+        vals = term_values(t, obs, mixed)
+        p_plus = jnp.clip((1 + vals) / 2, 0.0, 1.0)
+        counts = jax.random.binomial(jax.random.fold_in(key, i), shots, p_plus)
+        est = 2 * counts / shots - 1
+        identity = jnp.array([not w for _, w in obs.terms], bool) if obs.terms else None
+        if identity is not None:
+            est = jnp.where(identity, 1.0, est)
+        coeffs = jnp.array([c.real for c, _ in obs.terms], vals.dtype)
+        out.append(jnp.sum(coeffs * est.astype(vals.dtype)))
+    return jnp.stack(out)
+
+
+# ---- public API ------------------------------------------------------------------------
+def statevector(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
+    """The final state vector of ``c`` from ``|0...0>``, shape ``(2**n,)``.
+
+    Basis index ``i = sum_k b_k 2**(n-1-k)`` (wire 0 is the most significant bit).
+    Raises ``DensityMatrixOnlyError`` if the circuit contains noise channels.
+    """
+    dt, params, x = _prepare(c, params, x, dtype)
+    return _tensor(c, params, x, dt, False).reshape(-1)
+
+
+def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
+    """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
+    dt, params, x = _prepare(c, params, x, dtype)
+    dim = 2**c.n_qubits
+    return _tensor(c, params, x, dt, True).reshape(dim, dim)
+
+
+def _check_wires(wires, n):
+    if wires is None:
+        return tuple(range(n))
+    wires = (wires,) if isinstance(wires, (int, np.integer)) else tuple(wires)
+    Circuit(n)._wires(*wires)
+    return tuple(int(w) for w in wires)
+
+
+def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
+    """Probabilities of the computational-basis outcomes on ``wires`` (default all),
+    shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit."""
+    dt, params, x = _prepare(c, params, x, dtype)
+    wires = _check_wires(wires, c.n_qubits)
+    return _probs(c, params, x, dt, bool(mixed), wires)
+
+
+@partial(jax.jit, static_argnames=("shots", "n"))
+def _sample_bits(key, p, shots, n):
+    cdf = jnp.cumsum(p)
+    u = jax.random.uniform(key, (shots,), dtype=cdf.dtype) * cdf[-1]
+    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, p.shape[0] - 1)
+    shifts = jnp.arange(n - 1, -1, -1)
+    return ((idx[:, None] >> shifts) & 1).astype(jnp.int8)
+
+
+def _check_key(key, what):
+    if key is None:
+        raise ParameterError(f"{what} needs an explicit PRNG key (key=jax.random.key(seed))")
+    return key
+
+
+def _check_shots(shots):
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise ParameterError(f"shots must be a positive int, got {shots!r}")
+    return int(shots)
+
+
+def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
+    """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
+    column k = wire k."""
+    shots = _check_shots(shots)
+    p = probs(c, params, x, mixed=mixed, dtype=dtype)
+    return _sample_bits(_check_key(key, "sample"), p, shots, c.n_qubits)
+
+
+def expval(
+    c: Circuit,
+    obs,
+    params=None,
+    x=None,
+    *,
+    mixed=False,
+    shots=None,
+    key=None,
+    dtype=jnp.complex64,
+    diff="backprop",
+):
+    """Expectation value ``<O>`` of a ``PauliSum`` (scalar) or of a list of them (vector).
+
+    Args:
+        c: the circuit.
+        obs: a ``PauliSum`` or a list/tuple of them.
+        params, x: 1-D real arrays of length ``c.n_params`` and ``c.n_inputs``.
+        mixed: simulate the density matrix (needed for noise channels).
+        shots: if given, a finite-shot estimate (each Pauli term measured with ``shots``
+            shots); needs ``key``. Not differentiable.
+        key: PRNG key for ``shots``.
+        dtype: complex64 (default) or complex128.
+        diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.
+    """
+    single = isinstance(obs, PauliSum)
+    observables = (obs,) if single else tuple(obs)
+    if not observables:
+        raise ObservableError("expval needs at least one observable, got an empty list")
+    observables = tuple(check_observable(o, c.n_qubits) for o in observables)
+    dt, params, x = _prepare(c, params, x, dtype)
+    if diff not in ("backprop", "adjoint"):
+        raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
+    if shots is not None:
+        shots = _check_shots(shots)
+        out = _expval_shots(c, observables, params, x, _check_key(key, "expval with shots"),
+                            dt, bool(mixed), shots)
+    elif diff == "adjoint":
+        from qjaxrob.adjoint import adjoint_expval
+
+        out = adjoint_expval(c, observables, params, x, dt, bool(mixed))
+    else:
+        out = _expval(c, observables, params, x, dt, bool(mixed))
+    return out[0] if single else out
