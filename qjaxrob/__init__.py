@@ -10,10 +10,12 @@ from qjaxrob.gates import GATES, gate_matrix
 from qjaxrob.observables import I, PauliSum, X, Y, Z, pauli
 from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
+from qjaxrob import qml  # noqa: E402  (imports the layers above)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Angle", "Circuit", "GATES", "I", "PauliSum", "X", "Y", "Z",
     "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
-    "probs", "sample", "statevector",
+    "probs", "qml", "sample", "statevector",
 ]
