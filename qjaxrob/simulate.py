@@ -237,13 +237,19 @@ def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
 
 
 # ---- public API ------------------------------------------------------------------------
-def statevector(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
+def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex64):
     """The final state vector of ``c`` from ``|0...0>``, shape ``(2**n,)``.
 
     Basis index ``i = sum_k b_k 2**(n-1-k)`` (wire 0 is the most significant bit).
-    Raises ``DensityMatrixOnlyError`` if the circuit contains noise channels.
+    If the circuit contains noise channels, ``key`` (a ``jax.random`` key) selects one
+    quantum trajectory (``qjaxrob.trajectories``); without a key that raises
+    ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
     """
     dt, params, x = _prepare(c, params, x, dtype)
+    if key is not None and c.has_channels:
+        from qjaxrob.trajectories import trajectory_state
+
+        return trajectory_state(c, params, x, key, dt)
     return _tensor(c, params, x, dt, False).reshape(-1)
 
 
@@ -308,6 +314,7 @@ def expval(
     mixed=False,
     shots=None,
     key=None,
+    trajectories=None,
     dtype=jnp.complex64,
     diff="backprop",
 ):
@@ -320,7 +327,10 @@ def expval(
         mixed: simulate the density matrix (needed for noise channels).
         shots: if given, a finite-shot estimate (each Pauli term measured with ``shots``
             shots); needs ``key``. Not differentiable.
-        key: PRNG key for ``shots``.
+        key: PRNG key for ``shots`` or ``trajectories``.
+        trajectories: if given (a positive int T), the mean over T quantum trajectories
+            (``qjaxrob.trajectories``; statevector memory, noise channels allowed); needs
+            ``key``. Exclusive with ``mixed``, ``shots`` and ``diff="adjoint"``.
         dtype: complex64 (default) or complex128.
         diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.
     """
@@ -332,7 +342,12 @@ def expval(
     dt, params, x = _prepare(c, params, x, dtype)
     if diff not in ("backprop", "adjoint"):
         raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
-    if shots is not None:
+    if trajectories is not None:
+        from qjaxrob.trajectories import checked_expval
+
+        out = checked_expval(c, observables, params, x, key, dt, trajectories,
+                             mixed=mixed, shots=shots, diff=diff)
+    elif shots is not None:
         shots = _check_shots(shots)
         out = _expval_shots(c, observables, params, x, _check_key(key, "expval with shots"),
                             dt, bool(mixed), shots)
