@@ -15,8 +15,9 @@ from reference import expval_ref, observable_matrix, statevector_ref
 TOL = {jnp.complex128: 1e-10, jnp.complex64: 1e-5}
 
 
-@given(circuits(), st.sampled_from([jnp.complex128, jnp.complex64]), st.integers(0, 100))
-def test_random_circuit_statevector_matches_reference(c, dtype, seed):
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
+@given(c=circuits(), seed=st.integers(0, 100))
+def test_random_circuit_statevector_matches_reference(dtype, c, seed):
     params, x = random_inputs(c, seed)
     got = np.asarray(qjr.statevector(c, params, x, dtype=dtype))
     assert got.dtype == np.dtype(dtype) and got.shape == (2**c.n_qubits,)
