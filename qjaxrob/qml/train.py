@@ -1,0 +1,199 @@
+"""Training with ``optax``: a jitted train step, a ``fit`` loop, and ``.npz`` checkpoints.
+
+The trainable leaves are the model's inexact arrays (``eqx.filter(model,
+eqx.is_inexact_array)``); everything else is static. ``train_step`` and the per-epoch
+function are ``eqx.filter_jit`` ed at module level with the optimizer as a static
+argument, so they compile once per (model architecture, optimizer object, batch shape) and
+are reused by every later call with the same optimizer object.
+
+``fit`` shuffles with ``jax.random.fold_in(key, epoch)`` and runs ``len(x) // batch_size``
+full minibatches per epoch (the remainder, different each epoch, is skipped so every
+batch has one shape) as one ``lax.scan``. After each epoch it evaluates, updates the
+history, and (if ``checkpoint`` is a path) atomically rewrites a plain ``.npz`` with the
+model and optimizer-state leaves, the best model so far, the early-stopping counters and
+the history. Loading uses ``allow_pickle=False`` and rebuilds pytrees from the fresh model
+and ``optimizer.init``, so a resumed run continues bit-for-bit like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from qjaxrob.errors import ParameterError
+from qjaxrob.qml.data import check_labels
+
+__all__ = ["cross_entropy", "train_step", "evaluate", "fit", "save_checkpoint",
+           "load_checkpoint"]
+
+
+def cross_entropy(model, x, y):
+    """Mean softmax cross-entropy of ``jax.vmap(model)(x)`` (shape ``(B, C)``) against
+    integer labels ``y`` (shape ``(B,)``)."""
+    logits = jax.vmap(model)(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def _step(model, opt_state, x, y, optimizer, loss_fn):
+    loss, grads = eqx.filter_value_and_grad(loss_fn)(model, x, y)
+    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+    return eqx.apply_updates(model, updates), opt_state, loss
+
+
+@eqx.filter_jit
+def train_step(model, opt_state, x, y, optimizer, loss_fn=cross_entropy):
+    """One optimiser step on the batch ``(x, y)``; returns ``(model, opt_state, loss)``.
+
+    ``opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))``.
+    """
+    return _step(model, opt_state, x, y, optimizer, loss_fn)
+
+
+@eqx.filter_jit
+def _epoch(model, opt_state, x, y, batches, optimizer, loss_fn):
+    """Steps over ``batches`` (index array ``(n_batches, batch_size)``) in a ``lax.scan``;
+    returns ``(model, opt_state, mean loss)``."""
+    arrays, static = eqx.partition(model, eqx.is_array)
+
+    def body(carry, idx):
+        arrays, opt_state = carry
+        m, opt_state, loss = _step(eqx.combine(arrays, static), opt_state, x[idx], y[idx],
+                                   optimizer, loss_fn)
+        return (eqx.filter(m, eqx.is_array), opt_state), loss
+
+    (arrays, opt_state), losses = jax.lax.scan(body, (arrays, opt_state), batches)
+    return eqx.combine(arrays, static), opt_state, losses.mean()
+
+
+@eqx.filter_jit
+def evaluate(model, x, y, loss_fn=cross_entropy):
+    """``(loss, accuracy)`` of ``model`` on the batch ``(x, y)``."""
+    acc = jnp.mean(jnp.argmax(jax.vmap(model)(x), axis=-1) == y)
+    return loss_fn(model, x, y), acc
+
+
+# ---- checkpoints ---------------------------------------------------------------
+def _leaves(tree):
+    return [np.asarray(a) for a in jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))]
+
+
+def _rebuild(template, leaves, what):
+    arrays, static = eqx.partition(template, eqx.is_array)
+    flat, treedef = jax.tree_util.tree_flatten(arrays)
+    if len(flat) != len(leaves) or any(a.shape != b.shape for a, b in zip(flat, leaves)):
+        raise ParameterError(
+            f"checkpoint {what} has leaf shapes {[b.shape for b in leaves]}, expected "
+            f"{[a.shape for a in flat]}: it was written by a different model or optimizer"
+        )
+    new = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in leaves])
+    return eqx.combine(new, static)
+
+
+def save_checkpoint(path, trees: dict, scalars: dict, history: dict) -> None:
+    """Atomically writes ``trees`` (name -> pytree; array leaves), ``scalars`` and
+    ``history`` (name -> list of floats) to the ``.npz`` file ``path``."""
+    out = {f"{name}/{i}": a for name, t in trees.items() for i, a in enumerate(_leaves(t))}
+    out.update({f"scalar/{k}": np.asarray(v) for k, v in scalars.items()})
+    out.update({f"history/{k}": np.asarray(v, np.float64) for k, v in history.items()})
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, templates: dict):
+    """Reads a checkpoint written by ``save_checkpoint``; ``templates`` (name -> pytree of
+    the right structure) rebuilds the trees. Returns ``(trees, scalars, history)``."""
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    trees = {}
+    for name, template in templates.items():
+        keys = sorted((k for k in data if k.startswith(f"{name}/")),
+                      key=lambda k: int(k.split("/")[1]))
+        trees[name] = _rebuild(template, [data[k] for k in keys], name)
+    scalars = {k.split("/", 1)[1]: v[()] for k, v in data.items() if k.startswith("scalar/")}
+    history = {k.split("/", 1)[1]: list(map(float, v)) for k, v in data.items()
+               if k.startswith("history/")}
+    return trees, scalars, history
+
+
+# ---- the fit loop ------------------------------------------------------------------
+def _check_data(model, x, y, what):
+    x = jnp.asarray(x)
+    n_features = model.encoding.n_features
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ParameterError(
+            f"{what} features must have shape (n, {n_features}), got shape {x.shape}"
+        )
+    y = check_labels(y, model.n_classes)
+    if len(y) != x.shape[0]:
+        raise ParameterError(f"{what} has {x.shape[0]} examples but {len(y)} labels")
+    return x, jnp.asarray(y)
+
+
+def fit(model, optimizer, x_train, y_train, *, epochs: int, key, batch_size: int = 32,
+        x_val=None, y_val=None, patience: int | None = None, min_delta: float = 0.0,
+        checkpoint=None, progress: bool = True, loss_fn=cross_entropy):
+    """Trains ``model`` with ``optimizer`` (any ``optax.GradientTransformation``).
+
+    Args:
+        x_train, y_train: ``(n, n_features)`` features and ``(n,)`` labels in
+            ``0..n_classes-1``.
+        epochs: total number of epochs (a resumed run continues up to this number).
+        key: PRNG key for shuffling (epoch ``e`` uses ``fold_in(key, e)``).
+        x_val, y_val: evaluated after every epoch (history ``val_loss``/``val_acc``).
+        patience: early stopping after ``patience`` epochs without the monitored loss
+            (``val_loss`` if given, else ``loss``) improving by more than ``min_delta``;
+            the best model is returned.
+        checkpoint: path of a ``.npz`` file, rewritten after every epoch; if it exists,
+            training resumes from it.
+
+    Returns:
+        ``(model, history)``; ``history`` maps ``loss`` (mean train loss per epoch),
+        ``train_acc`` and, with validation data, ``val_loss``/``val_acc`` to lists.
+    """
+    x, y = _check_data(model, x_train, y_train, "training")
+    val = None if x_val is None else _check_data(model, x_val, y_val, "validation")
+    bs = min(int(batch_size), x.shape[0])
+    if bs < 1:
+        raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    best, start, best_metric, wait = model, 0, np.inf, 0
+    history = {k: [] for k in ("loss", "train_acc") + (("val_loss", "val_acc") if val else ())}
+    if checkpoint is not None and os.path.exists(checkpoint):
+        trees, s, history = load_checkpoint(
+            checkpoint, {"model": model, "opt": opt_state, "best": model})
+        model, opt_state, best = trees["model"], trees["opt"], trees["best"]
+        start, best_metric, wait = int(s["epoch"]), float(s["best_metric"]), int(s["wait"])
+    n_batches = x.shape[0] // bs
+    bar = tqdm(range(start, epochs), total=epochs, initial=start, disable=not progress,
+               desc="fit", unit="epoch")
+    for epoch in bar:
+        if patience is not None and wait >= patience:
+            break
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), x.shape[0])
+        batches = perm[: n_batches * bs].reshape(n_batches, bs)
+        model, opt_state, loss = _epoch(model, opt_state, x, y, batches, optimizer, loss_fn)
+        history["loss"].append(float(loss))
+        history["train_acc"].append(float(evaluate(model, x, y, loss_fn)[1]))
+        monitored = history["loss"][-1]
+        if val is not None:
+            vl, va = evaluate(model, *val, loss_fn)
+            history["val_loss"].append(float(vl))
+            history["val_acc"].append(float(va))
+            monitored = float(vl)
+        if monitored < best_metric - min_delta:
+            best, best_metric, wait = model, monitored, 0
+        else:
+            wait += 1
+        bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"model": model, "opt": opt_state, "best": best},
+                            {"epoch": epoch + 1, "best_metric": best_metric, "wait": wait},
+                            history)
+    return (best if patience is not None else model), history
