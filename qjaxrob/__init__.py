@@ -11,12 +11,13 @@ from qjaxrob.observables import I, PauliSum, X, Y, Z, pauli
 from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
 from qjaxrob import qml  # noqa: E402  (imports the layers above)
+from qjaxrob import cutting  # noqa: E402
 from qjaxrob import noise  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Angle", "Circuit", "GATES", "I", "PauliSum", "X", "Y", "Z",
+    "Angle", "Circuit", "GATES", "cutting", "I", "PauliSum", "X", "Y", "Z",
     "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
     "noise", "probs", "qml", "sample", "statevector",
 ]
