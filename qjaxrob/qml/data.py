@@ -41,11 +41,11 @@ def check_labels(y, n_classes: int) -> np.ndarray:
     if y.ndim != 1:
         raise ParameterError(f"labels must be 1-D, got shape {y.shape}")
     if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
-        bad = y[np.mod(y, 1) != 0][0]
+        bad = y[np.mod(y, 1) != 0][0].item()
         raise ParameterError(f"labels must be integers, got {bad!r}")
     bad = y[(y < 0) | (y >= n_classes)]
     if bad.size:
-        raise ParameterError(f"label {bad[0]!r} outside the class range 0..{n_classes - 1}")
+        raise ParameterError(f"label {bad[0].item()!r} outside the class range 0..{n_classes - 1}")
     return y.astype(np.int32)
 
 
