@@ -1,9 +1,20 @@
-"""Circuit cutting: QPD tables, partitioning, batched reconstruction, sampling, automatic
-cut finding and fragment perturbation (``qjr.cutting``). See DESIGN.md and
-``shared/anchors/CUTTING.md``."""
+"""Circuit cutting (``qjr.cutting``): QPD tables (``qpd``), partitioning into fragments
+(``partition``), batched exact and sampled reconstruction (``expval``), per-term fragment
+results (``fragment_values``), automatic gate-cut placement (``find_cuts``) and fragment
+perturbation (``perturb``, ``insert``). See DESIGN.md and ``shared/anchors/CUTTING.md``.
+
+Design choices: mid-circuit signed measurements run as enumerated statevector branches (not
+density matrices); wire cuts use Peng's LO decomposition (gamma 4); a cut marker that does
+not separate the circuit is honoured (exact); errors are ``qjaxrob.errors.CutError``.
+"""
 
 from qjaxrob.cutting import qpd
+from qjaxrob.cutting.find import find_cuts
 from qjaxrob.cutting.partition import Cut, CutCircuit, partition
+from qjaxrob.cutting.perturb import insert, perturb
 from qjaxrob.cutting.reconstruct import expval, fragment_axes, fragment_values
 
-__all__ = ["Cut", "CutCircuit", "expval", "fragment_axes", "fragment_values", "partition", "qpd"]
+__all__ = [
+    "Cut", "CutCircuit", "expval", "find_cuts", "fragment_axes", "fragment_values", "insert",
+    "partition", "perturb", "qpd",
+]

@@ -1,0 +1,177 @@
+"""Exact reconstruction, gradients, sampling, sharding and input errors of qjr.cutting.expval,
+checked against the dense NumPy reference on the uncut circuit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qjaxrob as qjr
+from qjaxrob import cutting
+from qjaxrob.errors import CutError
+from reference import expval_ref
+
+C128 = jnp.complex128
+CUT_GATES = ["cz", "cnot", "cy", "rzz", "rxx", "ryy", "crx", "cry", "crz"]
+ROTATED = {"rzz", "rxx", "ryy", "crx", "cry", "crz"}
+
+
+@st.composite
+def cut_circuits(draw):
+    """Qubits split into 2-3 groups; gates inside a group stay uncut, gates across groups
+    are gate cuts, and up to two wire cuts are placed right before a later gate."""
+    n = draw(st.integers(3, 5))
+    n_groups = draw(st.integers(2, min(3, n)))
+    group = [q * n_groups // n for q in range(n)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    c = qjr.Circuit(n)
+    for q in range(n):
+        c = c.ry(q, qjr.param(q)).rz(q, float(rng.uniform(-3, 3)))
+    used, n_wire, n_gate, n_par = set(range(n)), 0, 0, n
+    for _ in range(draw(st.integers(3, 7))):
+        a, b = (int(w) for w in rng.permutation(n)[:2])
+        name = str(rng.choice(CUT_GATES))
+        across = group[a] != group[b]
+        if across and n_gate >= 2:
+            continue
+        if n_wire < 2 and rng.uniform() < 0.3:
+            c, n_wire = c.cut(a), n_wire + 1
+        angle = () if name not in ROTATED else (
+            qjr.param(n_par) if rng.uniform() < 0.5 else qjr.inp(0) * 1.5 + 0.2,)
+        n_par += name in ROTATED and isinstance(angle[0], qjr.Angle) and angle[0].source == "param"
+        c = c.gate(name, (a, b), *angle, cut=across)
+        n_gate += across
+        c = c.rx(b, qjr.inp(1)).h(a)
+    return c
+
+
+def random_obs(rng, n):
+    """A Pauli sum whose terms span several wires (and fragments), plus a constant."""
+    obs = 0.3 * qjr.I(0)
+    for _ in range(3):
+        word = "".join(rng.choice(list("IXYZ"), n))
+        obs = obs + float(rng.normal()) * qjr.pauli(word)
+    return obs
+
+
+def fd_grad(f, v, h=1e-5):
+    """Central finite differences of a NumPy function (the independent gradient reference)."""
+    out = np.zeros(len(v))
+    for i in range(len(v)):
+        e = np.zeros(len(v))
+        e[i] = h
+        out[i] = (f(v + e) - f(v - e)) / (2 * h)
+    return out
+
+
+def draw_inputs(c, seed):
+    rng = np.random.default_rng(seed)
+    params = rng.uniform(-np.pi, np.pi, c.n_params)
+    x = rng.uniform(-np.pi, np.pi, c.n_inputs)
+    return params, x, random_obs(rng, c.n_qubits)
+
+
+@settings(max_examples=8)
+@given(cut_circuits(), st.integers(0, 1000))
+def test_exact_reconstruction(c, seed):
+    cc = cutting.partition(c)
+    assert 2 <= len(cc.fragments) <= 4 + len(cc.cuts)
+    params, x, obs = draw_inputs(c, seed)
+    got = cutting.expval(cc, obs, params, x, dtype=C128)
+    assert abs(float(got) - expval_ref(c, obs, params, x)) <= 1e-9
+
+
+@settings(max_examples=3)
+@given(cut_circuits(), st.integers(0, 1000))
+def test_gradients_match_uncut(c, seed):
+    cc = cutting.partition(c)
+    params, x, obs = draw_inputs(c, seed)
+    gp, gx = jax.grad(lambda p, xx: cutting.expval(cc, obs, p, xx, dtype=C128),
+                      argnums=(0, 1))(jnp.asarray(params), jnp.asarray(x))
+    np.testing.assert_allclose(gp, fd_grad(lambda p: expval_ref(c, obs, p, x), params),
+                               atol=1e-7)
+    np.testing.assert_allclose(gx, fd_grad(lambda xx: expval_ref(c, obs, params, xx), x),
+                               atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def two_cut():
+    """4 qubits: a wire cut on qubit 1 and a CZ gate cut between the halves."""
+    c = (qjr.Circuit(4).ry(0, qjr.param(0)).ry(1, 0.7).cnot(0, 1).cut(1).ry(2, qjr.param(1))
+         .cnot(1, 2).cz(0, 3, cut=True).rx(3, qjr.inp(0)).crx(2, 3, 0.4).h(0))
+    obs = 0.8 * qjr.Z(0) @ qjr.Z(2) + 0.5 * qjr.X(1) @ qjr.Y(3) - 0.3 * qjr.X(0)
+    params, x = np.array([0.3, 1.2]), np.array([0.9])
+    return cutting.partition(c), c, obs, params, x
+
+
+def test_structure_and_list_of_observables(two_cut):
+    cc, c, obs, params, x = two_cut
+    assert [cut.kind for cut in cc.cuts] == ["wire", "gate"]
+    assert cc.cuts[0].wires == (1,) and cc.cuts[1].wires == (0, 3)
+    assert cc.overhead == pytest.approx(12.0)
+    assert cc.max_fragment_qubits <= 3
+    assert cc.n_subexperiments >= len(cc.fragments)
+    out = cutting.expval(cc, [obs, qjr.Z(3)], params, x, dtype=C128)
+    ref = [expval_ref(c, o, params, x) for o in (obs, qjr.Z(3))]
+    np.testing.assert_allclose(out, ref, atol=1e-9)
+    jitted = jax.jit(lambda p: cutting.expval(cc, obs, p, x, dtype=C128))(params)
+    assert abs(float(jitted) - ref[0]) < 1e-9
+    batch = jax.vmap(lambda p: cutting.expval(cc, obs, p, x, dtype=C128))(np.stack([params] * 2))
+    np.testing.assert_allclose(batch, [ref[0]] * 2, atol=1e-9)
+
+
+def test_sampling_is_unbiased_with_shrinking_stderr(two_cut):
+    cc, c, obs, params, x = two_cut
+    exact = expval_ref(c, obs, params, x)
+    keys = jax.random.split(jax.random.key(7), 40)
+    run = jax.vmap(lambda k: cutting.expval(cc, obs, params, x, dtype=C128, shots=2000, key=k,
+                                            return_stderr=True))
+    est, err = run(keys)
+    mean, sem = float(np.mean(est)), float(np.std(est, ddof=1) / np.sqrt(len(est)))
+    assert abs(mean - exact) < 5 * sem
+    # the reported standard error matches the spread of independent estimates
+    assert 0.7 < float(np.mean(err)) / float(np.std(est, ddof=1)) < 1.4
+    gamma = cc.overhead
+    assert float(np.max(err)) <= 1.01 * gamma * np.sqrt(0.8**2 + 0.5**2 + 0.3**2) / np.sqrt(2000)
+    _, err_big = cutting.expval(cc, obs, params, x, dtype=C128, shots=32000,
+                                key=jax.random.key(1), return_stderr=True)
+    assert float(np.mean(err)) / float(err_big) == pytest.approx(4.0, rel=0.15)
+
+
+def test_sharded_equals_unsharded(two_cut):
+    cc, c, obs, params, x = two_cut
+    devices = np.array(jax.devices())
+    assert devices.size == 8
+    mesh = jax.sharding.Mesh(devices, ("terms",))
+    plain = cutting.expval(cc, obs, params, x, dtype=C128)
+    sharded = cutting.expval(cc, obs, params, x, dtype=C128, mesh=mesh)
+    assert abs(float(sharded) - float(plain)) < 1e-12
+    g = jax.grad(lambda p: cutting.expval(cc, obs, p, x, dtype=C128, mesh=mesh))(params)
+    g0 = jax.grad(lambda p: cutting.expval(cc, obs, p, x, dtype=C128))(params)
+    np.testing.assert_allclose(g, g0, atol=1e-12)
+
+
+def test_fragment_values_are_physical(two_cut):
+    cc, _, obs, params, x = two_cut
+    vals = cutting.fragment_values(cc, obs, params, x, dtype=C128)
+    axes = cutting.fragment_axes(cc)
+    assert len(vals) == len(axes) == len(cc.fragments)
+    for v, ax in zip(vals, axes):
+        assert v.ndim == len(ax) and v.shape[-1] == len(obs.terms)
+        assert float(jnp.max(jnp.abs(v))) <= 1 + 1e-12
+
+
+def test_errors_name_the_value():
+    with pytest.raises(CutError, match="qubit 1"):
+        cutting.partition(qjr.Circuit(2).h(1).cnot(0, 1).cut(1).h(0))
+    with pytest.raises(CutError, match="swap"):
+        cutting.partition(qjr.Circuit(2).h(0).swap(0, 1, cut=True))
+    cc = cutting.partition(qjr.Circuit(2).h(0).cut(0).cnot(0, 1))
+    with pytest.raises(CutError, match="cut_index 3"):
+        cutting.perturb(cc, 3, np.eye(2))
+    with pytest.raises(CutError, match="not unitary"):
+        cutting.perturb(cc, 0, np.array([[1, 1], [0, 1]]))
+    with pytest.raises(qjr.errors.ParameterError, match="shots"):
+        cutting.expval(cc, qjr.Z(1), shots=1, key=jax.random.key(0))
