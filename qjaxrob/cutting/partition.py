@@ -141,6 +141,15 @@ class CutCircuit:
         return total
 
     @property
+    def n_params(self) -> int:
+        """Length of ``params``: the circuit's, or more if a perturbation added parameters."""
+        return max([self.circuit.n_params] + [f.n_params for f in self.fragments])
+
+    @property
+    def n_inputs(self) -> int:
+        return max([self.circuit.n_inputs] + [f.n_inputs for f in self.fragments])
+
+    @property
     def max_fragment_qubits(self) -> int:
         return max(f.n_qubits for f in self.fragments)
 

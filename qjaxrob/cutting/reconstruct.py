@@ -230,8 +230,8 @@ def _prepare(cc, obs, params, x, dtype):
     observables = tuple(check_observable(o, n) for o in observables)
     dt = check_dtype(dtype)
     real = np.finfo(dt).dtype
-    params = check_vector(params, cc.circuit.n_params, "params", real)
-    x = check_vector(x, cc.circuit.n_inputs, "x", real)
+    params = check_vector(params, cc.n_params, "params", real)
+    x = check_vector(x, cc.n_inputs, "x", real)
     return single, observables, dt, params, x
 
 
@@ -248,7 +248,7 @@ def expval(cc: CutCircuit, obs, params=None, x=None, *, dtype=jnp.complex64, sho
     Args:
         cc: a ``CutCircuit`` from ``partition``.
         obs: a ``PauliSum`` on the original wires, or a list of them (vector output).
-        params, x: 1-D arrays of length ``cc.circuit.n_params`` / ``n_inputs``.
+        params, x: 1-D arrays of length ``cc.n_params`` / ``cc.n_inputs``.
         dtype: complex64 (default) or complex128.
         shots, key: QPD-sampling estimate with ``shots`` shots per Pauli term (module docs);
             not differentiable. Without them the reconstruction is exact and differentiable.
