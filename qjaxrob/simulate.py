@@ -28,9 +28,10 @@ from qjaxrob.errors import (
     QjrTypeError,
     WireError,
 )
-from qjaxrob.gates import GATES
+from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
 from qjaxrob.kernels import density as dk
+from qjaxrob.kernels.structured import apply_permutation
 from qjaxrob.observables import PauliSum
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
@@ -92,10 +93,14 @@ def _prepare(c, params, x, dtype):
 
 
 # ---- the circuit walk -----------------------------------------------------------
-def evolve(circuit: Circuit, carry, params, x, apply_op):
+def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
     """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
-    each ``Repeat`` to a ``lax.scan`` over its repetitions' parameter slices."""
-    for op in circuit.ops:
+    each ``Repeat`` to a ``lax.scan`` over its repetitions' parameter slices.
+
+    ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
+    :func:`qjaxrob.fusion.fuse`; it is applied to every ``Repeat`` body as well."""
+    ops = circuit.ops if prepare is None else prepare(circuit.ops)
+    for op in ops:
         if isinstance(op, Repeat):
             stride = op.block.n_params
             if stride:
@@ -105,7 +110,7 @@ def evolve(circuit: Circuit, carry, params, x, apply_op):
                 rows = jnp.zeros((op.times, 0), params.dtype)
 
             def body(carry, p, block=op.block):
-                return evolve(block, carry, p, x, apply_op), None
+                return evolve(block, carry, p, x, apply_op, prepare), None
 
             carry, _ = jax.lax.scan(body, carry, rows)
         else:
@@ -113,19 +118,15 @@ def evolve(circuit: Circuit, carry, params, x, apply_op):
     return carry
 
 
-def op_matrix(op, params, x, dtype):
-    """``("diagonal", d)`` or ``("dense", U)`` for a gate or unitary op."""
-    if op.name == "unitary":
-        return "dense", jnp.asarray(op.matrices[0].array, dtype)
-    spec = GATES[op.name]
-    values = tuple(a.resolve(params, x) for a in op.angles)
-    if spec.diag_fn is not None:
-        return "diagonal", spec.diag_fn(values, dtype)
-    return "dense", spec.matrix_fn(values, dtype)
-
-
 def _statevector_op(dtype):
     def apply(state, op, params, x):
+        if isinstance(op, Block):
+            arg = block_apply_args(op, params, x, dtype)
+            if op.kind == "diagonal":
+                return apply_diagonal(state, arg, op.wires)
+            if op.kind == "permutation":
+                return apply_permutation(state, op.perm, arg, op.wires)
+            return apply_matrix(state, arg, op.wires)
         if op.is_marker:
             return state
         if op.is_channel:
@@ -162,11 +163,16 @@ def zero_state(n: int, dtype, mixed: bool = False):
     return jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
 
 
-def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool):
-    """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted)."""
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS):
+    """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
+
+    Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
+    (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
     n = circuit.n_qubits
-    apply = _density_op(dtype) if mixed else _statevector_op(dtype)
-    return evolve(circuit, zero_state(n, dtype, mixed), params, x, apply)
+    if mixed:
+        return evolve(circuit, zero_state(n, dtype, True), params, x, _density_op(dtype))
+    prepare = partial(fuse, max_qubits=fuse_qubits) if fuse_qubits else None
+    return evolve(circuit, zero_state(n, dtype), params, x, _statevector_op(dtype), prepare)
 
 
 # ---- compiled entry points ---------------------------------------------------------

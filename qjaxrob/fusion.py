@@ -1,0 +1,196 @@
+"""Static gate fusion for the statevector path (a compiler pass over the ``Circuit`` IR).
+
+At trace time, each maximal run of gates between ``Repeat`` nodes is grouped greedily into
+``Block`` s of at most ``max_qubits`` wires. A gate joins the latest blocks on its wires
+when (a) those blocks can legally move to the latest one's position (each is the last
+block on all of its wires, so it commutes with everything in between), (b) the union of
+wires has at most ``max_qubits`` wires, and (c) the cost model says the merged block is
+no more expensive than the parts. Runs of gates on the same wires therefore collapse into
+one gate, and 1-qubit gates next to 2-qubit gates are absorbed into them.
+
+Each block is classified statically as ``"diagonal"`` (all members diagonal; traced
+angles allowed), ``"permutation"`` (all members constant and the product a monomial
+matrix: X, Y, CNOT, CY, SWAP, iSWAP, Toffoli, CZ, S, T...) or ``"dense"``, and applied
+with the cheapest kernel. Matrices of blocks with traced angles are built at run time
+from the angles, so fused circuits stay differentiable to any order. ``Repeat`` bodies
+are fused separately (the scan is kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob.circuit import Op, Repeat
+from qjaxrob.gates import GATES
+from qjaxrob.kernels import apply_diagonal, apply_matrix
+from qjaxrob.kernels.structured import monomial
+
+__all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
+
+DEFAULT_MAX_QUBITS = 3
+"""Largest fused block. Dense blocks of <= 3 qubits use slice-and-combine (one pass)."""
+
+KERNEL_COST = {"diagonal": 0.65, "permutation": 0.85, 1: 1.0, 2: 1.4, 3: 1.6, 4: 4.1, 5: 8.0}
+"""Relative time of one kernel application on a 2-core CPU at 16-20 qubits (complex128,
+median of 19 applications inside one jit; ``k`` = dense k-qubit); see
+``benchmarks/README.md``. Every kernel is about one pass over the state except
+tensordot (k >= 4), which also transposes."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fused group of gates on ``wires`` (sorted), applied as one kernel.
+
+    Attributes:
+        wires: the block's wires in increasing order; the block matrix's first tensor
+            factor is ``wires[0]``.
+        ops: member gates in application order.
+        kind: ``"diagonal"``, ``"permutation"`` or ``"dense"``.
+        perm, phases: for permutation blocks, the static monomial ``U[i, perm[i]] = phases[i]``.
+    """
+
+    wires: tuple[int, ...]
+    ops: tuple[Op, ...]
+    kind: str
+    perm: tuple[int, ...] = ()
+    phases: tuple[complex, ...] = ()
+
+
+def _is_const(op: Op) -> bool:
+    return all(a.source == "const" for a in op.angles)
+
+
+def _op_kind(op: Op) -> str:
+    if op.name == "unitary":
+        m = op.matrices[0].array
+        return "diagonal" if np.count_nonzero(m - np.diag(np.diag(m))) == 0 else "dense"
+    spec = GATES[op.name]
+    return "diagonal" if spec.diag_fn is not None else spec.kind
+
+
+def _const_matrix(op: Op) -> np.ndarray:
+    if op.name == "unitary":
+        return op.matrices[0].array
+    values = tuple(a.offset for a in op.angles)
+    with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+        return np.asarray(GATES[op.name].matrix_fn(values, np.complex128))
+
+
+def _embed_np(m, op_wires, wires):
+    """Dense NumPy ``(2**k, 2**k)`` matrix of ``m`` on ``op_wires`` within block ``wires``."""
+    k = len(wires)
+    eye = np.eye(2**k, dtype=np.complex128).reshape((2,) * (2 * k))
+    pos = tuple(wires.index(w) for w in op_wires)
+    j = len(op_wires)
+    t = np.tensordot(m.reshape((2,) * (2 * j)), eye, axes=(tuple(range(j, 2 * j)), pos))
+    return np.moveaxis(t, tuple(range(j)), pos).reshape(2**k, 2**k)
+
+
+def _make_block(wires, ops) -> Block:
+    wires = tuple(sorted(wires))
+    kinds = {_op_kind(op) for op in ops}
+    if kinds == {"diagonal"}:
+        return Block(wires, ops, "diagonal")
+    if "dense" not in kinds and all(_is_const(op) for op in ops):
+        m = np.eye(2 ** len(wires), dtype=np.complex128)
+        for op in ops:
+            m = _embed_np(_const_matrix(op), op.wires, wires) @ m
+        mono = monomial(m)
+        if mono is not None:
+            perm, phases = mono
+            return Block(wires, ops, "permutation", perm, tuple(complex(p) for p in phases))
+    return Block(wires, ops, "dense")
+
+
+def _cost(block: Block) -> float:
+    return KERNEL_COST[block.kind if block.kind != "dense" else len(block.wires)]
+
+
+def _fuse_run(ops, max_qubits: int):
+    blocks: list[Block | None] = []
+    last: dict[int, int] = {}
+    for op in ops:
+        cands = sorted({last[w] for w in op.wires if w in last})
+        union = set(op.wires).union(*(blocks[c].wires for c in cands))
+        movable = all(last[w] == c for c in cands[:-1] for w in blocks[c].wires)
+        alone = _make_block(op.wires, (op,))
+        if cands and movable and len(union) <= max_qubits:
+            merged = _make_block(union, sum((blocks[c].ops for c in cands), ()) + (op,))
+            if _cost(merged) <= sum(_cost(blocks[c]) for c in cands) + _cost(alone):
+                moved = set(op.wires)
+                for c in cands[:-1]:
+                    moved.update(blocks[c].wires)
+                    blocks[c] = None
+                blocks[cands[-1]] = merged
+                last.update((w, cands[-1]) for w in moved)
+                continue
+        blocks.append(alone)
+        last.update((w, len(blocks) - 1) for w in op.wires)
+    return [b for b in blocks if b is not None]
+
+
+@lru_cache(maxsize=1024)
+def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
+    """Fuses the gates of ``ops`` (a circuit's op tuple) into ``Block`` s.
+
+    ``Repeat`` nodes are kept in place (their bodies are fused when walked); cut markers
+    are dropped (no-ops for state simulation); channel ops are kept as barriers so the
+    statevector path can report them. ``max_qubits <= 1`` only merges same-wire runs.
+    """
+    out, run = [], []
+
+    def flush():
+        out.extend(_fuse_run(run, max(1, max_qubits)))
+        run.clear()
+
+    for op in ops:
+        if isinstance(op, Repeat) or op.is_channel:
+            flush()
+            out.append(op)
+        elif not op.is_marker:
+            run.append(op)
+    flush()
+    return tuple(out)
+
+
+def op_matrix(op, params, x, dtype):
+    """``("diagonal", d)`` or ``("dense", U)`` for a gate or unitary op, built from the
+    (possibly traced) angles at run time."""
+    if op.name == "unitary":
+        return "dense", jnp.asarray(op.matrices[0].array, dtype)
+    spec = GATES[op.name]
+    values = tuple(a.resolve(params, x) for a in op.angles)
+    if spec.diag_fn is not None:
+        return "diagonal", spec.diag_fn(values, dtype)
+    return "dense", spec.matrix_fn(values, dtype)
+
+
+def block_apply_args(block: Block, params, x, dtype):
+    """The run-time operand of a block: ``(2**k,)`` diagonal, ``(2**k, 2**k)`` matrix, or
+    the ``(2**k,)`` phases of a permutation block (static NumPy; ``None`` if all ones)."""
+    k = len(block.wires)
+    if block.kind == "permutation":
+        phases = np.asarray(block.phases, dtype)
+        return None if np.all(phases == 1) else phases
+    if len(block.ops) == 1 and block.ops[0].wires == block.wires:
+        kind, m = op_matrix(block.ops[0], params, x, dtype)
+        if block.kind == "dense" and kind == "diagonal":
+            m = jnp.diag(m)
+        return m
+    pos = {w: i for i, w in enumerate(block.wires)}
+    if block.kind == "diagonal":
+        d = jnp.ones((2,) * k, dtype)
+        for op in block.ops:
+            d = apply_diagonal(d, op_matrix(op, params, x, dtype)[1], [pos[w] for w in op.wires])
+        return d.reshape(-1)
+    m = jnp.eye(2**k, dtype=dtype).reshape((2,) * (2 * k))
+    for op in block.ops:
+        kind, v = op_matrix(op, params, x, dtype)
+        wires = [pos[w] for w in op.wires]
+        m = apply_diagonal(m, v, wires) if kind == "diagonal" else apply_matrix(m, v, wires)
+    return m.reshape(2**k, 2**k)
