@@ -200,7 +200,9 @@ def _sampled(cc, observables, params, x, key, dtype, mesh, shots):
     picks, value = {}, jnp.ones((shots, n_t))
     for j, t in enumerate(tabs):
         flat = t.coeffs.reshape(-1)
-        e = jax.random.categorical(keys[j], jnp.log(jnp.abs(flat)), shape=(shots, n_t))
+        cdf = jnp.cumsum(jnp.abs(flat))
+        u = jax.random.uniform(keys[j], (shots, n_t), cdf.dtype) * cdf[-1]
+        e = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, flat.shape[0] - 1)
         picks[(j, 0)], picks[(j, 1)] = e // t.coeffs.shape[1], e % t.coeffs.shape[1]
         value = value * jnp.sign(flat[e]) * t.gamma
     t_idx = jnp.broadcast_to(jnp.arange(n_t), (shots, n_t))
