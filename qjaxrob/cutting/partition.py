@@ -28,7 +28,7 @@ from functools import cached_property
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit, ConstMatrix, Op
+from qjaxrob.circuit import Circuit, Op
 from qjaxrob.cutting import qpd
 from qjaxrob.errors import CutError, QjrTypeError
 
@@ -255,7 +255,3 @@ def with_fragment(cc: CutCircuit, index: int, fragment: Circuit) -> CutCircuit:
     frags = list(cc.fragments)
     frags[index] = fragment
     return replace(cc, fragments=tuple(frags))
-
-
-def const_matrix(m) -> ConstMatrix:
-    return ConstMatrix(np.asarray(m, complex))
