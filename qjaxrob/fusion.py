@@ -32,8 +32,10 @@ from qjaxrob.kernels.structured import monomial
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
-DEFAULT_MAX_QUBITS = 3
-"""Largest fused block. Dense blocks of <= 3 qubits use slice-and-combine (one pass)."""
+DEFAULT_MAX_QUBITS = 2
+"""Largest fused block on CPU. Measured on the HEA (n=16-20, complex128): k=2 and k=3 give
+the same forward time, but k=3 doubles the backprop gradient time and triples its compile
+time (64-term slice-and-combine blocks), so 2 is the default."""
 
 KERNEL_COST = {"diagonal": 0.65, "permutation": 0.85, 1: 1.0, 2: 1.4, 3: 1.6, 4: 4.1, 5: 8.0}
 """Relative time of one kernel application on a 2-core CPU at 16-20 qubits (complex128,
