@@ -1,0 +1,134 @@
+"""Gate fusion (qjaxrob.fusion): fused == unfused == dense NumPy reference on random
+circuits (Repeat included, both dtypes, fusion widths 1-3), static block classification,
+the permutation kernel, and unchanged gradients."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qjaxrob as qjr
+from helpers import circuits, random_inputs, random_unitary
+from qjaxrob.fusion import Block, block_apply_args, fuse
+from qjaxrob.kernels.structured import apply_permutation, monomial
+from qjaxrob.simulate import final_tensor
+from reference import (
+    embed, expval_ref, flat_ops, gate_matrix_ref, observable_matrix, resolve, statevector_ref,
+)
+
+TOL = {jnp.complex128: 1e-10, jnp.complex64: 1e-5}
+
+
+@partial(jax.jit, static_argnames=("c", "dtype", "k"))
+def _state(c, p, x, dtype, k):
+    return final_tensor(c, p, x, dtype, False, fuse_qubits=k).reshape(-1)
+
+
+@st.composite
+def repeated_circuits(draw):
+    """prefix + repeat(block, times) + suffix, all random."""
+    block = draw(circuits(min_qubits=2, max_qubits=5, max_ops=8))
+    n = block.n_qubits
+    pre = draw(circuits(min_qubits=n, max_qubits=n, max_ops=4))
+    post = draw(circuits(min_qubits=n, max_qubits=n, max_ops=4))
+    times = draw(st.integers(1, 3))
+    return pre + qjr.Circuit.repeat(block, times, param_offset=pre.n_params) + post
+
+
+@settings(max_examples=12)
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
+@given(c=st.one_of(circuits(max_qubits=6, max_ops=16), repeated_circuits()), k=st.integers(1, 3))
+def test_fused_equals_unfused_equals_reference(dtype, c, k):
+    p, x = random_inputs(c, seed=3)
+    ref = statevector_ref(c, p, x)
+    fused = np.asarray(_state(c, jnp.asarray(p), jnp.asarray(x), dtype, k))
+    plain = np.asarray(_state(c, jnp.asarray(p), jnp.asarray(x), dtype, 0))
+    np.testing.assert_allclose(fused, ref, atol=TOL[dtype])
+    np.testing.assert_allclose(fused, plain, atol=TOL[dtype])
+
+
+def _block_matrix_ref(block, p, x):
+    """Product of the member gates' reference matrices embedded in the block's wires."""
+    k = len(block.wires)
+    m = np.eye(2**k, dtype=complex)
+    for op in block.ops:
+        g = (np.asarray(op.matrices[0].array) if op.name == "unitary"
+             else gate_matrix_ref(op.name, [resolve(a, p, x) for a in op.angles]))
+        pos = [block.wires.index(w) for w in op.wires]
+        m = embed(g, pos, k) @ m
+    return m
+
+
+@given(c=circuits(max_qubits=5, max_ops=14), k=st.integers(1, 3))
+def test_blocks_are_classified_and_valued_correctly(c, k):
+    p, x = random_inputs(c, seed=5)
+    blocks = fuse(c.ops, k)
+    assert sum(len(b.ops) for b in blocks) == sum(op.name != "cut" for op, _ in flat_ops(c))
+    for b in blocks:
+        assert isinstance(b, Block) and len(b.wires) <= max(k, *(len(o.wires) for o in b.ops))
+        want = _block_matrix_ref(b, p, x)
+        got = block_apply_args(b, jnp.asarray(p), jnp.asarray(x), jnp.complex128)
+        if b.kind == "diagonal":
+            np.testing.assert_allclose(np.diag(got), want, atol=1e-12)
+        elif b.kind == "permutation":
+            mono = np.zeros_like(want)
+            phases = np.ones(len(b.perm)) if got is None else got
+            mono[np.arange(len(b.perm)), b.perm] = phases
+            np.testing.assert_allclose(mono, want, atol=1e-12)
+        else:
+            np.testing.assert_allclose(np.asarray(got), want, atol=1e-12)
+
+
+def test_classification_of_known_blocks():
+    c = qjr.Circuit(3).rz(0, qjr.param(0)).cz(0, 1).rzz(1, 2, 0.3)
+    assert [b.kind for b in fuse(c.ops, 3)] == ["diagonal"]
+    c = qjr.Circuit(3).cnot(0, 1).x(1).swap(1, 2).cz(0, 2).s(2)
+    assert [b.kind for b in fuse(c.ops, 3)] == ["permutation"]
+    c = qjr.Circuit(2).ry(0, qjr.param(0)).rz(0, qjr.param(1)).cnot(0, 1).ry(1, 0.2)
+    assert [(b.kind, b.wires) for b in fuse(c.ops, 2)] == [("dense", (0, 1))]
+    # k=1: only same-wire runs merge; the CNOT stays a permutation
+    assert [b.kind for b in fuse(c.ops, 1)] == ["dense", "permutation", "dense"]
+
+
+def test_blocks_never_move_across_a_later_gate_on_their_wires():
+    # h(2) may join the ccx block on (1,2,4), but iswap(4,1) must not: wire 1 was used
+    # later by the ccx on (1,3,0).
+    c = qjr.Circuit(5).ccx(2, 4, 1).ccx(1, 3, 0).h(1).h(2).cnot(2, 0).iswap(4, 1)
+    got = np.asarray(_state(c, jnp.zeros(0), jnp.zeros(0), jnp.complex128, 3))
+    np.testing.assert_allclose(got, statevector_ref(c), atol=1e-12)
+
+
+@pytest.mark.parametrize("wires", [(0,), (2, 0), (1, 3, 2)])
+def test_permutation_kernel_matches_dense(rng, wires):
+    n, k = 4, len(wires)
+    u = np.eye(2**k)[rng.permutation(2**k)] * np.exp(1j * rng.normal(size=2**k))[:, None]
+    perm, phases = monomial(u)
+    psi = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+    for ph in (phases, jnp.asarray(phases)):
+        got = apply_permutation(jnp.asarray(psi).reshape((2,) * n), perm, ph, wires)
+        np.testing.assert_allclose(np.asarray(got).reshape(-1), embed(u, wires, n) @ psi,
+                                   atol=1e-12)
+    assert monomial(random_unitary(rng, 4)) is None
+
+
+def test_gradients_unchanged_by_fusion(rng):
+    block = qjr.Circuit(4).ry(0, qjr.param(0)).rz(0, qjr.param(1)).cnot(0, 1).crx(
+        1, 2, qjr.param(2)).rx(3, qjr.inp(0) * 0.7).u3(2, qjr.param(3), 0.2, qjr.param(0))
+    c = qjr.Circuit(4).h(1) + qjr.Circuit.repeat(block, 3)
+    obs = qjr.Z(0) @ qjr.X(2) + 0.5 * qjr.Y(3)
+    p, x = jnp.asarray(rng.uniform(-2, 2, c.n_params)), jnp.asarray(rng.uniform(-2, 2, 1))
+
+    def f(p, x, k):
+        t = final_tensor(c, p, x, jnp.complex128, False, fuse_qubits=k)
+        return jnp.real(jnp.vdot(t.reshape(-1), jnp.asarray(observable_matrix(obs, 4)) @ t.reshape(-1)))
+
+    grads = [jax.grad(f, argnums=(0, 1))(p, x, k) for k in (0, 2, 3)]
+    for g in grads[1:]:
+        np.testing.assert_allclose(g[0], grads[0][0], atol=1e-10)
+        np.testing.assert_allclose(g[1], grads[0][1], atol=1e-10)
+    # and the value itself against the reference
+    assert abs(f(p, x, 2) - expval_ref(c, obs, np.asarray(p), np.asarray(x))) < 1e-10
