@@ -119,14 +119,21 @@ def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
 
 
 def _statevector_op(dtype):
+    """Per-op statevector update; the Pallas kernels are used only on a GPU backend."""
+    matrix_kernel, diagonal_kernel = apply_matrix, apply_diagonal
+    if jax.default_backend() == "gpu":
+        from qjaxrob.kernels import pallas
+
+        matrix_kernel, diagonal_kernel = pallas.apply_matrix, pallas.apply_diagonal
+
     def apply(state, op, params, x):
         if isinstance(op, Block):
             arg = block_apply_args(op, params, x, dtype)
             if op.kind == "diagonal":
-                return apply_diagonal(state, arg, op.wires)
+                return diagonal_kernel(state, arg, op.wires)
             if op.kind == "permutation":
                 return apply_permutation(state, op.perm, arg, op.wires)
-            return apply_matrix(state, arg, op.wires)
+            return matrix_kernel(state, arg, op.wires)
         if op.is_marker:
             return state
         if op.is_channel:
@@ -136,8 +143,8 @@ def _statevector_op(dtype):
             )
         kind, m = op_matrix(op, params, x, dtype)
         if kind == "diagonal":
-            return apply_diagonal(state, m, op.wires)
-        return apply_matrix(state, m, op.wires)
+            return diagonal_kernel(state, m, op.wires)
+        return matrix_kernel(state, m, op.wires)
 
     return apply
 
