@@ -1,12 +1,11 @@
 """Static gate fusion for the statevector path (a compiler pass over the ``Circuit`` IR).
 
 At trace time, each maximal run of gates between ``Repeat`` nodes is grouped greedily into
-``Block`` s of at most ``max_qubits`` wires. A gate joins the latest blocks on its wires
-when (a) those blocks can legally move to the latest one's position (each is the last
-block on all of its wires, so it commutes with everything in between), (b) the union of
-wires has at most ``max_qubits`` wires, and (c) the cost model says the merged block is
-no more expensive than the parts. Runs of gates on the same wires therefore collapse into
-one gate, and 1-qubit gates next to 2-qubit gates are absorbed into them.
+``Block`` s of at most ``max_qubits`` wires (wider gates stay alone). A gate
+joins earlier blocks only where that is legal (a block moves past later gates only if no
+later gate touches its wires) and the cost model (``KERNEL_COST``) says the merged block
+is no more expensive than the parts. Runs of gates on the same wires therefore collapse
+into one gate, and 1-qubit gates next to 2-qubit gates are absorbed into them.
 
 Each block is classified statically as ``"diagonal"`` (all members diagonal; traced
 angles allowed), ``"permutation"`` (all members constant and the product a monomial
@@ -114,25 +113,49 @@ def _cost(block: Block) -> float:
 
 
 def _fuse_run(ops, max_qubits: int):
+    """Greedy fusion of a run of gates. For each gate, two merges are priced and the
+    better one taken if it does not raise the cost: (a) into the latest block on its
+    wires, together with every other latest block (all must be able to move there), when
+    the union has at most ``max_qubits`` wires; (b) as a new block at the end, absorbing
+    the latest blocks that lie within the gate's own wires and can move to the end."""
     blocks: list[Block | None] = []
     last: dict[int, int] = {}
+
+    def free(c):  # block c is the last block on all of its wires: it may move later
+        return all(last[w] == c for w in blocks[c].wires)
+
     for op in ops:
-        cands = sorted({last[w] for w in op.wires if w in last})
-        union = set(op.wires).union(*(blocks[c].wires for c in cands))
-        movable = all(last[w] == c for c in cands[:-1] for w in blocks[c].wires)
         alone = _make_block(op.wires, (op,))
-        if cands and movable and len(union) <= max_qubits:
-            merged = _make_block(union, sum((blocks[c].ops for c in cands), ()) + (op,))
-            if _cost(merged) <= sum(_cost(blocks[c]) for c in cands) + _cost(alone):
-                moved = set(op.wires)
-                for c in cands[:-1]:
-                    moved.update(blocks[c].wires)
-                    blocks[c] = None
-                blocks[cands[-1]] = merged
-                last.update((w, cands[-1]) for w in moved)
-                continue
-        blocks.append(alone)
-        last.update((w, len(blocks) - 1) for w in op.wires)
+        cands = sorted({last[w] for w in op.wires if w in last})
+        options = []
+        union = set(op.wires).union(*(blocks[c].wires for c in cands))
+        if cands and len(union) <= max_qubits and all(free(c) for c in cands[:-1]):
+            options.append((cands, cands[-1], union))
+        inner = [c for c in cands if set(blocks[c].wires) <= set(op.wires) and free(c)]
+        if inner and len(op.wires) <= max_qubits:
+            options.append((inner, None, set(op.wires)))
+        best = None
+        for members, target, wires in options:
+            merged = _make_block(wires, sum((blocks[c].ops for c in members), ()) + (op,))
+            saving = sum(_cost(blocks[c]) for c in members) + _cost(alone) - _cost(merged)
+            if saving >= 0 and (best is None or saving > best[0]):
+                best = (saving, members, target, merged)
+        if best is None:
+            blocks.append(alone)
+            last.update((w, len(blocks) - 1) for w in op.wires)
+            continue
+        _, members, target, merged = best
+        moved = set(op.wires)
+        for c in members:
+            if c != target:
+                moved.update(blocks[c].wires)
+                blocks[c] = None
+        if target is None:
+            blocks.append(merged)
+            target = len(blocks) - 1
+        else:
+            blocks[target] = merged
+        last.update((w, target) for w in moved)
     return [b for b in blocks if b is not None]
 
 
