@@ -36,11 +36,11 @@ DEFAULT_MAX_QUBITS = 2
 the same forward time, but k=3 doubles the backprop gradient time and triples its compile
 time (64-term slice-and-combine blocks), so 2 is the default."""
 
-KERNEL_COST = {"diagonal": 0.65, "permutation": 0.85, 1: 1.0, 2: 1.4, 3: 1.6, 4: 4.1, 5: 8.0}
-"""Relative time of one kernel application on a 2-core CPU at 16-20 qubits (complex128,
-median of 19 applications inside one jit; ``k`` = dense k-qubit); see
-``benchmarks/README.md``. Every kernel is about one pass over the state except
-tensordot (k >= 4), which also transposes."""
+KERNEL_COST = {"diagonal": 0.75, "permutation": 0.8, 1: 1.0, 2: 1.4, 3: 2.1, 4: 6.0, 5: 12.0}
+"""Relative time of one kernel application (``k`` = dense k-qubit) on a 2-core CPU at
+n=20, complex128: ``python -m benchmarks.peers --kernels`` (dense 1q = 1.06 ms). Every
+kernel up to 3 qubits is about one pass over the state; tensordot (k >= 4) also
+transposes. k=5 is extrapolated."""
 
 
 @dataclass(frozen=True)
