@@ -11,6 +11,9 @@ give XLA a much simpler index space than the rank-n tensor. Matrices with more t
 
 from __future__ import annotations
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,6 +68,41 @@ def _bits(i: int, k: int):
     return tuple((i >> (k - 1 - j)) & 1 for j in range(k))
 
 
+def _einsum_apply(x, m, k: int):
+    """``m`` applied to the gate axes of the grouped view ``x`` as one ``einsum``."""
+    groups = "abcd"[: k + 1]
+    rows, cols = "efg"[:k], "hij"[:k]
+    src = "".join(g + c for g, c in zip(groups, cols)) + groups[k]
+    dst = "".join(g + r for g, r in zip(groups, rows)) + groups[k]
+    return jnp.einsum(f"{rows}{cols},{src}->{dst}", m.reshape((2,) * (2 * k)), x)
+
+
+def _combine(x, m, k: int):
+    dim = 2**k
+    slices = [_slice(x, _bits(c, k)) for c in range(dim)]
+    rows = [sum(m[r, c] * slices[c] for c in range(dim)) for r in range(dim)]
+    return stack_slices(rows, k)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _sliced(x, m, k):
+    return _combine(x, m, k)
+
+
+@partial(_sliced.defjvp, symbolic_zeros=True)
+def _sliced_jvp(k, primals, tangents):
+    """Tangent ``M dx + dM x``. The ``dM x`` term is an einsum so that reverse mode
+    transposes it into one contraction over the state (not ``4**k`` separate reductions)."""
+    x, m = primals
+    dx, dm = tangents
+    out = _sliced(x, m, k)
+    zero = jax.custom_derivatives.SymbolicZero
+    tangent = jnp.zeros_like(out) if isinstance(dx, zero) else _sliced(dx, m, k)
+    if not isinstance(dm, zero):
+        tangent = tangent + _einsum_apply(x, dm, k)
+    return out, tangent
+
+
 def apply_matrix(state, matrix, wires):
     """Applies the ``(2**k, 2**k)`` ``matrix`` to ``wires`` of the ``(2,)*n`` ``state``.
 
@@ -84,7 +122,4 @@ def apply_matrix(state, matrix, wires):
         return jnp.moveaxis(out, tuple(range(k)), wires)
     m, sw = sort_wires(matrix, wires)
     x = state.reshape(grouped_shape(state.ndim, sw))
-    dim = 2**k
-    slices = [_slice(x, _bits(c, k)) for c in range(dim)]
-    rows = [sum(m[r, c] * slices[c] for c in range(dim)) for r in range(dim)]
-    return stack_slices(rows, k).reshape(state.shape)
+    return _sliced(x, m, k).reshape(state.shape)
