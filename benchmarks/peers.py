@@ -345,10 +345,11 @@ def main(argv=None):
     peers = available_peers()
     table = Table()
     if args.quick:
-        layers, fwd_sizes, grad_sizes, batch, calls, pl_first = 1, (4, 8), (8,), (4, 8), (2, 4), ()
+        layers, fwd_sizes, grad_sizes, batch, call_n, calls, pl_first = \
+            1, (4, 8), (8,), (4, 8), 4, (2, 4), ()
     else:
-        layers, fwd_sizes, grad_sizes, batch, calls, pl_first = 4, (8, 12, 16, 20), (16, 20), \
-            (10, 256), (10, 50, 200), (10,)
+        layers, fwd_sizes, grad_sizes, batch, call_n, calls, pl_first = \
+            4, (8, 12, 16, 20), (16, 20), (10, 256), 10, (10, 50, 200), (10,)
     t0 = time.perf_counter()
     for n in fwd_sizes:
         forward(table, n, layers, peers)
@@ -357,10 +358,10 @@ def main(argv=None):
     batched(table, batch[0], layers, batch[1], peers)
     for what in ("forward", "grad"):
         for layers in calls:
-            first_call(table, 10, layers, what)
+            first_call(table, call_n, layers, what)
     if "default.qubit" in peers:
         for layers in pl_first:
-            first_call(table, 10, layers, "forward", engine="pennylane")
+            first_call(table, call_n, layers, "forward", engine="pennylane")
     if args.kernels:
         kernel_costs(table)
     print(f"total {time.perf_counter() - t0:.1f} s")
