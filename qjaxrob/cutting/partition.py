@@ -65,6 +65,14 @@ class Cut:
         return qpd.gate_table(self.op.name, theta, dtype)
 
     @property
+    def pattern(self) -> np.ndarray:
+        """Static boolean mask of the structurally nonzero entries of this cut's coefficient
+        matrix (the joint QPD terms it contributes; a traced angle may zero some)."""
+        if self.kind == "wire":
+            return qpd.WIRE_PATTERN.copy()
+        return qpd.gate_pattern(self.op)
+
+    @property
     def gamma_bound(self) -> float:
         """gamma at the gate's constant angle; the worst case (3) for a traced angle."""
         if self.kind == "wire":

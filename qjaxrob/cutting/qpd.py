@@ -220,6 +220,18 @@ def gate_table(name: str, theta=0.0, dtype=jnp.complex128) -> QPDTable:
     return QPDTable(coeffs, ka, jnp.asarray(_SA, real), kb, jnp.asarray(_SB, real), True, True)
 
 
+_RZZ_PATTERN = np.array([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1],
+                         [0, 0, 0, 0, 1]], bool)
+WIRE_PATTERN = np.zeros((4, 6), bool)
+for _m, _p, _ in _PENG:
+    WIRE_PATTERN[WIRE_MEASURE.index(_m), WIRE_PREPARE.index(_p)] = True
+
+
+def gate_pattern(op) -> np.ndarray:
+    """Static mask of the structurally nonzero coefficients of gate-cut ``op``'s table."""
+    return _RZZ_PATTERN.copy()
+
+
 def gate_gamma(name: str, theta=0.0):
     """The literature gamma: 3 (CZ/CNOT/CY), 1 + 2|sin t| (Ising), 1 + 2|sin(t/2)|
     (controlled rotations)."""
