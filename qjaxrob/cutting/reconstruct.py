@@ -28,21 +28,26 @@ sampling* in proportion to ``|c_t|``: with one ``u ~ U(0, 1)`` per Pauli term,
 ``n_t = floor(N F_t + u) - floor(N F_{t-1} + u)`` (``F_t`` the cumulative sum of
 ``p_t = |c_t| / gamma``), so ``sum_t n_t = N`` exactly, ``|n_t - N p_t| < 1`` and
 ``E[n_t] = N p_t`` (deterministic up to one shot, unlike per-shot term draws). One shot of
-term ``t`` runs every fragment once and records the product ``o = prod_f o_f`` of the
-fragments' +-1 outcomes (measured parity times QPD measurement signs); the fragments are
-independent, so ``P(o = +1) = (1 + M_t) / 2`` with ``M_t = prod_f G_f[term t]`` from the
-exact fragment tensors, and the term's ``n_t`` shots are drawn as ONE binomial
-``K_t ~ Bin(n_t, (1 + M_t) / 2)`` (equal in distribution to simulating the shots' bits).
-Estimator: ``<P>_hat = (gamma / N) sum_t sign(c_t) (2 K_t - n_t)``. Unbiased because
-``E[2K_t - n_t | n_t] = n_t M_t`` and ``E[n_t] = N p_t`` give ``sum_t c_t M_t = <P>``.
-Standard error: ``sqrt(sum_P coeff_P^2 var_P)`` with the plug-in stratified variance
-``var_P = (gamma / N)^2 sum_t n_t s_t^2``, ``s_t^2`` the unbiased sample variance of term
-``t``'s shots (capped at its maximum 1; 1 for a single shot), which ignores the at-most-one-
-shot rounding of the allocation; it is bounded by ``gamma * sqrt(sum coeff^2) / sqrt(N)``.
+term ``t`` runs every fragment once; fragment ``f`` returns ``o_f = +-1`` (measured parity
+times QPD measurement signs) with ``P(o_f = +1) = (1 + G_f[t]) / 2`` from the exact fragment
+tensor, so the term's ``n_t`` shots of fragment ``f`` are ONE binomial
+``K_{t,f} ~ Bin(n_t, (1 + G_f[t]) / 2)`` (equal in distribution to simulating the bits).
+Like qiskit-addon-cutting, each fragment's results are averaged separately,
+``m_{t,f} = (2 K_{t,f} - n_t) / n_t``, and multiplied (fragments share no state, so the
+product of independent means is unbiased). Estimator:
+``<P>_hat = (gamma / N) sum_t sign(c_t) n_t prod_f m_{t,f}``; unbiased because
+``E[prod_f m_{t,f} | n_t] = prod_f G_f[t]`` and ``E[n_t] = N p_t`` give
+``sum_t c_t prod_f G_f[t] = <P>``. Standard error: ``sqrt(sum_P coeff_P^2 var_P)`` with
+``var_P = (gamma / N)^2 sum_t n_t^2 V_t`` and ``V_t = prod_f m^2 - prod_f (m^2 - s_f^2 /
+n_t)`` the unbiased variance estimate of a product of independent means (``s_f^2`` the
+sample variance; clipped to ``[0, 1/n_t]``, its true range; ``V_t = 1`` for one shot). It
+ignores the at-most-one-shot rounding of the allocation and is bounded by
+``gamma * sqrt(sum coeff^2) / sqrt(N)``.
 Compared with a per-shot importance draw of the term this removes the term-selection
-variance; compared with qiskit-addon-cutting's equal shots per subexperiment it spends the
-shots where ``|c_t|`` is large and takes one +-1 sample of the product per shot instead of
-multiplying per-partition means.
+variance and the variance of multiplying single +-1 outcomes; compared with
+qiskit-addon-cutting's equal shots per subexperiment it spends the shots where ``|c_t|`` is
+large (for CZ/CNOT/CY and wire cuts all ``|c_t|`` are equal and the two allocations
+coincide up to rounding; Ising rotations and KAK tables have unequal ``|c_t|``).
 
 **Sharding** (``mesh=``): the term-row axis of every fragment is padded to a multiple of the
 mesh size and laid out over the mesh's first axis with ``NamedSharding``; XLA partitions the
@@ -208,7 +213,8 @@ def _joint_terms(cc: CutCircuit):
     """Static ``(J, k)`` side-A and side-B op indices of every joint QPD term: the product of
     every cut's structurally nonzero coefficient entries (``Cut.pattern``)."""
     pats = [np.argwhere(cut.pattern) for cut in cc.cuts]
-    grid = np.array(list(np.ndindex(*[len(p) for p in pats])), int).reshape(-1, len(pats))
+    combos = list(np.ndindex(*[len(p) for p in pats]))
+    grid = np.array(combos, int).reshape(len(combos), len(pats))
     a = np.zeros(grid.shape, int)
     b = np.zeros(grid.shape, int)
     for j, pat in enumerate(pats):
@@ -217,18 +223,18 @@ def _joint_terms(cc: CutCircuit):
 
 
 def _joint_values(cc, tabs, tensors, layout):
-    """Joint coefficients ``c`` ``(J,)`` and exact joint values ``M`` ``(J, n_terms)``:
-    ``M[t] = prod_f G_f[term t]`` (the expectation of the shot's product of fragment signs)."""
+    """Joint coefficients ``c`` ``(J,)`` and, per fragment, its exact signed expectation
+    ``G_f[term t]`` on every joint term, ``(n_fragments, J, n_terms)``."""
     a, b = _joint_terms(cc)
     coef = jnp.ones((a.shape[0],), tabs[0].coeffs.dtype if tabs else jnp.float64)
     for j, t in enumerate(tabs):
         coef = coef * t.coeffs[a[:, j], b[:, j]]
     side = {0: a, 1: b}
-    m = 1.0
+    m = []
     for g, (sites, meas, _, _) in zip(tensors, layout):
         idx = [side[s][:, j] for j, s, _ in sites] + [a[:, j] for j, _ in meas]
-        m = m * g[tuple(idx)]
-    return coef, jnp.broadcast_to(m, (a.shape[0], tensors[0].shape[-1]))
+        m.append(jnp.broadcast_to(g[tuple(idx)], (a.shape[0], g.shape[-1])))
+    return coef, jnp.stack(m)
 
 
 @partial(jax.jit, static_argnames=("cc", "observables", "dtype", "mesh", "shots"))
@@ -236,7 +242,7 @@ def _sampled(cc, observables, params, x, key, dtype, mesh, shots):
     coeffs, words, owner = _terms(observables)
     tabs, tensors = _fragment_tensors(cc, words, params, x, dtype, mesh)
     coef, m = _joint_values(cc, tabs, tensors, _layout(cc, words))
-    m = jnp.clip(m.real, -1.0, 1.0)
+    m = jnp.clip(m.real, -1.0, 1.0)  # (n_fragments, J, n_terms)
     n_t = len(words)
     gamma = jnp.sum(jnp.abs(coef))
     p = jnp.abs(coef) / gamma
@@ -245,15 +251,20 @@ def _sampled(cc, observables, params, x, key, dtype, mesh, shots):
     cum = jnp.cumsum(p).at[-1].set(1.0)[:, None] * shots
     u = jax.random.uniform(k_alloc, (1, n_t), cum.dtype)
     edges = jnp.floor(jnp.concatenate([jnp.zeros((1, 1), cum.dtype), cum]) + u)
-    n = edges[1:] - edges[:-1]  # (J, n_t) shots of joint term t for Pauli term
-    plus = jax.random.binomial(k_outcome, n, (1.0 + m) / 2.0)
-    total = 2.0 * plus - n  # sum of the +-1 shot values of each (joint term, Pauli term)
+    n = edges[1:] - edges[:-1]  # (J, n_t): shots of each joint term, per Pauli term
+    # one binomial per (fragment, joint term, Pauli term): the fragment's +-1 outcomes
+    plus = jax.random.binomial(k_outcome, jnp.broadcast_to(n, m.shape), (1.0 + m) / 2.0)
+    safe = jnp.maximum(n, 1.0)
+    mf = (2.0 * plus - n) / safe  # per-fragment sample means (0 where n = 0)
+    prod = jnp.prod(mf, axis=0)
     scale = gamma / shots
-    mean = scale * jnp.sum(jnp.sign(coef)[:, None] * total, axis=0)
-    safe = jnp.maximum(n, 2.0)
-    s2 = jnp.where(n >= 2, jnp.minimum(safe / (safe - 1) * (1 - (total / safe) ** 2), 1.0),
-                   jnp.where(n == 1, 1.0, 0.0))
-    var = scale**2 * jnp.sum(n * s2, axis=0)
+    mean = scale * jnp.sum(jnp.sign(coef)[:, None] * n * prod, axis=0)
+    # unbiased variance of the product of independent means: prod m^2 - prod (m^2 - v)
+    n2 = jnp.maximum(n, 2.0)
+    v = jnp.clip(n2 / (n2 - 1) * (1 - mf**2), 0.0, 1.0) / n2
+    var_t = jnp.prod(mf**2, axis=0) - jnp.prod(mf**2 - v, axis=0)
+    var_t = jnp.where(n >= 2, jnp.clip(var_t, 0.0, 1.0 / safe), jnp.where(n == 1, 1.0, 0.0))
+    var = scale**2 * jnp.sum(n**2 * var_t, axis=0)
     identity = np.array([not w for w in words], bool)
     mean = jnp.where(identity, 1.0, mean)
     var = jnp.where(identity, 0.0, var)
