@@ -342,13 +342,16 @@ class Circuit:
             Op(name, self._wires(*wires), tuple(as_angle(a) for a in angles), cut=bool(cut))
         )
 
-    def unitary(self, matrix, wires) -> Circuit:
+    def unitary(self, matrix, wires, *, cut: bool = False) -> Circuit:
         """Appends an arbitrary ``2**k x 2**k`` unitary on ``wires`` (first wire = most
-        significant bit of the matrix index). Checked against ``UNITARY_ATOL``."""
+        significant bit of the matrix index). Checked against ``UNITARY_ATOL``.
+        ``cut=True`` (two wires only) marks it for gate cutting."""
         wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
         wires = self._wires(*wires)
         m = _check_unitary(matrix, len(wires))
-        return self._with(Op("unitary", wires, (), (ConstMatrix(m),)))
+        if cut and len(wires) != 2:
+            raise WireError(f"only two-qubit unitaries can be marked cut=True, got wires {wires}")
+        return self._with(Op("unitary", wires, (), (ConstMatrix(m),), cut=bool(cut)))
 
     def cut(self, q: int) -> Circuit:
         """Marks a wire cut on qubit ``q`` at this point (ignored by plain simulation)."""

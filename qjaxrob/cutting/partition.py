@@ -12,12 +12,13 @@ the original ops (global parameter/input indices are kept, so every fragment rea
   ``qpd.WIRE_MEASURE[a]`` and discarded), side 1 starts the downstream segment on a fresh
   local wire (``qpd.WIRE_PREPARE[b]`` is prepared there);
 * gate cut ``j``: the gate is replaced by side 0 on its first wire and side 1 on its second
-  (the local operations of ``qpd.gate_table``).
+  (the local operations of ``qpd.gate_table``, or of ``qpd.kak_table`` for SWAP, iSWAP and
+  two-qubit ``unitary`` ops marked ``cut=True``, cut at the optimal KAK gamma).
 
 A marker that does not separate the circuit (both ends land in one fragment) is honoured:
 the fragment carries both ends and the reconstruction stays exact. Errors (``CutError``): a
 wire cut after which its qubit is never used again (or only by another wire cut), a gate cut
-on a gate without a decomposition (``qpd.GATE_CUTS``).
+on a gate without a decomposition (``qpd.GATE_CUTS``, ``qpd.KAK_CUTS``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Cut:
         """This cut's ``QPDTable`` (angles resolved from ``params``/``x``; traceable)."""
         if self.kind == "wire":
             return qpd.wire_table(dtype)
+        if self.op.name in qpd.KAK_CUTS:
+            return qpd.kak_table(qpd.op_unitary(self.op), dtype)
         theta = self.op.angles[0].resolve(params, x) if self.op.angles else 0.0
         return qpd.gate_table(self.op.name, theta, dtype)
 
@@ -77,6 +80,8 @@ class Cut:
         """gamma at the gate's constant angle; the worst case (3) for a traced angle."""
         if self.kind == "wire":
             return 4.0
+        if self.op.name in qpd.KAK_CUTS:
+            return qpd.kak_gamma(qpd.op_unitary(self.op))
         if self.op.angles and self.op.angles[0].source != "const":
             return qpd.gate_gamma_bound(self.op.name)
         theta = self.op.angles[0].offset if self.op.angles else 0.0
@@ -130,6 +135,9 @@ class CutCircuit:
         for cut in self.cuts:
             theta = cut.op.angles[0].resolve(params, x) if cut.kind == "gate" and cut.op.angles \
                 else 0.0
+            if cut.kind == "gate" and cut.op.name in qpd.KAK_CUTS:
+                out = out * cut.gamma_bound
+                continue
             out = out * (4.0 if cut.kind == "wire" else qpd.gate_gamma(cut.op.name, theta))
         return out
 
@@ -137,14 +145,15 @@ class CutCircuit:
     def n_subexperiments(self) -> int:
         """Distinct fragment circuits a device would run for exact reconstruction: per
         fragment, the product of its side ops (6 preparations per wire-cut side 1, 5 local
-        ops per gate-cut side) times 3 measurement bases (X, Y, Z; I reuses any) per
-        wire-cut side 0; summed over fragments (the simulator needs only the first factor)."""
+        ops per RZZ-type gate-cut side, up to 16 per KAK gate-cut side) times 3 measurement
+        bases (X, Y, Z; I reuses any) per wire-cut side 0; summed over fragments (the
+        simulator needs only the first factor)."""
         total = 0
         for frag in self.fragments:
             count = 1
             for _, j, side, _ in site_markers(frag):
                 wire = self.cuts[j].kind == "wire"
-                count *= (3 if side == 0 else 6) if wire else 5
+                count *= (3 if side == 0 else 6) if wire else self.cuts[j].pattern.shape[side]
             total += count
         return total
 
@@ -210,10 +219,10 @@ def partition(c: Circuit) -> CutCircuit:
             current[q] = down
             raw_cuts.append(("wire", loc, (q,), None, (up, down)))
         elif op.cut:
-            if op.name not in qpd.GATE_CUTS:
+            if op.name not in qpd.GATE_CUTS + qpd.KAK_CUTS or len(op.wires) != 2:
                 raise CutError(
                     f"gate {op.name!r} on wires {op.wires} (op {loc}) has no gate-cut "
-                    f"decomposition; supported: {', '.join(qpd.GATE_CUTS)}")
+                    f"decomposition; supported: {', '.join(qpd.GATE_CUTS + qpd.KAK_CUTS)}")
             segs = tuple(current[w] for w in op.wires)
             for s in segs:
                 used[s] = True

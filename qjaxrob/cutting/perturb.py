@@ -103,7 +103,7 @@ def perturb(cc: CutCircuit, cut_index: int, v) -> CutCircuit:
     cut = cc.cuts[j]
     f = cut.fragments[1]
     if not isinstance(v, Circuit) and np.ndim(v) == 3:
-        n_b = 6 if cut.kind == "wire" else 5
+        n_b = cut.pattern.shape[1]
         vs = np.asarray(v, complex)
         if vs.shape[0] != n_b:
             raise CutError(f"a term-dependent perturbation of {cut.kind} cut {j} needs "

@@ -102,8 +102,8 @@ def _layout(cc: CutCircuit, words: tuple):
 
 def fragment_axes(cc: CutCircuit) -> list:
     """Axis labels of each fragment tensor from ``fragment_values``: ``(cut, side)`` per op
-    site (side 1 of a wire cut indexes ``qpd.WIRE_PREPARE``; gate-cut sides the 5 ops of
-    ``qpd.gate_table``), ``(cut, "measure")`` per wire-cut side 0 (indexes
+    site (side 1 of a wire cut indexes ``qpd.WIRE_PREPARE``; gate-cut sides the ops of
+    ``qpd.gate_table`` / ``qpd.kak_table``), ``(cut, "measure")`` per wire-cut side 0 (indexes
     ``qpd.WIRE_MEASURE``), then ``"term"`` (the observable's Pauli terms, in order)."""
     return [tuple((j, s) for j, s, _ in ops) + tuple((j, "measure") for j, _ in meas) + ("term",)
             for ops, meas, _, _ in _layout(cc, ())]
