@@ -132,3 +132,54 @@ def test_term_dependent_perturbation_matches_its_non_cp_map(circuits):
         assert float(jnp.max(jnp.abs(g))) <= 1 + 1e-12
     with pytest.raises(CutError, match="6 unitaries"):
         cutting.perturb(cc, 0, vs[:5])
+
+
+def staircase(n, reps=3):
+    """Each qubit q talks to q-1 several times, then to q+1: one wire cut per boundary beats
+    cutting every gate across it."""
+    c = qjr.Circuit(n)
+    k = 0
+    for q in range(n - 1):
+        for _ in range(reps):
+            c, k = c.ry(q, qjr.param(k)).ry(q + 1, qjr.param(k + 1)).cz(q, q + 1), k + 2
+    return c
+
+
+WIRE_CASES = [("chain", 5, 3, ("wire",)), ("brick", 6, 4, ("wire",)),
+              ("ring", 5, 3, ("gate", "wire")), ("staircase", 4, 2, ("gate", "wire"))]
+
+
+@pytest.mark.parametrize("shape,n,k,kinds", WIRE_CASES)
+def test_find_cuts_with_wire_cuts_respects_budget_and_reconstructs(shape, n, k, kinds):
+    c = staircase(n) if shape == "staircase" else SHAPES[shape](n)
+    marked = cutting.find_cuts(c, max_fragment_qubits=k, cut_types=kinds)
+    cc = cutting.partition(marked)
+    assert cc.max_fragment_qubits <= k and len(cc.fragments) >= 2
+    if kinds == ("wire",):
+        assert cc.cuts and all(cut.kind == "wire" for cut in cc.cuts)
+    gate_only = cutting.partition(cutting.find_cuts(c, max_fragment_qubits=k))
+    assert cc.overhead <= gate_only.overhead + 1e-9 or kinds == ("wire",)
+    if shape == "staircase":  # one wire cut (gamma 4) per boundary instead of 3^reps
+        assert [cut.kind for cut in cc.cuts] == ["wire"] * (len(cc.fragments) - 1)
+        assert cc.overhead == pytest.approx(4.0 ** len(cc.cuts))
+        assert cc.overhead < gate_only.overhead
+    rng = np.random.default_rng(5)
+    params = rng.uniform(-np.pi, np.pi, c.n_params)
+    obs = qjr.Z(0) @ qjr.Z(n - 1) + 0.5 * qjr.X(1) @ qjr.Y(n - 2) - 0.3 * qjr.Y(n // 2)
+    got = cutting.expval(cc, obs, params, dtype=C128)
+    assert abs(float(got) - expval_ref(c, obs, params)) < 1e-9
+
+
+def test_find_cuts_wire_cuts_handle_uncuttable_gates():
+    """Three-qubit gates cannot be gate-cut; a wire cut between them fits k = 3."""
+    c = qjr.Circuit(5).ry(0, 0.3).h(1).ccx(0, 1, 2).ry(2, 0.4).ccx(2, 3, 4).rx(4, 0.2)
+    with pytest.raises(CutError, match="ccx"):
+        cutting.find_cuts(c, max_fragment_qubits=3)
+    cc = cutting.partition(cutting.find_cuts(c, max_fragment_qubits=3, cut_types=("gate", "wire")))
+    assert [cut.kind for cut in cc.cuts] == ["wire"] and cc.max_fragment_qubits <= 3
+    obs = qjr.Z(0) @ qjr.Z(4) + qjr.X(2) @ qjr.Z(3)
+    assert abs(float(cutting.expval(cc, obs, dtype=C128)) - expval_ref(c, obs)) < 1e-9
+    with pytest.raises(CutError, match="ccx"):
+        cutting.find_cuts(c, max_fragment_qubits=2, cut_types=("gate", "wire"))
+    with pytest.raises(CutError, match="cut_types"):
+        cutting.find_cuts(c, max_fragment_qubits=3, cut_types=("teleport",))
