@@ -167,7 +167,10 @@ def _density_op(dtype):
 
 def zero_state(n: int, dtype, mixed: bool = False):
     shape = (2,) * (2 * n if mixed else n)
-    return jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
+    state = jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
+    # The barrier stops XLA from constant-folding a whole parameter-free circuit at
+    # compile time (which embeds huge constants and can take minutes).
+    return jax.lax.optimization_barrier(state)
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS):
