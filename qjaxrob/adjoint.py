@@ -1,77 +1,362 @@
 """Adjoint-method gradients of statevector expectation values (``diff="adjoint"``).
 
 For ``|psi> = U_N ... U_1 |0>`` and a real cost ``L = sum_o g_o <psi|O_o|psi>``, set
-``|lam_N> = sum_o g_o O_o |psi_N>`` and walk the circuit backwards:
+``|lam_N> = sum_o g_o O_o |psi_N>`` and walk the circuit backwards, keeping only
+``psi_k`` and ``lam_k`` (so memory is independent of depth; ``Repeat`` blocks are walked
+with a reversed ``lax.scan``):
 
-* ``|psi_{k-1}> = U_k^dagger |psi_k>`` (undo gate k),
-* the contribution of gate k is ``dL/dtheta = 2 Re <lam_k| dU_k/dtheta |psi_{k-1}>``, obtained
-  as ``jax.grad`` of the local scalar ``2 Re <lam_k| U_k(theta) |psi_{k-1}>`` with ``lam_k``
-  and ``psi_{k-1}`` held fixed (this handles affine angles, several angles per gate, and
-  gradients w.r.t. both ``params`` and ``x``),
-* ``|lam_{k-1}> = U_k^dagger |lam_k>``.
+* **Generator derivatives.** Every parameterised gate of the table is
+  ``U(theta) = exp(-i theta G / 2)`` for a Hermitian generator ``G`` that is a real
+  combination of Pauli words (``rx``: X; ``rxx``: XX; ``phase``: Z - I; ``crx``:
+  ``|1><1| (x) X = (IX - ZX) / 2``; ``u3`` is walked as ``rz(phi) ry(theta) rz(lam)`` up to
+  a global phase). Then ``dU/dtheta = -i/2 G U`` and the gate's contribution is
+  ``2 Re <lam_k| dU |psi_{k-1}> = Im <lam_k| G |psi_k>`` -- no derivative state, one Pauli
+  application and one reduction -- times the angle's affine ``scale``, added to
+  ``params`` or ``x`` at the angle's index.
+* **Commuting groups.** A maximal run of parameterised gates whose generators pairwise
+  commute (a layer of RY on different wires, a layer of RZ/RZZ...) has all its
+  derivatives evaluated at the *same* pair ``(psi, lam)``: the later members commute with
+  an earlier member's generator, so moving them across does not change
+  ``<lam|G|psi>``. Z-type words of a group (and the identity) come from one
+  pass ``r = Im(conj(lam) psi)`` and one matrix product of ``r`` (viewed as
+  ``2**a x 2**b``) with a static table of sign columns.
+* **Fused undo.** Between evaluation points, the gates are undone (``psi <- U^dagger psi``
+  and likewise ``lam``) as the blocks of :func:`qjaxrob.fusion.fuse` in reverse order,
+  each inverted (conjugate diagonal, inverse permutation, conjugate-transposed matrix).
 
-Only two states live at any time, so memory is independent of depth; ``Repeat`` blocks
-are walked with a reversed ``lax.scan``. The result is exact (not a finite difference) but
-first-order only: use the default ``diff="backprop"`` for Hessians and gradients of
-gradients. Density-matrix (mixed) circuits are not supported here.
+Gates without a known generator fall back to ``jax.grad`` of the local scalar
+``2 Re <lam_k| U_k(theta) |psi_{k-1}>``. The result is exact but first-order only: use the
+default ``diff="backprop"`` for Hessians. Density-matrix (mixed) circuits are not supported.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from qjaxrob.circuit import Repeat
+from qjaxrob.circuit import Op, Repeat
 from qjaxrob.errors import ParameterError
+from qjaxrob.fusion import Block, block_apply_args, fuse
 from qjaxrob.kernels import apply_diagonal, apply_matrix, apply_pauli
+from qjaxrob.kernels.dense import grouped_shape
+from qjaxrob.kernels.structured import apply_permutation
 from qjaxrob.simulate import final_tensor, observable_value, op_matrix
 
-__all__ = ["adjoint_expval"]
+__all__ = ["adjoint_expval", "generator", "UNDO_MAX_QUBITS"]
+
+UNDO_MAX_QUBITS = 3
+"""Largest fused block when undoing gates. The undo walk is not differentiated, so
+3-qubit blocks (a CNOT ring becomes half as many permutation kernels) cost no extra
+reverse pass; the fusion cost model still decides whether a merge pays."""
 
 
-def _apply(op, state, params, x, dtype, inverse=False):
+# ---- generators ---------------------------------------------------------------------
+_GENERATORS = {
+    # name: ((coeff, ((position in op.wires, letter), ...)), ...)
+    "rx": ((1.0, ((0, "X"),)),),
+    "ry": ((1.0, ((0, "Y"),)),),
+    "rz": ((1.0, ((0, "Z"),)),),
+    "phase": ((1.0, ((0, "Z"),)), (-1.0, ())),
+    "rxx": ((1.0, ((0, "X"), (1, "X"))),),
+    "ryy": ((1.0, ((0, "Y"), (1, "Y"))),),
+    "rzz": ((1.0, ((0, "Z"), (1, "Z"))),),
+    "crx": ((0.5, ((1, "X"),)), (-0.5, ((0, "Z"), (1, "X")))),
+    "cry": ((0.5, ((1, "Y"),)), (-0.5, ((0, "Z"), (1, "Y")))),
+    "crz": ((0.5, ((1, "Z"),)), (-0.5, ((0, "Z"), (1, "Z")))),
+}
+
+
+def generator(op: Op):
+    """``G`` with ``U(theta) = exp(-i theta G / 2)`` for a one-angle rotation ``op``, as a
+    tuple of ``(coeff, word)`` with ``word`` a sorted tuple of ``(wire, letter)``; ``None``
+    for gates without a table entry."""
+    terms = _GENERATORS.get(op.name)
+    if terms is None or len(op.angles) != 1:
+        return None
+    return tuple(
+        (c, tuple(sorted((op.wires[i], l) for i, l in word))) for c, word in terms
+    )
+
+
+def _words_commute(a, b) -> bool:
+    da, db = dict(a), dict(b)
+    anti = sum(1 for w, l in da.items() if w in db and db[w] != l)
+    return anti % 2 == 0
+
+
+def _gens_commute(g1, g2) -> bool:
+    return all(_words_commute(a, b) for _, a in g1 for _, b in g2)
+
+
+def _expand(ops):
+    """Flat gate list with ``u3`` split into ``rz(lam) ry(theta) rz(phi)`` (equal up to a
+    global phase, which no expectation value sees); markers dropped."""
+    out = []
+    for op in ops:
+        if op.is_marker:
+            continue
+        if op.name == "u3":
+            theta, phi, lam = op.angles
+            out += [Op("rz", op.wires, (lam,)), Op("ry", op.wires, (theta,)),
+                    Op("rz", op.wires, (phi,))]
+        else:
+            out.append(op)
+    return out
+
+
+def _is_const(op) -> bool:
+    return all(a.source == "const" for a in op.angles)
+
+
+@lru_cache(maxsize=256)
+def _plan(ops: tuple, max_qubits: int):
+    """Static backward plan for a run of gates (no ``Repeat``): a list of steps, last
+    gate first, each ``("grad", members)`` (derivatives at the current point; members are
+    ``(op, generator or None)``) or ``("undo", blocks)`` (fused blocks, application order)."""
+    ops = _expand(ops)
+    steps = []
+    i = len(ops)
+    pending = []  # ops (application order) to undo before the next evaluation point
+    while i > 0:
+        op = ops[i - 1]
+        if _is_const(op):
+            pending.insert(0, op)
+            i -= 1
+            continue
+        # an evaluation point: first undo what lies after it
+        if pending:
+            steps.append(("undo", _merge_blocks(fuse(tuple(pending), max_qubits))))
+            pending = []
+        gen = generator(op)
+        members = [(op, gen)]
+        i -= 1
+        if gen is not None:
+            while i > 0:
+                prev = ops[i - 1]
+                g = generator(prev)
+                if _is_const(prev) or g is None or not all(
+                    _gens_commute(g, m) for _, m in members
+                ):
+                    break
+                members.insert(0, (prev, g))
+                i -= 1
+        steps.append(("grad", tuple(members)))
+        pending = [m for m, _ in members]
+    if pending:
+        steps.append(("undo", _merge_blocks(fuse(tuple(pending), max_qubits))))
+    return tuple(steps)
+
+
+# ---- inverse application -------------------------------------------------------------
+@lru_cache(maxsize=1024)
+def _inverse_perm(perm, phases):
+    inv = [0] * len(perm)
+    ph = [0j] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+        ph[p] = complex(np.conj(phases[i]))
+    return tuple(inv), tuple(ph)
+
+
+def _merge_blocks(blocks):
+    """Post-fusion pass for the undo walk: adjacent one-qubit dense blocks on different
+    wires are paired into two-qubit blocks (disjoint gates commute, and one 2-qubit kernel
+    costs less than two 1-qubit ones), and adjacent diagonal blocks are collected into
+    one ``("diagonals", [...])`` step applied as a single elementwise pass."""
+    out = []
+    for b in blocks:
+        prev = out[-1] if out else None
+        if b.kind == "diagonal":
+            if isinstance(prev, tuple):
+                prev[1].append(b)
+            else:
+                out.append(("diagonals", [b]))
+            continue
+        if (
+            b.kind == "dense" and len(b.wires) == 1 and isinstance(prev, Block)
+            and prev.kind == "dense" and len(prev.wires) == 1 and prev.wires != b.wires
+        ):
+            out[-1] = Block(tuple(sorted(prev.wires + b.wires)), prev.ops + b.ops, "dense")
+            continue
+        out.append(b)
+    return tuple(("diagonals", tuple(o[1])) if isinstance(o, tuple) else o for o in out)
+
+
+def _undo_diagonals(blocks, state, params, x, dtype):
+    """``state`` times the conjugate of every diagonal block, in one pass: blocks inside
+    the high or low half of the wires are multiplied into a ``2**a`` or ``2**b`` vector,
+    so the state is touched once as a ``(2**a, 2**b)`` matrix; blocks across the halves
+    are applied on their own."""
+    n = state.ndim
+    a = n // 2
+    high = jnp.ones((2,) * a, dtype)
+    low = jnp.ones((2,) * (n - a), dtype)
+    for b in blocks:
+        d = jnp.conj(block_apply_args(b, params, x, dtype))
+        if all(w < a for w in b.wires):
+            high = apply_diagonal(high, d, b.wires)
+        elif all(w >= a for w in b.wires):
+            low = apply_diagonal(low, d, tuple(w - a for w in b.wires))
+        else:
+            state = apply_diagonal(state, d, b.wires)
+    m = state.reshape(2**a, 2 ** (n - a)) * high.reshape(-1, 1) * low.reshape(1, -1)
+    return m.reshape(state.shape)
+
+
+def _undo(steps, state, params, x, dtype):
+    for b in reversed(steps):
+        if isinstance(b, tuple):
+            state = _undo_diagonals(b[1], state, params, x, dtype)
+            continue
+        if b.kind == "permutation":
+            perm, phases = _inverse_perm(b.perm, b.phases)
+            ph = np.asarray(phases, dtype)
+            state = apply_permutation(state, perm, None if np.all(ph == 1) else ph, b.wires)
+            continue
+        arg = block_apply_args(b, params, x, dtype)
+        if b.kind == "diagonal":
+            state = apply_diagonal(state, jnp.conj(arg), b.wires)
+        else:
+            state = apply_matrix(state, jnp.conj(arg).T, b.wires)
+    return state
+
+
+def _apply_op(op, state, params, x, dtype, inverse=False):
     kind, m = op_matrix(op, params, x, dtype)
     if kind == "diagonal":
         return apply_diagonal(state, jnp.conj(m) if inverse else m, op.wires)
     return apply_matrix(state, jnp.conj(m).T if inverse else m, op.wires)
 
 
-def _backward(circuit, carry, params, x, dtype):
+# ---- derivative values ----------------------------------------------------------------
+def _sign_matrix(wire_sets, n_bits: int, first_wire: int):
+    """``(2**n_bits, len(wire_sets))`` table: column j is ``prod_{w in set j} (-1)**bit_w``
+    over the ``n_bits`` wires starting at ``first_wire`` (index bit 0 = most significant)."""
+    idx = np.arange(2**n_bits)
+    cols = []
+    for ws in wire_sets:
+        s = np.ones(2**n_bits)
+        for w in ws:
+            s = s * (1 - 2 * ((idx >> (n_bits - 1 - (w - first_wire))) & 1))
+        cols.append(s)
+    return np.stack(cols, axis=1)
+
+
+def _z_values(psi, lam, words):
+    """``Im <lam| Z_word |psi>`` for Z-only words (identity included), from one pass
+    ``r = Im(conj(lam) psi)`` and one product with a static sign table."""
+    n = psi.ndim
+    real = jnp.finfo(psi.dtype).dtype
+    r = (lam.real * psi.imag - lam.imag * psi.real).astype(real)
+    a = n // 2
+    b = n - a
+    lows = sorted({tuple(w for w, _ in word if w >= a) for word in words})
+    s_low = jnp.asarray(_sign_matrix(lows, b, a), real)
+    t = r.reshape(2**a, 2**b) @ s_low  # (2**a, len(lows))
+    out = []
+    for word in words:
+        col = lows.index(tuple(w for w, _ in word if w >= a))
+        high = tuple(w for w, _ in word if w < a)
+        s_high = jnp.asarray(_sign_matrix([high], a, 0)[:, 0], real)
+        out.append(jnp.dot(s_high, t[:, col]))
+    return out
+
+
+def _word_value(psi, lam, word):
+    """``Im <lam| P |psi>`` for a Pauli word with X or Y letters: one fused reduction on
+    the low-rank grouped view ``(g0, 2, g1, ..., 2, gk)`` of the word's wires (flips of a
+    rank-n tensor index slowly on CPU)."""
+    letters = "".join(l for _, l in word)
+    wires = tuple(w for w, _ in word)
+    shape = grouped_shape(psi.ndim, wires)
+    axes = tuple(2 * i + 1 for i in range(len(wires)))
+    m = apply_pauli(psi.reshape(shape), letters, axes)
+    lam = lam.reshape(shape)
+    return jnp.sum(lam.real * m.imag - lam.imag * m.real)
+
+
+def _angle_grads(members, psi, lam, params, x, dtype):
+    """``[(angle, dL/dangle)]`` for the group's members at the point (psi, lam)."""
+    words = sorted({w for _, g in members if g is not None for _, w in g})
+    zwords = [w for w in words if all(l == "Z" for _, l in w)]
+    values = dict(zip(zwords, _z_values(psi, lam, zwords))) if zwords else {}
+    for w in words:
+        if w not in values:
+            values[w] = _word_value(psi, lam, w)
+    out = []
+    for op, g in members:
+        if g is None:
+            continue
+        d = sum(c * values[w] for c, w in g)
+        out.append((op.angles[0], d))
+    return out
+
+
+def _fallback(op, psi, lam, params, x, dtype):
+    """``(dparams, dx)`` of ``2 Re <lam| U(theta) |U^dagger psi>`` by ``jax.grad``."""
+    psi_prev = _apply_op(op, psi, params, x, dtype, inverse=True)
+
+    def local(p, xx):
+        return 2 * jnp.real(jnp.vdot(lam, _apply_op(op, psi_prev, p, xx, dtype)))
+
+    return jax.grad(local, argnums=(0, 1))(params, x)
+
+
+def _scatter(grad, pairs):
+    if not pairs:
+        return grad
+    idx = jnp.asarray([a.index for a, _ in pairs])
+    vals = jnp.stack([jnp.asarray(v * a.scale, grad.dtype) for a, v in pairs])
+    return grad.at[idx].add(vals)
+
+
+# ---- the backward walk ---------------------------------------------------------------
+def _backward_run(ops, carry, grad_p, params, x, dtype, max_qubits):
+    psi, lam, grad_x = carry
+    for kind, payload in _plan(tuple(ops), max_qubits):
+        if kind == "undo":
+            psi = _undo(payload, psi, params, x, dtype)
+            lam = _undo(payload, lam, params, x, dtype)
+            continue
+        pairs = _angle_grads(payload, psi, lam, params, x, dtype)
+        grad_p = _scatter(grad_p, [(a, v) for a, v in pairs if a.source == "param"])
+        grad_x = _scatter(grad_x, [(a, v) for a, v in pairs if a.source == "inp"])
+        for op, g in payload:
+            if g is None:
+                dp, dx = _fallback(op, psi, lam, params, x, dtype)
+                grad_p, grad_x = grad_p + dp, grad_x + dx
+    return (psi, lam, grad_x), grad_p
+
+
+def _backward(circuit, carry, params, x, dtype, max_qubits):
     """Walks ``circuit`` backwards; carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
     grad_p = jnp.zeros_like(params)
+    run = []
     for op in reversed(circuit.ops):
-        if isinstance(op, Repeat):
-            stride = op.block.n_params
-            start = op.param_offset
-            if stride:
-                rows = params[start : start + op.times * stride].reshape(op.times, stride)
-            else:
-                rows = jnp.zeros((op.times, 0), params.dtype)
-
-            def body(c, p, block=op.block):
-                return _backward(block, c, p, x, dtype)
-
-            carry, rows_grad = jax.lax.scan(body, carry, rows, reverse=True)
-            if stride:
-                grad_p = grad_p.at[start : start + op.times * stride].add(rows_grad.reshape(-1))
+        if not isinstance(op, Repeat):
+            run.insert(0, op)
             continue
-        if op.is_marker:
-            continue
-        psi, lam, grad_x = carry
-        psi_prev = _apply(op, psi, params, x, dtype, inverse=True)
-        if any(a.source != "const" for a in op.angles):
+        if run:
+            carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
+            run = []
+        stride = op.block.n_params
+        start = op.param_offset
+        if stride:
+            rows = params[start : start + op.times * stride].reshape(op.times, stride)
+        else:
+            rows = jnp.zeros((op.times, 0), params.dtype)
 
-            def local(p, xx, op=op, lam=lam, psi_prev=psi_prev):
-                out = _apply(op, psi_prev, p, xx, dtype)
-                return 2 * jnp.real(jnp.vdot(lam, out))
+        def body(c, p, block=op.block):
+            return _backward(block, c, p, x, dtype, max_qubits)
 
-            dp, dx = jax.grad(local, argnums=(0, 1))(params, x)
-            grad_p = grad_p + dp
-            grad_x = grad_x + dx
-        lam = _apply(op, lam, params, x, dtype, inverse=True)
-        carry = (psi_prev, lam, grad_x)
+        carry, rows_grad = jax.lax.scan(body, carry, rows, reverse=True)
+        if stride:
+            grad_p = grad_p.at[start : start + op.times * stride].add(rows_grad.reshape(-1))
+    if run:
+        carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
     return carry, grad_p
 
 
@@ -96,7 +381,7 @@ def _bwd(circuit, observables, dtype, residuals, g):
             wires = tuple(w for w, _ in word)
             lam = lam + (gi * coeff.real).astype(psi.dtype) * apply_pauli(psi, letters, wires)
     carry = (psi, lam, jnp.zeros_like(x))
-    (_, _, grad_x), grad_p = _backward(circuit, carry, params, x, dtype)
+    (_, _, grad_x), grad_p = _backward(circuit, carry, params, x, dtype, UNDO_MAX_QUBITS)
     return grad_p, grad_x
 
 
