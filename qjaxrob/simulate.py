@@ -118,8 +118,9 @@ def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
     return carry
 
 
-def _statevector_op(dtype):
-    """Per-op statevector update; the Pallas kernels are used only on a GPU backend."""
+def statevector_op(dtype):
+    """Per-op statevector update ``(state, op, params, x) -> state`` for gates, fused
+    blocks and markers (channels raise); the Pallas kernels are used only on a GPU backend."""
     matrix_kernel, diagonal_kernel = apply_matrix, apply_diagonal
     if jax.default_backend() == "gpu":
         from qjaxrob.kernels import pallas
@@ -182,7 +183,7 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DE
     if mixed:
         return evolve(circuit, zero_state(n, dtype, True), params, x, _density_op(dtype))
     prepare = partial(fuse, max_qubits=fuse_qubits) if fuse_qubits else None
-    return evolve(circuit, zero_state(n, dtype), params, x, _statevector_op(dtype), prepare)
+    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype), prepare)
 
 
 # ---- compiled entry points ---------------------------------------------------------
@@ -207,23 +208,22 @@ def _probs(circuit, params, x, dtype, mixed, wires):
     return _marginal(p, wires, circuit.n_qubits)
 
 
-def observable_value(t, obs: PauliSum, mixed: bool):
-    """``<O>`` on a final tensor (real scalar)."""
-    kernel = dk.density_pauli_expval if mixed else pauli_expval
-    total = 0.0
-    for coeff, word in obs.terms:
-        letters = "".join(l for _, l in word)
-        wires = tuple(w for w, _ in word)
-        total = total + coeff.real * kernel(t, letters, wires)
-    return jnp.asarray(total, jnp.finfo(t.dtype).dtype)
-
-
 def term_values(t, obs: PauliSum, mixed: bool):
     """The expectation of every Pauli term of ``obs``, shape ``(n_terms,)``."""
     kernel = dk.density_pauli_expval if mixed else pauli_expval
     vals = [kernel(t, "".join(l for _, l in w), tuple(q for q, _ in w)) for _, w in obs.terms]
     real = jnp.finfo(t.dtype).dtype
     return jnp.stack(vals).astype(real) if vals else jnp.zeros((0,), real)
+
+
+def _coefficients(obs: PauliSum, real_dtype):
+    return jnp.array([c.real for c, _ in obs.terms], real_dtype)
+
+
+def observable_value(t, obs: PauliSum, mixed: bool):
+    """``<O>`` on a final tensor (real scalar): the coefficient-weighted term values."""
+    vals = term_values(t, obs, mixed)
+    return jnp.dot(_coefficients(obs, vals.dtype), vals)
 
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
@@ -243,12 +243,9 @@ def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
         vals = term_values(t, obs, mixed)
         p_plus = jnp.clip((1 + vals) / 2, 0.0, 1.0)
         counts = jax.random.binomial(jax.random.fold_in(key, i), shots, p_plus)
-        est = 2 * counts / shots - 1
-        identity = jnp.array([not w for _, w in obs.terms], bool) if obs.terms else None
-        if identity is not None:
-            est = jnp.where(identity, 1.0, est)
-        coeffs = jnp.array([c.real for c, _ in obs.terms], vals.dtype)
-        out.append(jnp.sum(coeffs * est.astype(vals.dtype)))
+        identity = jnp.array([not w for _, w in obs.terms], bool)
+        est = jnp.where(identity, 1.0, 2 * counts / shots - 1).astype(vals.dtype)
+        out.append(jnp.dot(_coefficients(obs, vals.dtype), est))
     return jnp.stack(out)
 
 

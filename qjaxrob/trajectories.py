@@ -29,8 +29,8 @@ import numpy as np
 
 from qjaxrob import channels
 from qjaxrob.errors import ParameterError
-from qjaxrob.kernels import apply_diagonal, apply_matrix
-from qjaxrob.simulate import evolve, observable_value, op_matrix, zero_state
+from qjaxrob.kernels import apply_matrix
+from qjaxrob.simulate import evolve, observable_value, statevector_op, zero_state
 
 __all__ = [
     "trajectory_tensor", "trajectory_state", "trajectory_expval", "checked_expval",
@@ -67,19 +67,17 @@ def _apply_channel(state, key, kraus, wires):
 
 
 def _trajectory_op(dtype):
+    """Channels sample a branch; every other op is the plain statevector update."""
+    unitary_step = statevector_op(dtype)
+
     def apply(carry, op, params, x):
         state, key = carry
-        if op.is_marker:
-            return carry
         if op.is_channel:
             key, sub = jax.random.split(key)
             values = tuple(a.resolve(params, x) for a in op.angles)
             ks = channels.kraus_set(op.name, len(op.wires), values, op.matrices, op.meta, dtype)
             return _apply_channel(state, sub, ks, op.wires), key
-        kind, m = op_matrix(op, params, x, dtype)
-        if kind == "diagonal":
-            return apply_diagonal(state, m, op.wires), key
-        return apply_matrix(state, m, op.wires), key
+        return unitary_step(state, op, params, x), key
 
     return apply
 
