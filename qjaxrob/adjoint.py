@@ -113,10 +113,6 @@ def _expand(ops):
     return out
 
 
-def _is_const(op) -> bool:
-    return all(a.source == "const" for a in op.angles)
-
-
 @lru_cache(maxsize=256)
 def _plan(ops: tuple, max_qubits: int):
     """Static backward plan for a run of gates (no ``Repeat``): a list of steps, last
@@ -128,7 +124,7 @@ def _plan(ops: tuple, max_qubits: int):
     pending = []  # ops (application order) to undo before the next evaluation point
     while i > 0:
         op = ops[i - 1]
-        if _is_const(op):
+        if op.is_constant:
             pending.insert(0, op)
             i -= 1
             continue
@@ -143,7 +139,7 @@ def _plan(ops: tuple, max_qubits: int):
             while i > 0:
                 prev = ops[i - 1]
                 g = generator(prev)
-                if _is_const(prev) or g is None or not all(
+                if prev.is_constant or g is None or not all(
                     _gens_commute(g, m) for _, m in members
                 ):
                     break

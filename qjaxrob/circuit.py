@@ -182,6 +182,11 @@ class Op:
     def is_marker(self) -> bool:
         return self.name == "cut"
 
+    @property
+    def is_constant(self) -> bool:
+        """True when no angle reads ``params`` or ``x`` (the op is fixed at trace time)."""
+        return all(a.source == "const" for a in self.angles)
+
     def shifted(self, param_offset: int) -> Op:
         if param_offset == 0:
             return self

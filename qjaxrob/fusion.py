@@ -62,10 +62,6 @@ class Block:
     phases: tuple[complex, ...] = ()
 
 
-def _is_const(op: Op) -> bool:
-    return all(a.source == "const" for a in op.angles)
-
-
 def _op_kind(op: Op) -> str:
     if op.name == "unitary":
         m = op.matrices[0].array
@@ -74,7 +70,8 @@ def _op_kind(op: Op) -> str:
     return "diagonal" if spec.diag_fn is not None else spec.kind
 
 
-def _const_matrix(op: Op) -> np.ndarray:
+def const_matrix(op: Op) -> np.ndarray:
+    """The complex128 NumPy matrix of a constant gate or ``unitary`` op, from the gate table."""
     if op.name == "unitary":
         return op.matrices[0].array
     values = tuple(a.offset for a in op.angles)
@@ -97,10 +94,10 @@ def _make_block(wires, ops) -> Block:
     kinds = {_op_kind(op) for op in ops}
     if kinds == {"diagonal"}:
         return Block(wires, ops, "diagonal")
-    if "dense" not in kinds and all(_is_const(op) for op in ops):
+    if "dense" not in kinds and all(op.is_constant for op in ops):
         m = np.eye(2 ** len(wires), dtype=np.complex128)
         for op in ops:
-            m = _embed_np(_const_matrix(op), op.wires, wires) @ m
+            m = _embed_np(const_matrix(op), op.wires, wires) @ m
         mono = monomial(m)
         if mono is not None:
             perm, phases = mono

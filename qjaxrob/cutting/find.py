@@ -38,6 +38,7 @@ from dataclasses import replace
 
 from qjaxrob.circuit import Circuit, Op
 from qjaxrob.cutting import qpd
+from qjaxrob.fusion import const_matrix
 from qjaxrob.errors import CutError, QjrTypeError
 
 __all__ = ["find_cuts"]
@@ -48,7 +49,7 @@ def _gate_gamma(op):
     if len(op.wires) != 2:
         return None
     if op.name in qpd.KAK_CUTS:
-        return qpd.kak_gamma(qpd.op_unitary(op))
+        return qpd.kak_gamma(const_matrix(op))
     if op.name not in qpd.GATE_CUTS:
         return None
     if op.angles and op.angles[0].source == "const":

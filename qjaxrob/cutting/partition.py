@@ -31,6 +31,7 @@ import numpy as np
 
 from qjaxrob.circuit import Circuit, Op
 from qjaxrob.cutting import qpd
+from qjaxrob.fusion import const_matrix
 from qjaxrob.errors import CutError, QjrTypeError
 
 __all__ = ["Cut", "CutCircuit", "partition", "site_markers"]
@@ -63,7 +64,7 @@ class Cut:
         if self.kind == "wire":
             return qpd.wire_table(dtype)
         if self.op.name in qpd.KAK_CUTS:
-            return qpd.kak_table(qpd.op_unitary(self.op), dtype)
+            return qpd.kak_table(const_matrix(self.op), dtype)
         theta = self.op.angles[0].resolve(params, x) if self.op.angles else 0.0
         return qpd.gate_table(self.op.name, theta, dtype)
 
@@ -81,7 +82,7 @@ class Cut:
         if self.kind == "wire":
             return 4.0
         if self.op.name in qpd.KAK_CUTS:
-            return qpd.kak_gamma(qpd.op_unitary(self.op))
+            return qpd.kak_gamma(const_matrix(self.op))
         if self.op.angles and self.op.angles[0].source != "const":
             return qpd.gate_gamma_bound(self.op.name)
         theta = self.op.angles[0].offset if self.op.angles else 0.0

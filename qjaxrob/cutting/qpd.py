@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from qjaxrob.fusion import const_matrix
+
 __all__ = [
     "QPDTable", "WIRE_MEASURE", "WIRE_PREPARE", "GATE_CUTS", "wire_table", "gate_table",
     "locc_wire_table", "gate_gamma", "gate_gamma_bound", "choi",
@@ -235,25 +237,12 @@ for _m, _p, _ in _PENG:
 def gate_pattern(op) -> np.ndarray:
     """Static mask of the structurally nonzero coefficients of gate-cut ``op``'s table."""
     if op.name in KAK_CUTS:
-        return _kak_parts(op_unitary(op))[0] != 0
+        return _kak_parts(const_matrix(op))[0] != 0
     return _RZZ_PATTERN.copy()
 
 
 KAK_CUTS = ("swap", "iswap", "unitary")
 """Two-qubit gates cut through their KAK form (``kak_table``, optimal gamma)."""
-
-
-def op_unitary(op) -> np.ndarray:
-    """The constant 4x4 matrix of a ``KAK_CUTS`` op (NumPy)."""
-    if op.name == "unitary":
-        return np.asarray(op.matrices[0].array)
-    return _FIXED_2Q[op.name]
-
-
-_FIXED_2Q = {  # the gate table's SWAP and iSWAP (qjaxrob.gates), as NumPy constants
-    "swap": np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], complex),
-    "iswap": np.array([[1, 0, 0, 0], [0, 0, 1j, 0], [0, 1j, 0, 0], [0, 0, 0, 1]], complex),
-}
 
 
 def gate_gamma(name: str, theta=0.0):
