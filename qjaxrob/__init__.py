@@ -2,22 +2,40 @@
 studies of distributed quantum machine learning.
 
 Wire 0 is the most significant bit of a basis index: ``i = sum_k b_k 2**(n-1-k)``.
+
+``import qjaxrob`` loads the simulator core (circuits, simulation, cutting, noise). The
+layers with heavier dependencies (``qml`` with equinox/optax/tqdm, and ``attacks``,
+``federated``, ``defenses``, ``experiments``, ``interop``) load on first attribute access
+(``qjr.qml``) or explicit import (``from qjaxrob import qml``), as ``jax.scipy`` does.
 """
 
-from qjaxrob import errors
+import importlib
+
+from qjaxrob import checks, errors
 from qjaxrob.circuit import Angle, Circuit, inp, param
 from qjaxrob.gates import GATES, gate_matrix
 from qjaxrob.observables import I, PauliSum, X, Y, Z, pauli
 from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
-from qjaxrob import qml  # noqa: E402  (imports the layers above)
-from qjaxrob import cutting  # noqa: E402
-from qjaxrob import noise  # noqa: E402
+from qjaxrob import cutting, noise  # noqa: E402  (build on the core above)
 
 __version__ = "0.1.0"
 
+_LAZY_SUBPACKAGES = ("qml", "attacks", "federated", "defenses", "experiments", "interop")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"qjaxrob.{name}")
+    raise AttributeError(f"module 'qjaxrob' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
+
+
 __all__ = [
     "Angle", "Circuit", "GATES", "cutting", "I", "PauliSum", "X", "Y", "Z",
-    "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
+    "checks", "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
     "noise", "probs", "qml", "sample", "statevector",
 ]

@@ -23,13 +23,12 @@ from functools import cached_property
 import numpy as np
 
 from qjaxrob import channels
-from qjaxrob.errors import MatrixError, ParameterError, QjrTypeError, WireError
+from qjaxrob.checks import UNITARY_ATOL, check_unitary, check_wires
+from qjaxrob.errors import ParameterError, QjrTypeError, WireError
 from qjaxrob.gates import gate_spec
 
 __all__ = ["Angle", "param", "inp", "ConstMatrix", "Op", "Repeat", "Circuit", "UNITARY_ATOL"]
 
-UNITARY_ATOL = 1e-6
-"""A matrix U is accepted as unitary when max |U^dagger U - I| <= UNITARY_ATOL (elementwise)."""
 
 
 @dataclass(frozen=True)
@@ -317,18 +316,7 @@ class Circuit:
 
     # ---- validation helpers ---------------------------------------------------
     def _wires(self, *wires) -> tuple[int, ...]:
-        out = []
-        for w in wires:
-            if isinstance(w, bool) or not isinstance(w, numbers.Integral):
-                raise QjrTypeError(f"wire must be an int, got {w!r}")
-            if w < 0:
-                raise WireError(f"wire {w} is negative")
-            if w >= self.n_qubits:
-                raise WireError(f"wire {w} out of range for a {self.n_qubits}-qubit circuit")
-            out.append(int(w))
-        if len(set(out)) != len(out):
-            raise WireError(f"repeated wire in {tuple(out)}")
-        return tuple(out)
+        return check_wires(wires, self.n_qubits)
 
     # ---- generic gates --------------------------------------------------------
     def gate(self, name: str, wires, *angles, cut: bool = False) -> Circuit:
@@ -353,7 +341,7 @@ class Circuit:
         ``cut=True`` (two wires only) marks it for gate cutting."""
         wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
         wires = self._wires(*wires)
-        m = _check_unitary(matrix, len(wires))
+        m = check_unitary(matrix, len(wires))
         if cut and len(wires) != 2:
             raise WireError(f"only two-qubit unitaries can be marked cut=True, got wires {wires}")
         return self._with(Op("unitary", wires, (), (ConstMatrix(m),), cut=bool(cut)))
@@ -399,22 +387,6 @@ class Circuit:
         wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
         mats = channels.check_kraus(ops, len(wires))
         return self._channel("kraus", wires, matrices=tuple(ConstMatrix(m) for m in mats))
-
-
-def _check_unitary(matrix, k: int) -> np.ndarray:
-    try:
-        m = np.asarray(matrix, dtype=np.complex128)
-    except (TypeError, ValueError) as exc:
-        raise MatrixError(f"matrix is not a numeric array: {exc}") from None
-    dim = 2**k
-    if m.shape != (dim, dim):
-        raise MatrixError(f"a unitary on {k} wire(s) must have shape {(dim, dim)}, got {m.shape}")
-    err = float(np.max(np.abs(m.conj().T @ m - np.eye(dim))))
-    if not err <= UNITARY_ATOL:
-        raise MatrixError(
-            f"matrix is not unitary: max |U^dagger U - I| = {err:.3g} > {UNITARY_ATOL}"
-        )
-    return m
 
 
 def _add_gate_methods():

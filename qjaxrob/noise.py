@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numbers
 
+from qjaxrob.checks import check_wires
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import ParameterError, QjrTypeError
 
@@ -75,7 +76,7 @@ def insert(c: Circuit, channel: str, after: str = "each_gate", p=None, wires=Non
         wires = (wires,)
     args = (axis, p) if axis is not None else (p,)
     make = getattr(Circuit(c.n_qubits), channel)  # validates p (ProbabilityError)
-    noise = {w: make(w, *args).ops[0] for w in Circuit(c.n_qubits)._wires(*wires)}
+    noise = {w: make(w, *args).ops[0] for w in check_wires(wires, c.n_qubits)}
     return Circuit(c.n_qubits, _insert_ops(c.ops, noise, after))
 
 

@@ -19,14 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob import channels
+from qjaxrob.checks import (
+    check_dtype,
+    check_key,
+    check_observables,
+    check_shots,
+    check_vector,
+    check_wires,
+)
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import (
     DensityMatrixOnlyError,
-    DtypeError,
-    ObservableError,
     ParameterError,
     QjrTypeError,
-    WireError,
 )
 from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
@@ -35,53 +40,6 @@ from qjaxrob.kernels.structured import apply_permutation
 from qjaxrob.observables import PauliSum
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
-
-
-# ---- validation -------------------------------------------------------------
-def check_dtype(dtype) -> np.dtype:
-    """The complex dtype to simulate in; complex128 requires ``jax_enable_x64``."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise DtypeError(f"dtype must be complex64 or complex128, got {dtype!r}") from None
-    if dt not in (np.complex64, np.complex128):
-        raise DtypeError(f"dtype must be complex64 or complex128, got {dt}")
-    if dt == np.complex128 and not jax.config.read("jax_enable_x64"):
-        raise DtypeError(
-            "dtype complex128 needs 64-bit JAX: set jax.config.update('jax_enable_x64', True) "
-            "(qjaxrob never silently down-casts)"
-        )
-    return dt
-
-
-def check_vector(values, length: int, name: str, real_dtype):
-    """``params``/``x`` as a 1-D real array of exactly ``length`` entries."""
-    if values is None:
-        if length:
-            raise ParameterError(f"the circuit needs {name} of length {length}, got None")
-        return jnp.zeros((0,), real_dtype)
-    values = jnp.asarray(values)
-    if values.ndim != 1:
-        raise ParameterError(
-            f"{name} must be 1-D with {length} entries, got shape {values.shape} "
-            f"(use jax.vmap to batch)"
-        )
-    if values.shape[0] != length:
-        raise ParameterError(f"the circuit needs {name} of length {length}, got {values.shape[0]}")
-    if jnp.iscomplexobj(values):
-        raise ParameterError(f"{name} must be real, got dtype {values.dtype}")
-    return values.astype(real_dtype)
-
-
-def check_observable(obs, n: int) -> PauliSum:
-    if not isinstance(obs, PauliSum):
-        raise QjrTypeError(f"observable must be a PauliSum (e.g. qjr.Z(0)), got {obs!r}")
-    if not obs.is_hermitian:
-        raise ObservableError(f"observable {obs!r} has complex coefficients: not Hermitian")
-    bad = [w for w in obs.wires if w >= n]
-    if bad:
-        raise WireError(f"observable wire {bad[0]} out of range for a {n}-qubit circuit")
-    return obs
 
 
 def _prepare(c, params, x, dtype):
@@ -274,11 +232,7 @@ def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
 
 
 def _check_wires(wires, n):
-    if wires is None:
-        return tuple(range(n))
-    wires = (wires,) if isinstance(wires, (int, np.integer)) else tuple(wires)
-    Circuit(n)._wires(*wires)
-    return tuple(int(w) for w in wires)
+    return tuple(range(n)) if wires is None else check_wires(wires, n)
 
 
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
@@ -298,24 +252,12 @@ def _sample_bits(key, p, shots, n):
     return ((idx[:, None] >> shifts) & 1).astype(jnp.int8)
 
 
-def _check_key(key, what):
-    if key is None:
-        raise ParameterError(f"{what} needs an explicit PRNG key (key=jax.random.key(seed))")
-    return key
-
-
-def _check_shots(shots):
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise ParameterError(f"shots must be a positive int, got {shots!r}")
-    return int(shots)
-
-
 def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
     """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
     column k = wire k."""
-    shots = _check_shots(shots)
+    shots = check_shots(shots)
     p = probs(c, params, x, mixed=mixed, dtype=dtype)
-    return _sample_bits(_check_key(key, "sample"), p, shots, c.n_qubits)
+    return _sample_bits(check_key(key, "sample"), p, shots, c.n_qubits)
 
 
 def expval(
@@ -347,11 +289,9 @@ def expval(
         dtype: complex64 (default) or complex128.
         diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.
     """
-    single = isinstance(obs, PauliSum)
-    observables = (obs,) if single else tuple(obs)
-    if not observables:
-        raise ObservableError("expval needs at least one observable, got an empty list")
-    observables = tuple(check_observable(o, c.n_qubits) for o in observables)
+    if not isinstance(c, Circuit):
+        raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
+    observables, single = check_observables(obs, c.n_qubits)
     dt, params, x = _prepare(c, params, x, dtype)
     if diff not in ("backprop", "adjoint"):
         raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
@@ -361,8 +301,8 @@ def expval(
         out = checked_expval(c, observables, params, x, key, dt, trajectories,
                              mixed=mixed, shots=shots, diff=diff)
     elif shots is not None:
-        shots = _check_shots(shots)
-        out = _expval_shots(c, observables, params, x, _check_key(key, "expval with shots"),
+        shots = check_shots(shots)
+        out = _expval_shots(c, observables, params, x, check_key(key, "expval with shots"),
                             dt, bool(mixed), shots)
     elif diff == "adjoint":
         from qjaxrob.adjoint import adjoint_expval

@@ -35,24 +35,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from qjaxrob.circuit import UNITARY_ATOL, Circuit, ConstMatrix, Op
+from qjaxrob.checks import check_unitary, check_wires
+from qjaxrob.circuit import Circuit, ConstMatrix, Op
 from qjaxrob.cutting.partition import CutCircuit, site_markers, with_fragment
-from qjaxrob.errors import CutError, QjrTypeError
+from qjaxrob.errors import CutError, MatrixError, QjrTypeError
 
 __all__ = ["perturb", "insert"]
 
 
 def _unitary(v, k: int, what: str) -> np.ndarray:
     try:
-        m = np.asarray(v, complex)
-    except (TypeError, ValueError):
-        raise CutError(f"{what} must be a {2**k}x{2**k} unitary, got {v!r}") from None
-    if m.shape != (2**k, 2**k):
-        raise CutError(f"{what} must have shape {(2**k, 2**k)}, got {m.shape}")
-    err = float(np.max(np.abs(m.conj().T @ m - np.eye(2**k))))
-    if not err <= UNITARY_ATOL:
-        raise CutError(f"{what} is not unitary: max |V^dagger V - I| = {err:.3g} (V = {m.tolist()})")
-    return m
+        return check_unitary(v, k, what)
+    except MatrixError as exc:
+        raise CutError(str(exc)) from None
 
 
 def _ops(v, wires: tuple, what: str) -> tuple:
@@ -86,7 +81,7 @@ def insert(cc: CutCircuit, fragment: int, position: int, v, wires) -> CutCircuit
     pos = _check_index(position, len(frag.ops) + 1, "position")
     wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
     try:
-        frag._wires(*wires)
+        check_wires(wires, frag.n_qubits)
     except (TypeError, ValueError) as exc:
         raise CutError(f"wires {wires} invalid for fragment {f}: {exc}") from None
     new = frag.ops[:pos] + _ops(v, wires, "V") + frag.ops[pos:]

@@ -66,11 +66,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import qpd
 from qjaxrob.cutting.partition import CutCircuit, site_markers
-from qjaxrob.errors import ObservableError, ParameterError, QjrTypeError
+from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
 from qjaxrob.observables import PauliSum
-from qjaxrob.simulate import _check_key, _check_shots, check_dtype, check_observable, \
-    check_vector, op_matrix, zero_state
+from qjaxrob.checks import check_dtype, check_key, check_observables, check_shots, check_vector
+from qjaxrob.simulate import op_matrix, zero_state
 
 __all__ = ["expval", "fragment_values", "fragment_axes"]
 
@@ -277,12 +277,7 @@ def _prepare(cc, obs, params, x, dtype):
     if not isinstance(cc, CutCircuit):
         raise QjrTypeError(f"expected a CutCircuit from qjr.cutting.partition, got "
                            f"{type(cc).__name__}")
-    single = isinstance(obs, PauliSum)
-    observables = (obs,) if single else tuple(obs)
-    if not observables:
-        raise ObservableError("expval needs at least one observable, got an empty list")
-    n = cc.circuit.n_qubits
-    observables = tuple(check_observable(o, n) for o in observables)
+    observables, single = check_observables(obs, cc.circuit.n_qubits)
     dt = check_dtype(dtype)
     real = np.finfo(dt).dtype
     params = check_vector(params, cc.n_params, "params", real)
@@ -316,10 +311,10 @@ def expval(cc: CutCircuit, obs, params=None, x=None, *, dtype=jnp.complex64, sho
     if shots is None:
         out = _exact(cc, observables, params, x, dt, mesh)
         return out[0] if single else out
-    shots = _check_shots(shots)
+    shots = check_shots(shots)
     if shots < 2:
         raise ParameterError(f"QPD sampling needs shots >= 2 (for the standard error), got {shots}")
-    est, err = _sampled(cc, observables, params, x, _check_key(key, "sampling"), dt, mesh, shots)
+    est, err = _sampled(cc, observables, params, x, check_key(key, "sampling"), dt, mesh, shots)
     est, err = (est[0], err[0]) if single else (est, err)
     return (est, err) if return_stderr else est
 

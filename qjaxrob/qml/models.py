@@ -39,7 +39,8 @@ from qjaxrob.errors import ParameterError
 from qjaxrob.observables import Z
 from qjaxrob.qml import ansatze
 from qjaxrob.qml import encodings as enc
-from qjaxrob.simulate import check_dtype, expval, probs
+from qjaxrob.checks import check_dtype, check_wires
+from qjaxrob.simulate import expval, probs
 
 __all__ = ["VQC", "make_vqc", "NOISE_CHANNELS"]
 
@@ -115,7 +116,7 @@ class VQC(eqx.Module):
             if k > n:
                 raise ParameterError(f"{c_} classes need {k} readout wires, the circuit has {n}")
             readout_wires = tuple(range(n - k, n))
-        self.readout_wires = tuple(Circuit(n)._wires(*readout_wires))
+        self.readout_wires = check_wires(tuple(readout_wires), n, "readout wire")
         width = len(self.readout_wires) if readout == "expval" else c_
         if readout == "probs" and 2 ** len(self.readout_wires) < c_:
             raise ParameterError(f"{c_} classes need >= {c_} outcomes, got wires {readout_wires}")

@@ -1,0 +1,2 @@
+"""Attacks on distributed QML: evasion (FGSM/PGD, state-level), gradient inversion,
+adversarial cut fragments, Byzantine client behaviours."""

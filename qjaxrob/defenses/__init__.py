@@ -1,0 +1,1 @@
+"""Defenses: quantum differential privacy bounds, certified robustness, smoothing, DP-SGD."""

@@ -1,0 +1,1 @@
+"""Runnable, resumable studies behind ``qjaxrob run STUDY``."""

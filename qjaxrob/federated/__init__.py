@@ -1,0 +1,1 @@
+"""Quantum federated learning: data splits, clients, rounds and robust aggregation."""

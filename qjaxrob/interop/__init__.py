@@ -1,0 +1,1 @@
+"""Interoperability: OpenQASM, Qiskit and PennyLane circuits in; qjaxrob as a PennyLane device."""
