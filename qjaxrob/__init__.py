@@ -22,16 +22,19 @@ from qjaxrob import cutting, noise  # noqa: E402  (build on the core above)
 __version__ = "0.1.0"
 
 _LAZY_SUBPACKAGES = ("qml", "attacks", "federated", "defenses", "experiments", "interop")
+_LAZY_INTEROP = ("from_qasm", "to_qasm", "from_qiskit", "from_pennylane")
 
 
 def __getattr__(name):
     if name in _LAZY_SUBPACKAGES:
         return importlib.import_module(f"qjaxrob.{name}")
+    if name in _LAZY_INTEROP:
+        return getattr(importlib.import_module("qjaxrob.interop"), name)
     raise AttributeError(f"module 'qjaxrob' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES))
+    return sorted(set(globals()) | set(_LAZY_SUBPACKAGES) | set(_LAZY_INTEROP))
 
 
 __all__ = [
