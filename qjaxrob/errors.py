@@ -54,3 +54,13 @@ class DtypeError(QjrValueError):
 
 class CutError(QjrValueError):
     """A cut cannot be placed or reconstructed."""
+
+
+class ConversionError(QjrValueError):
+    """A circuit from another framework (OpenQASM, Qiskit, PennyLane) cannot be converted:
+    malformed text, or an instruction qjaxrob cannot represent; the message names the
+    statement or instruction and where it is (line, or instruction index)."""
+
+
+class MissingDependencyError(QjrError, ImportError):
+    """An optional extra (``qasm``, ``qiskit``, ``pennylane``, ...) is needed but not installed."""
