@@ -64,3 +64,8 @@ class ConversionError(QjrValueError):
 
 class MissingDependencyError(QjrError, ImportError):
     """An optional extra (``qasm``, ``qiskit``, ``pennylane``, ...) is needed but not installed."""
+
+
+class GradientError(QjrValueError):
+    """A derivative was requested that cannot be computed honestly (e.g. a finite-shot
+    gradient with respect to a noise parameter, which has no unbiased shift rule)."""
