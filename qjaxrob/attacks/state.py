@@ -1,0 +1,254 @@
+"""State-level evasion: a learned unitary ``W(phi)`` applied right after the encoding.
+
+Quantum adversarial machine learning (Lu, Duan, Deng, PRR 2, 033212, 2020; Liu & Wittek, PRA
+101, 062331, 2020) perturbs the *encoded state* ``|psi(x)>`` rather than the classical
+features, so robustness can be compared across encodings independently of the feature
+scale. The budget is the infidelity ``1 - |<psi|W psi>|^2 <= budget`` (``budget`` in
+``[0, 1]``), the quantity of the hypothesis-testing certificate of Weber et al. (npj QI 7,
+76, 2021): a classifier with class probabilities ``p_A, p_B`` is robust for all states with
+``1 - F < 1/2 (1 - sqrt(p_A p_B) - sqrt((1 - p_A)(1 - p_B)))``.
+
+``W(phi)`` (``perturbation_circuit``) is parameterised near the identity (``phi = 0`` gives
+``W = I``): ``RX RY RZ`` on every wire, then (``entangling=True``) ``RXX RYY RZZ`` on every
+neighbouring pair ``(q, q+1)``; ``3 n + 3 (n - 1)`` parameters. The attack maximises the
+cross-entropy (or minimises it towards a target) with Adam on ``phi``; after every step
+``phi`` is pulled back along the ray ``t phi`` (bisection on ``t in [0, 1]``, 20 halvings)
+until the infidelity is within budget, and the best feasible iterate is returned.
+
+The attacked classifier is the model's own ``VQC`` with ``W`` spliced in between its
+encoding and its ansatz (``attacked_model``), so logits and readout stay exactly those of
+``qjr.qml.VQC``. Pure-state models without data re-uploading only (``ParameterError``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from qjaxrob.checks import check_key, check_positive_int, check_real
+from qjaxrob.circuit import Circuit, param
+from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.qml import VQC
+from qjaxrob.attacks.evasion import check_eps, example_loss
+from qjaxrob.simulate import statevector
+
+__all__ = [
+    "perturbation_circuit", "attacked_model", "infidelity", "StateAttackResult",
+    "state_attack", "state_attack_model", "state_robust_accuracy_curve",
+]
+
+_BISECTIONS = 20
+
+
+def perturbation_circuit(n_qubits: int, *, entangling: bool = True) -> Circuit:
+    """The near-identity perturbation ``W(phi)`` (module docstring); ``W(0) = I``."""
+    n = Circuit(n_qubits).n_qubits
+    c, k = Circuit(n), 0
+    for q in range(n):
+        c = c.rx(q, param(k)).ry(q, param(k + 1)).rz(q, param(k + 2))
+        k += 3
+    if entangling:
+        for q in range(n - 1):
+            c = c.rxx(q, q + 1, param(k)).ryy(q, q + 1, param(k + 1)).rzz(q, q + 1, param(k + 2))
+            k += 3
+    return c
+
+
+def _check_model(model) -> VQC:
+    if not isinstance(model, VQC):
+        raise QjrTypeError(f"state attacks need a qjr.qml.VQC, got {type(model).__name__}")
+    enc_ops = model.encoding.circuit.ops
+    if model.mixed or model.circuit.ops[: len(enc_ops)] != enc_ops:
+        raise ParameterError(
+            "state attacks need a pure-state VQC whose circuit is encoding + ansatz (no noise, "
+            "no data re-uploading)")
+    return model
+
+
+class _Shadow(NamedTuple):
+    """The model with ``W`` spliced in (params: model's, then ``W``'s) and ``W`` alone."""
+
+    vqc: VQC
+    n_model: int
+    n_phi: int
+
+
+def _shadow(model: VQC, entangling: bool) -> _Shadow:
+    model = _check_model(model)
+    n = model.encoding.n_qubits
+    w = perturbation_circuit(n, entangling=entangling)
+    n_model = model.circuit.n_params
+    rest = Circuit(n, model.circuit.ops[len(model.encoding.circuit.ops):])
+    ansatz = w.shift_params(n_model) + rest
+    vqc = VQC(jax.random.key(0), model.encoding, ansatz, model.n_classes,
+              readout=model.readout, readout_wires=model.readout_wires,
+              post=model.weights is not None, scale=model.scale, dtype=model.dtype)
+    return _Shadow(vqc, n_model, w.n_params)
+
+
+def _splice(shadow: _Shadow, model: VQC, phi):
+    params = jnp.concatenate([model.params, phi.astype(model.params.dtype)])
+    out = eqx.tree_at(lambda m: m.params, shadow.vqc, params)
+    if model.weights is not None:
+        out = eqx.tree_at(lambda m: (m.weights, m.bias), out, (model.weights, model.bias))
+    return out
+
+
+def attacked_model(model: VQC, phi, *, entangling: bool = True) -> VQC:
+    """``model`` with ``W(phi)`` between its encoding and its ansatz: a ``VQC`` with the same
+    readout, weights and bias whose ``params`` are ``model.params`` followed by ``phi``."""
+    shadow = _shadow(model, entangling)
+    phi = jnp.asarray(phi)
+    if phi.shape != (shadow.n_phi,):
+        raise ParameterError(f"phi must have shape ({shadow.n_phi},), got {phi.shape}")
+    return _splice(shadow, model, phi)
+
+
+def _infidelity(model: VQC, w: Circuit, x, phi):
+    a = model.encoding.features(x)
+    psi = statevector(model.encoding.circuit, None, a, dtype=model.dtype)
+    chi = statevector(model.encoding.circuit + w, phi.astype(model.params.dtype), a,
+                      dtype=model.dtype)
+    return 1.0 - jnp.abs(jnp.vdot(psi, chi)) ** 2
+
+
+def infidelity(model: VQC, x, phi, *, entangling: bool = True):
+    """``1 - |<psi(x)| W(phi) |psi(x)>|^2`` for the model's encoding and one example ``x``."""
+    model = _check_model(model)
+    w = perturbation_circuit(model.encoding.n_qubits, entangling=entangling)
+    phi = jnp.asarray(phi)
+    if phi.shape != (w.n_params,):
+        raise ParameterError(f"phi must have shape ({w.n_params},), got {phi.shape}")
+    return _infidelity(model, w, x, phi)
+
+
+class StateAttackResult(NamedTuple):
+    """Attack outcome (per example; leading batch axis from ``state_attack_model``).
+
+    Attributes:
+        phi: the perturbation parameters ``(n_phi,)``.
+        infidelity: ``1 - |<psi|W psi>|^2`` reached (``<= budget``).
+        loss: the attacked example's cross-entropy (against the target if targeted).
+        logits: the attacked model's logits ``(n_classes,)``.
+    """
+
+    phi: jax.Array
+    infidelity: jax.Array
+    loss: jax.Array
+    logits: jax.Array
+
+
+def _attack_one(model, shadow, w, x, y, target, key, budget, steps, step_size, init_scale):
+    sign = 1.0 if target is None else -1.0
+    label = y if target is None else target
+    real = model.params.dtype
+
+    def loss(phi):
+        return example_loss(_splice(shadow, model, phi), label)(x)
+
+    def infid(phi):
+        return _infidelity(model, w, x, phi)
+
+    def pull_back(phi):
+        def body(_, lohi):
+            lo, hi = lohi
+            mid = (lo + hi) / 2
+            ok = infid(mid * phi) <= budget
+            return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+        lo, _ = jax.lax.fori_loop(0, _BISECTIONS, body, (jnp.zeros((), real),
+                                                          jnp.ones((), real)))
+        return jnp.where(infid(phi) <= budget, phi, lo * phi)
+
+    phi0 = jnp.zeros((shadow.n_phi,), real)
+    if key is not None:
+        phi0 = pull_back(init_scale * jax.random.uniform(key, phi0.shape, real, -1.0, 1.0))
+    opt = optax.adam(step_size)
+    value_and_grad = jax.value_and_grad(loss)
+
+    def body(carry, _):
+        phi, state, best_phi, best_v = carry
+        v, g = value_and_grad(phi)
+        better = sign * v > best_v
+        best_phi = jnp.where(better, phi, best_phi)
+        best_v = jnp.where(better, sign * v, best_v)
+        upd, state = opt.update(-sign * g, state, phi)
+        return (pull_back(optax.apply_updates(phi, upd)), state, best_phi, best_v), None
+
+    init = (phi0, opt.init(phi0), phi0, jnp.asarray(-jnp.inf, real))
+    (phi, _, best_phi, best_v), _ = jax.lax.scan(body, init, None, length=steps)
+    phi = jnp.where(sign * loss(phi) > best_v, phi, best_phi)
+    return StateAttackResult(phi, infid(phi), loss(phi), _splice(shadow, model, phi)(x))
+
+
+@eqx.filter_jit
+def _attack_batch(model, shadow, w, x, y, targets, keys, budget, steps, step_size, init_scale):
+    def one(xi, yi, ti, ki):
+        return _attack_one(model, shadow, w, xi, yi, ti, ki, budget, steps, step_size,
+                           init_scale)
+
+    return jax.vmap(one, in_axes=(0, 0, None if targets is None else 0,
+                                  None if keys is None else 0))(x, y, targets, keys)
+
+
+def _check_budget(budget):
+    return budget if isinstance(budget, jax.core.Tracer) else check_real(
+        budget, "budget", low=0.0, high=1.0)
+
+
+def _prepare(model, budget, steps, step_size, entangling):
+    shadow = _shadow(model, entangling)
+    w = perturbation_circuit(model.encoding.n_qubits, entangling=entangling)
+    real = model.params.dtype
+    return (shadow, w, jnp.asarray(_check_budget(budget), real),
+            check_positive_int(steps, "steps"), float(check_eps(step_size, "step_size")))
+
+
+def state_attack(model: VQC, x, y, budget, *, steps: int = 100, step_size: float = 0.05,
+                 key=None, target=None, entangling: bool = True,
+                 init_scale: float = 0.01) -> StateAttackResult:
+    """State-level attack on ONE example ``x`` (label ``y``) within infidelity ``budget``
+    (module docstring). ``key``: random start ``phi ~ U(-init_scale, init_scale)`` (pulled
+    into the budget); ``target``: minimise the cross-entropy towards that class instead."""
+    res = state_attack_model(model, jnp.asarray(x)[None], jnp.asarray(y)[None], budget,
+                             steps=steps, step_size=step_size,
+                             key=key,
+                             targets=None if target is None else jnp.asarray(target)[None],
+                             entangling=entangling, init_scale=init_scale)
+    return jax.tree_util.tree_map(lambda a: a[0], res)
+
+
+def state_attack_model(model: VQC, x, y, budget, *, steps: int = 100, step_size: float = 0.05,
+                       key=None, targets=None, entangling: bool = True,
+                       init_scale: float = 0.01) -> StateAttackResult:
+    """``state_attack`` on every example of ``x`` ``(B, d)``, labels ``y`` ``(B,)``, vmapped
+    in one jit; ``key`` is split per example. Robust accuracy:
+    ``mean(argmax(res.logits, -1) == y)``."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ParameterError(
+            f"state_attack_model needs x of shape (B, d) and y of shape (B,), got {x.shape}, "
+            f"{y.shape}")
+    shadow, w, budget, steps, step_size = _prepare(model, budget, steps, step_size, entangling)
+    keys = None if key is None else jax.random.split(check_key(key, "state_attack"), x.shape[0])
+    if targets is not None:
+        targets = jnp.asarray(targets)
+        if targets.shape != y.shape:
+            raise ParameterError(f"targets must have shape {y.shape}, got {targets.shape}")
+    return _attack_batch(model, shadow, w, x, y, targets, keys, budget, steps, step_size,
+                         float(init_scale))
+
+
+def state_robust_accuracy_curve(model: VQC, x, y, budgets, **kwargs):
+    """Accuracy under the state attack for every infidelity budget in ``budgets``
+    (``state_attack_model`` keyword arguments pass through). Returns ``(budgets,
+    accuracy)`` NumPy arrays; budget 0 gives the clean accuracy."""
+    b = np.asarray([_check_budget(float(v)) for v in np.ravel(budgets)], np.float64)
+    acc = [float(jnp.mean(jnp.argmax(state_attack_model(model, x, y, v, **kwargs).logits, -1)
+                          == jnp.asarray(y))) for v in b]
+    return b, np.asarray(acc)
