@@ -1,0 +1,325 @@
+"""Federated rounds and the resumable round loop.
+
+One round (:func:`federated_round`):
+
+1. the server splits its carried PRNG key, samples ``m`` clients (uniformly without
+   replacement, sorted ids) and marks the malicious ones;
+2. all sampled clients train as ONE jitted, ``vmap`` ped computation
+   (:func:`~qjaxrob.federated.clients.local_updates`), optionally sharded over devices;
+3. ``config.poison_updates`` rewrites the malicious rows (server-visible updates);
+4. the updates are checked (a NaN/inf update is rejected naming the client id), then
+   aggregated (``config.aggregator`` or the DP-FedAvg ``config.server_privacy``) and
+   applied with ``config.server_optimizer``.
+
+:func:`run` repeats rounds up to ``config.rounds``, shows a tqdm bar, appends one JSON
+line of metrics per round to ``out_dir/metrics.jsonl`` (flushed and fsynced as the round
+ends) and then atomically rewrites ``out_dir/checkpoint.npz`` (global model, server
+optimizer state, DP state, PRNG key, round counter). On restart it loads the checkpoint,
+drops JSONL lines of rounds after it (a round whose line was written but whose checkpoint
+was not is recomputed identically), and continues: no round is repeated or lost, and the
+result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from qjaxrob.errors import ParameterError
+from qjaxrob.federated.aggregators import check_updates
+from qjaxrob.federated.clients import flatten, local_updates
+from qjaxrob.federated.config import FedConfig
+from qjaxrob.federated.sharding import client_sharding
+from qjaxrob.federated.splits import ClientData
+
+__all__ = ["ServerState", "RoundPlan", "RoundInfo", "init_state", "plan_round",
+           "poison", "server_update", "federated_round", "evaluate_round", "run"]
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+class ServerState(NamedTuple):
+    """The server's state between rounds (everything a checkpoint holds)."""
+
+    model: eqx.Module
+    opt_state: optax.OptState
+    privacy_state: object
+    key: jax.Array  # raw uint32 key data
+    round: int
+
+
+class RoundPlan(NamedTuple):
+    """Which clients take part in a round and with which keys (computed by the server)."""
+
+    ids: np.ndarray          # (m,) sorted client ids
+    malicious: np.ndarray    # (m,) bool
+    client_key: jax.Array    # clients use fold_in(client_key, id)
+    attack_key: jax.Array    # key of config.poison_updates
+    next_key: jax.Array      # the server key carried to the next round
+
+
+class RoundInfo(NamedTuple):
+    """What the server saw in a round: ``updates`` ``(m, dim)`` (after poisoning; hand a
+    row to gradient inversion with ``federated.unflatten(model, row)``), the ``ids`` of
+    their senders, which were ``malicious`` and the ``aggregate`` ``(dim,)``."""
+
+    ids: np.ndarray
+    malicious: np.ndarray
+    updates: jax.Array
+    aggregate: jax.Array
+
+
+def init_state(model, config: FedConfig) -> ServerState:
+    """The state before round 1 (keys derived from ``config.seed``)."""
+    key = jax.random.key(config.seed)
+    k_run, k_priv = jax.random.split(key)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    flat, _ = flatten(model)
+    ps = None if config.server_privacy is None else config.server_privacy.init(flat, k_priv)
+    return ServerState(model, config.server_optimizer.init(params), ps,
+                       jax.random.key_data(k_run), 0)
+
+
+def plan_round(state: ServerState, n_clients: int, config: FedConfig) -> RoundPlan:
+    """Samples the round's clients from the server key."""
+    key = jax.random.wrap_key_data(state.key)
+    next_key, k_sample, k_clients, k_attack = jax.random.split(key, 4)
+    ids = np.sort(np.asarray(jax.random.choice(
+        k_sample, n_clients, (config.clients_per_round,), replace=False)))
+    malicious = np.isin(ids, np.asarray(config.malicious, np.int64))
+    return RoundPlan(ids, malicious, k_clients, k_attack, jax.random.key_data(next_key))
+
+
+@eqx.filter_jit
+def _poison(updates, malicious, key, config):
+    out = config.poison_updates(updates, malicious, key)
+    return jnp.where(malicious[:, None], out, updates)
+
+
+def poison(updates, plan: RoundPlan, config: FedConfig):
+    """The server's view of the round's updates: ``config.poison_updates`` applied to the
+    malicious rows (unchanged when no attack or no malicious client is sampled)."""
+    if config.poison_updates is None or not plan.malicious.any():
+        return updates
+    return _poison(updates, jnp.asarray(plan.malicious), plan.attack_key, config)
+
+
+@eqx.filter_jit
+def _server_step(model, opt_state, privacy_state, updates, weights, config):
+    if config.server_privacy is not None:
+        agg, privacy_state = config.server_privacy.update(updates, privacy_state)
+    else:
+        agg = config.aggregator(updates, weights)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    grads = flatten(model)[1](agg)
+    grads = eqx.filter(grads, eqx.is_inexact_array)
+    upd, opt_state = config.server_optimizer.update(grads, opt_state, params)
+    return eqx.apply_updates(model, upd), opt_state, privacy_state, agg
+
+
+def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: FedConfig):
+    """Checks the server-visible ``updates`` ``(m, dim)`` (naming a client that sent
+    NaN/inf), aggregates them and applies the server optimizer. Returns
+    ``(new_state, aggregate)``."""
+    updates = check_updates(updates, "round updates", client_ids=plan.ids)
+    dim = flatten(state.model)[0].shape[0]
+    if updates.shape != (len(plan.ids), dim):
+        raise ParameterError(
+            f"round updates must have shape ({len(plan.ids)}, {dim}), got {updates.shape}"
+        )
+    model, opt_state, ps, agg = _server_step(
+        state.model, state.opt_state, state.privacy_state, updates,
+        jnp.asarray(counts, updates.dtype), config)
+    return ServerState(model, opt_state, ps, plan.next_key, state.round + 1), agg
+
+
+def federated_round(state: ServerState, data: ClientData, config: FedConfig):
+    """One round over the stacked ``data``; returns ``(new_state, RoundInfo)``."""
+    config.check_clients(data.n_clients)
+    plan = plan_round(state, data.n_clients, config)
+    ids = jnp.asarray(plan.ids)
+    arrays = (ids, data.x[ids], data.y[ids], data.counts[ids], jnp.asarray(plan.malicious))
+    if config.shard:
+        sharding = client_sharding(len(plan.ids))
+        arrays = tuple(jax.device_put(a, sharding) for a in arrays)
+    ids_, x, y, counts, mal = arrays
+    updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal, config)
+    updates = poison(updates, plan, config)
+    new_state, agg = server_update(state, plan, updates, data.counts[ids], config)
+    return new_state, RoundInfo(plan.ids, plan.malicious, updates, agg)
+
+
+@eqx.filter_jit
+def _metrics(model, x, y, config):
+    logits = jax.vmap(model)(x)
+    pred = jnp.argmax(logits, axis=-1)
+    out = {"accuracy": jnp.mean(pred == y),
+           "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()}
+    if config.attack_target is not None:
+        out["attack_success"] = jnp.mean(pred == config.attack_target(y))
+    elif config.malicious:
+        out["attack_success"] = jnp.mean(pred != y)
+    if config.backdoor_trigger is not None:
+        t = config.backdoor_target
+        pred_t = jnp.argmax(jax.vmap(model)(jax.vmap(config.backdoor_trigger)(x)), axis=-1)
+        other = y != t
+        out["backdoor_success"] = jnp.sum((pred_t == t) & other) / jnp.maximum(jnp.sum(other), 1)
+    return out
+
+
+def evaluate_round(model, test, config: FedConfig, rounds_done: int) -> dict:
+    """Metrics of the global ``model`` on ``test = (x, y)``: accuracy, loss,
+    attack_success, backdoor_success (None when not applicable) and epsilon."""
+    m = {k: float(v) for k, v in _metrics(model, jnp.asarray(test[0]), jnp.asarray(test[1]),
+                                          config).items()}
+    eps = None if config.accountant is None else float(config.accountant(rounds_done))
+    return {"accuracy": m["accuracy"], "loss": m["loss"],
+            "attack_success": m.get("attack_success"),
+            "backdoor_success": m.get("backdoor_success"), "epsilon": eps}
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+def _leaves(tree):
+    out = []
+    for a in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(jnp.asarray(a).dtype, jax.dtypes.prng_key):
+            a = jax.random.key_data(a)
+        out.append(np.asarray(a))
+    return out
+
+
+def _rebuild(template, leaves, what, path):
+    flat, treedef = jax.tree_util.tree_flatten(template)
+    if len(flat) != len(leaves):
+        raise ParameterError(f"checkpoint {path}: {what} has {len(leaves)} leaves, expected "
+                             f"{len(flat)} (written by a different model or configuration)")
+    new = []
+    for t, v in zip(flat, leaves):
+        t = jnp.asarray(t)
+        if jnp.issubdtype(t.dtype, jax.dtypes.prng_key):
+            new.append(jax.random.wrap_key_data(jnp.asarray(v)))
+            continue
+        if t.shape != v.shape:
+            raise ParameterError(f"checkpoint {path}: {what} leaf shape {v.shape}, expected "
+                                 f"{t.shape} (written by a different model or configuration)")
+        new.append(jnp.asarray(v, t.dtype))
+    return jax.tree_util.tree_unflatten(treedef, new)
+
+
+def _trees(state):
+    return {"model": eqx.filter(state.model, eqx.is_array), "opt": state.opt_state,
+            "priv": state.privacy_state}
+
+
+def _save(path: Path, state: ServerState, description: str) -> None:
+    out = {f"{name}/{i}": a for name, t in _trees(state).items()
+           for i, a in enumerate(_leaves(t))}
+    out["key"] = np.asarray(state.key)
+    out["round"] = np.asarray(state.round)
+    out["config"] = np.asarray(description)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **out)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load(path: Path, template: ServerState, description: str) -> ServerState:
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    if str(data["config"]) != description:
+        raise ParameterError(
+            f"checkpoint {path} was written with a different configuration:\n  "
+            f"{data['config']}\nvs now\n  {description}\n(use a new out_dir)"
+        )
+    trees = {}
+    for name, t in _trees(template).items():
+        keys = sorted((k for k in data if k.startswith(f"{name}/")),
+                      key=lambda k: int(k.split("/")[1]))
+        trees[name] = _rebuild(t, [data[k] for k in keys], name, path)
+    model = eqx.combine(trees["model"], template.model)
+    return ServerState(model, trees["opt"], trees["priv"], jnp.asarray(data["key"]),
+                       int(data["round"]))
+
+
+def _truncate_jsonl(path: Path, rounds_done: int) -> None:
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the interruption
+            continue
+        if rec.get("round", np.inf) <= rounds_done:
+            keep.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{ln}\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: bool = True,
+        on_round: Callable | None = None):
+    """Runs (or resumes) a federated training in ``out_dir`` up to ``config.rounds``.
+
+    Args:
+        config: the :class:`FedConfig`.
+        out_dir: directory for ``metrics.jsonl`` and ``checkpoint.npz``; an existing
+            checkpoint is resumed (it must have been written with the same configuration,
+            apart from ``rounds``).
+        model: the initial global model (an ``equinox`` module, e.g. ``qml.VQC``).
+        data: the clients' :class:`ClientData`.
+        test: ``(x_test, y_test)`` for the per-round metrics.
+        on_round: called as ``on_round(state, info)`` after each round is recorded
+            (e.g. to hand ``info.updates`` to gradient inversion).
+
+    Returns:
+        ``(state, records)``: the final :class:`ServerState` and the list of all JSONL
+        records of the run (including rounds done before a resume).
+    """
+    config.check_clients(data.n_clients)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics, ckpt = out / METRICS_FILE, out / CHECKPOINT_FILE
+    description = config.describe()
+    state = init_state(model, config)
+    if ckpt.exists():
+        state = _load(ckpt, state, description)
+    _truncate_jsonl(metrics, state.round)
+    bar = tqdm(total=config.rounds, initial=state.round, disable=not progress,
+               desc="federated", unit="round")
+    try:
+        while state.round < config.rounds:
+            state, info = federated_round(state, data, config)
+            rec = {"round": state.round, "clients": info.ids.tolist(),
+                   "malicious": info.ids[info.malicious].tolist(),
+                   **evaluate_round(state.model, test, config, state.round)}
+            _append(metrics, rec)
+            _save(ckpt, state, description)
+            bar.update(1)
+            bar.set_postfix(acc=f"{rec['accuracy']:.3f}")
+            if on_round is not None:
+                on_round(state, info)
+    finally:
+        bar.close()
+    records = [json.loads(ln) for ln in metrics.read_text().splitlines()] \
+        if metrics.exists() else []
+    return state, records
