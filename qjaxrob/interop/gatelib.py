@@ -1,0 +1,190 @@
+"""What the converters share: affine angle expressions and the standard gate library.
+
+Other frameworks write angles such as ``theta + 2*phi - pi/4`` (affine in *several*
+parameters), while a qjaxrob ``Angle`` is affine in one ``param``/``inp``. A
+:class:`Linear` holds the general affine form; :func:`append_gate` splits a sum over
+several parameters into consecutive gates when that is exact (rotations about one axis
+compose additively: ``rz(a + b) = rz(a) rz(b)``, likewise every one-angle gate of the
+table) and writes ``u3(t, p, l) = phase(p) ry(t) phase(l)`` (matrix product; exact,
+no global phase) when its angles mix parameters.
+
+:data:`STANDARD_GATES` maps the OpenQASM 2 ``qelib1.inc`` / OpenQASM 3 ``stdgates.inc``
+gate names (shared by Qiskit's ``Instruction.name``) to exact expansions into
+qjaxrob gates: same matrix, same global phase. ``cp(l) = crz(l) . phase_control(l/2)``
+and the controlled ``U`` is ``cp(l) cry(t) cp(p)`` (from ``U = P(p) RY(t) P(l)``). A global
+phase ``e^{i g}`` becomes ``phase(g) x phase(g) x`` on wire 0 (``X P(g) X P(g) = e^{ig} I``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import qjaxrob as qjr
+from qjaxrob.errors import ConversionError
+
+__all__ = [
+    "Linear", "append_gate", "append_global_phase", "append_primitive", "STANDARD_GATES",
+    "expand_standard",
+]
+
+
+@dataclass(frozen=True)
+class Linear:
+    """``const + sum_k coeff_k * source_k``, with ``terms`` a sorted tuple of
+    ``((source, index), coeff)``, ``source`` being ``"param"`` or ``"inp"``."""
+
+    const: float = 0.0
+    terms: tuple = ()
+
+    @staticmethod
+    def var(source: str, index: int) -> Linear:
+        return Linear(0.0, (((source, index), 1.0),))
+
+    @property
+    def is_const(self) -> bool:
+        return not self.terms
+
+    def __add__(self, other: Linear) -> Linear:
+        merged = dict(self.terms)
+        for key, coeff in other.terms:
+            merged[key] = merged.get(key, 0.0) + coeff
+        terms = tuple(sorted((k, c) for k, c in merged.items() if c != 0.0))
+        return Linear(self.const + other.const, terms)
+
+    def scale(self, factor: float) -> Linear:
+        if factor == 0.0:
+            return Linear(0.0)
+        return Linear(self.const * factor, tuple((k, c * factor) for k, c in self.terms))
+
+    def __neg__(self) -> Linear:
+        return self.scale(-1.0)
+
+    def __sub__(self, other: Linear) -> Linear:
+        return self + (-other)
+
+    def parts(self) -> list:
+        """Angles whose sum is this expression: one per parameter (the constant rides on
+        the first), or the constant alone."""
+        if not self.terms:
+            return [self.const]
+        out = []
+        for i, ((source, index), coeff) in enumerate(self.terms):
+            base = qjr.param(index) if source == "param" else qjr.inp(index)
+            out.append(base * coeff + (self.const if i == 0 else 0.0))
+        return out
+
+
+def _const(value: float) -> Linear:
+    return Linear(float(value))
+
+
+# One-angle gates of qjaxrob's table that are exponentials of a fixed generator (or
+# controlled ones), so gate(a + b) = gate(a) gate(b).
+_ADDITIVE = {"rx", "ry", "rz", "phase", "crx", "cry", "crz", "rxx", "ryy", "rzz"}
+
+
+def append_gate(c: qjr.Circuit, name: str, wires: tuple, angles: tuple) -> qjr.Circuit:
+    """Appends qjaxrob gate ``name`` with ``Linear`` angles, splitting sums over several
+    parameters exactly; raises ``ConversionError`` if no exact split exists."""
+    if all(len(a.terms) <= 1 for a in angles):
+        return c.gate(name, wires, *(a.parts()[0] for a in angles))
+    if name in _ADDITIVE:
+        for part in angles[0].parts():
+            c = c.gate(name, wires, part)
+        return c
+    if name == "u3":
+        theta, phi, lam = angles
+        for gate, angle in (("phase", lam), ("ry", theta), ("phase", phi)):
+            c = append_gate(c, gate, wires, (angle,))
+        return c
+    raise ConversionError(f"gate {name!r} with angles {angles} mixes several parameters")
+
+
+def append_global_phase(c: qjr.Circuit, gamma: Linear) -> qjr.Circuit:
+    """Multiplies the state by ``e^{i gamma}`` (exactly, also for parametric gamma)."""
+    if gamma.is_const and gamma.const == 0.0:
+        return c
+    for _ in range(2):
+        c = append_gate(c, "phase", (0,), (gamma,))
+        c = c.x(0)
+    return c
+
+
+_SQ = 1 / math.sqrt(2)
+_SXDG = 0.5 * np.array([[1 - 1j, 1 + 1j], [1 + 1j, 1 - 1j]])
+_SX = _SXDG.conj()
+_H = np.array([[1, 1], [1, -1]]) * _SQ
+
+
+def _controlled(u: np.ndarray) -> np.ndarray:
+    k = u.shape[0]
+    out = np.eye(2 * k, dtype=complex)
+    out[k:, k:] = u
+    return out
+
+
+_CSWAP = np.eye(8, dtype=complex)[[0, 1, 2, 3, 4, 6, 5, 7]]
+_C3X = np.eye(16, dtype=complex)[list(range(14)) + [15, 14]]
+
+# name -> (n_qubits, n_angles, expansion). An expansion maps (wires, angles as Linear) to
+# a list of ("gate", name, wires, angles) or ("unitary", matrix, wires).
+_G = "gate"
+
+
+def _direct(name):
+    return lambda w, a: [(_G, name, w, a)]
+
+
+def _cp(w, a):
+    (lam,) = a
+    return [(_G, "crz", w, (lam,)), (_G, "phase", (w[0],), (lam.scale(0.5),))]
+
+
+def _cu3(w, a):
+    theta, phi, lam = a
+    return _cp(w, (lam,)) + [(_G, "cry", w, (theta,))] + _cp(w, (phi,))
+
+
+STANDARD_GATES = {
+    "id": (1, 0, lambda w, a: [(_G, "i", w, ())]),
+    "U": (1, 3, _direct("u3")),
+    "u": (1, 3, _direct("u3")),
+    "u3": (1, 3, _direct("u3")),
+    "u2": (1, 2, lambda w, a: [(_G, "u3", w, (_const(math.pi / 2), a[0], a[1]))]),
+    "u1": (1, 1, _direct("phase")),
+    "p": (1, 1, _direct("phase")),
+    "phase": (1, 1, _direct("phase")),
+    "sxdg": (1, 0, lambda w, a: [("unitary", _SXDG, w)]),
+    "CX": (2, 0, _direct("cnot")),
+    "cx": (2, 0, _direct("cnot")),
+    "cnot": (2, 0, _direct("cnot")),
+    "ch": (2, 0, lambda w, a: [("unitary", _controlled(_H), w)]),
+    "csx": (2, 0, lambda w, a: [("unitary", _controlled(_SX), w)]),
+    "cp": (2, 1, _cp),
+    "cphase": (2, 1, _cp),
+    "cu1": (2, 1, _cp),
+    "cu3": (2, 3, _cu3),
+    "cu": (2, 4, lambda w, a: [(_G, "phase", (w[0],), (a[3],))] + _cu3(w, a[:3])),
+    "cswap": (3, 0, lambda w, a: [("unitary", _CSWAP, w)]),
+    "c3x": (4, 0, lambda w, a: [("unitary", _C3X, w)]),
+}
+for _name in ("x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "rx", "ry", "rz", "cy", "cz",
+              "swap", "iswap", "crx", "cry", "crz", "rxx", "ryy", "rzz", "ccx"):
+    _spec = qjr.GATES[_name]
+    STANDARD_GATES[_name] = (_spec.n_wires, _spec.n_angles, _direct(_name))
+
+
+def expand_standard(name: str, wires: tuple, angles: tuple) -> list:
+    """The primitive instructions of standard gate ``name`` (see ``STANDARD_GATES``);
+    the caller checks the arity first."""
+    return STANDARD_GATES[name][2](tuple(wires), tuple(angles))
+
+
+def append_primitive(c: qjr.Circuit, item) -> qjr.Circuit:
+    """Appends one ``("gate", name, wires, angles)`` or ``("unitary", matrix, wires)``."""
+    if item[0] == "unitary":
+        return c.unitary(item[1], wires=tuple(item[2]))
+    return append_gate(c, item[1], tuple(item[2]), tuple(item[3]))

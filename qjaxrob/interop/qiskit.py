@@ -1,0 +1,171 @@
+"""Qiskit ``QuantumCircuit`` in: ``from_qiskit(qc, inputs=())`` (extra ``qiskit``).
+
+**Bit order.** Qiskit qubit ``k`` (``qc.find_bit(q).index``) becomes qjaxrob wire ``k``,
+so gates, controls and observables keep their labels (``Z`` on Qiskit qubit 2 is
+``qjr.Z(2)``). Qiskit counts qubit 0 as the *least* significant bit of a basis index,
+qjaxrob wire 0 as the *most* significant, so the flat vectors are bit-reversed images::
+
+    qjr.statevector(from_qiskit(qc)) == Statevector(qc).reverse_qargs().data
+
+(likewise ``probs`` vs ``Statevector.probabilities()``). Matrices Qiskit gives in its
+order (``UnitaryGate``, gates without a qjaxrob form) are placed on the reversed wire
+tuple, which is the same operator.
+
+**Parameters.** ``qc.parameters`` (Qiskit's order: sorted by name, ``ParameterVector``
+elements by index) minus those named in ``inputs`` become ``qjr.param(k)`` in that
+order; ``inputs`` (``Parameter`` objects or names) become ``qjr.inp(j)`` in the given
+order. Gate angles may be any affine ``ParameterExpression`` (``2*a - b + 0.3``; sums of
+several parameters are split exactly, see ``gatelib``); anything else raises.
+
+Gates: Qiskit's standard names with an exact qjaxrob form (``gatelib.STANDARD_GATES``),
+then any gate with constant parameters through its matrix, then any gate through its
+``definition``; ``global_phase`` is kept exactly. ``barrier`` is ignored, final
+measurements are dropped (nothing may follow on a measured qubit); ``reset``, control
+flow, ``delay`` and anything else raise ``ConversionError`` naming the instruction and
+its index in ``qc.data``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+import qjaxrob as qjr
+from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError, QjrTypeError
+from qjaxrob.interop.gatelib import (
+    STANDARD_GATES,
+    Linear,
+    append_global_phase,
+    append_primitive,
+    expand_standard,
+)
+
+__all__ = ["from_qiskit"]
+
+_IGNORED = ("barrier",)
+
+
+def _import_qiskit():
+    try:
+        import qiskit
+        from qiskit.circuit import ParameterExpression
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "from_qiskit needs Qiskit: pip install 'qjaxrob[qiskit]'"
+        ) from exc
+    return qiskit, ParameterExpression
+
+
+def _linear(value, slots: dict, expression_type, where: str) -> Linear:
+    """An affine ``Linear`` from a number or a Qiskit ``ParameterExpression``."""
+    if not isinstance(value, expression_type):
+        if isinstance(value, numbers.Real) or (np.ndim(value) == 0 and np.isrealobj(value)):
+            return Linear(float(value))
+        raise ConversionError(f"{where}: angle {value!r} is not a real number")
+    out = Linear(0.0)
+    zero = {p: 0.0 for p in value.parameters}
+    for p in value.parameters:
+        coeff = value.gradient(p)
+        if isinstance(coeff, expression_type) and coeff.parameters:
+            raise ConversionError(f"{where}: angle {value} is not affine in its parameters")
+        out = out + Linear.var(*slots[p]).scale(float(coeff))
+    return out + Linear(float(value.bind(zero) if zero else value))
+
+
+def _slots(qc, inputs) -> dict:
+    """Parameter -> ("param", k) or ("inp", j), in the documented order."""
+    by_name = {p.name: p for p in qc.parameters}
+    chosen = []
+    for item in inputs:
+        key = item if isinstance(item, str) else getattr(item, "name", None)
+        if key not in by_name:
+            raise ConversionError(f"input {item!r} is not a parameter of the circuit "
+                                  f"(parameters: {sorted(by_name)})")
+        chosen.append(by_name[key])
+    slots = {p: ("inp", j) for j, p in enumerate(chosen)}
+    rest = [p for p in qc.parameters if p not in slots]
+    slots.update({p: ("param", k) for k, p in enumerate(rest)})
+    return slots
+
+
+class _Walker:
+    def __init__(self, expression_type, slots):
+        self.expression_type = expression_type
+        self.slots = slots
+        self.items: list = []
+        self.measured: dict[int, str] = {}
+
+    def circuit(self, qc, wires: list[int], prefix: str):
+        phase = _linear(qc.global_phase, self.slots, self.expression_type, f"{prefix}global phase")
+        if not (phase.is_const and phase.const == 0.0):
+            self.items.append((f"{prefix}global phase", ("phase", phase)))
+        for i, instruction in enumerate(qc.data):
+            op = instruction.operation
+            qubits = tuple(wires[qc.find_bit(q).index] for q in instruction.qubits)
+            where = f"{prefix}instruction {i} ({op.name} on qubits {qubits})"
+            self.instruction(op, qubits, where)
+
+    def instruction(self, op, qubits, where: str):
+        name = op.name
+        if name in _IGNORED:
+            return
+        if name == "measure":
+            for w in qubits:
+                self.measured.setdefault(w, where)
+            return
+        for w in qubits:
+            if w in self.measured:
+                raise ConversionError(f"{where}: qubit {w} is used after its measurement "
+                                      f"({self.measured[w]}); mid-circuit measurement is not supported")
+        if getattr(op, "blocks", ()) or name in ("reset", "delay") or op.num_clbits:
+            raise ConversionError(f"{where}: {name!r} is not supported (no reset, delay, "
+                                  "classical control or control flow)")
+        params = tuple(op.params)
+        spec = STANDARD_GATES.get(name)
+        if spec is not None and spec[:2] == (len(qubits), len(params)):
+            angles = tuple(_linear(p, self.slots, self.expression_type, where) for p in params)
+            self.items.extend((where, item) for item in expand_standard(name, qubits, angles))
+            return
+        constant = not any(isinstance(p, self.expression_type) and p.parameters for p in params)
+        if constant and hasattr(op, "to_matrix"):
+            try:
+                matrix = np.asarray(op.to_matrix(), dtype=complex)
+            except Exception:  # noqa: BLE001 - Qiskit raises CircuitError and others
+                matrix = None
+            if matrix is not None:
+                self.items.append((where, ("unitary", matrix, tuple(reversed(qubits)))))
+                return
+        definition = getattr(op, "definition", None)
+        if definition is None:
+            raise ConversionError(f"{where}: gate {name!r} has no qjaxrob form, matrix or definition")
+        self.circuit(definition, list(qubits), f"{where} -> ")
+
+
+def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
+    """The ``qjr.Circuit`` of a Qiskit ``QuantumCircuit`` (conventions: module docstring).
+
+    Args:
+        qc: a ``qiskit.QuantumCircuit``.
+        inputs: parameters (``Parameter`` or name) to map to data inputs ``qjr.inp(j)``.
+
+    Raises:
+        ConversionError: an instruction or angle without an exact qjaxrob form; the
+            message names it and its index in ``qc.data``.
+        MissingDependencyError: Qiskit is not installed.
+    """
+    qiskit, expression_type = _import_qiskit()
+    if not isinstance(qc, qiskit.QuantumCircuit):
+        raise QjrTypeError(f"from_qiskit expects a qiskit.QuantumCircuit, got {type(qc).__name__}")
+    inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    if qc.num_qubits == 0:
+        raise ConversionError("the Qiskit circuit has no qubits")
+    walker = _Walker(expression_type, _slots(qc, inputs))
+    walker.circuit(qc, list(range(qc.num_qubits)), "")
+    c = qjr.Circuit(qc.num_qubits)
+    for where, item in walker.items:
+        try:
+            c = append_global_phase(c, item[1]) if item[0] == "phase" else append_primitive(c, item)
+        except QjrError as exc:
+            raise ConversionError(f"{where}: {exc}") from exc
+    return c
