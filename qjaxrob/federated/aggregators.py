@@ -27,6 +27,8 @@ Definitions (``g_i`` the rows, ``n`` their number; see ``shared/anchors/ROBUSTNE
 
 from __future__ import annotations
 
+from functools import partial
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -102,7 +104,11 @@ def fedavg(updates, weights=None):
     if not _is_traced(w):
         if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
             raise ParameterError(f"weights must be finite, >= 0 with a positive sum, got {w}")
-    w = jnp.asarray(w, u.dtype)
+    return _wmean(u, jnp.asarray(w, u.dtype))
+
+
+@jax.jit
+def _wmean(u, w):
     return (w @ u) / jnp.sum(w)
 
 
@@ -113,20 +119,35 @@ def _sq_dists(u):
     return jnp.maximum(d, 0.0) * (1.0 - jnp.eye(u.shape[0], dtype=u.dtype))
 
 
+@partial(jax.jit, static_argnums=1)
+def _krum_scores(u, n_near):
+    n = u.shape[0]
+    d = _sq_dists(u) + jnp.diag(jnp.full((n,), jnp.inf, u.dtype))
+    return jnp.sum(jnp.sort(d, axis=1)[:, :n_near], axis=1)
+
+
 def krum_scores(updates, f):
     """Krum scores ``(n,)``: sum of squared L2 distances from each row to its
     ``n - f - 2`` nearest other rows (Blanchard et al. 2017)."""
     u = check_updates(updates)
     n = u.shape[0]
-    f = _check_f(f, n, "krum")
-    d = _sq_dists(u) + jnp.diag(jnp.full((n,), jnp.inf, u.dtype))
-    return jnp.sum(jnp.sort(d, axis=1)[:, : n - f - 2], axis=1)
+    return _krum_scores(u, n - _check_f(f, n, "krum") - 2)
+
+
+@jax.jit
+def _pick(u, scores):
+    return u[jnp.argmin(scores)]
+
+
+@partial(jax.jit, static_argnums=2)
+def _mean_lowest(u, scores, m):
+    return jnp.mean(u[jnp.argsort(scores)[:m]], axis=0)
 
 
 def krum(updates, f):
     """The update of lowest Krum score (:func:`krum_scores`); needs ``n > 2f + 2``."""
     u = check_updates(updates)
-    return u[jnp.argmin(krum_scores(u, f))]
+    return _pick(u, krum_scores(u, f))
 
 
 def multi_krum(updates, f, m):
@@ -135,13 +156,22 @@ def multi_krum(updates, f, m):
     m = check_int(m, "multi_krum m", minimum=1)
     if m > u.shape[0]:
         raise ParameterError(f"multi_krum m must be <= n = {u.shape[0]}, got m = {m}")
-    idx = jnp.argsort(krum_scores(u, f))[:m]
-    return jnp.mean(u[idx], axis=0)
+    return _mean_lowest(u, krum_scores(u, f), m)
+
+
+@jax.jit
+def _median(u):
+    return jnp.median(u, axis=0)
 
 
 def median(updates):
     """Coordinate-wise median (mean of the two middle values for even ``n``)."""
-    return jnp.median(check_updates(updates), axis=0)
+    return _median(check_updates(updates))
+
+
+@partial(jax.jit, static_argnums=1)
+def _trimmed(u, k):
+    return jnp.mean(jnp.sort(u, axis=0)[k: u.shape[0] - k], axis=0)
 
 
 def trimmed_mean(updates, beta):
@@ -150,14 +180,17 @@ def trimmed_mean(updates, beta):
     u = check_updates(updates)
     beta = check_real(beta, "trimmed_mean beta", low=0.0, high=0.5, high_open=True)
     n = u.shape[0]
-    k = int(np.floor(beta * n))
-    return jnp.mean(jnp.sort(u, axis=0)[k: n - k], axis=0)
+    return _trimmed(u, int(np.floor(beta * n)))
 
 
 def norm_clip(updates, tau):
     """Mean of the updates after scaling each by ``min(1, tau / ||g_i||)``; ``tau > 0``."""
     u = check_updates(updates)
-    tau = check_real(tau, "norm_clip tau", low=0.0, low_open=True)
+    return _norm_clip(u, check_real(tau, "norm_clip tau", low=0.0, low_open=True))
+
+
+@jax.jit
+def _norm_clip(u, tau):
     norms = jnp.linalg.norm(u, axis=1)
     scale = jnp.minimum(1.0, tau / jnp.maximum(norms, jnp.finfo(u.dtype).tiny))
     return jnp.mean(u * scale[:, None], axis=0)
@@ -168,8 +201,11 @@ def weiszfeld(updates, *, nu: float = 1e-8, iters: int = 200):
     mean: ``w_i = 1 / max(nu, ||z - g_i||)``, ``z <- sum_i w_i g_i / sum_i w_i``."""
     u = check_updates(updates)
     nu = check_real(nu, "weiszfeld nu", low=0.0, low_open=True)
-    iters = check_int(iters, "weiszfeld iters", minimum=1)
+    return _weiszfeld(u, nu, check_int(iters, "weiszfeld iters", minimum=1))
 
+
+@partial(jax.jit, static_argnums=2)
+def _weiszfeld(u, nu, iters):
     def body(_, z):
         w = 1.0 / jnp.maximum(nu, jnp.linalg.norm(u - z, axis=1))
         return (w @ u) / jnp.sum(w)
@@ -193,6 +229,11 @@ def fltrust(updates, server_update):
         raise ParameterError(
             f"server_update must have shape ({u.shape[1]},), got {tuple(np.shape(server_update))}"
         )
+    return _fltrust(u, g0)
+
+
+@jax.jit
+def _fltrust(u, g0):
     tiny = jnp.finfo(u.dtype).tiny
     n0 = jnp.linalg.norm(g0)
     ni = jnp.linalg.norm(u, axis=1)
