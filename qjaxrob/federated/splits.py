@@ -63,14 +63,25 @@ def iid_split(key, n_examples: int, n_clients: int) -> list[np.ndarray]:
     return [np.sort(p) for p in np.array_split(perm, n_clients)]
 
 
-def _proportions(key, alpha, n_clients):
-    return np.asarray(jax.random.dirichlet(key, jnp.full((n_clients,), alpha)), np.float64)
+def _numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from 128 bits drawn with the JAX ``key`` (host-side work
+    on index arrays stays in NumPy; the result is a deterministic function of ``key``)."""
+    return np.random.default_rng(np.asarray(jax.random.bits(key, (4,), jnp.uint32)))
+
+
+def _round_sizes(p, total):
+    """Integer sizes summing to ``total`` in proportions ``p`` (largest remainders)."""
+    raw = p * total
+    sizes = np.floor(raw).astype(int)
+    extra = total - sizes.sum()
+    sizes[np.argsort(-(raw - sizes), kind="stable")[:extra]] += 1
+    return sizes
 
 
 def dirichlet_split(key, y, n_clients: int, alpha: float, *, min_size: int = 1):
     """Label-skewed partition: class ``c`` 's examples go to the clients in proportions
-    ``Dirichlet(alpha)`` (independent per class). Redraws (up to 100 times, keys split from
-    ``key``) until every client has ``>= min_size`` examples, else raises."""
+    ``Dirichlet(alpha)`` (independent per class, rounded by largest remainders). Redraws
+    (up to 100 times) until every client has ``>= min_size`` examples, else raises."""
     key = check_key(key, "dirichlet_split")
     y = np.asarray(y)
     if y.ndim != 1 or y.size == 0:
@@ -79,15 +90,13 @@ def dirichlet_split(key, y, n_clients: int, alpha: float, *, min_size: int = 1):
     alpha = check_real(alpha, "alpha", low=0.0, low_open=True)
     min_size = check_positive_int(min_size, "min_size")
     classes = np.unique(y)
-    for attempt in range(_MAX_TRIES):
-        k = jax.random.fold_in(key, attempt)
+    rng = _numpy_rng(key)
+    for _ in range(_MAX_TRIES):
         parts = [[] for _ in range(n_clients)]
-        for ci, c in enumerate(classes):
-            kc_perm, kc_p = jax.random.split(jax.random.fold_in(k, ci))
-            idx = np.flatnonzero(y == c)
-            idx = idx[np.asarray(jax.random.permutation(kc_perm, idx.size))]
-            cuts = (np.cumsum(_proportions(kc_p, alpha, n_clients)) * idx.size).astype(int)[:-1]
-            for i, chunk in enumerate(np.split(idx, cuts)):
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(y == c))
+            sizes = _round_sizes(rng.dirichlet(np.full(n_clients, alpha)), idx.size)
+            for i, chunk in enumerate(np.split(idx, np.cumsum(sizes)[:-1])):
                 parts[i].append(chunk)
         parts = [np.sort(np.concatenate(p)) for p in parts]
         if min(p.size for p in parts) >= min_size:
@@ -101,8 +110,8 @@ def dirichlet_split(key, y, n_clients: int, alpha: float, *, min_size: int = 1):
 
 def quantity_skew_split(key, n_examples: int, n_clients: int, alpha: float, *,
                         min_size: int = 1):
-    """IID labels with client sizes ``min_size + Multinomial-like share of the rest`` in
-    proportions ``Dirichlet(alpha)``."""
+    """IID labels; client ``i`` gets ``min_size`` examples plus a share ``p_i`` of the
+    rest, ``p ~ Dirichlet(alpha)`` (rounded by largest remainders)."""
     key = check_key(key, "quantity_skew_split")
     n_examples = check_positive_int(n_examples, "n_examples")
     n_clients = _check_clients(n_clients, n_examples)
@@ -112,11 +121,10 @@ def quantity_skew_split(key, n_examples: int, n_clients: int, alpha: float, *,
         raise ParameterError(
             f"{n_clients} clients x min_size {min_size} exceeds the {n_examples} examples"
         )
-    k_perm, k_p = jax.random.split(key)
+    rng = _numpy_rng(key)
     rest = n_examples - min_size * n_clients
-    sizes = min_size + np.floor(_proportions(k_p, alpha, n_clients) * rest).astype(int)
-    sizes[np.argmax(sizes)] += n_examples - sizes.sum()
-    perm = np.asarray(jax.random.permutation(k_perm, n_examples))
+    sizes = min_size + _round_sizes(rng.dirichlet(np.full(n_clients, alpha)), rest)
+    perm = rng.permutation(n_examples)
     return [np.sort(p) for p in np.split(perm, np.cumsum(sizes)[:-1])]
 
 
