@@ -1,0 +1,218 @@
+"""``qml.device("qjaxrob.qubit", wires=n)``: qjaxrob as a PennyLane device (new device API).
+
+Each tape is converted by ``qjaxrob.interop.pennylane.convert_tape`` (wire ``i`` of the
+device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qjaxrob:
+
+* analytic expectation values of observables with a Pauli form (``X Y Z I Hadamard``,
+  products, sums, scalar multiples: ``obs.pauli_rep``) come from one ``qjr.expval``
+  call over all Pauli words of the tape (coefficients may be traced and are
+  differentiable);
+* every other analytic measurement (``probs``, ``var``, ``state``, ``density_matrix``,
+  ``expval`` of ``Hermitian``...) is PennyLane's ``devices.qubit.measure`` applied to
+  qjaxrob's statevector;
+* with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
+  (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
+  lets a shot-based QNode be jitted end to end).
+
+Gradients: the device is differentiable by JAX, so with ``interface="jax"`` PennyLane
+uses ``diff_method="backprop"`` (also what ``"best"`` resolves to for analytic tapes):
+``jax.grad`` and ``jax.jit`` go straight through qjaxrob; ``diff="adjoint"`` makes the
+expectation-value path use qjaxrob's adjoint-method gradient instead of reverse-mode
+backprop (same values, memory independent of depth). Other interfaces, and tapes with
+shots, get PennyLane's gradient transforms (parameter shift by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import qjaxrob as qjr
+from qjaxrob.errors import MissingDependencyError, ParameterError
+from qjaxrob.interop.pennylane import convert_tape, supported_operation
+
+try:
+    import pennylane as qml
+    from pennylane.devices import Device, ExecutionConfig
+    from pennylane.devices.preprocess import (
+        decompose,
+        no_sampling,
+        validate_device_wires,
+        validate_measurements,
+    )
+    from pennylane.devices.qubit import measure, measure_with_samples
+    from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement
+except ImportError as exc:  # the device is only loaded through PennyLane's plugin entry point
+    raise MissingDependencyError(
+        "the qjaxrob.qubit device needs PennyLane: pip install 'qjaxrob[pennylane]'"
+    ) from exc
+
+__all__ = ["QjaxrobQubit"]
+
+_JAX = {qml.math.Interface.JAX, qml.math.Interface.JAX_JIT}
+_BACKPROP_INTERFACES = _JAX | {qml.math.Interface.NUMPY}
+_PAULI = {"X": qjr.X, "Y": qjr.Y, "Z": qjr.Z}
+
+
+def _analytic_ok(mp) -> bool:
+    return isinstance(mp, StateMeasurement) and (mp.obs is None or mp.obs.has_matrix
+                                                 or mp.obs.pauli_rep is not None)
+
+
+def _sample_ok(mp) -> bool:
+    return isinstance(mp, SampleMeasurement)
+
+
+class QjaxrobQubit(Device):
+    """A PennyLane device simulating with qjaxrob (see the module docstring).
+
+    Args:
+        wires: number of wires or their labels (label ``i`` = qjaxrob wire ``i``); if
+            ``None``, each tape's own wires in PennyLane's order.
+        shots: deprecated by PennyLane on devices; use ``qml.set_shots`` on the QNode.
+        seed: ``None`` or an int (NumPy generator for sampling), or a ``jax.random`` key.
+        dtype: ``jnp.complex64`` or ``jnp.complex128``; default complex128 when
+            ``jax_enable_x64`` is on, else complex64.
+        diff: ``"backprop"`` or ``"adjoint"``: how qjaxrob differentiates expectation values.
+    """
+
+    def __init__(self, wires=None, shots=None, seed=None, dtype=None, diff="backprop"):
+        super().__init__(wires=wires, shots=shots)
+        if diff not in ("backprop", "adjoint"):
+            raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
+        self._diff = diff
+        self._dtype = None if dtype is None else qjr.checks.check_dtype(dtype)
+        if isinstance(seed, jax.Array):
+            self._prng_key, self._rng = seed, None
+        else:
+            self._prng_key, self._rng = None, np.random.default_rng(seed)
+
+    @property
+    def name(self) -> str:
+        return "qjaxrob.qubit"
+
+    # ---- configuration -----------------------------------------------------------------
+    def supports_derivatives(self, execution_config=None, circuit=None) -> bool:
+        """Backprop through qjaxrob: analytic tapes, JAX (or NumPy) interface."""
+        if execution_config is None:
+            return True
+        if execution_config.gradient_method not in ("backprop", "best"):
+            return False
+        if execution_config.interface not in _BACKPROP_INTERFACES:
+            return False
+        return circuit is None or not circuit.shots
+
+    def setup_execution_config(self, config=None, circuit=None) -> ExecutionConfig:
+        config = config or ExecutionConfig()
+        method = config.gradient_method
+        if method == "best":
+            method = "backprop"
+        jaxish = config.interface in _JAX
+        return replace(
+            config,
+            gradient_method=method,
+            use_device_gradient=method == "backprop",
+            use_device_jacobian_product=False,
+            grad_on_execution=False,
+            convert_to_numpy=not (jaxish and (method == "backprop" or self._prng_key is not None)),
+        )
+
+    def preprocess_transforms(self, execution_config=None):
+        config = execution_config or ExecutionConfig()
+        program = qml.CompilePipeline()
+        program.add_transform(decompose, stopping_condition=supported_operation,
+                              skip_initial_state_prep=False, name=self.name)
+        program.add_transform(validate_device_wires, self.wires, name=self.name)
+        program.add_transform(validate_measurements, analytic_measurements=_analytic_ok,
+                              sample_measurements=_sample_ok, name=self.name)
+        program.add_transform(qml.transforms.broadcast_expand)
+        if config.gradient_method == "backprop":
+            program.add_transform(no_sampling, name="backprop + qjaxrob.qubit")
+        return program
+
+    # ---- execution ---------------------------------------------------------------------
+    def execute(self, circuits, execution_config=None):
+        if self.tracker.active:
+            self.tracker.update(batches=1)
+            self.tracker.record()
+        results = []
+        for tape in circuits:
+            results.append(self._run(tape))
+            if self.tracker.active:
+                self.tracker.update(executions=1, simulations=1,
+                                    shots=tape.shots.total_shots if tape.shots else None)
+                self.tracker.record()
+        return tuple(results)
+
+    def _dtype_now(self):
+        if self._dtype is not None:
+            return self._dtype
+        return np.dtype(np.complex128 if jax.config.jax_enable_x64 else np.complex64)
+
+    def _run(self, tape):
+        wire_order = list(self.wires) if self.wires is not None else tape.wires.tolist()
+        if wire_order != list(range(len(wire_order))):
+            (tape,), _ = qml.map_wires(tape, {label: i for i, label in enumerate(wire_order)})
+            wire_order = list(range(len(wire_order)))
+        dtype = self._dtype_now()
+        real = np.finfo(dtype).dtype
+        circuit, params = convert_tape(tape, wire_order, real)
+        traced = any(isinstance(v, jax.Array) for op in tape.operations for v in op.data)
+        traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
+                               if m.obs is not None for v in m.obs.data)
+        mps = tape.measurements
+        if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs.pauli_rep is not None
+                                  for m in mps):
+            out = self._pauli_expvals(circuit, params, mps, dtype)
+        else:
+            state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * len(wire_order))
+            if not tape.shots:
+                out = [measure(m, state) for m in mps]
+            else:
+                out = self._sampled(tape, state)
+                return out if traced else jax.tree.map(np.asarray, out)
+        out = out[0] if len(out) == 1 else tuple(out)
+        return out if traced else jax.tree.map(np.asarray, out)
+
+    def _pauli_expvals(self, circuit, params, mps, dtype):
+        words, terms = {}, []
+        for m in mps:
+            entry = []
+            for word, coeff in m.obs.pauli_rep.items():
+                key = tuple(sorted((w, letter) for w, letter in word.items()))
+                if key and key not in words:
+                    words[key] = len(words)
+                entry.append((words.get(key, -1) if key else -1, coeff))
+            terms.append(entry)
+        real = np.finfo(dtype).dtype
+        if words:
+            observables = []
+            for key in words:
+                obs = _PAULI[key[0][1]](key[0][0])
+                for wire, letter in key[1:]:
+                    obs = obs @ _PAULI[letter](wire)
+                observables.append(obs)
+            values = qjr.expval(circuit, observables, params, dtype=dtype, diff=self._diff)
+        out = []
+        for entry in terms:
+            total = jnp.zeros((), real)
+            for position, coeff in entry:
+                term = 1.0 if position < 0 else values[position]
+                total = total + jnp.real(jnp.asarray(coeff)).astype(real) * term
+            out.append(total)
+        return out
+
+    def _sampled(self, tape, state):
+        key = None
+        if self._prng_key is not None:
+            self._prng_key, key = jax.random.split(self._prng_key)
+        results = measure_with_samples(tape.measurements, state, shots=tape.shots,
+                                       rng=self._rng, prng_key=key)
+        if len(tape.measurements) == 1:
+            if tape.shots.has_partitioned_shots:
+                return tuple(r[0] for r in results)
+            return results[0]
+        return results
