@@ -1,5 +1,7 @@
 """Training: accuracy on two-moons, loss decrease, bit-exact resume, early stopping."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -92,3 +94,40 @@ def test_fit_rejects_bad_data(moons, model):
                   progress=False)
     with pytest.raises(ParameterError, match="150 examples but 149 labels"):
         train.fit(model, OPT, xtr, ytr[:-1], epochs=1, key=jax.random.key(0), progress=False)
+
+
+def test_fit_rejects_bad_arguments_with_named_values(moons, model):
+    xtr, ytr, _, _ = moons
+    kw = dict(progress=False)
+    with pytest.raises(ParameterError, match=r"non-finite.*row 5, column 1: nan"):
+        train.fit(model, OPT, xtr.at[5, 1].set(jnp.nan), ytr, epochs=1,
+                  key=jax.random.key(0), **kw)
+    with pytest.raises(ParameterError, match=r"training data is empty: .*\(0, 2\)"):
+        train.fit(model, OPT, jnp.zeros((0, 2)), jnp.zeros((0,), int), epochs=1,
+                  key=jax.random.key(0), **kw)
+    for bad in (-1, 0):
+        with pytest.raises(ParameterError, match=f"epochs must be >= 1, got {bad}"):
+            train.fit(model, OPT, xtr, ytr, epochs=bad, key=jax.random.key(0), **kw)
+    with pytest.raises(ParameterError, match="explicit PRNG key"):
+        train.fit(model, OPT, xtr, ytr, epochs=1, key=None, **kw)
+    with pytest.raises(ParameterError, match="PRNG key.*got 3"):
+        train.fit(model, OPT, xtr, ytr, epochs=1, key=3, **kw)
+    with pytest.raises(ParameterError, match="batch_size must be a positive int, got 0"):
+        train.fit(model, OPT, xtr, ytr, epochs=1, batch_size=0, key=jax.random.key(0), **kw)
+    with pytest.raises(ParameterError, match=r"validation features contain 1 non-finite"):
+        train.fit(model, OPT, xtr, ytr, epochs=1, key=jax.random.key(0),
+                  x_val=xtr[:4].at[0, 0].set(jnp.inf), y_val=ytr[:4], **kw)
+
+
+def test_progress_reports_compile_time_separately(moons, capsys):
+    xtr, ytr, _, _ = moons
+    m = models.make_vqc(jax.random.key(8), 2, 2, layers=1)  # a structure compiled only here
+    opt = optax.sgd(0.05)
+    train.fit(m, opt, xtr[:40], ytr[:40], epochs=2, batch_size=20, key=jax.random.key(0))
+    first = capsys.readouterr().err
+    train.fit(m, opt, xtr[:40], ytr[:40], epochs=2, batch_size=20, key=jax.random.key(0))
+    again = capsys.readouterr().err
+    t_first = float(re.findall(r"compile=([0-9.]+)s", first)[-1])
+    t_again = float(re.findall(r"compile=([0-9.]+)s", again)[-1])
+    assert "2/2" in first and t_first > 0.1  # a real compilation, reported on its own
+    assert t_again < t_first  # cached: the second run compiles nothing

@@ -13,11 +13,17 @@ history, and (if ``checkpoint`` is a path) atomically rewrites a plain ``.npz`` 
 model and optimizer-state leaves, the best model so far, the early-stopping counters and
 the history. Loading uses ``allow_pickle=False`` and rebuilds pytrees from the fresh model
 and ``optimizer.init``, so a resumed run continues bit-for-bit like an uninterrupted one.
+
+Progress: before the first epoch, ``fit`` compiles the epoch and evaluation functions
+ahead of time (``.lower(...).compile()``, which fills the same cache the calls use) and
+reports that time separately (``compile=`` in the bar's postfix, 0.0 s when already
+compiled), so the bar's per-epoch rate and ETA count training only.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import equinox as eqx
 import jax
@@ -26,6 +32,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from qjaxrob.checks import check_int, check_key, check_positive_int
 from qjaxrob.errors import ParameterError
 from qjaxrob.qml.data import check_labels
 
@@ -130,10 +137,36 @@ def _check_data(model, x, y, what):
         raise ParameterError(
             f"{what} features must have shape (n, {n_features}), got shape {x.shape}"
         )
+    if x.shape[0] == 0:
+        raise ParameterError(f"{what} data is empty: features of shape {x.shape}")
+    bad = np.argwhere(~np.isfinite(np.asarray(x)))
+    if bad.size:
+        i, j = bad[0]
+        raise ParameterError(
+            f"{what} features contain {len(bad)} non-finite value(s) (NaN or inf), first at "
+            f"row {i}, column {j}: {float(x[i, j])!r}; clean or impute the data before fit"
+        )
     y = check_labels(y, model.n_classes)
     if len(y) != x.shape[0]:
         raise ParameterError(f"{what} has {x.shape[0]} examples but {len(y)} labels")
     return x, jnp.asarray(y)
+
+
+def _batches(key, epoch, n, bs):
+    """The ``(n // bs, bs)`` example indices of epoch ``epoch`` (shuffled by
+    ``fold_in(key, epoch)``; the remainder is skipped)."""
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return perm[: (n // bs) * bs].reshape(n // bs, bs)
+
+
+def _compile(model, opt_state, x, y, batches, optimizer, loss_fn, val) -> float:
+    """Compiles the epoch and evaluation functions for these shapes (no computation);
+    returns the seconds it took (about 0 when they are cached)."""
+    t0 = time.perf_counter()
+    _epoch.lower(model, opt_state, x, y, batches, optimizer, loss_fn).compile()
+    for xe, ye in ((x, y),) + ((val,) if val is not None else ()):
+        evaluate.lower(model, xe, ye, loss_fn).compile()
+    return time.perf_counter() - t0
 
 
 def fit(model, optimizer, x_train, y_train, *, epochs: int, key, batch_size: int = 32,
@@ -144,24 +177,31 @@ def fit(model, optimizer, x_train, y_train, *, epochs: int, key, batch_size: int
     Args:
         x_train, y_train: ``(n, n_features)`` features and ``(n,)`` labels in
             ``0..n_classes-1``.
-        epochs: total number of epochs (a resumed run continues up to this number).
+        epochs: total number of epochs, >= 1 (a resumed run continues up to this number).
         key: PRNG key for shuffling (epoch ``e`` uses ``fold_in(key, e)``).
+        batch_size: examples per step (at most ``n``; the remainder of an epoch is skipped).
         x_val, y_val: evaluated after every epoch (history ``val_loss``/``val_acc``).
         patience: early stopping after ``patience`` epochs without the monitored loss
             (``val_loss`` if given, else ``loss``) improving by more than ``min_delta``;
             the best model is returned.
         checkpoint: path of a ``.npz`` file, rewritten after every epoch; if it exists,
             training resumes from it.
+        progress: show a tqdm bar (compile time reported separately as ``compile=``).
+
+    Raises:
+        ParameterError: non-finite or empty features, wrong shapes or labels, ``epochs``
+            or ``batch_size`` < 1, a key that is not a PRNG key.
 
     Returns:
         ``(model, history)``; ``history`` maps ``loss`` (mean train loss per epoch),
         ``train_acc`` and, with validation data, ``val_loss``/``val_acc`` to lists.
     """
+    epochs = check_int(epochs, "epochs", minimum=1)
+    key = check_key(key, "fit (shuffling)")
+    bs = check_positive_int(batch_size, "batch_size")
     x, y = _check_data(model, x_train, y_train, "training")
     val = None if x_val is None else _check_data(model, x_val, y_val, "validation")
-    bs = min(int(batch_size), x.shape[0])
-    if bs < 1:
-        raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
+    bs = min(bs, x.shape[0])
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     best, start, best_metric, wait = model, 0, np.inf, 0
     history = {k: [] for k in ("loss", "train_acc") + (("val_loss", "val_acc") if val else ())}
@@ -170,14 +210,19 @@ def fit(model, optimizer, x_train, y_train, *, epochs: int, key, batch_size: int
             checkpoint, {"model": model, "opt": opt_state, "best": model})
         model, opt_state, best = trees["model"], trees["opt"], trees["best"]
         start, best_metric, wait = int(s["epoch"]), float(s["best_metric"]), int(s["wait"])
-    n_batches = x.shape[0] // bs
     bar = tqdm(range(start, epochs), total=epochs, initial=start, disable=not progress,
-               desc="fit", unit="epoch")
+               desc="fit: compiling", unit="epoch")
+    if start < epochs:
+        compile_s = _compile(model, opt_state, x, y, _batches(key, start, x.shape[0], bs),
+                             optimizer, loss_fn, val)
+        bar.reset(total=epochs)  # the rate and ETA start after compilation
+        bar.n = bar.last_print_n = start
+        bar.set_description("fit")
+        bar.set_postfix(compile=f"{compile_s:.1f}s")
     for epoch in bar:
         if patience is not None and wait >= patience:
             break
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), x.shape[0])
-        batches = perm[: n_batches * bs].reshape(n_batches, bs)
+        batches = _batches(key, epoch, x.shape[0], bs)
         model, opt_state, loss = _epoch(model, opt_state, x, y, batches, optimizer, loss_fn)
         history["loss"].append(float(loss))
         history["train_acc"].append(float(evaluate(model, x, y, loss_fn)[1]))
@@ -191,7 +236,8 @@ def fit(model, optimizer, x_train, y_train, *, epochs: int, key, batch_size: int
             best, best_metric, wait = model, monitored, 0
         else:
             wait += 1
-        bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
+        bar.set_postfix({"compile": f"{compile_s:.1f}s",
+                         **{k: f"{v[-1]:.4f}" for k, v in history.items()}})
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"model": model, "opt": opt_state, "best": best},
                             {"epoch": epoch + 1, "best_metric": best_metric, "wait": wait},
