@@ -1,49 +1,164 @@
-"""Pallas kernels (kernels/pallas.py) in interpret mode against the XLA kernels and the
-dense reference, on tiny states (skipped if Pallas cannot be imported)."""
+"""Pallas kernels (kernels/pallas.py): interpret mode against the dense reference, their
+autodiff and batching rules, and the Triton lowering (to Triton IR, on CPU) that a GPU
+backend runs. States are tiny (interpret mode is slow); lowering uses abstract n=26 shapes."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-pallas = pytest.importorskip("qjaxrob.kernels.pallas")
+from helpers import random_unitary
+from qjaxrob.kernels import dense, pallas, structured
+from reference import embed
 
-from helpers import random_unitary  # noqa: E402
-from qjaxrob.kernels import apply_diagonal, apply_matrix  # noqa: E402
-from reference import embed  # noqa: E402
-
-N = 5
-WIRES = [(0,), (2,), (4,), (1, 3), (4, 0), (2, 1, 3)]
-
-
-def _state(rng, dtype):
-    psi = rng.normal(size=2**N) + 1j * rng.normal(size=2**N)
-    return jnp.asarray(psi / np.linalg.norm(psi), dtype).reshape((2,) * N)
+N = 4
+MATRIX_WIRES = [(0,), (3,), (1, 3), (3, 0), (2, 0, 3)]
+DIAG_WIRES = [(2,), (3, 1), (0, 3, 1)]
+# interpret mode compiles slowly for wide kernels (k=3: ~4 s, k=4: ~20 s): the 4-qubit
+# kernel is checked through its Triton lowering below, the same code at another width.
 
 
-@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
-@pytest.mark.parametrize("wires", WIRES)
-def test_pallas_matrix_matches_xla_and_reference(rng, wires, dtype):
-    psi = _state(rng, dtype)
-    u = jnp.asarray(random_unitary(rng, 2 ** len(wires)), dtype)
-    got = pallas.apply_matrix(psi, u, wires, interpret=True)
-    tol = 1e-12 if dtype == jnp.complex128 else 1e-5
-    assert got.dtype == psi.dtype and got.shape == psi.shape
-    np.testing.assert_allclose(got, apply_matrix(psi, u, wires), atol=tol)
-    want = embed(np.asarray(u, complex), wires, N) @ np.asarray(psi, complex).reshape(-1)
-    np.testing.assert_allclose(np.asarray(got).reshape(-1), want, atol=tol)
+def _state(rng, n=N):
+    psi = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+    return psi / np.linalg.norm(psi)
 
 
-@pytest.mark.parametrize("wires", WIRES)
-def test_pallas_diagonal_matches_xla(rng, wires):
-    psi = _state(rng, jnp.complex128)
-    d = jnp.asarray(np.exp(1j * rng.uniform(0, 6, 2 ** len(wires))))
-    got = pallas.apply_diagonal(psi, d, wires, interpret=True)
-    np.testing.assert_allclose(got, apply_diagonal(psi, d, wires), atol=1e-12)
+def _diag(rng, k):
+    return np.exp(1j * rng.uniform(0, 2 * np.pi, 2**k))
 
 
-def test_pallas_tiles_the_last_group(rng, monkeypatch):
-    monkeypatch.setattr(pallas, "TILE", 2)
-    psi = _state(rng, jnp.complex128)
-    u = jnp.asarray(random_unitary(rng, 2))
-    np.testing.assert_allclose(pallas.apply_matrix(psi, u, (1,), interpret=True),
-                               apply_matrix(psi, u, (1,)), atol=1e-12)
+def _check_kernels(rng, dtype, max_k, tol):
+    """Every kernel case up to width ``max_k`` in one fresh jit (fresh, so module
+    constants such as ``BLOCK`` are read again), against the dense reference."""
+    psi = _state(rng)
+    mw = [w for w in MATRIX_WIRES if len(w) <= max_k]
+    dw = [w for w in DIAG_WIRES if len(w) <= max_k]
+    mats = [random_unitary(rng, 2 ** len(w)) for w in mw]
+    diags = [_diag(rng, len(w)) for w in dw]
+    want = [embed(m, w, N) @ psi for m, w in zip(mats, mw)]
+    want += [np.diag(embed(np.diag(d), w, N)) * psi for d, w in zip(diags, dw)]
+
+    def run(psi, mats, diags):
+        s = psi.reshape((2,) * N)
+        out = [pallas.apply_matrix(s, m, w) for m, w in zip(mats, mw)]
+        out += [pallas.apply_diagonal(s, d, w) for d, w in zip(diags, dw)]
+        return [o.reshape(-1) for o in out]
+
+    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    got = jax.jit(run)(cast(psi), [cast(m) for m in mats], [cast(d) for d in diags])
+    assert len(got) == len(want) > 0
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(np.asarray(g), w, atol=tol)
+
+
+@pytest.mark.parametrize("dtype,max_k,tol", [(jnp.complex128, 3, 1e-12), (jnp.complex64, 2, 2e-6)])
+def test_kernels_match_reference(rng, dtype, max_k, tol):
+    _check_kernels(rng, dtype, max_k, tol)
+
+
+def test_small_blocks_tile_every_group(rng, monkeypatch):
+    """BLOCK=4 forces many programs and tiles on several groups (index maps exercised)."""
+    monkeypatch.setattr(pallas, "BLOCK", 4)
+    _check_kernels(rng, jnp.complex128, 2, 1e-12)
+
+
+def test_wide_gates_fall_back_to_xla(rng):
+    n, wires = 7, (6, 0, 2, 4, 1)
+    psi = jnp.asarray(_state(rng, n)).reshape((2,) * n)
+    u = jnp.asarray(random_unitary(rng, 32))
+    jaxpr = str(jax.make_jaxpr(lambda s: pallas.apply_matrix(s, u, wires))(psi))
+    assert "qjaxrob_pallas_apply" not in jaxpr
+    np.testing.assert_allclose(pallas.apply_matrix(psi, u, wires),
+                               dense.apply_matrix(psi, u, wires), atol=1e-12)
+
+
+# ---- autodiff and vmap rules -----------------------------------------------------------
+def _loss(kernels, state, theta, wires):
+    """A real scalar through a matrix kernel and a diagonal kernel, both depending on
+    ``theta`` and the state (so state and operand cotangents are both exercised)."""
+    apply_matrix, apply_diagonal = kernels
+    k = len(wires)
+    a = jnp.asarray(np.arange(4**k).reshape(2**k, 2**k) % 5 - 2.0)
+    m = jnp.cos(theta) * a + 1j * jnp.sin(2 * theta) * a.T
+    s = apply_matrix(state * jnp.cos(theta), m, wires)
+    s = apply_diagonal(s, jnp.exp(1j * theta * jnp.arange(2**k)), wires[::-1])
+    weights = jnp.arange(s.size).reshape(s.shape) % 3
+    return jnp.real(jnp.sum(weights * s * jnp.conj(s)))
+
+
+@pytest.fixture(scope="module")
+def grad_case():
+    rng = np.random.default_rng(7)
+    state = jnp.asarray(_state(rng, 3)).reshape((2,) * 3)
+    return state, (2, 0)
+
+
+XLA = (dense.apply_matrix, structured.apply_diagonal)
+PALLAS = (pallas.apply_matrix, pallas.apply_diagonal)
+
+
+def test_grad_hessian_and_jvp_match_xla(grad_case):
+    state, wires = grad_case
+
+    def derivs(kernels):
+        f = lambda t: _loss(kernels, state, t, wires)  # noqa: E731
+        g_state = jax.grad(lambda s: _loss(kernels, s, 0.4, wires), holomorphic=False)
+        return (jax.grad(f)(0.4), jax.hessian(f)(0.4), jax.jvp(f, (0.4,), (1.0,))[1],
+                g_state(state.astype(jnp.complex128)))
+
+    got = jax.jit(lambda: derivs(PALLAS))()
+    want = jax.jit(lambda: derivs(XLA))()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-10)
+    assert abs(float(got[1])) > 1e-3  # a nonzero second derivative was compared
+
+
+def test_vmap_over_states_and_operands(grad_case):
+    state, wires = grad_case
+    thetas = jnp.linspace(0.1, 1.3, 3)
+    states = jnp.stack([state, 1j * state, state.conj()])
+
+    def both(kernels):
+        over_theta = jax.vmap(jax.grad(lambda t: _loss(kernels, state, t, wires)))(thetas)
+        over_pairs = jax.vmap(lambda s, t: _loss(kernels, s, t, wires))(states, thetas)
+        over_states = jax.vmap(lambda s: _loss(kernels, s, 0.7, wires))(states)
+        return over_theta, over_pairs, over_states
+
+    got, want = jax.jit(lambda: both(PALLAS))(), jax.jit(lambda: both(XLA))()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-10)
+
+
+def test_primitive_is_used_forward_and_backward(grad_case):
+    state, wires = grad_case
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda t: _loss(PALLAS, state, t, wires)))(0.3))
+    # forward: matrix + diagonal; reverse: both transposed onto the cotangent
+    assert jaxpr.count("qjaxrob_pallas_apply") >= 4
+
+
+# ---- the Triton lowering (what a CUDA backend compiles) ---------------------------------
+def _lower_for_cuda(fn, *args):
+    return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+
+
+STATE26 = jax.ShapeDtypeStruct((2,) * 26, jnp.complex64)
+
+
+@pytest.mark.parametrize("wires", [(25,), (0,), (24, 3), (0, 12, 25), (25, 1, 13, 7)])
+def test_triton_lowering_dense(wires):
+    d = 2 ** len(wires)
+    text = _lower_for_cuda(lambda s, m: pallas.apply_matrix(s, m, wires), STATE26,
+                           jax.ShapeDtypeStruct((d, d), jnp.complex64))
+    assert text.count("__gpu$xla.gpu.triton") == 1
+
+
+def test_triton_lowering_diagonal_gradient_and_vmap():
+    diag = jax.ShapeDtypeStruct((4,), jnp.complex64)
+    loss = lambda s, d: jnp.sum(jnp.abs(pallas.apply_diagonal(s, d, (20, 2))) ** 2)  # noqa: E731
+    text = _lower_for_cuda(jax.grad(loss, argnums=(0, 1)), STATE26, diag)
+    assert text.count("__gpu$xla.gpu.triton") == 2  # forward and transposed kernel
+    batch = jax.ShapeDtypeStruct((8,) + (2,) * 10, jnp.complex128)
+    mats = jax.ShapeDtypeStruct((8, 2, 2), jnp.complex128)
+    text = _lower_for_cuda(jax.vmap(lambda s, m: pallas.apply_matrix(s, m, (4,))), batch, mats)
+    assert text.count("__gpu$xla.gpu.triton") == 1
