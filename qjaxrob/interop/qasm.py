@@ -200,10 +200,11 @@ class _Converter:
         reg = self.registers[name]
         if type(node).__name__ == "Identifier":
             return list(reg)
-        if len(node.indices) != 1 or len(node.indices[0]) < 1:
+        element = node.indices[0] if len(node.indices) == 1 else None
+        if element is None or (isinstance(element, list) and len(element) != 1):
             self.fail(node, "only one-dimensional qubit indices are supported")
         out = []
-        for index in (node.indices[0] if isinstance(node.indices[0], list) else [node.indices[0]]):
+        for index in (element if isinstance(element, list) else [element]):
             out.extend(reg[i] for i in self.index_values(index, len(reg)))
         return out
 
