@@ -69,3 +69,20 @@ class MissingDependencyError(QjrError, ImportError):
 class GradientError(QjrValueError):
     """A derivative was requested that cannot be computed honestly (e.g. a finite-shot
     gradient with respect to a noise parameter, which has no unbiased shift rule)."""
+
+
+class ResourceError(QjrValueError):
+    """A problem needs more memory than the backend can hold (checked before allocating)."""
+
+
+class QjrWarning(UserWarning):
+    """Base class of every warning issued by qjaxrob."""
+
+
+class CutWarning(QjrWarning):
+    """A cut marker was ignored or handled differently than placed (e.g. it separates nothing)."""
+
+
+class PrecisionWarning(QjrWarning):
+    """Inputs are rounded to a lower precision than they were given in (float64 ``params``
+    or ``x`` to a complex64 simulation, which computes in float32)."""
