@@ -2,16 +2,33 @@
 adversarial cut fragments, Byzantine client behaviours.
 
 Submodules: ``evasion`` (``fgsm``, ``pgd``, ``attack_model``, ``robust_accuracy_curve``),
-``state`` (learned near-identity unitaries after the encoding, infidelity budget).
+``state`` (learned near-identity unitaries after the encoding, infidelity budget),
+``inversion`` (gradient matching with vmapped restarts, iDLG labels, the analytic
+trigonometric solve, the Fourier-tower encoding and the scaling study), ``fragments``
+(uniform and term-dependent perturbations of a wire cut's prepared states, the
+physicality detector).
 """
 
-from qjaxrob.attacks import evasion, state
+from qjaxrob.attacks import evasion, fragments, inversion, state
 from qjaxrob.attacks.evasion import (
     AttackResult,
     attack_model,
     fgsm,
     pgd,
     robust_accuracy_curve,
+)
+from qjaxrob.attacks.fragments import (
+    compare_uncut,
+    detect,
+    fragment_attack,
+    fragment_model,
+)
+from qjaxrob.attacks.inversion import (
+    InversionResult,
+    analytic_invert,
+    fourier_tower_encoding,
+    invert,
+    inversion_scaling,
 )
 from qjaxrob.attacks.state import (
     StateAttackResult,

@@ -1,0 +1,551 @@
+"""Gradient inversion: reconstruct a client's input and label from the gradient it shared.
+
+Threat model (honest-but-curious server): the attacker knows the model (circuit,
+parameters, readout) and receives ``grads = eqx.filter_grad(cross_entropy)(model, x[None],
+y[None])``, the gradient of the mean softmax cross-entropy (``qjr.qml.train.cross_entropy``)
+on one example (or a small batch); exact, noiseless gradients.
+
+**Gradient matching** (DLG, Zhu, Liu, Han, NeurIPS 2019; cosine distance of Geiping et al.,
+NeurIPS 2020): minimise over dummy inputs ``x'`` the distance between ``G(x', y')`` (the
+flattened gradient of every trainable leaf) and the shared ``g``:
+
+* ``"l2"``: ``||G - g||_2^2``;  ``"cosine"``: ``1 - <G, g> / (||G|| ||g||)``.
+
+The objective needs second derivatives through the simulator (``jax.grad`` of
+``jax.grad``). Optimisers: ``optax.lbfgs`` (zoom line search; default) or ``optax.adam``.
+``restarts`` random starts ``x'_0 ~ U[low, high)`` run together under ONE ``jax.vmap``
+(never a Python loop) inside one ``jit``; the restart with the lowest distance wins, and
+each restart keeps its best iterate.
+
+**Labels** (iDLG, Zhao, Mopuri, Bilen, arXiv 2001.02610): for a model with a bias (``post``
+layer), ``dL/db = softmax(z) - onehot(y)`` is negative exactly at the true class, so
+``label = argmin(grads.bias)`` (batch 1). Without a bias the label is unknown: restart ``r``
+tries class ``r mod C``, and the best match names the label.
+
+**Success modulo periodicity.** Pauli-rotation encodings make every gradient periodic in
+each feature: a gate ``exp(-i theta P / 2)`` with ``theta = s x + b`` repeats (up to a global
+phase) when ``x`` moves by ``2 pi / |s|`` (``4 pi / |s|`` for controlled rotations); the
+feature's period is the least common multiple over the gates reading it
+(``encoding_period``). Errors are circular distances modulo that period.
+
+**Analytic route** (``analytic_invert``): with a bias the shared ``dL/db = delta`` is known
+exactly, and the other gradient entries are ``J(x)^T W^T delta`` (parameters) and
+``delta r(x)^T`` (weights), with ``r`` the readout vector: trigonometric polynomials in
+``t_j = omega_j x_j`` (``omega_j = 2 pi / period_j``) with integer frequencies
+``|k_j| <= K_j`` (``K_j`` = the sum of the feature's gate scales in units of ``omega_j``;
+Schuld, Sweke, Meyer, PRA 103, 032430, 2021). Their coefficients come exactly from a DFT on
+the ``prod_j (2 K_j + 1)`` grid, and the system is *linear* in the monomials
+``cos(k . t), sin(k . t)``: it is solved by least squares when the gradient has at least as
+many independent entries as monomials (``rank == n_unknowns``; otherwise ``ParameterError``),
+and ``t_j = atan2`` of the entries with ``k = e_j``. This is the "recovery once parameters >=
+unknowns" regime of Papadopoulos et al. (arXiv 2504.12806); the Chebyshev-system hardness of
+Kumar et al. (arXiv 2309.13002) is that the unknowns grow as ``prod (2 K_j + 1)`` with
+``K = (5^m - 1)/4`` for the Fourier tower.
+
+**Fourier tower** (``fourier_tower_encoding``, Kumar et al. 2023, Eq. 14-15): feature
+``j`` on ``m`` qubits as ``RX(5^(k-1) gamma x_j)``, ``k = 1..m``; period ``2 pi / gamma``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from qjaxrob.checks import check_key, check_positive_int, check_real
+from qjaxrob.circuit import Circuit, inp
+from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.qml import VQC
+from qjaxrob.qml.ansatze import hardware_efficient
+from qjaxrob.qml.encodings import Encoding, angle_encoding
+from qjaxrob.qml.train import cross_entropy
+from qjaxrob.simulate import statevector
+
+__all__ = [
+    "DISTANCES", "OPTIMIZERS", "fourier_tower_encoding", "encoding_period", "encoding_spectrum",
+    "check_grads", "shared_gradient", "infer_label", "gradient_distance", "match_gradients",
+    "InversionResult", "invert", "circular_error", "encoded_fidelity", "AnalyticResult",
+    "analytic_invert", "inversion_scaling",
+]
+
+DISTANCES = ("l2", "cosine")
+OPTIMIZERS = ("lbfgs", "adam")
+
+# gate-angle periods (up to a global phase) of the gates whose angles may read an input
+_PERIOD_2PI = ("rx", "ry", "rz", "phase", "rxx", "ryy", "rzz", "u3")
+_PERIOD_4PI = ("crx", "cry", "crz")
+_IDENTITY_FEATURES = ("angle", "dense_angle", "fourier_tower")
+
+
+# ---- encodings ------------------------------------------------------------------------------
+def fourier_tower_encoding(n_features: int, m: int, *, gamma: float = 2 * math.pi) -> Encoding:
+    """The exponential "Fourier tower" of Kumar et al. (arXiv 2309.13002, Eq. 14-15): feature
+    ``j`` on wires ``j m .. j m + m - 1`` as ``RX(5^(k-1) gamma x_j)``, ``k = 1..m``
+    (``n_features * m`` qubits). Each feature's period is ``2 pi / gamma`` (1 for the paper's
+    ``gamma = 2 pi``); a model output has the integer frequencies ``|k| <= (5^m - 1)/4`` in
+    units of ``gamma``."""
+    n = check_positive_int(n_features, "n_features")
+    m = check_positive_int(m, "m")
+    gamma = check_real(gamma, "gamma", low=0.0, low_open=True)
+    c = Circuit(n * m)
+    for j in range(n):
+        for k in range(m):
+            c = c.rx(j * m + k, inp(j) * (5.0**k * gamma))
+    return Encoding("fourier_tower", n, c)
+
+
+def _input_scales(encoding: Encoding):
+    """Per feature, ``[(|scale|, gate period)]`` of every op reading it."""
+    if encoding.kind not in _IDENTITY_FEATURES:
+        return None
+    out = [[] for _ in range(encoding.n_features)]
+    for op in encoding.circuit.unroll().ops:
+        for a in op.angles:
+            if a.source != "inp":
+                continue
+            if op.name in _PERIOD_2PI:
+                out[a.index].append((abs(a.scale), 2 * math.pi))
+            elif op.name in _PERIOD_4PI:
+                out[a.index].append((abs(a.scale), 4 * math.pi))
+            else:
+                return None
+    return out
+
+
+def _lcm(periods):
+    """Least common multiple of positive real periods (nan if their ratios are not rational
+    with denominators below 10^4). ``p_i = base * d_i / n_i`` in lowest terms, so the lcm is
+    ``base * lcm(d_i) / gcd(n_i)``."""
+    base = max(periods)
+    fr = [Fraction(base / p).limit_denominator(10_000) for p in periods]
+    if any(abs(float(f) - base / p) > 1e-9 * base / p for f, p in zip(fr, periods)):
+        return math.nan
+    return base * math.lcm(*[f.denominator for f in fr]) / math.gcd(*[f.numerator for f in fr])
+
+
+def encoding_period(encoding: Encoding) -> np.ndarray:
+    """Per-feature period of everything the model computes from ``x`` (``(n_features,)``;
+    ``nan`` where the encoding is not periodic in that feature, e.g. IQP products or
+    amplitude encoding, or a feature no gate reads)."""
+    if not isinstance(encoding, Encoding):
+        raise QjrTypeError(f"expected a qjr.qml.Encoding, got {type(encoding).__name__}")
+    scales = _input_scales(encoding)
+    if scales is None:
+        return np.full(encoding.n_features, np.nan)
+    return np.array([_lcm([p / s for s, p in sc if s > 0]) if any(s > 0 for s, _ in sc)
+                     else np.nan for sc in scales])
+
+
+def encoding_spectrum(encoding: Encoding) -> np.ndarray:
+    """Per feature, the largest integer frequency ``K_j`` (in units of ``2 pi / period``) of
+    any expectation value of the encoded state: the sum of the feature's gate scales."""
+    period = encoding_period(encoding)
+    scales = _input_scales(encoding)
+    if scales is None or np.any(np.isnan(period)):
+        raise ParameterError(
+            f"the {encoding.kind} encoding is not a periodic Pauli-rotation encoding")
+    return np.array([int(round(sum(s for s, _ in sc) * per / (2 * math.pi)))
+                     for sc, per in zip(scales, period)])
+
+
+def circular_error(x_rec, x_true, period):
+    """``|x_rec - x_true|`` per feature modulo ``period`` (plain where ``period`` is nan)."""
+    d = jnp.asarray(x_rec) - jnp.asarray(x_true)
+    p = jnp.asarray(period, d.dtype)
+    wrapped = jnp.abs(jnp.mod(d + p / 2, p) - p / 2)
+    return jnp.where(jnp.isnan(p), jnp.abs(d), wrapped)
+
+
+def encoded_fidelity(encoding: Encoding, x1, x2, *, dtype=jnp.complex128):
+    """``|<psi(x1)|psi(x2)>|^2`` of the encoded states of two examples."""
+    a = statevector(encoding.circuit, None, encoding.features(x1), dtype=dtype)
+    b = statevector(encoding.circuit, None, encoding.features(x2), dtype=dtype)
+    return jnp.abs(jnp.vdot(a, b)) ** 2
+
+
+# ---- gradients --------------------------------------------------------------------------------
+def _trainable(model):
+    return eqx.filter(model, eqx.is_inexact_array)
+
+
+def _flat(tree):
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
+
+
+def shared_gradient(model, x, y):
+    """What a client shares: ``eqx.filter_grad(cross_entropy)(model, x, y)`` for a batch
+    ``x`` ``(B, d)``, ``y`` ``(B,)``."""
+    return eqx.filter_grad(cross_entropy)(model, jnp.asarray(x), jnp.asarray(y))
+
+
+def check_grads(model, grads):
+    """``grads`` flattened (1-D), after checking it has the structure and leaf shapes of the
+    model's trainable leaves (``eqx.filter(model, eqx.is_inexact_array)``)."""
+    if not isinstance(model, VQC):
+        raise QjrTypeError(f"inversion needs a qjr.qml.VQC, got {type(model).__name__}")
+    ref = _trainable(model)
+    try:
+        got = eqx.filter(grads, eqx.is_array)
+        same = jax.tree_util.tree_structure(ref) == jax.tree_util.tree_structure(got)
+    except Exception:  # noqa: BLE001 - any non-pytree input is a structure error
+        same = False
+    if same:
+        shapes_ref = [np.shape(a) for a in jax.tree_util.tree_leaves(ref)]
+        shapes = [np.shape(a) for a in jax.tree_util.tree_leaves(got)]
+        same = shapes == shapes_ref
+    if not same:
+        raise ParameterError(
+            "grads must have the structure of eqx.filter_grad(cross_entropy)(model, x, y) "
+            f"(trainable leaves of shapes {[np.shape(a) for a in jax.tree_util.tree_leaves(ref)]}"
+            f"), got {type(grads).__name__} with leaves "
+            f"{[np.shape(a) for a in jax.tree_util.tree_leaves(grads)]}")
+    flat = _flat(got)
+    if not bool(jnp.all(jnp.isfinite(flat))):
+        raise ParameterError("grads contain non-finite entries")
+    return flat
+
+
+def infer_label(model, grads):
+    """iDLG label of a batch-1 gradient: ``argmin(grads.bias)`` when the model has a bias
+    (``dL/db = softmax(z) - onehot(y)``), else ``None`` (no structural label leak)."""
+    check_grads(model, grads)
+    if model.bias is None:
+        return None
+    return jnp.argmin(grads.bias)
+
+
+def gradient_distance(g, target, distance: str = "l2"):
+    """``||g - target||^2`` (``"l2"``) or ``1 - cos(g, target)`` (``"cosine"``)."""
+    if distance == "l2":
+        return jnp.sum((g - target) ** 2)
+    if distance == "cosine":
+        tiny = jnp.finfo(g.dtype).tiny
+        return 1.0 - jnp.dot(g, target) / jnp.maximum(
+            jnp.linalg.norm(g) * jnp.linalg.norm(target), tiny)
+    raise ParameterError(f"distance must be one of {DISTANCES}, got {distance!r}")
+
+
+def _objective(model, target, label, distance):
+    def f(x):  # x: (B, d)
+        return gradient_distance(_flat(shared_gradient(model, x, label)), target, distance)
+
+    return f
+
+
+def match_gradients(model, target, x0, label, *, steps: int, distance: str = "l2",
+                    optimizer: str = "lbfgs", learning_rate: float = 0.05):
+    """ONE restart of gradient matching from ``x0`` (``(B, d)``) with labels ``label``
+    (``(B,)``) against the flattened gradient ``target``: ``steps`` optimiser steps in a
+    ``lax.scan``; returns ``(best x, its distance)``. Pure and jittable; ``invert`` vmaps it."""
+    f = _objective(model, target, label, distance)
+    if optimizer == "lbfgs":
+        opt = optax.lbfgs()
+        value_and_grad = optax.value_and_grad_from_state(f)
+    elif optimizer == "adam":
+        opt = optax.adam(learning_rate)
+        value_and_grad = lambda x, state: jax.value_and_grad(f)(x)  # noqa: E731
+    else:
+        raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+
+    def body(carry, _):
+        x, state, best_x, best_v = carry
+        v, g = value_and_grad(x, state=state)
+        better = v < best_v
+        best_x = jnp.where(better, x, best_x)
+        best_v = jnp.where(better, v, best_v)
+        if optimizer == "lbfgs":
+            upd, state = opt.update(g, state, x, value=v, grad=g, value_fn=f)
+        else:
+            upd, state = opt.update(g, state, x)
+        x = optax.apply_updates(x, upd)
+        x = jnp.where(jnp.all(jnp.isfinite(x)), x, best_x)
+        return (x, state, best_x, best_v), None
+
+    init = (x0, opt.init(x0), x0, jnp.asarray(jnp.inf, x0.dtype))
+    (x, _, best_x, best_v), _ = jax.lax.scan(body, init, None, length=steps)
+    v = f(x)
+    better = v < best_v
+    return jnp.where(better, x, best_x), jnp.where(better, v, best_v)
+
+
+@eqx.filter_jit
+def _restarts(model, target, x0s, labels, steps, distance, optimizer, learning_rate):
+    def one(x0, label):
+        return match_gradients(model, target, x0, label, steps=steps, distance=distance,
+                               optimizer=optimizer, learning_rate=learning_rate)
+
+    return jax.vmap(one)(x0s, labels)
+
+
+class InversionResult(NamedTuple):
+    """Outcome of ``invert``.
+
+    Attributes:
+        x: best reconstruction, ``(n_features,)`` (``(B, n_features)`` for ``batch > 1``).
+        label: inferred label (``()``, or ``(B,)``).
+        distance: the best restart's gradient distance.
+        xs: every restart's best point, ``(restarts, B, n_features)``.
+        labels: the labels each restart used, ``(restarts, B)``.
+        distances: every restart's distance, ``(restarts,)``.
+    """
+
+    x: jax.Array
+    label: jax.Array
+    distance: jax.Array
+    xs: jax.Array
+    labels: jax.Array
+    distances: jax.Array
+
+
+def _start_range(model, init_range):
+    if init_range is not None:
+        low, high = init_range
+        if not np.all(np.asarray(low) <= np.asarray(high)):
+            raise ParameterError(f"init_range needs low <= high, got {init_range!r}")
+        return low, high
+    period = encoding_period(model.encoding)
+    return 0.0, jnp.asarray(np.where(np.isnan(period), 2 * np.pi, period))
+
+
+def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance: str = "l2",
+           label=None, optimizer: str = "lbfgs", learning_rate: float = 0.05, batch: int = 1,
+           init_range=None) -> InversionResult:
+    """Gradient-matching inversion (module docstring) of the gradient ``grads`` shared for
+    ``batch`` examples.
+
+    Args:
+        model: the ``qjr.qml.VQC`` the client used (same parameters).
+        grads: ``eqx.filter_grad(qjr.qml.train.cross_entropy)(model, x, y)``.
+        key: PRNG key for the random starts.
+        restarts: random starts, run together under ``jax.vmap``.
+        steps: optimiser steps per restart.
+        distance: ``"l2"`` or ``"cosine"``.
+        label: known label(s); default: iDLG from the bias gradient (batch 1), else every
+            class is tried by ``restarts // C`` restarts (batch 1 only).
+        optimizer: ``"lbfgs"`` (``optax.lbfgs``) or ``"adam"`` (``optax.adam(learning_rate)``).
+        init_range: ``(low, high)`` of the uniform starts; default ``[0, period)``.
+    """
+    target = check_grads(model, grads)
+    key = check_key(key, "invert")
+    restarts = check_positive_int(restarts, "restarts")
+    steps = check_positive_int(steps, "steps")
+    batch = check_positive_int(batch, "batch")
+    if distance not in DISTANCES:
+        raise ParameterError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    n_classes = model.n_classes
+    if label is not None:
+        lab = np.asarray(label).reshape(-1)
+        if lab.shape != (batch,) or np.any((lab < 0) | (lab >= n_classes)):
+            raise ParameterError(
+                f"label must be {batch} class index(es) in 0..{n_classes - 1}, got {label!r}")
+        labels = jnp.broadcast_to(jnp.asarray(lab, jnp.int32), (restarts, batch))
+    elif batch > 1:
+        raise ParameterError(f"batch={batch} > 1 needs the labels (label=...): iDLG and label "
+                             "enumeration are defined for one example")
+    elif model.bias is not None:
+        labels = jnp.full((restarts, 1), infer_label(model, grads), jnp.int32)
+    else:
+        if restarts < n_classes:
+            raise ParameterError(f"an unknown label needs restarts >= n_classes = {n_classes}, "
+                                 f"got {restarts}")
+        labels = (jnp.arange(restarts, dtype=jnp.int32) % n_classes)[:, None]
+    real = model.params.dtype
+    low, high = _start_range(model, init_range)
+    x0s = jax.random.uniform(key, (restarts, batch, model.encoding.n_features), real,
+                             jnp.asarray(low, real), jnp.asarray(high, real))
+    xs, dists = _restarts(model, target.astype(real), x0s, labels, steps, distance, optimizer,
+                          float(learning_rate))
+    best = jnp.argmin(jnp.where(jnp.isnan(dists), jnp.inf, dists))
+    x, lab = xs[best], labels[best]
+    if batch == 1:
+        x, lab = x[0], lab[0]
+    return InversionResult(x, lab, dists[best], xs, labels, dists)
+
+
+# ---- analytic route -----------------------------------------------------------------------------
+class AnalyticResult(NamedTuple):
+    """Outcome of ``analytic_invert``: the input ``x`` ``(n_features,)``, ``label``, the
+    least-squares ``residual`` norm, the system ``rank`` and its ``n_unknowns`` monomials."""
+
+    x: np.ndarray
+    label: int
+    residual: float
+    rank: int
+    n_unknowns: int
+
+
+def _half_lattice(k_max):
+    """Integer frequency vectors ``k`` with ``|k_j| <= K_j``, one of each pair ``+-k``
+    (first nonzero entry positive), excluding 0."""
+    grid = np.array(list(np.ndindex(*(2 * k_max + 1)))) - k_max
+    keep = []
+    for k in grid:
+        nz = k[k != 0]
+        if nz.size and nz[0] > 0:
+            keep.append(k)
+    return np.array(keep, int).reshape(-1, len(k_max))
+
+
+def analytic_invert(model, grads, *, max_unknowns: int = 4096) -> AnalyticResult:
+    """The trigonometric-polynomial solve (module docstring) for one example's gradient of a
+    model with a bias layer and a periodic Pauli-rotation encoding. Raises ``ParameterError``
+    when the system is underdetermined (``rank < n_unknowns``) or larger than
+    ``max_unknowns``."""
+    flat = check_grads(model, grads)
+    if model.bias is None:
+        raise ParameterError("analytic_invert needs a model with a bias (post=True): the bias "
+                             "gradient fixes softmax(z) - onehot(y)")
+    period = encoding_period(model.encoding)
+    k_max = encoding_spectrum(model.encoding)
+    lattice = _half_lattice(k_max)
+    n_unknowns = 2 * len(lattice)
+    if n_unknowns > max_unknowns:
+        raise ParameterError(f"the trigonometric system has {n_unknowns} unknowns > "
+                             f"max_unknowns={max_unknowns}")
+    delta = jnp.asarray(grads.bias)
+    label = int(jnp.argmin(delta))
+    real = model.params.dtype
+    omega = jnp.asarray(2 * np.pi / period, real)
+
+    def features(t):  # t = omega * x; the non-bias gradient entries given delta
+        x = t / omega
+
+        def r_of(params):
+            return eqx.tree_at(lambda m: m.params, model, params).readout_vector(x)
+
+        r = r_of(model.params)
+        jac = jax.jacfwd(r_of)(model.params)  # (k, P)
+        return jnp.concatenate([jac.T @ (model.weights.T @ delta), jnp.outer(delta, r).ravel()])
+
+    n_grid = 2 * k_max + 1
+    axes = [2 * np.pi * np.arange(n) / n for n in n_grid]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(n_grid))
+    vals = np.asarray(jax.jit(jax.vmap(features))(jnp.asarray(pts, real)), np.float64)
+    phase = np.exp(-1j * pts @ lattice.T)  # (grid, lattice)
+    coef = phase.T @ vals / len(pts)  # F_hat(k), (lattice, E)
+    const = vals.mean(0)
+    a = np.concatenate([2 * coef.real, -2 * coef.imag], 0).T  # (E, 2 L): cos then sin
+    g = np.asarray(flat, np.float64)
+    n_bias = int(np.size(model.bias))
+    n_params = int(np.size(model.params))
+    # flattened grads order: params, weights, bias (eqx field order)
+    rhs = np.concatenate([g[:n_params], g[n_params:-n_bias]]) - const
+    sol, _, rank, _ = np.linalg.lstsq(a, rhs, rcond=None)
+    if rank < n_unknowns:
+        raise ParameterError(
+            f"the gradient determines only {rank} of the {n_unknowns} trigonometric monomials: "
+            "the linear route is underdetermined here (use invert)")
+    residual = float(np.linalg.norm(a @ sol - rhs))
+    t = np.zeros(len(k_max))
+    for j in range(len(k_max)):
+        e = np.zeros(len(k_max), int)
+        e[j] = 1
+        idx = int(np.flatnonzero((lattice == e).all(1))[0])
+        t[j] = np.arctan2(sol[len(lattice) + idx], sol[idx])
+    x = np.mod(t / np.asarray(omega), period)
+    return AnalyticResult(x, label, residual, int(rank), n_unknowns)
+
+
+# ---- scaling study -------------------------------------------------------------------------------
+def _study_model(key, encoding_name, n_qubits, layers, reupload, dtype):
+    if encoding_name == "angle":
+        enc = angle_encoding(n_qubits)
+    elif encoding_name == "fourier_tower":
+        enc = fourier_tower_encoding(1, n_qubits)
+    else:
+        raise ParameterError(f"encoding must be 'angle' or 'fourier_tower', got {encoding_name!r}")
+    ansatz = hardware_efficient(n_qubits, 1 if reupload else layers)
+    return VQC(key, enc, ansatz, 2, readout_wires=tuple(range(n_qubits)), reupload=reupload,
+               dtype=dtype)
+
+
+def inversion_scaling(qubits=(2, 3, 4, 5, 6, 7, 8), *, key, encodings=("angle", "fourier_tower"),
+                      layers=(2,), reupload=(0,), seeds: int = 3, restarts: int = 64,
+                      steps: int = 200, tol: float = 1e-3, distance: str = "l2",
+                      optimizer: str = "lbfgs", dtype=jnp.complex128, progress: bool = True,
+                      on_row=None) -> list:
+    """The gradient-inversion scaling study: for every encoding (``"angle"``: one RY
+    feature per qubit; ``"fourier_tower"``: one feature on all qubits, Kumar et al.), qubit
+    count, ansatz depth (hardware-efficient ``layers``) and re-uploading (``reupload=L``
+    layers of encoding + one-layer ansatz), and ``seeds`` random models/inputs
+    (``x ~ U[0, period)``, random label): ``invert`` with ``restarts`` vmapped restarts.
+
+    Returns one dict per (config, seed): configuration, ``n_params``, ``n_equations``
+    (shared gradient entries), ``n_unknowns`` (features), ``label_ok``, ``success`` (best
+    restart within ``tol`` of ``x`` modulo the period, every feature), ``best_error``,
+    ``fidelity`` of the encoded states, ``restart_success_rate`` (fraction of restarts
+    within ``tol``), ``restarts_to_success`` (``1 / rate``; ``inf`` if none), ``time_s``
+    (warm run, compile excluded), ``compile_s`` (first seed only), ``restarts_per_s``,
+    ``time_to_success_s``. ``on_row(row)`` is called as each row is ready (for incremental
+    storage by ``qjaxrob.experiments``)."""
+    key = check_key(key, "inversion_scaling")
+    seeds = check_positive_int(seeds, "seeds")
+    tol = check_real(tol, "tol", low=0.0, low_open=True)
+    configs = [(e, n, lay, ru) for e in encodings for n in qubits for lay in layers
+               for ru in reupload]
+    rows = []
+    bar = tqdm(total=len(configs) * seeds, disable=not progress, desc="inversion", unit="run")
+    for ci, (enc_name, n, lay, ru) in enumerate(configs):
+        compile_s = None
+        for s in range(seeds):
+            k_model, k_x, k_y, k_inv = jax.random.split(jax.random.fold_in(key, ci * 10_007 + s), 4)
+            model = _study_model(k_model, enc_name, n, lay, ru, dtype)
+            period = encoding_period(model.encoding)
+            real = model.params.dtype
+            x = jax.random.uniform(k_x, (model.encoding.n_features,), real) * jnp.asarray(
+                period, real)
+            y = jax.random.randint(k_y, (), 0, 2)
+            grads = shared_gradient(model, x[None], y[None])
+
+            def run():
+                res = invert(model, grads, key=k_inv, restarts=restarts, steps=steps,
+                             distance=distance, optimizer=optimizer)
+                jax.block_until_ready(res.distances)
+                return res
+
+            if compile_s is None:
+                t0 = time.perf_counter()
+                run()
+                first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            res = run()
+            elapsed = time.perf_counter() - t0
+            if compile_s is None:
+                compile_s = max(first - elapsed, 0.0)
+            errs = np.asarray(jax.vmap(lambda xr: circular_error(xr[0], x, period))(res.xs))
+            ok = errs.max(axis=1) <= tol
+            best_err = float(np.max(errs[int(jnp.argmin(res.distances))]))
+            rate = float(ok.mean())
+            row = dict(
+                encoding=enc_name, n_qubits=n, layers=lay, reupload=ru, seed=s,
+                n_features=model.encoding.n_features, n_params=int(model.params.size),
+                n_equations=int(sum(np.size(a) for a in jax.tree_util.tree_leaves(
+                    eqx.filter(grads, eqx.is_array)))),
+                n_unknowns=int(model.encoding.n_features), restarts=restarts, steps=steps,
+                distance=distance, optimizer=optimizer, tol=tol,
+                label_ok=bool(int(res.label) == int(y)), success=bool(best_err <= tol),
+                best_error=best_err, best_distance=float(res.distance),
+                fidelity=float(encoded_fidelity(model.encoding, res.x, x, dtype=dtype)),
+                restart_success_rate=rate,
+                restarts_to_success=(1.0 / rate) if rate > 0 else math.inf,
+                time_s=elapsed, compile_s=compile_s if s == 0 else 0.0,
+                restarts_per_s=restarts / elapsed,
+                time_to_success_s=(elapsed / restarts / rate) if rate > 0 else math.inf,
+            )
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+            bar.update(1)
+    bar.close()
+    return rows
