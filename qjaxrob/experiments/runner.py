@@ -1,0 +1,284 @@
+"""The study runner: one output folder per run, results appended unit by unit, resume.
+
+A :class:`Study` splits its work into *units* (small JSON-serialisable dicts, e.g. one qubit
+count and depth). ``run`` writes to ``out_dir``:
+
+* ``config.toml``   the full resolved configuration (re-usable with ``--config``);
+* ``metadata.json`` qjaxrob/jax/jaxlib/Python versions, backend and devices, seed, status,
+  start/end time of every session that worked on the folder;
+* ``results.jsonl`` one line per finished unit (``{"unit": ..., "result": ..., "elapsed_s": ...}``),
+  appended and flushed as each unit ends;
+* ``summary.csv``   the study's summary table, rebuilt from all results at the end;
+* ``*.png``         the study's plots (needs matplotlib: the ``plots`` extra).
+
+**Resume.** Running again into the same folder with the same configuration skips the units
+already in ``results.jsonl`` and appends the rest; a different configuration is refused
+(naming the differing keys). Each unit's PRNG key is ``fold_in(key(seed), crc32(unit))``,
+a function of the unit alone, so a resumed run produces exactly the lines of an
+uninterrupted one. A line is written with a single ``write`` + ``flush`` + ``fsync``; an
+interruption (Ctrl-C) can at worst leave a partial last line, which the next run drops, so
+the folder stays consistent. ``metadata.json`` and ``summary.csv`` are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jaxlib
+from tqdm import tqdm
+
+import qjaxrob
+from qjaxrob.errors import ParameterError
+from qjaxrob.experiments.configs import Field, dumps_toml, read_toml, validate
+
+__all__ = ["Study", "RunResult", "run", "report", "load_results", "load_config", "unit_id",
+           "SEED_FIELD"]
+
+SEED_FIELD = Field(0, "PRNG seed: unit u uses fold_in(key(seed), crc32(unit))", low=0,
+                   high=2**31 - 1)
+
+
+class Study(NamedTuple):
+    """A runnable study.
+
+    Attributes:
+        name: the command-line name (``qjaxrob run NAME``).
+        question: the question it answers, one line.
+        fields: configuration keys (``configs.Field``); ``seed`` is added by the runner.
+        units: ``config -> list of unit dicts`` (JSON-serialisable, distinct).
+        run_unit: ``(config, context, unit, key) -> dict`` of JSON-serialisable results.
+        summarize: ``(config, records) -> list of row dicts`` for ``summary.csv``; a record is
+            ``{"unit": unit, "result": result}``.
+        plot: ``(config, records, out_dir) -> list of PNG paths``.
+        setup: optional ``(config, key) -> context`` shared by all units of one session
+            (e.g. a trained model); deterministic, run only when some unit is pending.
+    """
+
+    name: str
+    question: str
+    fields: dict
+    units: Callable[[dict], list]
+    run_unit: Callable[..., dict]
+    summarize: Callable[[dict, list], list]
+    plot: Callable[[dict, list, Path], list]
+    setup: Callable[[dict, Any], Any] | None = None
+
+    @property
+    def all_fields(self) -> dict:
+        return {**self.fields, "seed": SEED_FIELD}
+
+
+class RunResult(NamedTuple):
+    """What ``run``/``report`` produced: the folder, the records (in unit order), the
+    summary rows, the plot paths, and whether every unit is done."""
+
+    out_dir: Path
+    records: list
+    summary: list
+    plots: list
+    complete: bool
+
+
+def unit_id(unit: dict) -> str:
+    """The canonical JSON text of a unit (its identity in ``results.jsonl``)."""
+    return json.dumps(unit, sort_keys=True, separators=(",", ":"))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_config(out_dir) -> tuple[str, dict]:
+    """``(study name, config)`` from ``out_dir/config.toml``."""
+    path = Path(out_dir) / "config.toml"
+    if not path.exists():
+        raise ParameterError(f"{str(out_dir)!r} holds no config.toml: not a study output folder")
+    data = read_toml(path)
+    name = data.pop("study", None)
+    if not isinstance(name, str):
+        raise ParameterError(f"{str(path)!r} does not name its study (study = \"...\")")
+    return name, data
+
+
+def load_results(out_dir) -> list:
+    """The records of ``out_dir/results.jsonl`` (``[]`` if none); a partial last line left
+    by an interruption is ignored."""
+    path = Path(out_dir) / "results.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.endswith("\n"):
+                break  # interrupted mid-write: dropped, the unit reruns
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ParameterError(f"{str(path)!r} line {n} is not JSON: {line[:80]!r}") from None
+    return records
+
+
+def _truncate_partial(path: Path) -> None:
+    """Drops a trailing partial line (no newline) from ``results.jsonl``."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+def _environment(seed: int) -> dict:
+    return {
+        "qjaxrob_version": qjaxrob.__version__,
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "x64": bool(jax.config.jax_enable_x64),
+        "seed": seed,
+    }
+
+
+def _check_same_config(out_dir: Path, study: Study, config: dict) -> None:
+    name, saved = load_config(out_dir)
+    if name != study.name:
+        raise ParameterError(f"{str(out_dir)!r} holds results of study {name!r}, not "
+                             f"{study.name!r}; choose another --out")
+    saved = validate(study.all_fields, saved, study=name, where=f" in {str(out_dir)!r}")
+    diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {config.get(k)!r}" for k in diff)
+        raise ParameterError(f"{str(out_dir)!r} holds a run with a different configuration "
+                             f"({shown}); choose another --out to start a new run")
+
+
+def _write_csv(path: Path, rows: list) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    _write_atomic(path, buf.getvalue())
+
+
+def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: bool,
+            plots: bool, log) -> RunResult:
+    summary = study.summarize(config, records) if records else []
+    if summary:
+        _write_csv(out_dir / "summary.csv", summary)
+    paths = []
+    if plots and records:
+        try:
+            paths = [Path(p) for p in study.plot(config, records, out_dir)]
+        except ImportError as exc:
+            log(f"plots skipped: {exc}")
+    return RunResult(out_dir, records, summary, paths, complete)
+
+
+def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units=None,
+        plots: bool = True, log: Callable[[str], Any] = lambda s: None) -> RunResult:
+    """Runs the pending units of ``study`` with the resolved ``config`` into ``out_dir``.
+
+    ``max_units`` stops after that many new units (for tests and time-boxed sessions; the
+    folder is left resumable). ``log`` receives one-line progress messages.
+    """
+    config = validate(study.all_fields, config, study=study.name)
+    missing = sorted(set(study.all_fields) - set(config))
+    if missing:
+        raise ParameterError(f"config for {study.name!r} lacks keys {missing}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "config.toml").exists():
+        _check_same_config(out_dir, study, config)
+    else:
+        _write_atomic(out_dir / "config.toml", dumps_toml(
+            {"study": study.name, **config},
+            header=f"qjaxrob run {study.name} --config <this file>: {study.question}"))
+    meta_path = out_dir / "metadata.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
+        "study": study.name, "question": study.question, "sessions": []}
+    meta.update(_environment(config["seed"]))
+    session = {"started": _now(), "ended": None, "units_run": 0, "status": "running"}
+    meta["sessions"].append(session)
+
+    units = study.units(config)
+    ids = [unit_id(u) for u in units]
+    if len(set(ids)) != len(ids):
+        raise ParameterError(f"study {study.name!r} produced repeated units; check the "
+                             f"config lists for duplicates")
+    results_path = out_dir / "results.jsonl"
+    _truncate_partial(results_path)
+    done = {unit_id(r["unit"]): r for r in load_results(out_dir)}
+    pending = [(i, u) for i, (u, uid) in enumerate(zip(units, ids)) if uid not in done]
+    if max_units is not None:
+        pending = pending[:max_units]
+    meta.update(units_total=len(units), units_done=len(done))
+    _write_atomic(meta_path, json.dumps(meta, indent=2))
+    log(f"{len(units)} units, {len(done)} already done, {len(pending)} to run now")
+
+    base = jax.random.key(config["seed"])
+    bar = tqdm(total=len(units), initial=len(done), desc=study.name, unit="unit",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        if pending:
+            context = study.setup(config, jax.random.fold_in(base, 0)) if study.setup else None
+            with open(results_path, "a", encoding="utf-8") as fh:
+                for _, unit in pending:
+                    t0 = time.perf_counter()
+                    key = jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
+                    result = study.run_unit(config, context, unit, key)
+                    record = {"unit": unit, "result": result,
+                              "elapsed_s": round(time.perf_counter() - t0, 4)}
+                    fh.write(json.dumps(record, allow_nan=True) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    done[unit_id(unit)] = record
+                    session["units_run"] += 1
+                    bar.update(1)
+        status = "complete" if len(done) == len(units) else "partial"
+    except BaseException:
+        session["status"] = "interrupted"
+        session["ended"] = _now()
+        meta["units_done"] = len(done)
+        _write_atomic(meta_path, json.dumps(meta, indent=2))
+        raise
+    finally:
+        bar.close()
+    session["status"], session["ended"] = status, _now()
+    meta.update(units_done=len(done), status=status)
+    _write_atomic(meta_path, json.dumps(meta, indent=2))
+    records = [done[uid] for uid in ids if uid in done]
+    return _finish(study, config, out_dir, records, status == "complete", plots, log)
+
+
+def report(study: Study, out_dir, *, plots: bool = True) -> RunResult:
+    """Rebuilds ``summary.csv`` and the plots of ``out_dir`` from its saved results."""
+    out_dir = Path(out_dir)
+    name, config = load_config(out_dir)
+    if name != study.name:
+        raise ParameterError(f"{str(out_dir)!r} holds study {name!r}, not {study.name!r}")
+    config = validate(study.all_fields, config, study=name, where=f" in {str(out_dir)!r}")
+    ids = [unit_id(u) for u in study.units(config)]
+    done = {unit_id(r["unit"]): r for r in load_results(out_dir)}
+    records = [done[uid] for uid in ids if uid in done]
+    return _finish(study, config, out_dir, records, len(records) == len(ids), plots,
+                   lambda s: None)
