@@ -23,7 +23,7 @@ from qjaxrob.federated.aggregators import (
     weiszfeld,
 )
 from qjaxrob.federated.clients import client_update, flatten, local_updates, unflatten
-from qjaxrob.federated.config import MODES, FedConfig
+from qjaxrob.federated.config import MODES, ClientSpec, FedConfig
 from qjaxrob.federated.rounds import (
     RoundInfo,
     RoundPlan,
@@ -46,7 +46,7 @@ from qjaxrob.federated.splits import (
 )
 
 __all__ = [
-    "AGGREGATORS", "ClientData", "FedConfig", "MODES", "RoundInfo", "RoundPlan",
+    "AGGREGATORS", "ClientData", "ClientSpec", "FedConfig", "MODES", "RoundInfo", "RoundPlan",
     "ServerState", "aggregator", "check_updates", "client_mesh", "client_sharding",
     "client_update", "dirichlet_split", "evaluate_round", "federated_round", "fedavg",
     "flatten", "fltrust", "geometric_median", "iid_split", "init_state", "krum",

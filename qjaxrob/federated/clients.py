@@ -53,11 +53,11 @@ def _batch_loss(to_model, w, x, y, mask):
     return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def _train_steps(to_model, w0, key, x, y, count, config):
-    opt = config.client_optimizer
-    b = config.batch_size
+def _train_steps(to_model, w0, key, x, y, count, spec):
+    opt = spec.client_optimizer
+    b = spec.batch_size
     max_n = x.shape[0]
-    lp = config.local_privacy
+    lp = spec.local_privacy
     k_priv, key = jax.random.split(key)
     carry0 = (w0, opt.init(w0), lp.init(w0, k_priv) if lp is not None else None)
 
@@ -76,7 +76,7 @@ def _train_steps(to_model, w0, key, x, y, count, config):
             lambda a, b_: jnp.where(active, a, b_), new, old)
         return keep(w_new, w), keep(s_new, s)
 
-    if config.local_epochs is None:
+    if spec.local_epochs is None:
         def step(carry, k):
             idx = jnp.floor(jax.random.uniform(k, (b,)) * count).astype(jnp.int32)
             idx = jnp.minimum(idx, count - 1)
@@ -84,7 +84,7 @@ def _train_steps(to_model, w0, key, x, y, count, config):
             w, s = apply(carry, g, True)
             return (w, s, ps), None
 
-        keys = jax.random.split(key, config.local_steps)
+        keys = jax.random.split(key, spec.local_steps)
     else:
         n_batches = math.ceil(max_n / b)
         pad = n_batches * b - max_n
@@ -100,29 +100,30 @@ def _train_steps(to_model, w0, key, x, y, count, config):
             w, s = apply(carry, g, j * b < count)
             return (w, s, ps), None
 
-        keys = jnp.arange(config.local_epochs * n_batches)
+        keys = jnp.arange(spec.local_epochs * n_batches)
     (w, _, _), _ = jax.lax.scan(step, carry0, keys)
     return w
 
 
-def client_update(model, key, x, y, count, malicious, config):
+def client_update(model, key, x, y, count, malicious, spec):
     """One client's update vector ``(dim,)`` starting from the global ``model``.
 
     ``x`` ``(max_n, n_features)``, ``y`` ``(max_n,)`` padded data with ``count`` valid
-    rows; ``malicious`` (bool scalar) switches ``config.poison_data`` on."""
+    rows; ``malicious`` (bool scalar) switches ``spec.poison_data`` on; ``spec`` is a
+    :class:`~qjaxrob.federated.config.ClientSpec` (``FedConfig.client_spec``)."""
     w0, to_model = flatten(model)
     k_poison, k_train = jax.random.split(key)
-    if config.poison_data is not None:
-        px, py = config.poison_data(x, y, count, k_poison)
+    if spec.poison_data is not None:
+        px, py = spec.poison_data(x, y, count, k_poison)
         x, y = jnp.where(malicious, px, x), jnp.where(malicious, py, y)
-    if config.mode == "fedsgd":
+    if spec.mode == "fedsgd":
         mask = jnp.arange(x.shape[0]) < count
         return jax.grad(lambda v: _batch_loss(to_model, v, x, y, mask))(w0)
-    return w0 - _train_steps(to_model, w0, k_train, x, y, count, config)
+    return w0 - _train_steps(to_model, w0, k_train, x, y, count, spec)
 
 
 @eqx.filter_jit
-def local_updates(model, key, ids, x, y, counts, malicious, config):
+def local_updates(model, key, ids, x, y, counts, malicious, spec):
     """All clients of a round at once: ``(m, dim)`` updates for the stacked client axis
     (``ids`` ``(m,)`` client ids, ``x`` ``(m, max_n, n_features)``, ``y`` ``(m, max_n)``,
     ``counts`` ``(m,)``, ``malicious`` ``(m,)`` bool). Client ``i`` uses the key
@@ -130,4 +131,4 @@ def local_updates(model, key, ids, x, y, counts, malicious, config):
     sampled or on the layout (a sharded client axis gives the same result)."""
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
     return jax.vmap(client_update, in_axes=(None, 0, 0, 0, 0, 0, None))(
-        model, keys, x, y, counts, malicious, config)
+        model, keys, x, y, counts, malicious, spec)

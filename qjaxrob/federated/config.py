@@ -38,13 +38,28 @@ from qjaxrob.checks import check_int, check_positive_int
 from qjaxrob.errors import ParameterError
 from qjaxrob.federated.aggregators import aggregator as _make_aggregator
 
-__all__ = ["FedConfig", "MODES"]
+__all__ = ["FedConfig", "ClientSpec", "MODES"]
 
 MODES = ("fedavg", "fedsgd")
 
 DEFAULT_CLIENT_OPTIMIZER = optax.sgd(0.1)
 DEFAULT_SERVER_OPTIMIZER = optax.sgd(1.0)
 DEFAULT_AGGREGATOR = _make_aggregator("fedavg")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientSpec:
+    """The part of :class:`FedConfig` that client computation depends on (the static
+    argument of the jitted client step, so runs that differ only on the server side,
+    e.g. in the aggregator, share the compiled client code)."""
+
+    mode: str
+    local_steps: int
+    local_epochs: int | None
+    batch_size: int
+    client_optimizer: optax.GradientTransformation
+    poison_data: Callable | None
+    local_privacy: object
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +131,11 @@ class FedConfig:
                 "local_privacy (DP-SGD) needs mode='fedavg' with local_steps (uniformly "
                 f"sampled minibatches), got mode={self.mode!r}, local_epochs={self.local_epochs}"
             )
+
+    @property
+    def client_spec(self) -> ClientSpec:
+        return ClientSpec(self.mode, self.local_steps, self.local_epochs, self.batch_size,
+                          self.client_optimizer, self.poison_data, self.local_privacy)
 
     def check_clients(self, n_clients: int) -> None:
         """Raises if this configuration cannot run on ``n_clients`` clients."""

@@ -115,15 +115,16 @@ def poison(updates, plan: RoundPlan, config: FedConfig):
 
 
 @eqx.filter_jit
-def _server_step(model, opt_state, privacy_state, updates, weights, config):
-    if config.server_privacy is not None:
-        agg, privacy_state = config.server_privacy.update(updates, privacy_state)
+def _server_step(model, opt_state, privacy_state, updates, weights, aggregator, optimizer,
+                 server_privacy):
+    if server_privacy is not None:
+        agg, privacy_state = server_privacy.update(updates, privacy_state)
     else:
-        agg = config.aggregator(updates, weights)
+        agg = aggregator(updates, weights)
     params = eqx.filter(model, eqx.is_inexact_array)
     grads = flatten(model)[1](agg)
     grads = eqx.filter(grads, eqx.is_inexact_array)
-    upd, opt_state = config.server_optimizer.update(grads, opt_state, params)
+    upd, opt_state = optimizer.update(grads, opt_state, params)
     return eqx.apply_updates(model, upd), opt_state, privacy_state, agg
 
 
@@ -139,7 +140,8 @@ def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: 
         )
     model, opt_state, ps, agg = _server_step(
         state.model, state.opt_state, state.privacy_state, updates,
-        jnp.asarray(counts, updates.dtype), config)
+        jnp.asarray(counts, updates.dtype), config.aggregator, config.server_optimizer,
+        config.server_privacy)
     return ServerState(model, opt_state, ps, plan.next_key, state.round + 1), agg
 
 
@@ -153,25 +155,26 @@ def federated_round(state: ServerState, data: ClientData, config: FedConfig):
         sharding = client_sharding(len(plan.ids))
         arrays = tuple(jax.device_put(a, sharding) for a in arrays)
     ids_, x, y, counts, mal = arrays
-    updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal, config)
+    updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal,
+                            config.client_spec)
     updates = poison(updates, plan, config)
     new_state, agg = server_update(state, plan, updates, data.counts[ids], config)
     return new_state, RoundInfo(plan.ids, plan.malicious, updates, agg)
 
 
 @eqx.filter_jit
-def _metrics(model, x, y, config):
+def _metrics(model, x, y, attack_target, untargeted, trigger, target):
     logits = jax.vmap(model)(x)
     pred = jnp.argmax(logits, axis=-1)
     out = {"accuracy": jnp.mean(pred == y),
            "loss": optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()}
-    if config.attack_target is not None:
-        out["attack_success"] = jnp.mean(pred == config.attack_target(y))
-    elif config.malicious:
+    if attack_target is not None:
+        out["attack_success"] = jnp.mean(pred == attack_target(y))
+    elif untargeted:
         out["attack_success"] = jnp.mean(pred != y)
-    if config.backdoor_trigger is not None:
-        t = config.backdoor_target
-        pred_t = jnp.argmax(jax.vmap(model)(jax.vmap(config.backdoor_trigger)(x)), axis=-1)
+    if trigger is not None:
+        t = target
+        pred_t = jnp.argmax(jax.vmap(model)(jax.vmap(trigger)(x)), axis=-1)
         other = y != t
         out["backdoor_success"] = jnp.sum((pred_t == t) & other) / jnp.maximum(jnp.sum(other), 1)
     return out
@@ -180,8 +183,9 @@ def _metrics(model, x, y, config):
 def evaluate_round(model, test, config: FedConfig, rounds_done: int) -> dict:
     """Metrics of the global ``model`` on ``test = (x, y)``: accuracy, loss,
     attack_success, backdoor_success (None when not applicable) and epsilon."""
-    m = {k: float(v) for k, v in _metrics(model, jnp.asarray(test[0]), jnp.asarray(test[1]),
-                                          config).items()}
+    raw = _metrics(model, jnp.asarray(test[0]), jnp.asarray(test[1]), config.attack_target,
+                   bool(config.malicious), config.backdoor_trigger, config.backdoor_target)
+    m = {k: float(v) for k, v in raw.items()}
     eps = None if config.accountant is None else float(config.accountant(rounds_done))
     return {"accuracy": m["accuracy"], "loss": m["loss"],
             "attack_success": m.get("attack_success"),
