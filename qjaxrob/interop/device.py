@@ -66,6 +66,13 @@ def _sample_ok(mp) -> bool:
     return isinstance(mp, SampleMeasurement)
 
 
+def _to_numpy_unless(keep_jax: bool, out):
+    """Results as NumPy arrays for non-JAX callers (JAX inputs and tracers stay JAX)."""
+    if keep_jax:
+        return out
+    return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v), out)
+
+
 class QjaxrobQubit(Device):
     """A PennyLane device simulating with qjaxrob (see the module docstring).
 
@@ -172,10 +179,10 @@ class QjaxrobQubit(Device):
             if not tape.shots:
                 out = [measure(m, state) for m in mps]
             else:
-                out = self._sampled(tape, state)
-                return out if traced else jax.tree.map(np.asarray, out)
-        out = out[0] if len(out) == 1 else tuple(out)
-        return out if traced else jax.tree.map(np.asarray, out)
+                if not isinstance(state, jax.core.Tracer):
+                    state = np.asarray(state)          # NumPy sampling: no eager JAX dispatch
+                return _to_numpy_unless(traced, self._sampled(tape, state))
+        return _to_numpy_unless(traced, out[0] if len(out) == 1 else tuple(out))
 
     def _pauli_expvals(self, circuit, params, mps, dtype):
         words, terms = {}, []

@@ -149,7 +149,8 @@ def from_pennylane(tape_or_qfunc, *args, wires=None, **kwargs):
         raise ConversionError(f"the tape is broadcast (batch size {tape.batch_size}); "
                               "expand it with qml.transforms.broadcast_expand first")
     (tape,), _ = qml.devices.preprocess.decompose(
-        tape, stopping_condition=supported_operation, name="qjaxrob", error=ConversionError)
+        tape, stopping_condition=supported_operation, skip_initial_state_prep=False,
+        name="qjaxrob", error=ConversionError)
     wire_order = _default_wire_order(tape) if wires is None else list(wires)
     return convert_tape(tape, wire_order)
 

@@ -1,0 +1,222 @@
+"""from_pennylane and the qjaxrob.qubit device against PennyLane's default.qubit: random
+tapes give the same state; QNodes give the same values and, under jax.jit, the same
+jax.grad; shots, other interfaces and bad input."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qjaxrob as qjr
+from qjaxrob.errors import ConversionError, MissingDependencyError, ParameterError
+from tests.reference import statevector_ref
+
+qml = pytest.importorskip("pennylane")
+from qjaxrob.interop.device import QjaxrobQubit  # noqa: E402
+
+# (constructor, number of wires, number of angles); the last group needs decomposition.
+GATES = [
+    (qml.Hadamard, 1, 0), (qml.S, 1, 0), (qml.T, 1, 0), (qml.SX, 1, 0),
+    (lambda wires: qml.adjoint(qml.S(wires)), 1, 0), (qml.PauliY, 1, 0),
+    (qml.RX, 1, 1), (qml.RY, 1, 1), (qml.RZ, 1, 1), (qml.PhaseShift, 1, 1),
+    (qml.Rot, 1, 3), (qml.U3, 1, 3), (qml.U2, 1, 2),
+    (qml.CNOT, 2, 0), (qml.CZ, 2, 0), (qml.CY, 2, 0), (qml.SWAP, 2, 0), (qml.ISWAP, 2, 0),
+    (qml.CRX, 2, 1), (qml.CRY, 2, 1), (qml.CRZ, 2, 1), (qml.ControlledPhaseShift, 2, 1),
+    (qml.IsingXX, 2, 1), (qml.IsingYY, 2, 1), (qml.IsingZZ, 2, 1), (qml.Toffoli, 3, 0),
+    (qml.CSWAP, 3, 0),
+    (qml.MultiRZ, 3, 1), (qml.CH, 2, 0), (qml.CRot, 2, 3), (qml.IsingXY, 2, 1),
+    (lambda wires: qml.PauliRot(0.4, "XYZ", wires), 3, 0), (qml.SISWAP, 2, 0),
+]
+
+
+def _random_ops(rng, wires, n_ops):
+    ops = [qml.BasisState(np.array([1] + [0] * (len(wires) - 1)), wires=wires)]
+    pool = [g for g in GATES if g[1] <= len(wires)]
+    for _ in range(n_ops):
+        make, k, n_angles = pool[int(rng.integers(len(pool)))]
+        w = [wires[int(i)] for i in rng.permutation(len(wires))[:k]]
+        angles = [float(a) for a in rng.uniform(-np.pi, np.pi, n_angles)]
+        ops.append(make(*angles, wires=w) if n_angles else make(wires=w if k > 1 else w[0]))
+    ops.append(qml.GlobalPhase(0.3))
+    return ops
+
+
+@pytest.mark.parametrize("seed, n", [(0, 1), (1, 2), (2, 3), (3, 3), (4, 4)])
+def test_random_tapes_match_default_qubit_state(seed, n):
+    rng = np.random.default_rng(seed)
+    tape = qml.tape.QuantumScript(_random_ops(rng, list(range(n)), 12), [qml.state()])
+    c, params = qjr.from_pennylane(tape)
+    ref = qml.device("default.qubit", wires=n).execute(tape)
+    np.testing.assert_allclose(statevector_ref(c, np.asarray(params)), ref, atol=1e-12)
+
+
+def test_qfunc_with_wire_labels_and_parameter_order():
+    def qfunc(a, b):
+        qml.RX(a, wires="x")
+        qml.CNOT(wires=["x", "y"])
+        qml.Rot(b, 2 * a, 0.5, wires="y")
+        return qml.expval(qml.Z("y"))
+
+    c, params = qjr.from_pennylane(qfunc, 0.3, b=-0.7, wires=["y", "x"])
+    assert c == (qjr.Circuit(2).rx(1, qjr.param(0)).cnot(1, 0).rz(0, qjr.param(1))
+                 .ry(0, qjr.param(2)).rz(0, qjr.param(3)))
+    np.testing.assert_allclose(params, [0.3, -0.7, 0.6, 0.5])
+    with pytest.raises(ConversionError, match=r"non-integer wire labels \['x', 'y'\]"):
+        qjr.from_pennylane(qfunc, 0.3, b=-0.7)
+
+
+def test_from_pennylane_errors():
+    broadcast = qml.tape.QuantumScript([qml.RX(np.array([0.1, 0.2]), 0)], [qml.expval(qml.Z(0))])
+    with pytest.raises(ConversionError, match="batch size 2"):
+        qjr.from_pennylane(broadcast)
+    mcm = qml.tape.QuantumScript([qml.measurements.MidMeasureMP(0)], [qml.expval(qml.Z(0))])
+    with pytest.raises(ConversionError, match=r"MidMeasure\(wires=\[0\].*not supported with qjaxrob"):
+        qjr.from_pennylane(mcm)
+    tape = qml.tape.QuantumScript([qml.RX(0.1, 5)], [])
+    with pytest.raises(ConversionError, match=r"wire not in \[0, 1\]"):
+        qjr.from_pennylane(tape, wires=[0, 1])
+    with pytest.raises(qjr.errors.QjrTypeError, match="int"):
+        qjr.from_pennylane(3)
+
+
+def test_missing_pennylane_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pennylane", None)
+    with pytest.raises(MissingDependencyError, match=r"qjaxrob\[pennylane\]"):
+        qjr.from_pennylane(lambda: None)
+
+
+# ---- the device ---------------------------------------------------------------------------
+N = 3
+
+
+def _circuit_fn(seed):
+    """A random layered circuit of trainable gates; returns a quantum function of params."""
+    rng = np.random.default_rng(seed)
+    layout = [(GATES[int(rng.integers(6, 13))], int(rng.integers(N))) for _ in range(2 * N)]
+    pairs = [tuple(int(w) for w in rng.permutation(N)[:2]) for _ in range(N)]
+    coeffs = rng.normal(size=3)
+
+    def qfunc(params):
+        k = 0
+        for (make, _, n_angles), w in layout:
+            make(*params[k: k + n_angles], wires=w)
+            k += n_angles
+        for a, b in pairs:
+            qml.CNOT(wires=[a, b])
+            qml.IsingZZ(params[k], wires=[b, a])
+        qml.MultiRZ(params[0] * 0.5, wires=list(range(N)))
+        h = coeffs[0] * qml.Z(0) @ qml.X(2) + coeffs[1] * qml.Y(1) + coeffs[2] * qml.Identity(0)
+        return qml.expval(h), qml.probs(wires=[2, 0]), qml.var(qml.X(1) @ qml.Z(2))
+
+    n_params = sum(g[2] for g, _ in layout) + 1
+    return qfunc, n_params
+
+
+def _values_and_grads(dev, qfunc, p, weights):
+    """One jit: all measurement values, the gradient of their weighted sum and of the
+    first (energy) measurement, for a QNode with the JAX interface."""
+    node = qml.QNode(qfunc, dev, interface="jax")      # diff_method="best" -> backprop
+
+    def flat(p):
+        e, pr, v = node(p)
+        return jnp.concatenate([jnp.atleast_1d(e), pr, jnp.atleast_1d(v)])
+
+    def run(p):
+        return flat(p), jax.grad(lambda p: flat(p) @ weights)(p), jax.grad(lambda p: flat(p)[0])(p)
+
+    return jax.jit(run)(p)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    qfunc, n_params = _circuit_fn(11)
+    rng = np.random.default_rng(5)
+    p = jnp.asarray(rng.uniform(-np.pi, np.pi, n_params))
+    weights = jnp.asarray(rng.normal(size=6))
+    return qfunc, p, weights, _values_and_grads(qml.device("default.qubit", wires=N), qfunc, p, weights)
+
+
+def test_device_is_registered():
+    dev = qml.device("qjaxrob.qubit", wires=2)
+    assert isinstance(dev, QjaxrobQubit) and dev.name == "qjaxrob.qubit"
+    with pytest.raises(ParameterError, match="'nope'"):
+        qml.device("qjaxrob.qubit", wires=2, diff="nope")
+
+
+def test_device_values_and_jit_grad_match_default_qubit(reference):
+    qfunc, p, weights, (values, grad, _) = reference
+    got_values, got_grad, _ = _values_and_grads(qml.device("qjaxrob.qubit", wires=N), qfunc, p, weights)
+    np.testing.assert_allclose(got_values, values, atol=1e-10)
+    np.testing.assert_allclose(got_grad, grad, atol=1e-10)
+
+
+def test_adjoint_option_gives_the_same_energy_gradient(reference):
+    qfunc, p, _, (values, _, energy_grad) = reference
+    node = qml.QNode(qfunc, qml.device("qjaxrob.qubit", wires=N, diff="adjoint"), interface="jax")
+    value, grad = jax.jit(jax.value_and_grad(lambda p: node(p)[0]))(p)
+    np.testing.assert_allclose(value, values[0], atol=1e-10)
+    np.testing.assert_allclose(grad, energy_grad, atol=1e-10)
+
+
+def test_autograd_interface_uses_parameter_shift():
+    from pennylane import numpy as pnp
+
+    def qfunc(a):
+        qml.RY(a[0], 0)
+        qml.CRX(a[1], wires=[0, 1])
+        return qml.expval(qml.Z(1) @ qml.X(0))
+
+    a = pnp.array([0.4, -1.3], requires_grad=True)
+    ours = qml.QNode(qfunc, qml.device("qjaxrob.qubit", wires=2))
+    ref = qml.QNode(qfunc, qml.device("default.qubit", wires=2))
+    np.testing.assert_allclose(ours(a), ref(a), atol=1e-12)
+    np.testing.assert_allclose(qml.grad(ours)(a), qml.grad(ref)(a), atol=1e-10)
+
+
+def _bell():
+    qml.Hadamard("a")
+    qml.CNOT(wires=["a", "b"])
+    qml.RY(0.7, wires="c")
+    return qml.sample(wires=["a", "b"]), qml.expval(qml.Z("c")), qml.probs(wires="c")
+
+
+def test_shots_with_wire_labels():
+    dev = qml.device("qjaxrob.qubit", wires=["a", "b", "c"], seed=42)
+    samples, ez, pc = qml.set_shots(qml.QNode(_bell, dev), 4000)()
+    assert samples.shape == (4000, 2) and set(np.unique(samples)) <= {0, 1}
+    np.testing.assert_array_equal(samples[:, 0], samples[:, 1])
+    assert abs(samples[:, 0].mean() - 0.5) < 5 * 0.5 / np.sqrt(4000)
+    assert abs(ez - np.cos(0.7)) < 5 / np.sqrt(4000)
+    np.testing.assert_allclose(pc.sum(), 1.0)
+    again = qml.set_shots(qml.QNode(_bell, qml.device("qjaxrob.qubit", wires=["a", "b", "c"],
+                                                      seed=42)), 4000)()
+    np.testing.assert_array_equal(again[0], samples)
+
+
+def test_shots_under_jit_with_a_jax_key():
+    dev = qml.device("qjaxrob.qubit", wires=["a", "b", "c"], seed=jax.random.key(0))
+    samples, ez, _ = jax.jit(qml.set_shots(qml.QNode(_bell, dev, interface="jax"), 2000))()
+    np.testing.assert_array_equal(samples[:, 0], samples[:, 1])
+    assert abs(ez - np.cos(0.7)) < 5 / np.sqrt(2000)
+
+
+def test_device_rejects_what_it_cannot_do():
+    dev = qml.device("qjaxrob.qubit", wires=2)
+
+    def wide():
+        qml.CNOT(wires=[0, 2])
+        return qml.expval(qml.Z(0))
+
+    with pytest.raises(qml.exceptions.WireError, match="2"):
+        qml.QNode(wide, dev)()
+
+    def shots_backprop(a):
+        qml.RX(a, 0)
+        return qml.expval(qml.Z(0))
+
+    node = qml.set_shots(qml.QNode(shots_backprop, dev, interface="jax",
+                                   diff_method="backprop"), 10)
+    with pytest.raises(qml.exceptions.QuantumFunctionError, match="backprop"):
+        node(jnp.array(0.1))
