@@ -10,12 +10,12 @@ and one module per study.
 from __future__ import annotations
 
 from qjaxrob.errors import ParameterError
-from qjaxrob.experiments import (barren_plateaus, configs, cut_ansatz, cut_perturbation, plots,
-                                  runner)
+from qjaxrob.experiments import (barren_plateaus, configs, cut_ansatz, cut_perturbation,
+                                  inversion_scaling, plots, runner)
 from qjaxrob.experiments.configs import Field, resolve
 from qjaxrob.experiments.runner import RunResult, Study, load_results, report, run
 
-_MODULES = (barren_plateaus, cut_perturbation, cut_ansatz)
+_MODULES = (inversion_scaling, barren_plateaus, cut_perturbation, cut_ansatz)
 
 __all__ = ["Field", "RunResult", "Study", "configs", "get_study", "load_results", "plots",
            "report", "resolve", "run", "run_study", "runner", "studies"]
