@@ -215,6 +215,11 @@ def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", s
         raise ParameterError(f"method must be 'fgsm' or 'pgd', got {method!r}")
     x = jnp.asarray(x)
     y = jnp.asarray(y)
+    params = getattr(model, "params", None)
+    if params is not None and jnp.issubdtype(params.dtype, jnp.floating):
+        x = x.astype(params.dtype)  # attack in the model's own precision
+    elif not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ParameterError(
             f"attack_model needs x of shape (B, d) and y of shape (B,), got {x.shape}, {y.shape}")
@@ -226,7 +231,7 @@ def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", s
         targets = jnp.asarray(targets)
         if targets.shape != y.shape:
             raise ParameterError(f"targets must have shape {y.shape}, got {targets.shape}")
-    real = jnp.result_type(float)
+    real = x.dtype
     return _attack_batch(model, x, y, targets, keys, jnp.asarray(eps, real),
                          jnp.asarray(step_size, real), method, norm, steps, bounds)
 

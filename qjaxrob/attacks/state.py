@@ -230,6 +230,8 @@ def state_attack_model(model: VQC, x, y, budget, *, steps: int = 100, step_size:
     in one jit; ``key`` is split per example. Robust accuracy:
     ``mean(argmax(res.logits, -1) == y)``."""
     x, y = jnp.asarray(x), jnp.asarray(y)
+    if isinstance(model, VQC):
+        x = x.astype(model.params.dtype)  # attack in the model's own precision
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ParameterError(
             f"state_attack_model needs x of shape (B, d) and y of shape (B,), got {x.shape}, "
