@@ -45,17 +45,22 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import ShapedArray
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
-from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
-
 from qjaxrob.kernels import dense, structured
 from qjaxrob.kernels.dense import grouped_shape, sort_wires
 
-__all__ = ["apply_matrix", "apply_diagonal", "BLOCK", "NUM_WARPS", "MAX_QUBITS",
-           "MAX_DIAGONAL_QUBITS"]
+__all__ = [
+    "BLOCK",
+    "MAX_DIAGONAL_QUBITS",
+    "MAX_QUBITS",
+    "NUM_WARPS",
+    "apply_diagonal",
+    "apply_matrix",
+]
 
 BLOCK = 4096
 """Amplitudes per program (all ``2**k`` bit patterns together)."""

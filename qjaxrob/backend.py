@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 
@@ -37,8 +38,18 @@ from qjaxrob.errors import ParameterError
 from qjaxrob.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pallas
 
-__all__ = ["ENV", "CHOICES", "PALLAS_PROVEN", "KernelSet", "kernel_choice", "kernel_set",
-           "FusionPolicy", "fusion_policy", "load_gpu_costs", "COSTS_FILE"]
+__all__ = [
+    "CHOICES",
+    "COSTS_FILE",
+    "ENV",
+    "PALLAS_PROVEN",
+    "FusionPolicy",
+    "KernelSet",
+    "fusion_policy",
+    "kernel_choice",
+    "kernel_set",
+    "load_gpu_costs",
+]
 
 ENV = "QJAXROB_KERNELS"
 CHOICES = ("auto", "xla", "pallas")
@@ -115,7 +126,7 @@ def _check_table(name: str, entry) -> FusionPolicy:
     return FusionPolicy(max_qubits, tuple(cost.items()), source)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_gpu_costs(path: str | None = None) -> dict:
     """``{kernel set name: FusionPolicy}`` from the GPU cost table (default
     :data:`COSTS_FILE`), validated: positive costs for every kind up to ``max_qubits``."""
