@@ -10,6 +10,7 @@ physicality detector).
 """
 
 from qjaxrob.attacks import evasion, fragments, inversion, state
+from qjaxrob.attacks import byzantine
 from qjaxrob.attacks.evasion import (
     AttackResult,
     attack_model,
