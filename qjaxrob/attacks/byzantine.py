@@ -12,8 +12,8 @@ Two kinds, matching the hooks of :class:`qjaxrob.federated.FedConfig`:
   padded data: :class:`LabelFlip`, :class:`Backdoor`.
 
 Every attack is a frozen dataclass (hashable by value, so equal attacks share compiled
-rounds). :func:`malicious_clients` picks ``f`` of ``n`` client ids. Definitions follow
-``shared/anchors/ROBUSTNESS.md`` 2.3.
+rounds). :func:`malicious_clients` picks ``f`` of ``n`` client ids. Each attack's docstring
+gives its definition.
 """
 
 from __future__ import annotations
