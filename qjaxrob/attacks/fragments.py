@@ -1,7 +1,7 @@
 """Adversarial fragments: an adversary who runs the downstream fragment of a wire cut
 perturbs the states it is asked to prepare, to steer the reconstructed expectation value.
 
-Setting (``shared/anchors/CUTTING.md`` section 5; Kananian & Jacobsen, arXiv 2502.20403):
+Setting (Kananian & Jacobsen, arXiv 2502.20403):
 Peng's wire cut reconstructs ``<O> = sum_{a,b} C[a, b] A_a B_b`` from upstream results
 ``A_a`` (measure ``I, X, Y, Z``) and downstream results ``B_b`` (prepare
 ``|0>, |1>, |+>, |->, |+i>, |-i>``). The adversary applies ``V_b`` right after preparing
