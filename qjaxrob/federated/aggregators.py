@@ -10,7 +10,7 @@ Every rule is a pure function that composes with ``jit``. Input checks:
   values are concrete, and with ``equinox.branched_error_if`` (also naming the first bad
   row) when traced under ``jit``.
 
-Definitions (``g_i`` the rows, ``n`` their number; see ``shared/anchors/ROBUSTNESS.md`` 2.2):
+Definitions (``g_i`` the rows, ``n`` their number):
 
 * FedAvg (McMahan et al. 2017): ``sum_i w_i g_i / sum_i w_i``.
 * Krum (Blanchard et al. 2017): score ``s(i) = sum_{j in N_i} ||g_i - g_j||^2`` over the
