@@ -1,6 +1,6 @@
 """Data encodings: circuits over ``qjr.inp`` plus the map from a raw example to their inputs.
 
-Circuit angles are affine in one input (DESIGN.md), but some feature maps need angles that
+Circuit angles are affine in one input (``scale * x[j] + offset``), but some feature maps need angles that
 are *nonlinear* in the raw features: products ``(pi - x_i)(pi - x_j)`` in the ZZ feature
 map, arctangents of partial norms in amplitude encoding. So an :class:`Encoding` is a pair:
 
@@ -12,7 +12,7 @@ Simulate with ``qjr.statevector(enc.circuit, x=enc.features(x))``; gradients w.r
 flow through ``features``. For the linear encodings ``features`` is the identity.
 An ``Encoding`` is frozen and hashable, so it can be static structure of a model.
 
-Wire 0 is the most significant bit (DESIGN.md).
+Wire 0 is the most significant bit.
 """
 
 from __future__ import annotations
