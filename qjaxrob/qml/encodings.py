@@ -1,8 +1,9 @@
 """Data encodings: circuits over ``qjr.inp`` plus the map from a raw example to their inputs.
 
 Circuit angles are affine in one input (``scale * x[j] + offset``), but some feature maps
-need angles that are *nonlinear* in the raw features: products ``(pi - x_i)(pi - x_j)`` in the ZZ feature
-map, arctangents of partial norms in amplitude encoding. So an :class:`Encoding` is a pair:
+need angles that are *nonlinear* in the raw features: products ``(pi - x_i)(pi - x_j)`` in
+the ZZ feature map, arctangents of partial norms in amplitude encoding. So an
+:class:`Encoding` is a pair:
 
 * ``circuit`` -- a ``Circuit`` whose ``qjr.inp(j)`` read the *encoded* vector ``a``;
 * ``features(x) -> a`` -- a pure, traceable, differentiable map from one raw example
