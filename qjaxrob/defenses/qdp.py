@@ -40,12 +40,14 @@ level given as ``qjr.inp(j)``); input checks run on concrete values only.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob import noise
-from qjaxrob.checks import check_dtype, check_int, check_wires
+from qjaxrob.checks import check_dtype, check_int, check_vector, check_wires
 from qjaxrob.circuit import Circuit
 from qjaxrob.errors import ParameterError, ProbabilityError, QjrTypeError
 from qjaxrob.simulate import density_matrix
@@ -192,17 +194,37 @@ def channel_effects(channel: Circuit, params=None, x=None, *, wires=None, n_clas
     """
     if not isinstance(channel, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(channel).__name__}")
+    wires, n_classes = _measurement(channel.n_qubits, wires, n_classes)
+    dt = check_dtype(dtype)
+    real = np.finfo(dt).dtype
+    params = check_vector(params, channel.n_params, "params", real)
+    x = check_vector(x, channel.n_inputs, "x", real)
+    return _effects(channel, params, x, wires, n_classes, dt)
+
+
+def _effects(channel, params, x, wires, n_classes, dtype):
+    return _group(_choi_effects(channel, params, x, dtype), channel.n_qubits, wires, n_classes)
+
+
+@partial(jax.jit, static_argnames=("channel", "dtype"))
+def _choi_effects(channel, params, x, dtype):
+    """``(d, d, d)``: ``A_k`` for every computational-basis outcome ``k`` of all wires."""
     n = channel.n_qubits
-    wires, n_classes = _measurement(n, wires, n_classes)
-    check_dtype(dtype)
     prep = Circuit(2 * n)
     for q in range(n):
         prep = prep.h(q).cnot(q, q + n)
     choi = density_matrix(Circuit(2 * n, prep.ops + channel.ops), params, x, dtype=dtype)
     d = 2**n
     j4 = choi.reshape(d, d, d, d)
-    # A_k[i, j] = d J[k j, k i] for every basis outcome k
-    full = d * jnp.transpose(jnp.diagonal(j4, axis1=0, axis2=2), (2, 1, 0))
+    # A_k[i, j] = d J[k j, k i]
+    return d * jnp.transpose(jnp.diagonal(j4, axis1=0, axis2=2), (2, 1, 0))
+
+
+@partial(jax.jit, static_argnames=("n", "wires", "n_classes"))
+def _group(full, n, wires, n_classes):
+    """Full-basis effects summed onto the outcomes of ``wires`` (in that order), then onto
+    classes ``outcome mod n_classes``."""
+    d = full.shape[-1]
     full = full.reshape((2,) * n + (d, d))
     others = tuple(w for w in range(n) if w not in wires)
     eff = jnp.sum(full, axis=others) if others else full
@@ -215,10 +237,14 @@ def channel_effects(channel: Circuit, params=None, x=None, *, wires=None, n_clas
     return eff
 
 
-def _extreme_eigenvalues(effects):
+def _check_effects(effects):
     effects = jnp.asarray(effects)
     if effects.ndim != 3 or effects.shape[1] != effects.shape[2]:
         raise ParameterError(f"effects must have shape (K, d, d), got {effects.shape}")
+    return effects
+
+
+def _extreme_eigenvalues(effects):
     herm = (effects + jnp.conj(jnp.swapaxes(effects, -1, -2))) / 2
     lam = jnp.linalg.eigvalsh(herm)
     return lam[:, -1], lam[:, 0]
@@ -227,6 +253,11 @@ def _extreme_eigenvalues(effects):
 def kappa(effects):
     """``max_k lambda_max(A_k) / lambda_min(A_k)`` (Guan et al. 2023); ``inf`` when some
     ``A_k`` is singular to working precision (module docstring). Shape ``()``."""
+    return _kappa(_check_effects(effects))
+
+
+@jax.jit
+def _kappa(effects):
     lmax, lmin = _extreme_eigenvalues(effects)
     tiny = KAPPA_RTOL * jnp.finfo(lmax.dtype).eps * jnp.maximum(lmax, 0)
     singular = lmin <= tiny
@@ -256,7 +287,7 @@ def delta_from_effects(effects, epsilon, eta=1.0):
     finite. Shape ``()``."""
     _check_range(epsilon, "epsilon", 0.0, np.inf, False)
     check_eta(eta)
-    lmax, lmin = _extreme_eigenvalues(effects)
+    lmax, lmin = _extreme_eigenvalues(_check_effects(effects))
     vals = eta * lmax - (jnp.exp(epsilon) + eta - 1) * jnp.maximum(lmin, 0)
     return jnp.maximum(jnp.max(vals), 0.0)
 
