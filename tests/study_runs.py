@@ -9,7 +9,7 @@ from pathlib import Path
 from qjaxrob import experiments
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def quick_run(name: str):
     out = Path(tempfile.mkdtemp(prefix=f"qjaxrob-{name}-")) / "run"
     return experiments.run_study(name, out, quick=True)

@@ -2,10 +2,10 @@
 and value, the output folder, resume after an interruption (no lost or repeated units)."""
 
 import json
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 
 from qjaxrob import experiments
 from qjaxrob.errors import ParameterError, QjrTypeError

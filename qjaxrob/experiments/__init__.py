@@ -10,15 +10,26 @@ and one module per study.
 from __future__ import annotations
 
 from qjaxrob.errors import ParameterError
-from qjaxrob.experiments import (barren_plateaus, configs, cut_ansatz, cut_perturbation,
-                                  inversion_scaling, plots, runner)
+from qjaxrob.experiments import (
+    barren_plateaus,
+    configs,
+    cut_ansatz,
+    cut_perturbation,
+    evasion_scaling,
+    inversion_scaling,
+    plots,
+    qdp_tradeoff,
+    runner,
+    training,
+)
 from qjaxrob.experiments.configs import Field, resolve
 from qjaxrob.experiments.runner import RunResult, Study, load_results, report, run
 
-_MODULES = (inversion_scaling, barren_plateaus, cut_perturbation, cut_ansatz)
+_MODULES = (inversion_scaling, evasion_scaling, qdp_tradeoff, barren_plateaus,
+            cut_perturbation, cut_ansatz)
 
 __all__ = ["Field", "RunResult", "Study", "configs", "get_study", "load_results", "plots",
-           "report", "resolve", "run", "run_study", "runner", "studies"]
+           "report", "resolve", "run", "run_study", "runner", "studies", "training"]
 
 
 def studies() -> dict:

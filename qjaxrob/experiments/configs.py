@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+import tomllib
+
 from qjaxrob.errors import ParameterError, QjrTypeError
 
-__all__ = ["Field", "resolve", "validate", "parse_override", "read_toml", "dumps_toml"]
+__all__ = ["Field", "dumps_toml", "parse_override", "read_toml", "resolve", "validate"]
 
 _UNSET = object()
 _SCALARS = (bool, int, float, str)
@@ -166,7 +167,7 @@ def _toml_value(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if v != v else ("inf" if v > 0 else "-inf"))
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
     if isinstance(v, str):
         return json.dumps(v)  # a TOML basic string (JSON escapes are TOML escapes)
     if isinstance(v, (list, tuple)):

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import math
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 import qjaxrob as qjr
 from qjaxrob import qml
@@ -33,7 +30,7 @@ from qjaxrob.experiments import plots
 from qjaxrob.experiments.barren_plateaus import gradient_variances
 from qjaxrob.experiments.configs import Field
 from qjaxrob.experiments.runner import Study
-from qjaxrob.qml.train import cross_entropy
+from qjaxrob.experiments.training import accuracy, fit_full_batch
 
 ANSATZE = ("mps", "tree_tensor_network", "hardware_efficient", "strongly_entangling")
 
@@ -54,29 +51,6 @@ def units(config):
             for n in config["qubits"] for l in config["layers"]]
 
 
-@eqx.filter_jit
-def _train_and_measure(model, circuit, x_tr, y_tr, x_te, y_te, key, steps, lr, n_samples):
-    """Full-batch Adam training of ``model`` for ``steps`` steps (one ``lax.scan``), its train
-    and test accuracy, and the gradient variances of ``circuit``: one compilation."""
-    opt = optax.adam(lr)
-    arrays, static = eqx.partition(model, eqx.is_inexact_array)
-
-    def step(carry, _):
-        arrays, state = carry
-        g = jax.grad(lambda a: cross_entropy(eqx.combine(a, static), x_tr, y_tr))(arrays)
-        u, state = opt.update(g, state, arrays)
-        return (optax.apply_updates(arrays, u), state), None
-
-    (arrays, _), _ = jax.lax.scan(step, (arrays, opt.init(arrays)), None, length=steps)
-    trained = eqx.combine(arrays, static)
-
-    def acc(x, y):
-        return jnp.mean(jnp.argmax(jax.vmap(trained)(x), axis=-1) == y)
-
-    var = gradient_variances(key, circuit, n_samples, jnp.complex64)
-    return acc(x_tr, y_tr), acc(x_te, y_te), var
-
-
 def run_unit(config, context, unit, key):
     name, n, layers = unit["ansatz"], unit["n_qubits"], unit["layers"]
     c = getattr(qml, name)(n, layers)
@@ -86,10 +60,10 @@ def run_unit(config, context, unit, key):
     x = x.astype(np.float32)
     tr, te = slice(0, config["n_train"]), slice(config["n_train"], None)
     model = qml.make_vqc(k_model, n_features=n, n_classes=2, ansatz=name, layers=layers)
-    train_acc, test_acc, var = _train_and_measure(
-        model, c, x[tr], y[tr], x[te], y[te], k_var, config["train_steps"],
-        config["learning_rate"], config["n_samples"])
-    var = np.asarray(var, np.float64)
+    model = fit_full_batch(model, x[tr], y[tr], steps=config["train_steps"],
+                           learning_rate=config["learning_rate"])
+    var = np.asarray(gradient_variances(k_var, c, config["n_samples"], np.dtype("complex64")),
+                     np.float64)
     return {
         "n_params": c.n_params,
         "boundary_crossings": qml.boundary_crossings(c, n // 2),
@@ -100,8 +74,8 @@ def run_unit(config, context, unit, key):
         "fragment_qubits": max(f.n_qubits for f in cc.fragments),
         "grad_var_local": float(var[1].mean()),
         "grad_var_global": float(var[0].mean()),
-        "train_accuracy": float(train_acc),
-        "test_accuracy": float(test_acc),
+        "train_accuracy": float(accuracy(model, x[tr], y[tr])),
+        "test_accuracy": float(accuracy(model, x[te], y[te])),
     }
 
 

@@ -30,8 +30,9 @@ import os
 import platform
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jaxlib
@@ -41,8 +42,16 @@ import qjaxrob
 from qjaxrob.errors import ParameterError
 from qjaxrob.experiments.configs import Field, dumps_toml, read_toml, validate
 
-__all__ = ["Study", "RunResult", "run", "report", "load_results", "load_config", "unit_id",
-           "SEED_FIELD"]
+__all__ = [
+    "SEED_FIELD",
+    "RunResult",
+    "Study",
+    "load_config",
+    "load_results",
+    "report",
+    "run",
+    "unit_id",
+]
 
 SEED_FIELD = Field(0, "PRNG seed: unit u uses fold_in(key(seed), crc32(unit))", low=0,
                    high=2**31 - 1)
