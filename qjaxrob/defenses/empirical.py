@@ -23,9 +23,10 @@ stronger (lower margin) counts:
 Certificates: ``"trace"`` ((p_A - p_B)/2), ``"channel_trace"`` (spread of ``A_A - A_B``),
 ``"dp"`` (Lecuyer condition with Guan's ``kappa``), all trace distances; ``"fidelity"``
 (Weber et al.'s infidelity radius). For each, the attack runs at the certified radius times
-``1 - 1e-6`` (certificates are strict) -- a margin below ``-tol`` there is a broken
-certificate -- and a bisection over the budget finds the smallest budget at which the
-attack flips the class: the empirical radius (1 when nothing up to the whole space flips).
+``1 - 1e-6`` (certificates are strict), and a bisection over the budget finds the smallest
+budget at which the attack flips the class (margin below ``-tol``): the empirical radius (1
+when nothing up to the whole space flips). A certificate is broken when the margin at the
+radius is below ``-tol`` or the bisection found a flip inside the radius.
 
 Smoothing (:func:`smoothing_check`): the smoothed classifier of
 :mod:`qjaxrob.defenses.smoothing` is attacked with ``pgd`` (``norm="l2"``) on the
@@ -159,10 +160,10 @@ def _state_check(effects, states, keys, tol, pgd, restarts, steps, step_size, bi
             def halve(_, lohi):
                 lo, hi = lohi
                 mid = (lo + hi) / 2
-                flips = attack(mid) <= 0
+                flips = attack(mid) < -tol
                 return jnp.where(flips, lo, mid), jnp.where(flips, mid, hi)
 
-            flips_all = attack(jnp.ones((), radius.dtype)) <= 0
+            flips_all = attack(jnp.ones((), radius.dtype)) < -tol
             _, hi = jax.lax.fori_loop(0, bisections, halve,
                                       (jnp.zeros_like(radius), jnp.ones_like(radius)))
             empirical = jnp.where(flips_all, hi, 1.0)
@@ -172,7 +173,7 @@ def _state_check(effects, states, keys, tol, pgd, restarts, steps, step_size, bi
         return jax.vmap(per_cert)(r, infid, cks)
 
     at_radius, empirical = jax.vmap(per_example)(states, pred, radii, keys)
-    broken = (radii > 0) & (at_radius < -tol)
+    broken = (radii > 0) & ((at_radius < -tol) | (empirical < radii * _SHRINK))
     return pred, radii, at_radius, empirical, broken
 
 

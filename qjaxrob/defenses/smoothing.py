@@ -61,8 +61,12 @@ def clopper_pearson_lower(k, n, alpha):
     if kv is not None and nv is not None and np.any(~((kv >= 0) & (kv <= nv))):
         raise ParameterError(f"k must lie in [0, n], got k={k!r}, n={n!r}")
     dtype = jnp.result_type(float)
-    k, n = jnp.asarray(k, dtype), jnp.asarray(n, dtype)
-    alpha = jnp.asarray(alpha, dtype)
+    return _cp_lower(jnp.asarray(k, dtype), jnp.asarray(n, dtype), jnp.asarray(alpha, dtype))
+
+
+@jax.jit
+def _cp_lower(k, n, alpha):
+    dtype = k.dtype
     a = jnp.maximum(k, 1.0)  # k = 0 is handled below; keep betainc's arguments valid
     b = n - k + 1
 
