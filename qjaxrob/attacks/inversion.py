@@ -181,10 +181,13 @@ def _flat(tree):
     return jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
 
 
+_grad_ce = eqx.filter_jit(eqx.filter_grad(cross_entropy))
+
+
 def shared_gradient(model, x, y):
     """What a client shares: ``eqx.filter_grad(cross_entropy)(model, x, y)`` for a batch
-    ``x`` ``(B, d)``, ``y`` ``(B,)``."""
-    return eqx.filter_grad(cross_entropy)(model, jnp.asarray(x), jnp.asarray(y))
+    ``x`` ``(B, d)``, ``y`` ``(B,)`` (jitted)."""
+    return _grad_ce(model, jnp.asarray(x), jnp.asarray(y))
 
 
 def check_grads(model, grads):
@@ -236,7 +239,8 @@ def gradient_distance(g, target, distance: str = "l2"):
 
 def _objective(model, target, label, distance):
     def f(x):  # x: (B, d)
-        return gradient_distance(_flat(shared_gradient(model, x, label)), target, distance)
+        return gradient_distance(_flat(eqx.filter_grad(cross_entropy)(model, x, label)),
+                                 target, distance)
 
     return f
 

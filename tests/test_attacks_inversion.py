@@ -1,0 +1,206 @@
+"""Gradient inversion: recovery of input and label, analytic solve, batched vs one-by-one
+restarts, periodicity and spectrum of encodings, the scaling study, bad input."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qjaxrob as qjr
+from qjaxrob import attacks
+from qjaxrob.attacks import inversion as inv
+from qjaxrob.errors import ParameterError, QjrTypeError
+
+RESTARTS, STEPS = 8, 60
+
+
+def _model(key, n, layers=2, post=True):
+    enc = qjr.qml.angle_encoding(n)
+    return qjr.qml.VQC(key, enc, qjr.qml.hardware_efficient(n, layers), 2,
+                       readout_wires=tuple(range(n)), post=post, dtype=jnp.complex128)
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A 2-qubit angle-encoded model (the scaling study's structure), one secret example."""
+    model = _model(jax.random.key(11), 2)
+    x = jnp.array([2.1, 0.7])
+    y = jnp.array(1)
+    grads = eqx.filter_grad(qjr.qml.train.cross_entropy)(model, x[None], y[None])
+    res = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS, steps=STEPS)
+    return model, x, y, grads, res
+
+
+def test_invert_recovers_input_and_label(case):
+    model, x, y, grads, res = case
+    period = inv.encoding_period(model.encoding)
+    np.testing.assert_allclose(period, [2 * np.pi, 2 * np.pi])
+    err = np.asarray(inv.circular_error(res.x, x, period))
+    assert err.max() <= 1e-4
+    assert int(res.label) == int(y)
+    assert int(inv.infer_label(model, grads)) == int(y)
+    assert float(res.distance) <= 1e-12
+    assert float(inv.encoded_fidelity(model.encoding, res.x, x)) == pytest.approx(1.0, abs=1e-8)
+    assert res.xs.shape == (RESTARTS, 1, 2) and res.distances.shape == (RESTARTS,)
+    assert float(res.distance) == float(np.min(np.asarray(res.distances)))
+
+
+def test_batched_restarts_equal_one_by_one(case):
+    model, _, y, grads, _ = case
+    target = inv.check_grads(model, grads)
+    x0s = jax.random.uniform(jax.random.key(5), (3, 1, 2), jnp.float64, 0.0, 2 * np.pi)
+    label = jnp.full((1,), y, jnp.int32)
+
+    def one(x0):
+        return inv.match_gradients(model, target, x0, label, steps=15, optimizer="adam",
+                                   learning_rate=0.1)
+
+    xb, vb = jax.jit(jax.vmap(one))(x0s)
+    single = jax.jit(one)
+    for i in range(3):
+        xi, vi = single(x0s[i])
+        np.testing.assert_allclose(xb[i], xi, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(vb[i], vi, rtol=1e-8, atol=1e-15)
+
+
+def test_gradient_distance_formulas(rng):
+    g, t = rng.normal(size=7), rng.normal(size=7)
+    assert float(inv.gradient_distance(g, t, "l2")) == pytest.approx(np.sum((g - t) ** 2))
+    cos = g @ t / np.linalg.norm(g) / np.linalg.norm(t)
+    assert float(inv.gradient_distance(g, t, "cosine")) == pytest.approx(1 - cos)
+
+
+def test_analytic_solve_agrees_with_gradient_matching(case):
+    _, x, y, _, res = case
+    model = _model(jax.random.key(11), 2, layers=4)  # enough equations: rank 8 = unknowns
+    grads = inv.shared_gradient(model, x[None], y[None])
+    sol = attacks.analytic_invert(model, grads)
+    assert sol.rank == sol.n_unknowns == 8
+    period = inv.encoding_period(model.encoding)
+    assert np.max(np.asarray(inv.circular_error(sol.x, x, period))) <= 1e-8
+    assert sol.label == int(y) and sol.residual <= 1e-8
+    np.testing.assert_allclose(np.mod(sol.x, period), np.mod(np.asarray(res.x), period),
+                               atol=1e-4)
+    shallow = _model(jax.random.key(11), 2, layers=1)
+    with pytest.raises(ParameterError, match="underdetermined"):
+        attacks.analytic_invert(shallow, inv.shared_gradient(shallow, x[None], y[None]))
+
+
+def test_scaling_study_rows(case):
+    rows, seen = [], []
+    rows = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+                                     seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
+                                     on_row=seen.append)
+    assert len(rows) == 1 and seen == rows
+    row = rows[0]
+    assert row["encoding"] == "angle" and row["n_qubits"] == 2 and row["n_unknowns"] == 2
+    assert row["n_equations"] == 8 + 4 + 2
+    assert row["success"] and row["label_ok"] and row["best_error"] <= 1e-3
+    assert row["success"] == (row["best_error"] <= row["tol"])
+    assert 0 < row["restart_success_rate"] <= 1
+    assert row["restarts_to_success"] == pytest.approx(1 / row["restart_success_rate"])
+    assert row["restarts_per_s"] == pytest.approx(RESTARTS / row["time_s"])
+
+
+# ---- encodings: periodicity and spectrum ------------------------------------------------------
+def test_periods():
+    assert inv.encoding_period(qjr.qml.angle_encoding(2, scaling=0.5))[0] == pytest.approx(4 * np.pi)
+    np.testing.assert_allclose(inv.encoding_period(inv.fourier_tower_encoding(2, 3)), [1.0, 1.0])
+    tower = inv.fourier_tower_encoding(1, 2, gamma=0.5)
+    assert inv.encoding_period(tower)[0] == pytest.approx(4 * np.pi)
+    assert np.all(np.isnan(inv.encoding_period(qjr.qml.iqp_encoding(2))))
+    # a controlled rotation repeats only after 4 pi; RY(x) and RY(1.5 x) after lcm(2pi, 4pi/3)
+    c = qjr.Circuit(2).h(0).crx(0, 1, qjr.inp(0)).ry(0, qjr.inp(1)).ry(1, qjr.inp(1) * 1.5)
+    enc = qjr.qml.Encoding("angle", 2, c)
+    np.testing.assert_allclose(inv.encoding_period(enc), [4 * np.pi, 4 * np.pi])
+    d = np.array([0.1, 2 * np.pi - 0.1, 7.0])
+    np.testing.assert_allclose(inv.circular_error(d, np.zeros(3), 2 * np.pi),
+                               [0.1, 0.1, 7.0 - 2 * np.pi], atol=1e-12)
+    np.testing.assert_allclose(inv.circular_error(d, np.zeros(3), np.nan), np.abs(d))
+
+
+def test_fourier_tower_spectrum_matches_fft():
+    """Schuld et al.: a model output has integer frequencies |k| <= K = (5^m - 1)/4."""
+    m = 2
+    enc = inv.fourier_tower_encoding(1, m)
+    k_max = int(inv.encoding_spectrum(enc)[0])
+    assert k_max == (5**m - 1) // 4
+    model = qjr.qml.VQC(jax.random.key(2), enc, qjr.qml.hardware_efficient(m, 2), 2,
+                        readout_wires=(0, 1), dtype=jnp.complex128)
+    grid = jnp.arange(32) / 32.0
+    f = np.asarray(jax.vmap(lambda t: model.readout_vector(t[None]))(grid))[:, 0]
+    power = np.abs(np.fft.rfft(f)) / 32
+    assert power[k_max + 1:].max() <= 1e-12
+    assert power[k_max] >= 1e-6
+    # the tower is RX(5^(k-1) gamma x) on wire k-1
+    x = 0.37
+    ref = np.kron(*[np.array([np.cos(5**k * np.pi * x), -1j * np.sin(5**k * np.pi * x)])
+                    for k in range(m)])
+    np.testing.assert_allclose(qjr.statevector(enc.circuit, x=[x], dtype=jnp.complex128), ref,
+                               atol=1e-12)
+
+
+def test_encoded_fidelity_of_product_states():
+    enc = qjr.qml.angle_encoding(3)
+    a, b = np.array([0.3, 1.0, 2.0]), np.array([0.5, -0.2, 2.4])
+    ref = np.prod(np.cos((a - b) / 2)) ** 2
+    assert float(inv.encoded_fidelity(enc, a, b)) == pytest.approx(ref, abs=1e-12)
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+def test_bad_input(case):
+    model, x, y, grads, _ = case
+    key = jax.random.key(0)
+    other = _model(jax.random.key(1), 3)
+    wrong = eqx.filter_grad(qjr.qml.train.cross_entropy)(other, jnp.ones((1, 3)), y[None])
+    for bad in (wrong, inv.check_grads(model, grads), {"params": grads.params}, None):
+        with pytest.raises(ParameterError, match="structure"):
+            attacks.invert(model, bad, key=key)
+    nan = eqx.tree_at(lambda g: g.params, grads, grads.params * jnp.nan)
+    with pytest.raises(ParameterError, match="non-finite"):
+        attacks.invert(model, nan, key=key)
+    with pytest.raises(ParameterError, match="distance"):
+        attacks.invert(model, grads, key=key, distance="l1")
+    with pytest.raises(ParameterError, match="optimizer"):
+        attacks.invert(model, grads, key=key, optimizer="sgd")
+    with pytest.raises(ParameterError, match="restarts"):
+        attacks.invert(model, grads, key=key, restarts=0)
+    with pytest.raises(ParameterError, match="label"):
+        attacks.invert(model, grads, key=key, label=5)
+    with pytest.raises(ParameterError, match="batch"):
+        attacks.invert(model, grads, key=key, batch=2)
+    with pytest.raises(ParameterError, match="PRNG key"):
+        attacks.invert(model, grads, key=None)
+    with pytest.raises(QjrTypeError):
+        attacks.invert(lambda v: v, grads, key=key)
+    nobias = _model(jax.random.key(1), 2, post=False)
+    g2 = inv.shared_gradient(nobias, x[None], y[None])
+    assert inv.infer_label(nobias, g2) is None
+    with pytest.raises(ParameterError, match="bias"):
+        attacks.analytic_invert(nobias, g2)
+    with pytest.raises(ParameterError, match="restarts"):
+        attacks.invert(nobias, g2, key=key, restarts=1)
+    with pytest.raises(ParameterError, match="m must"):
+        attacks.fourier_tower_encoding(1, 0)
+    with pytest.raises(ParameterError, match="gamma"):
+        attacks.fourier_tower_encoding(1, 2, gamma=-1.0)
+    with pytest.raises(ParameterError, match="periodic"):
+        inv.encoding_spectrum(qjr.qml.iqp_encoding(2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [3, 4])
+def test_invert_three_and_four_qubits_with_unknown_label(n):
+    """Without a bias the label is enumerated by the restarts; 3-4 qubits, one example."""
+    model = _model(jax.random.key(7), n, post=False)
+    x = jax.random.uniform(jax.random.key(8), (n,), jnp.float64, 0.0, 2 * np.pi)
+    y = jnp.array(0)
+    grads = inv.shared_gradient(model, x[None], y[None])
+    res = attacks.invert(model, grads, key=jax.random.key(9), restarts=16, steps=150)
+    period = inv.encoding_period(model.encoding)
+    assert np.max(np.asarray(inv.circular_error(res.x, x, period))) <= 1e-4
+    assert int(res.label) == int(y)
+    assert math.isfinite(float(res.distance))
