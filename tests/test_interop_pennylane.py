@@ -14,7 +14,7 @@ from qjaxrob.errors import ConversionError, MissingDependencyError, ParameterErr
 from tests.reference import statevector_ref
 
 qml = pytest.importorskip("pennylane")
-from qjaxrob.interop.device import QjaxrobQubit  # noqa: E402
+from qjaxrob.interop.device import QjaxrobQubit
 
 # (constructor, number of wires, number of angles); the last group needs decomposition.
 GATES = [

@@ -12,10 +12,10 @@ from qjaxrob.errors import ConversionError, MissingDependencyError, QjrTypeError
 from tests.reference import statevector_ref
 
 qiskit = pytest.importorskip("qiskit")
-from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister  # noqa: E402
-from qiskit.circuit import Parameter, ParameterVector  # noqa: E402
-from qiskit.circuit.random import random_circuit  # noqa: E402
-from qiskit.quantum_info import SparsePauliOp, Statevector  # noqa: E402
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit.random import random_circuit
+from qiskit.quantum_info import SparsePauliOp, Statevector
 
 
 def _qiskit_state(qc):

@@ -16,4 +16,4 @@ from qjaxrob.interop.pennylane import from_pennylane
 from qjaxrob.interop.qasm import from_qasm, to_qasm
 from qjaxrob.interop.qiskit import from_qiskit
 
-__all__ = ["from_qasm", "to_qasm", "from_qiskit", "from_pennylane"]
+__all__ = ["from_pennylane", "from_qasm", "from_qiskit", "to_qasm"]

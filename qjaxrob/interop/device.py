@@ -171,8 +171,8 @@ class QjaxrobQubit(Device):
         traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
                                if m.obs is not None for v in m.obs.data)
         mps = tape.measurements
-        if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs.pauli_rep is not None
-                                  for m in mps):
+        if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs is not None
+                                  and m.obs.pauli_rep is not None for m in mps):
             out = self._pauli_expvals(circuit, params, mps, dtype)
         else:
             state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * len(wire_order))
@@ -208,7 +208,11 @@ class QjaxrobQubit(Device):
             total = jnp.zeros((), real)
             for position, coeff in entry:
                 term = 1.0 if position < 0 else values[position]
-                total = total + jnp.real(jnp.asarray(coeff)).astype(real) * term
+                if isinstance(coeff, jax.Array):       # trainable (possibly traced) coefficient
+                    coeff = jnp.real(coeff).astype(real)
+                else:
+                    coeff = float(np.real(coeff))
+                total = total + coeff * term
             out.append(total)
         return out
 

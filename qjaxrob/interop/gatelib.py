@@ -26,7 +26,11 @@ import qjaxrob as qjr
 from qjaxrob.errors import ConversionError
 
 __all__ = [
-    "Linear", "append_gate", "append_global_phase", "append_primitive", "STANDARD_GATES",
+    "STANDARD_GATES",
+    "Linear",
+    "append_gate",
+    "append_global_phase",
+    "append_primitive",
     "expand_standard",
 ]
 

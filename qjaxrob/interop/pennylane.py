@@ -33,7 +33,7 @@ from qjaxrob.interop.gatelib import (
     expand_standard,
 )
 
-__all__ = ["from_pennylane", "convert_tape", "supported_operation", "import_pennylane"]
+__all__ = ["convert_tape", "from_pennylane", "import_pennylane", "supported_operation"]
 
 _FIXED = {"PauliX": "x", "PauliY": "y", "PauliZ": "z", "Hadamard": "h", "S": "s", "T": "t",
           "SX": "sx", "Adjoint(S)": "sdg", "Adjoint(T)": "tdg", "Adjoint(SX)": "sxdg",
