@@ -19,14 +19,15 @@ from qjaxrob.experiments import (
     inversion_scaling,
     plots,
     qdp_tradeoff,
+    qfl_byzantine,
     runner,
     training,
 )
 from qjaxrob.experiments.configs import Field, resolve
 from qjaxrob.experiments.runner import RunResult, Study, load_results, report, run
 
-_MODULES = (inversion_scaling, evasion_scaling, qdp_tradeoff, barren_plateaus,
-            cut_perturbation, cut_ansatz)
+_MODULES = (inversion_scaling, evasion_scaling, qdp_tradeoff, qfl_byzantine,
+            barren_plateaus, cut_perturbation, cut_ansatz)
 
 __all__ = ["Field", "RunResult", "Study", "configs", "get_study", "load_results", "plots",
            "report", "resolve", "run", "run_study", "runner", "studies", "training"]
