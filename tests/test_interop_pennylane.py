@@ -175,6 +175,24 @@ def test_autograd_interface_uses_parameter_shift():
     np.testing.assert_allclose(qml.grad(ours)(a), qml.grad(ref)(a), atol=1e-10)
 
 
+def test_jax_interface_with_parameter_shift_and_trainable_coefficients():
+    def qfunc(a, c):
+        qml.RY(a, 0)
+        qml.CNOT(wires=[0, 1])
+        return qml.expval(c[0] * qml.Z(1) + c[1] * qml.X(0) @ qml.X(1) + 0.25 * qml.Y(0))
+
+    # The state is cos(a/2)|00> + sin(a/2)|11>: E = c0 cos(a) + c1 sin(a).
+    a, c = jnp.array(0.4), jnp.array([0.5, -2.0])
+    energy = c[0] * np.cos(a) + c[1] * np.sin(a)
+    de_da = -c[0] * np.sin(a) + c[1] * np.cos(a)
+    dev = qml.device("qjaxrob.qubit", wires=2)
+    shift = qml.QNode(qfunc, dev, interface="jax", diff_method="parameter-shift")
+    np.testing.assert_allclose(jax.jit(jax.value_and_grad(shift))(a, c), (energy, de_da), atol=1e-10)
+    backprop = qml.QNode(qfunc, dev, interface="jax")
+    value, (ga, gc) = jax.jit(jax.value_and_grad(backprop, (0, 1)))(a, c)
+    np.testing.assert_allclose([value, ga, *gc], [energy, de_da, np.cos(a), np.sin(a)], atol=1e-10)
+
+
 def _bell():
     qml.Hadamard("a")
     qml.CNOT(wires=["a", "b"])
