@@ -120,8 +120,8 @@ def test_second_derivatives_are_unbiased():
 
 
 def test_cut_circuit_gradient_is_unbiased():
-    c = (qjr.Circuit(3).ry(0, qjr.param(0)).cnot(0, 1).cut(1).rx(1, qjr.inp(0) * 0.7)
-         .rzz(1, 2, qjr.param(1), cut=True).crx(0, 1, qjr.param(2)).ry(2, qjr.param(0) * 0.5))
+    c = (qjr.Circuit(3).ry(0, qjr.param(0)).cnot(0, 1).crx(0, 1, qjr.param(2)).cut(1)
+         .rx(1, qjr.inp(0) * 0.7).rzz(1, 2, qjr.param(1), cut=True).ry(2, qjr.param(0) * 0.5))
     cc = qjr.cutting.partition(c)
     obs = qjr.Z(0) @ qjr.Z(2) + qjr.Z(1)
     p, x = jnp.array([0.4, 1.1, 0.9]), jnp.array([0.3])
