@@ -61,6 +61,10 @@ proves them: ``auto`` then picks XLA everywhere."""
 
 COSTS_FILE = Path(__file__).with_name("gpu_costs.json")
 
+WIDEST_GATE = 16
+"""Dense widths beyond a table's widest entry get extrapolated costs (doubling per qubit)
+up to this width, so a wide ``unitary`` that fusion leaves alone can still be priced."""
+
 
 class KernelSet(NamedTuple):
     """A statevector kernel implementation: ``apply_matrix(state, matrix, wires)`` and
@@ -123,6 +127,9 @@ def _check_table(name: str, entry) -> FusionPolicy:
     missing = [k for k in needed if k not in cost]
     if max_qubits < 1 or missing:
         raise ParameterError(f"{where}: max_qubits={max_qubits} needs costs for {missing}")
+    widest = max(k for k in cost if isinstance(k, int))
+    for k in range(widest + 1, WIDEST_GATE + 1):  # gates wider than the table stay alone
+        cost[k] = 2 * cost[k - 1]
     return FusionPolicy(max_qubits, tuple(cost.items()), source)
 
 
