@@ -4,6 +4,7 @@ trips on random circuits, and bad programs fail with their line."""
 
 import math
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -225,3 +226,11 @@ def test_missing_parser_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "openqasm3.parser", None)
     with pytest.raises(MissingDependencyError, match=r"qjaxrob\[qasm\]"):
         qjr.from_qasm("OPENQASM 3.0;\nqubit q;")
+
+
+def test_interop_imports_no_peer_package():
+    """``qjr.from_qasm`` & co. resolve without importing openqasm3, Qiskit or PennyLane."""
+    code = ("import sys, qjaxrob as qjr; qjr.from_qasm, qjr.from_qiskit, qjr.from_pennylane; "
+            "print(sorted(m for m in ('openqasm3', 'qiskit', 'pennylane') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
