@@ -43,9 +43,11 @@ from shot estimates (each entry ``B`` estimated from ``shots`` +-1 outcomes, var
 from __future__ import annotations
 
 import math
+from functools import partial
 from statistics import NormalDist
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,18 +121,19 @@ def effective_choi(vs) -> np.ndarray:
 
 
 # ---- the differentiable reconstruction -----------------------------------------------------
-class FragmentModel(NamedTuple):
+class FragmentModel(eqx.Module):
     """Honest fragment results of a cut circuit at fixed ``params``/``x`` and how to contract
-    them (``fragment_model``); ``value(model, vs)`` is the reconstruction with ``vs``."""
+    them (``fragment_model``); ``attacked_value(model, vs)`` is the reconstruction with
+    ``vs``. Arrays are leaves; the contraction layout is static."""
 
     tensors: tuple
-    labels: tuple
     coeffs: tuple
     term_coeffs: jax.Array
-    fragment: int
-    axis: int
-    norm_bound: float
     honest: jax.Array
+    labels: tuple = eqx.field(static=True)
+    fragment: int = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
+    norm_bound: float = eqx.field(static=True)
 
 
 def _check_wire_cut(cc, cut_index):
@@ -152,6 +155,17 @@ def _pauli_transfer(g, axis):
     g = jnp.moveaxis(g, axis, 0)
     b_i = (g[0] + g[1]) / 2
     return jnp.stack([b_i, g[2] - b_i, g[4] - b_i, (g[0] - g[1]) / 2])
+
+
+def _as_unitaries(fm: FragmentModel, vs):
+    """``vs`` as a complex ``(6, 2, 2)`` array (one ``(2, 2)`` is broadcast)."""
+    cdt = jnp.complex128 if fm.honest.dtype == jnp.float64 else jnp.complex64
+    vs = jnp.asarray(vs).astype(cdt)
+    if vs.shape == (2, 2):
+        vs = jnp.broadcast_to(vs, (6, 2, 2))
+    if vs.shape != (6, 2, 2):
+        raise ParameterError(f"vs must have shape (2, 2) or (6, 2, 2), got {vs.shape}")
+    return vs
 
 
 def _attacked_tensor(g, axis, vs):
@@ -195,29 +209,26 @@ def fragment_model(cc: CutCircuit, obs: PauliSum, params=None, x=None, *, cut_in
     f = cut.fragments[1]
     axis = axes[f].index((cut_index, 1))
     real = tensors[0].dtype
-    coeffs = tuple(jnp.asarray(c.table(params, x, dtype).coeffs, real) for c in cc.cuts)
+    coeffs = tuple(jnp.real(jnp.asarray(c.table(params, x, dtype).coeffs)).astype(real)
+                   for c in cc.cuts)
     term_coeffs = jnp.asarray([c.real for c, _ in obs.terms], real)
     norm_bound = float(sum(abs(c) for c, w in obs.terms if w))
-    fm = FragmentModel(tuple(tensors), labels, coeffs, term_coeffs, f, axis, norm_bound,
-                       jnp.zeros((), real))
-    return fm._replace(honest=_contract(fm, tensors))
+    fm = FragmentModel(tuple(tensors), coeffs, term_coeffs, jnp.zeros((), real), labels, f,
+                       axis, norm_bound)
+    return eqx.tree_at(lambda m: m.honest, fm, _contract(fm, tensors))
 
 
 def attacked_value(fm: FragmentModel, vs):
     """The reconstructed ``<O>`` when the adversary applies ``vs`` (``(6, 2, 2)``, or one
     ``(2, 2)`` ``V`` for all prepared states); differentiable in ``vs``."""
-    vs = jnp.asarray(vs)
-    if vs.shape == (2, 2):
-        vs = jnp.broadcast_to(vs, (6, 2, 2))
-    if vs.shape != (6, 2, 2):
-        raise ParameterError(f"vs must have shape (2, 2) or (6, 2, 2), got {vs.shape}")
-    return _value(fm, vs)
+    return _value(fm, _as_unitaries(fm, vs))
 
 
 def attacked_tensors(fm: FragmentModel, vs) -> list:
     """The fragment tensors the adversary reports under ``vs`` ``(6, 2, 2)`` (for ``detect``)."""
     tensors = list(fm.tensors)
-    tensors[fm.fragment] = _attacked_tensor(tensors[fm.fragment], fm.axis, jnp.asarray(vs))
+    tensors[fm.fragment] = _attacked_tensor(tensors[fm.fragment], fm.axis,
+                                            _as_unitaries(fm, vs))
     return tensors
 
 
@@ -265,24 +276,35 @@ def fragment_attack(fm: FragmentModel, budget, *, mode: str = "uniform", objecti
     steps = check_positive_int(steps, "steps")
     restarts = check_positive_int(restarts, "restarts")
     step_size = check_real(step_size, "step_size", low=0.0, low_open=True)
-    sign = jnp.where(fm.honest >= 0, 1.0, -1.0)
-    obj = (lambda v: sign * v) if objective is None else objective
     real = fm.honest.dtype
     shape = (3,) if mode == "uniform" else (6, 3)
-    complex_dt = jnp.complex128 if real == jnp.float64 else jnp.complex64
-
-    def unitaries(a):
-        vs = jax.vmap(su2)(jnp.broadcast_to(a, (6, 3)) if mode == "uniform" else a)
-        return vs.astype(complex_dt)
-
-    def loss(a):
-        return obj(_value(fm, unitaries(a)))
-
     if key is None:
         starts = jnp.zeros((1,) + shape, real)
     else:
         raw = jax.random.normal(check_key(key, "fragment_attack"), (restarts,) + shape, real)
         starts = _project_ball(raw * radius / 2, radius)
+    a = _optimize(fm, starts, jnp.asarray(radius, real), mode, objective, steps, step_size)
+    vs = _unitaries(fm, a, mode)
+    attacked = _value(fm, vs)
+    out_vs = vs[0] if mode == "uniform" else vs
+    return FragmentAttackResult(a, out_vs, fm.honest, attacked, operator_distance(out_vs),
+                                bool(jnp.sign(attacked) != jnp.sign(fm.honest)))
+
+
+def _unitaries(fm, a, mode):
+    cdt = jnp.complex128 if fm.honest.dtype == jnp.float64 else jnp.complex64
+    return jax.vmap(su2)(jnp.broadcast_to(a, (6, 3)) if mode == "uniform" else a).astype(cdt)
+
+
+@eqx.filter_jit
+def _optimize(fm, starts, radius, mode, objective, steps, step_size):
+    """Projected Adam from every start (vmapped); the best generators found."""
+    sign = jnp.where(fm.honest >= 0, 1.0, -1.0)
+
+    def loss(a):
+        v = _value(fm, _unitaries(fm, a, mode))
+        return sign * v if objective is None else objective(v)
+
     opt = optax.adam(step_size)
 
     def run(a0):
@@ -296,18 +318,13 @@ def fragment_attack(fm: FragmentModel, budget, *, mode: str = "uniform", objecti
             return (_project_ball(optax.apply_updates(a, upd), radius), state, best_a,
                     best_v), None
 
-        init = (a0, opt.init(a0), a0, jnp.asarray(jnp.inf, real))
+        init = (a0, opt.init(a0), a0, jnp.asarray(jnp.inf, a0.dtype))
         (a, _, best_a, best_v), _ = jax.lax.scan(body, init, None, length=steps)
         v = loss(a)
         return jnp.where(v < best_v, a, best_a), jnp.minimum(v, best_v)
 
-    a_all, v_all = jax.jit(jax.vmap(run))(starts)
-    a = a_all[jnp.argmin(v_all)]
-    vs = unitaries(a)
-    attacked = _value(fm, vs)
-    out_vs = vs[0] if mode == "uniform" else vs
-    return FragmentAttackResult(a, out_vs, fm.honest, attacked, operator_distance(out_vs),
-                                bool(jnp.sign(attacked) != jnp.sign(fm.honest)))
+    a_all, v_all = jax.vmap(run)(starts)
+    return a_all[jnp.argmin(v_all)]
 
 
 # ---- comparison with the uncut circuit ------------------------------------------------------
@@ -357,6 +374,24 @@ class Detection(NamedTuple):
     rate: float
 
 
+@partial(jax.jit, static_argnames=("axis", "shots", "trials"))
+def _shot_statistic(key, t, axis, shots, trials):
+    """``max |z|`` of the consistency violations, per trial of shot-estimated entries."""
+    p = jnp.clip((1.0 + t) / 2, 0.0, 1.0)
+    k = jax.random.binomial(key, shots, jnp.broadcast_to(p, (trials,) + t.shape))
+    est = 2.0 * k / shots - 1.0
+    var = jnp.maximum(1.0 - est**2, 1.0 / shots) / shots  # floor: no zero-variance z-scores
+
+    def z(e, v):
+        viol = consistency_violations(e, axis)
+        vv = jnp.moveaxis(v, axis, 0)
+        s_var = vv[0] + vv[1]
+        tot = jnp.stack([s_var + vv[2] + vv[3], s_var + vv[4] + vv[5]])
+        return jnp.max(jnp.abs(viol) / jnp.sqrt(tot))
+
+    return jax.vmap(z)(est, var)
+
+
 def detect(fm: FragmentModel, tensors=None, *, shots: int | None = None, key=None,
            trials: int = 200, alpha: float = 0.01, atol: float = 1e-9) -> Detection:
     """Physicality (consistency) test of the downstream fragment results of ``fm``'s cut.
@@ -366,7 +401,7 @@ def detect(fm: FragmentModel, tensors=None, *, shots: int | None = None, key=Non
     Without ``shots`` the exact violations are compared with ``atol``; with ``shots`` each
     entry is estimated from ``shots`` +-1 outcomes (``trials`` independent repetitions, one
     binomial per entry) and tested at level ``alpha`` (module docstring)."""
-    t = jnp.asarray((fm.tensors if tensors is None else tensors)[fm.fragment])
+    t = jnp.real(jnp.asarray((fm.tensors if tensors is None else tensors)[fm.fragment]))
     if t.shape != fm.tensors[fm.fragment].shape:
         raise ParameterError(f"tensors[{fm.fragment}] must have shape "
                              f"{fm.tensors[fm.fragment].shape}, got {t.shape}")
@@ -380,18 +415,6 @@ def detect(fm: FragmentModel, tensors=None, *, shots: int | None = None, key=Non
     key = check_key(key, "detect")
     n_checks = int(np.prod(consistency_violations(t, fm.axis).shape))
     z_crit = NormalDist().inv_cdf(1.0 - alpha / (2 * n_checks))
-    p = jnp.clip((1.0 + t) / 2, 0.0, 1.0)
-    k = jax.random.binomial(key, shots, jnp.broadcast_to(p, (trials,) + t.shape))
-    est = 2.0 * k / shots - 1.0
-    var = jnp.maximum(1.0 - est**2, 1.0 / shots) / shots  # floor: no zero-variance z-scores
-
-    def z(e, v):
-        viol = consistency_violations(e, fm.axis)
-        vv = jnp.moveaxis(v, fm.axis, 0)
-        s_var = vv[0] + vv[1]
-        tot = jnp.stack([s_var + vv[2] + vv[3], s_var + vv[4] + vv[5]])
-        return jnp.max(jnp.abs(viol) / jnp.sqrt(tot))
-
-    stat = jax.vmap(z)(est, var)
+    stat = _shot_statistic(key, t, fm.axis, shots, trials)
     flagged = stat > z_crit
     return Detection(stat, float(z_crit), flagged, float(flagged.mean()))
