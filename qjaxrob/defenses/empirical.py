@@ -139,6 +139,30 @@ def _attack_margin(effects, psi, a, budget, kind_infidelity, key, pgd, restarts,
     return jnp.minimum(mix, pure)
 
 
+def _probe(attack, at, top, bottom, bisections, flips):
+    """One traced ``attack(budget) -> result`` evaluated at ``at``, then at ``top``, then
+    ``bisections`` times bisecting ``[bottom, top]`` for the smallest flipping budget
+    (``flips(result)``). Returns ``(result at `at`, flips at top, smallest flipping
+    budget found)``; one ``fori_loop`` so the attack is traced once."""
+
+    def body(i, carry):
+        first, flip_top, lo, hi = carry
+        budget = jnp.where(i == 0, at, jnp.where(i == 1, top, (lo + hi) / 2))
+        res = attack(budget)
+        f = flips(res)
+        first = jax.tree_util.tree_map(lambda new, old: jnp.where(i == 0, new, old), res, first)
+        flip_top = jnp.where(i == 1, f, flip_top)
+        bisect = i >= 2
+        lo = jnp.where(bisect & ~f, budget, lo)
+        hi = jnp.where(bisect & f, budget, hi)
+        return first, flip_top, lo, hi
+
+    init = (jax.eval_shape(attack, at), jnp.zeros((), bool), bottom, top)
+    init = (jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), init[0]),) + init[1:]
+    first, flip_top, _, hi = jax.lax.fori_loop(0, bisections + 2, body, init)
+    return first, flip_top, hi
+
+
 @eqx.filter_jit
 def _state_check(effects, states, keys, tol, pgd, restarts, steps, step_size, bisections):
     k = kappa(effects)
@@ -155,24 +179,14 @@ def _state_check(effects, states, keys, tol, pgd, restarts, steps, step_size, bi
                 return _attack_margin(effects, psi, a, budget, is_inf, ck, pgd, restarts,
                                       steps, step_size)
 
-            at_radius = attack(radius * _SHRINK)
-
-            def halve(_, lohi):
-                lo, hi = lohi
-                mid = (lo + hi) / 2
-                flips = attack(mid) < -tol
-                return jnp.where(flips, lo, mid), jnp.where(flips, mid, hi)
-
-            flips_all = attack(jnp.ones((), radius.dtype)) < -tol
-            _, hi = jax.lax.fori_loop(0, bisections, halve,
-                                      (jnp.zeros_like(radius), jnp.ones_like(radius)))
-            empirical = jnp.where(flips_all, hi, 1.0)
-            return at_radius, empirical
+            return _probe(attack, radius * _SHRINK, jnp.ones_like(radius),
+                          jnp.zeros_like(radius), bisections, lambda m: m < -tol)
 
         cks = jax.random.split(key, len(CERTIFICATES))
         return jax.vmap(per_cert)(r, infid, cks)
 
-    at_radius, empirical = jax.vmap(per_example)(states, pred, radii, keys)
+    at_radius, flips_max, hi = jax.vmap(per_example)(states, pred, radii, keys)
+    empirical = jnp.where(flips_max, hi, 1.0)
     broken = (radii > 0) & ((at_radius < -tol) | (empirical < radii * _SHRINK))
     return pred, radii, at_radius, empirical, broken
 
@@ -247,28 +261,15 @@ def _smoothing_check(key, logits_fn, x, prediction, radius, sigma, max_radius, a
         zs = jax.random.normal(kz, (n_noise,) + xi.shape, xi.dtype)
         loss = _soft_loss(logits_fn, zs, sigma, jnp.maximum(c, 0))
 
-        def attack(eps, ek):
+        def attack(eps):
             x_adv = pgd(loss, xi, eps, steps=steps, step_size=2.5 * eps / steps, norm="l2")
-            counts = noise_counts(ek, classify, x_adv, sigma, n_eval, n_classes)
-            return x_adv, counts
+            return noise_counts(ke, classify, x_adv, sigma, n_eval, n_classes)
 
-        _, counts = attack(r * _SHRINK, ke)
+        counts, flips_max, hi = _probe(attack, r * _SHRINK, max_radius, r, bisections,
+                                       lambda cnt: jnp.argmax(cnt) != c)
         hits = counts[jnp.maximum(c, 0)]
         upper = 1 - clopper_pearson_lower(n_eval - hits, n_eval, alpha)
         broken = (c >= 0) & (r > 0) & (upper < 0.5)
-
-        def flips(eps, i):
-            cnt = attack(eps, jax.random.fold_in(ke, i + 1))[1]
-            return jnp.argmax(cnt) != c
-
-        def halve(i, lohi):
-            lo, hi = lohi
-            mid = (lo + hi) / 2
-            f = flips(mid, i)
-            return jnp.where(f, lo, mid), jnp.where(f, mid, hi)
-
-        flips_max = flips(max_radius, bisections)
-        _, hi = jax.lax.fori_loop(0, bisections, halve, (r, max_radius))
         empirical = jnp.where(flips_max, hi, jnp.inf)
         return hits / n_eval, broken, empirical
 
