@@ -33,13 +33,14 @@ def test_flower_processes_match_in_process_simulation(tmp_path):
 
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     path = os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])
-    params, records = flower.run_local("test_federated_flower:factory", 3, tmp_path / "flwr",
+    params, records, seconds = flower.run_local("test_federated_flower:factory", 3, tmp_path / "flwr",
                                        timeout=240, env={"PYTHONPATH": path})
     model, data, test, config = factory()
     state, expect = fed.run(config, tmp_path / "sim", model=model, data=data, test=test,
                             progress=False)
     np.testing.assert_allclose(params, fed.flatten(state.model)[0], rtol=1e-9, atol=1e-12)
     assert [r["clients"] for r in records] == [r["clients"] for r in expect]
+    assert len(seconds) == ROUNDS and np.all(seconds > 0)
     assert any(r["malicious"] == [1] for r in expect)  # the attacker took part
     for r, e in zip(records, expect):
         assert r["accuracy"] == pytest.approx(e["accuracy"], abs=1e-9)

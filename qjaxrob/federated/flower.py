@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,11 +61,21 @@ from qjaxrob.federated.rounds import (
     server_update,
 )
 
-__all__ = ["load_factory", "FlowerClient", "QjrStrategy", "serve", "start_client",
-           "run_local"]
+__all__ = ["load_factory", "FlowerClient", "QjrStrategy", "FlowerResult", "serve",
+           "start_client", "run_local"]
 
 RESULT_FILE = "flower_result.npz"
 METRICS_FILE = "metrics.jsonl"
+
+
+class FlowerResult(NamedTuple):
+    """``params``: final flat global parameters; ``records``: per-round metrics;
+    ``round_seconds``: wall time of each round on the server (configure_fit to the end of
+    aggregate_fit: sending, client training, receiving, aggregation, evaluation)."""
+
+    params: np.ndarray
+    records: list
+    round_seconds: np.ndarray
 
 
 def _flwr():
@@ -145,6 +156,8 @@ def _strategy_class():
             self.records = []
             self.plan: RoundPlan | None = None
             self.last_updates = None
+            self.round_seconds = []
+            self._t0 = None
 
         def _params(self):
             return ndarrays_to_parameters([np.asarray(flatten(self.state.model)[0])])
@@ -158,6 +171,7 @@ def _strategy_class():
                     f"only {client_manager.num_available()} of {self.n_clients} Flower "
                     f"clients connected within {self.wait_timeout} s"
                 )
+            self._t0 = time.perf_counter()
             self.plan = plan_round(self.state, self.n_clients, self.config)
             cfg = {"sampled": ",".join(str(int(i)) for i in self.plan.ids),
                    "client_key": _key_bytes(self.plan.client_key)}
@@ -188,6 +202,7 @@ def _strategy_class():
             if self.metrics_path is not None:
                 with open(self.metrics_path, "a") as fh:
                     fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            self.round_seconds.append(time.perf_counter() - self._t0)
             return self._params(), {"accuracy": rec["accuracy"]}
 
         def configure_evaluate(self, server_round, parameters, client_manager):
@@ -231,7 +246,7 @@ def serve(factory: str, address: str, out_dir, *, wait_timeout: float = 60.0,
                            f"{config.rounds} rounds")
     tmp = out / (RESULT_FILE + ".tmp.npz")
     np.savez(tmp, params=np.asarray(flatten(strategy.state.model)[0]),
-             rounds=strategy.state.round)
+             rounds=strategy.state.round, round_seconds=np.asarray(strategy.round_seconds))
     os.replace(tmp, out / RESULT_FILE)
     return strategy
 
@@ -256,8 +271,8 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
     """One server and ``n_clients`` client processes on 127.0.0.1 (a free port).
 
     Waits at most ``timeout`` seconds in total; every process started here is killed in a
-    ``finally`` (also on error or timeout). Returns ``(params, records)``: the final flat
-    global parameters and the per-round metric records. ``env`` is added to the child
+    ``finally`` (also on error or timeout). Returns a :class:`FlowerResult`. ``env`` is
+    added to the child
     processes' environment (``JAX_ENABLE_X64`` follows this process's setting)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,9 +315,9 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
         for log in logs:
             log.close()
     with np.load(out / RESULT_FILE) as f:
-        params = f["params"]
+        params, seconds = f["params"], f["round_seconds"]
     records = [json.loads(ln) for ln in (out / METRICS_FILE).read_text().splitlines()]
-    return params, records
+    return FlowerResult(params, records, seconds)
 
 
 def main(argv=None):

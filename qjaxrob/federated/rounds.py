@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -90,14 +91,20 @@ def init_state(model, config: FedConfig) -> ServerState:
                        jax.random.key_data(k_run), 0)
 
 
+@partial(jax.jit, static_argnums=(1, 2))
+def _plan(key_data, n_clients, m):
+    key = jax.random.wrap_key_data(key_data)
+    next_key, k_sample, k_clients, k_attack = jax.random.split(key, 4)
+    ids = jnp.sort(jax.random.choice(k_sample, n_clients, (m,), replace=False))
+    return ids, k_clients, k_attack, jax.random.key_data(next_key)
+
+
 def plan_round(state: ServerState, n_clients: int, config: FedConfig) -> RoundPlan:
     """Samples the round's clients from the server key."""
-    key = jax.random.wrap_key_data(state.key)
-    next_key, k_sample, k_clients, k_attack = jax.random.split(key, 4)
-    ids = np.sort(np.asarray(jax.random.choice(
-        k_sample, n_clients, (config.clients_per_round,), replace=False)))
+    ids, k_clients, k_attack, next_key = _plan(state.key, n_clients, config.clients_per_round)
+    ids = np.asarray(ids)
     malicious = np.isin(ids, np.asarray(config.malicious, np.int64))
-    return RoundPlan(ids, malicious, k_clients, k_attack, jax.random.key_data(next_key))
+    return RoundPlan(ids, malicious, k_clients, k_attack, next_key)
 
 
 @eqx.filter_jit
@@ -133,7 +140,8 @@ def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: 
     NaN/inf), aggregates them and applies the server optimizer. Returns
     ``(new_state, aggregate)``."""
     updates = check_updates(updates, "round updates", client_ids=plan.ids)
-    dim = flatten(state.model)[0].shape[0]
+    dim = sum(a.size for a in jax.tree_util.tree_leaves(
+        eqx.filter(state.model, eqx.is_inexact_array)))
     if updates.shape != (len(plan.ids), dim):
         raise ParameterError(
             f"round updates must have shape ({len(plan.ids)}, {dim}), got {updates.shape}"
@@ -145,12 +153,16 @@ def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: 
     return ServerState(model, opt_state, ps, plan.next_key, state.round + 1), agg
 
 
+@jax.jit
+def _gather(data, ids, malicious):
+    return ids, data.x[ids], data.y[ids], data.counts[ids], malicious
+
+
 def federated_round(state: ServerState, data: ClientData, config: FedConfig):
     """One round over the stacked ``data``; returns ``(new_state, RoundInfo)``."""
     config.check_clients(data.n_clients)
     plan = plan_round(state, data.n_clients, config)
-    ids = jnp.asarray(plan.ids)
-    arrays = (ids, data.x[ids], data.y[ids], data.counts[ids], jnp.asarray(plan.malicious))
+    arrays = _gather(data, jnp.asarray(plan.ids), jnp.asarray(plan.malicious))
     if config.shard:
         sharding = client_sharding(len(plan.ids))
         arrays = tuple(jax.device_put(a, sharding) for a in arrays)
@@ -158,7 +170,7 @@ def federated_round(state: ServerState, data: ClientData, config: FedConfig):
     updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal,
                             config.client_spec)
     updates = poison(updates, plan, config)
-    new_state, agg = server_update(state, plan, updates, data.counts[ids], config)
+    new_state, agg = server_update(state, plan, updates, counts, config)
     return new_state, RoundInfo(plan.ids, plan.malicious, updates, agg)
 
 
