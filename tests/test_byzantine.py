@@ -106,3 +106,36 @@ def test_sign_flip_collapses_fedavg_but_not_krum_or_median(tmp_path):
         assert all(r["malicious"] for r in recs)  # attackers took part in every round
         final[name] = np.mean([r["accuracy"] for r in recs[-3:]])
     assert final["fedavg"] < 0.6 < 0.8 < min(final["krum"], final["median"])
+
+
+def test_label_flip_clients_send_gradients_of_flipped_labels():
+    from test_federated_rounds import flat_grad
+
+    model, data, _ = make_setup()
+    flip = byz.LabelFlip(2)
+    cfg = fed.FedConfig(clients_per_round=8, rounds=1, mode="fedsgd", malicious=(0, 3, 5, 8),
+                        poison_data=flip)
+    _, info = fed.federated_round(fed.init_state(model, cfg), data, cfg)
+    assert info.malicious.any() and not info.malicious.all()
+    for row, cid, bad in zip(np.asarray(info.updates), info.ids, info.malicious):
+        n = int(data.counts[cid])
+        y = np.asarray(data.y[cid])
+        ref = flat_grad(model, data.x[cid], 1 - y if bad else y, n)
+        np.testing.assert_allclose(row, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_attack_and_backdoor_metrics_match_numpy():
+    model, _, (x, y) = make_setup()
+    bd = byz.Backdoor(features=(0,), value=3.0, target=1)
+    flip = byz.LabelFlip(2)
+    cfg = fed.FedConfig(clients_per_round=2, rounds=1, backdoor_trigger=bd.trigger,
+                        backdoor_target=1, attack_target=flip.target)
+    m = fed.evaluate_round(model, (x, y), cfg, 0)
+    pred = np.argmax(np.asarray(jax.vmap(model)(jnp.asarray(x))), axis=1)
+    xt = np.array(x)
+    xt[:, 0] = 3.0
+    pred_t = np.argmax(np.asarray(jax.vmap(model)(jnp.asarray(xt))), axis=1)
+    assert m["accuracy"] == pytest.approx(np.mean(pred == y))
+    assert m["attack_success"] == pytest.approx(np.mean(pred == 1 - y))
+    assert m["backdoor_success"] == pytest.approx(np.mean(pred_t[y != 1] == 1))
+    assert m["epsilon"] is None
