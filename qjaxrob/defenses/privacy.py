@@ -23,7 +23,9 @@ clients_per_round / n_clients`` and one composition per round (the federated rou
 a fixed-size cohort uniformly; Poisson sampling at the same rate is the standard stand-in).
 For DP-SGD on a client with ``n_i`` examples, ``q = B / n_i`` and ``local_steps``
 compositions per round the client takes part in (``steps_per_round``); counting every
-round is an upper bound.
+round is an upper bound. The federated clients draw fixed-size minibatches (uniformly,
+with replacement); accounting them as Poisson sampling at ``q = B / n_i`` is the usual
+approximation, not an exact bound for that sampler.
 """
 
 from __future__ import annotations

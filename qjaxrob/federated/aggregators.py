@@ -256,10 +256,14 @@ class _Rule(eqx.Module):
     kwargs: tuple = eqx.field(static=True)
 
     def __call__(self, updates, weights=None):
-        kw = dict(self.kwargs)
         if self.name == "fedavg":
             return fedavg(updates, weights)
-        return globals()[self.name](updates, **kw)
+        return _RULES[self.name](updates, **dict(self.kwargs))
+
+
+_RULES = {"krum": krum, "multi_krum": multi_krum, "median": median,
+          "trimmed_mean": trimmed_mean, "norm_clip": norm_clip,
+          "geometric_median": geometric_median}
 
 
 def aggregator(name: str, **kwargs):

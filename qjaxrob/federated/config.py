@@ -150,7 +150,9 @@ class FedConfig:
 
     def describe(self) -> str:
         """A deterministic JSON description (without ``rounds``) used to refuse resuming a
-        run with a different configuration."""
+        run with a different configuration. Numbers, ids, attacks and aggregators are
+        described by value; optax optimizers and plain functions only by their type or
+        qualified name (a changed learning rate is not detected)."""
         def name(v):
             if v is None or isinstance(v, (bool, int, float, str)):
                 return v
