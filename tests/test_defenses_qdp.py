@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import embed, flat_ops, kraus_ref, op_unitary, resolve
 
 import qjaxrob as qjr
 from qjaxrob import defenses
 from qjaxrob.errors import ParameterError, ProbabilityError, QjrTypeError, WireError
-from reference import embed, flat_ops, kraus_ref, op_unitary, resolve
 
 F64 = jnp.complex128
 
@@ -204,7 +204,7 @@ def test_delta_formula_tightness_and_soundness(mixed_channel, rng):
                                                   dtype=F64)[1], want, atol=1e-12)
         # the worst pair attains e^eps exactly
         k = int(np.argmax(lmax / lmin))
-        vals, vecs = np.linalg.eigh(eff[k])
+        _, vecs = np.linalg.eigh(eff[k])
         sigma = np.outer(vecs[:, 0], vecs[:, 0].conj())
         rho = (1 - eta) * sigma + eta * np.outer(vecs[:, -1], vecs[:, -1].conj())
         ratio = np.trace(eff[k] @ rho).real / np.trace(eff[k] @ sigma).real
