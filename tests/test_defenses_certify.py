@@ -51,7 +51,8 @@ def test_dp_condition_hand_values_and_radius():
     # delta term: 0.7 > e^0.2 0.3 + (1 + e^0.1) 0.1 = 0.5774 but not with delta = 0.2
     assert defenses.dp_certified(probs, 0.1, 0.1) and not defenses.dp_certified(probs, 0.1, 0.2)
     three = np.array([[0.5, 0.2, 0.3], [0.1, 0.6, 0.3]])
-    np.testing.assert_array_equal(defenses.dp_certified(three, 0.3), [False, True])  # e^0.6 0.3 = 0.547
+    # e^0.6 0.3 = 0.547
+    np.testing.assert_array_equal(defenses.dp_certified(three, 0.3), [False, True])
     # the radius is where the condition with Guan's epsilon(eta) switches off
     kap = 5.0
     for p in (three[0], three[1], probs):

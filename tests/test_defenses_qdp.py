@@ -242,7 +242,8 @@ def test_epsilon_from_kappa_and_bad_input(mixed_channel):
 def test_add_noise_placements_and_bad_input(base):
     end = defenses.add_noise(base, "bit_flip", 0.1)
     assert end == base + qjr.Circuit(2).bit_flip(0, 0.1).bit_flip(1, 0.1)
-    assert defenses.add_noise(base, "global_depolarizing", 0.3) == base + qjr.Circuit(2).depolarizing((0, 1), 0.3)
+    assert (defenses.add_noise(base, "global_depolarizing", 0.3)
+            == base + qjr.Circuit(2).depolarizing((0, 1), 0.3))
     assert defenses.add_noise(base, "depolarizing", 0.1, after="each_gate") == \
         qjr.noise.insert(base, "depolarizing", "each_gate", p=0.1)
     with pytest.raises(ParameterError, match="unknown noise"):

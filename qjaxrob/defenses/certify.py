@@ -59,7 +59,8 @@ def check_probs(probs, name="probs"):
         total = v.sum(axis=-1)
         if np.any(np.abs(total - 1) > PROB_ATOL):
             bad = total[np.abs(total - 1) > PROB_ATOL].ravel()[0]
-            raise ProbabilityError(f"{name} must sum to 1 (within {PROB_ATOL}), got a sum of {bad!r}")
+            raise ProbabilityError(
+                f"{name} must sum to 1 (within {PROB_ATOL}), got a sum of {bad!r}")
     return jnp.asarray(probs)
 
 

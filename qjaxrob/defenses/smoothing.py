@@ -85,7 +85,9 @@ def noise_counts(key, classify, x, sigma, n: int, n_classes: int, batch_size=Non
     """Class counts of ``classify(x + sigma * z)`` over ``n`` draws ``z ~ N(0, I)``, shape
     ``(n_classes,)``; the draws run as one ``vmap`` (chunks of ``batch_size`` if given)."""
     x = jnp.asarray(x)
-    noise = jax.random.normal(key, (n,) + x.shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else float)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    noise = jax.random.normal(key, (n,) + x.shape, x.dtype)
     noise = noise * jnp.asarray(sigma, noise.dtype)
 
     def one(z):
