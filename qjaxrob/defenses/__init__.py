@@ -9,6 +9,7 @@ hypothesis-testing certificates), ``smoothing`` (randomized smoothing over encod
 
 from qjaxrob.defenses import certify, empirical, qdp, smoothing, tradeoff
 from qjaxrob.defenses import privacy
+from qjaxrob.defenses import adversarial
 from qjaxrob.defenses.certify import (
     channel_trace_radius,
     dp_certified,
