@@ -192,14 +192,14 @@ def test_bad_input(case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [3, 4])
-def test_invert_three_and_four_qubits_with_unknown_label(n):
-    """Without a bias the label is enumerated by the restarts; 3-4 qubits, one example."""
+def test_invert_three_qubits_with_unknown_label():
+    """Without a bias the label is enumerated by the restarts; 3 qubits, one example."""
+    n = 3
     model = _model(jax.random.key(7), n, post=False)
     x = jax.random.uniform(jax.random.key(8), (n,), jnp.float64, 0.0, 2 * np.pi)
     y = jnp.array(0)
     grads = inv.shared_gradient(model, x[None], y[None])
-    res = attacks.invert(model, grads, key=jax.random.key(9), restarts=16, steps=150)
+    res = attacks.invert(model, grads, key=jax.random.key(9), restarts=12, steps=100)
     period = inv.encoding_period(model.encoding)
     assert np.max(np.asarray(inv.circular_error(res.x, x, period))) <= 1e-4
     assert int(res.label) == int(y)
