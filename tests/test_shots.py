@@ -2,6 +2,7 @@
 estimator's mean against the exact gradient (z-tests over many keys) for params and x,
 through cut circuits, second derivatives, and the clear error where no rule exists."""
 
+import logging
 import math
 
 import jax
@@ -105,6 +106,17 @@ def test_value_is_unchanged_and_keys_matter():
     assert v == f(p)
     g2 = jax.grad(lambda p: qjr.expval(c, qjr.Z(1), p, x, shots=100, key=jax.random.key(4)))(p)
     assert g[0] != 0.0 and g[0] != g2[0]
+
+
+def test_new_shot_counts_do_not_recompile(caplog):
+    c = qjr.Circuit(2).ry(0, qjr.param(0)).cnot(0, 1).rx(1, qjr.inp(0))
+    p, x, k = jnp.array([0.8]), jnp.array([0.3]), jax.random.key(3)
+    first = qjr.expval(c, qjr.Z(1), p, x, shots=100, key=k)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        values = [qjr.expval(c, qjr.Z(1), p, x, shots=n, key=k) for n in (7, 300, 10**6)]
+    assert not [r for r in caplog.records if "ompil" in r.getMessage()]
+    exact = np.cos(0.8) * np.cos(0.3)
+    assert abs(values[-1] - exact) < 5e-3 and first != values[-1]
 
 
 @pytest.mark.slow
