@@ -83,12 +83,11 @@ def plot(config, records, out_dir):
         eps = np.array([v["epsilon"] for v in lv])
         ok = np.isfinite(eps)
         ax2.semilogy(np.array(level)[ok], eps[ok], "o-", label=name)
-        ax3.plot([v["mean_trace_radius"] for v in lv], [v["accuracy"] for v in lv], "o-",
-                 label=name)
-    ax1.set(xlabel="noise level", ylabel="test accuracy", title="utility")
+        ax3.plot(level, [v["certified_accuracy_dp"] for v in lv], "o-", label=name)
+    ax1.set(xlabel="noise level", ylabel="test accuracy", ylim=(-0.05, 1.05), title="utility")
     ax2.set(xlabel="noise level", ylabel=f"epsilon (eta={config['eta']})", title="privacy")
-    ax3.set(xlabel="mean certified trace-distance radius", ylabel="test accuracy",
-            title="robustness vs utility")
+    ax3.set(xlabel="noise level", ylabel="DP-certified accuracy", ylim=(-0.05, 1.05),
+            title=f"certified robustness (eta={config['eta']})")
     ax1.legend(fontsize=7)
     return [plots.save(fig, out_dir, "qdp_tradeoff")]
 

@@ -100,7 +100,7 @@ def units(config):
 
 def run_unit(config, ctx, unit, key):
     n = config["n_clients"]
-    f = int(round(unit["fraction"] * n))
+    f = round(unit["fraction"] * n)
     k_mal, k_priv = jax.random.split(key)
     malicious = byzantine.malicious_clients(k_mal, n, f) if f else ()
     poison_updates, poison_data = _attack(unit["attack"], config["attack_scale"])
