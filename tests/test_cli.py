@@ -1,13 +1,19 @@
-"""The qjaxrob command line runs and reports what it computed."""
+"""The qjaxrob command line: simulate (value, timings, memory guard), list/run/report over
+the study runner, one-line errors with non-zero exit codes, help and version."""
 
+import json
 import re
 
 import numpy as np
 import pytest
+from reference import expval_ref
 
 import qjaxrob as qjr
 from qjaxrob.cli import main
-from reference import expval_ref
+from qjaxrob.experiments import barren_plateaus
+
+TINY = ["--quick", "--set", "qubits=[2]", "--set", "layers=[1, 2]", "--set", "n_samples=8",
+        "--no-progress"]
 
 
 def test_simulate_reports_value_gradient_and_times(capsys):
@@ -15,6 +21,8 @@ def test_simulate_reports_value_gradient_and_times(capsys):
                  "--dtype", "complex128"]) == 0
     out = capsys.readouterr().out
     assert "3 qubits, 1 layers, 6 params" in out
+    # the configuration and a compiling line come before the results
+    assert out.index("compiling...") < out.index("<Z0> =")
     assert re.search(r"first call \(trace \+ compile \+ run\): [\d.]+ ms", out)
     assert "gradient (backprop): 6 entries" in out
     # the printed value is the real <Z0> of the ansatz at the CLI's seeded parameters
@@ -33,6 +41,114 @@ def test_simulate_batched(capsys):
     assert "mean <Z0> over 4 inputs" in capsys.readouterr().out
 
 
-def test_unknown_command_exits_nonzero():
+def test_simulate_memory_check_fails_before_allocating(capsys):
+    assert main(["simulate", "--qubits", "40"]) == 1
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert "\n" not in err and "Traceback" not in err and "compiling" not in cap.out
+    assert err.startswith("qjaxrob: error: ")
+    assert "40 qubits" in err and "complex64" in err
+    needed = 2 * 2**40 * 8
+    assert f"{needed:,} bytes" in err and "available" in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["simulate", "--qubits", "0"], "n_qubits=0"),
+    (["run", "no-such-study"], "unknown study 'no-such-study'"),
+    (["run", "barren-plateaus", "--set", "qubits=[0]"], "'qubits' (override) must be >= 1"),
+    (["run", "barren-plateaus", "--set", "cost=local"], "unknown config key 'cost'"),
+    (["run", "barren-plateaus", "--set", "n_samples=many"], "'n_samples' (override) must be an int"),
+    (["report", "/nonexistent/folder"], "not a study output folder"),
+    (["list", "nope"], "unknown study 'nope'"),
+])
+def test_errors_print_one_line_and_exit_1(capsys, argv, match):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qjaxrob: error: ") and "\n" not in err and match in err
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in (["bogus"], ["simulate", "--repeats", "-1"], ["run"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    capsys.readouterr()
+
+
+def test_help_is_plain_text_with_defaults_and_version(capsys):
     with pytest.raises(SystemExit):
-        main(["bogus"])
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "qjaxrob run STUDY" in top
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    sim = capsys.readouterr().out
+    sim = sim[sim.index("options:"):]
+    for option in ("--qubits", "--layers", "--batch", "--grad", "--diff", "--dtype",
+                   "--repeats", "--seed"):
+        entry = sim[sim.index("  " + option):].split("\n  -")[0]
+        assert "(default:" in entry, option
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "(default:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"qjaxrob {qjr.__version__}")
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(l.startswith("barren-plateaus ") and l.endswith("?") for l in out)
+    assert main(["list", "barren-plateaus"]) == 0
+    out = capsys.readouterr().out
+    assert "n_samples = 1000; quick 200" in out and "seed = 0" in out
+
+
+def test_run_report_and_resume(tmp_path, capsys):
+    out = tmp_path / "bp"
+    assert main(["run", "barren-plateaus", *TINY, "--out", str(out), "--max-units", "1"]) == 0
+    text = capsys.readouterr().out
+    # the resolved configuration and the compiling line are printed before any work
+    assert "n_samples = 8" in text and "compiling" in text and "partial: 1 units" in text
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    assert main(["run", "barren-plateaus", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2 units, 1 already done, 1 to run now" in text
+    assert "summary.csv" in text and "barren_plateaus.png" in text
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    (out / "summary.csv").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "summary.csv").exists() and "slope_per_qubit" in capsys.readouterr().out
+    # the saved config.toml reproduces the run (nothing left to do)
+    assert main(["run", "barren-plateaus", "--config", str(out / "config.toml"), "--out",
+                 str(out), "--no-progress"]) == 0
+    assert "2 units, 2 already done, 0 to run now" in capsys.readouterr().out
+    # a different configuration into the same folder is refused in one line
+    assert main(["run", "barren-plateaus", *TINY, "--seed", "5", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "seed: saved 0, now 5" in err and "\n" not in err.strip()
+
+
+def test_ctrl_c_exits_130_and_the_folder_resumes(tmp_path, capsys, monkeypatch):
+    study = barren_plateaus.STUDY
+    calls = []
+
+    def interrupted(config, context, unit, key):
+        calls.append(unit)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return study.run_unit(config, context, unit, key)
+
+    monkeypatch.setattr(barren_plateaus, "STUDY", study._replace(run_unit=interrupted))
+    out = tmp_path / "bp"
+    assert main(["run", "barren-plateaus", *TINY, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 1 finished units are saved" in err
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["sessions"][-1]["status"] == "interrupted"
+    monkeypatch.setattr(barren_plateaus, "STUDY", study)
+    assert main(["run", "barren-plateaus", *TINY, "--out", str(out)]) == 0
+    lines = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["unit"]["layers"] for r in lines] == [1, 2]
