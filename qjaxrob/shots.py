@@ -33,10 +33,13 @@ circuits.
 runs ``2 * n2 + 4 * n4`` shifted circuits (``n2``/``n4`` occurrences with the two-/four-term
 rule, only those whose source is being differentiated), each with ``shots`` shots per Pauli
 term: ``shots * P * (2 n2 + 4 n4)`` shots in total, plus the ``shots * P`` of the value.
-The standard error of each partial derivative is at most ``||O|| / sqrt(2 shots)`` per
-two-term occurrence (and ``||O|| sqrt((c+^2 + c-^2) 2 / shots) ~ 0.43 ||O|| / sqrt(shots)``
-per four-term occurrence) times ``|scale|``. Memory: the shifted circuits run as one
-``vmap``, so the batch holds ``2 n2 + 4 n4`` states.
+With ``sigma^2 = sum_P coeff_P^2`` over the observable's non-identity Pauli terms (each
+measured separately, so one estimate has variance at most ``sigma^2 / shots``), the
+standard error of one occurrence's derivative is at most ``sigma / sqrt(2 shots)`` for the
+two-term rule and ``sqrt(2 (c+^2 + c-^2)) sigma / sqrt(shots) ~ 0.61 sigma / sqrt(shots)``
+for the four-term rule, times ``|scale|``; for a cut circuit every estimate's variance
+carries the QPD factor ``gamma^2``. Memory: the shifted circuits run as one ``vmap``, so
+the batch holds ``2 n2 + 4 n4`` states.
 
 **No rule, no gradient.** A traced angle of a noise channel (a noise level ``p`` read from
 ``params`` or ``x``) has no unbiased finite-shot derivative here; differentiating with
