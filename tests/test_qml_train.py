@@ -32,6 +32,7 @@ def leaves(tree):
     return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
 
 
+@pytest.mark.slow
 def test_vqc_reaches_95_percent_on_two_moons(moons, model):
     xtr, ytr, xte, yte = moons
     trained, hist = train.fit(model, OPT, xtr, ytr, epochs=25, batch_size=16,
