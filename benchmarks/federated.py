@@ -3,7 +3,7 @@ Flower with real client processes on 127.0.0.1.
 
 Workload: a VQC (angle encoding on q qubits, 2 hardware-efficient layers, linear
 post-processing, complex64), every client holds 16 examples, all n clients take part in
-each round, FedAvg with 2 local Adam steps on minibatches of 8, server sgd(1.0). One round
+each round, FedAvg with 2 local SGD steps on minibatches of 8, server sgd(1.0). One round
 = all client updates + aggregation + the server step (evaluation excluded).
 
 * ``vmapped``: :func:`qjaxrob.federated.federated_round` (one jitted, vmapped call).
@@ -42,7 +42,7 @@ import optax
 from qjaxrob import federated as fed
 from qjaxrob.qml import make_vqc
 
-OPT = optax.adam(0.05)
+OPT = optax.sgd(0.1)  # (Adam would turn round-off in zero-gradient parameters into +-lr steps)
 EXAMPLES_PER_CLIENT = 16
 
 
