@@ -193,6 +193,9 @@ def test_bad_round_configurations_raise(setup, tmp_path):
     with pytest.raises(ParameterError, match="malicious client id 12"):
         fed.run(fed.FedConfig(clients_per_round=2, rounds=1, malicious=(12,)), tmp_path,
                 model=model, data=data, test=test, progress=False)
+    with pytest.raises(ParameterError, match=r"krum needs n > 2f \+ 2 updates: n = 8 .* f = 3"):
+        fed.run(base_config(aggregator=fed.aggregator("krum", f=3)), tmp_path / "krum",
+                model=model, data=data, test=test, progress=False)
     cfg = fed.FedConfig(clients_per_round=8, rounds=1, mode="fedsgd", malicious=range(10),
                         poison_updates=nan_attack)
     state = fed.init_state(model, cfg)

@@ -122,15 +122,14 @@ def test_dp_fedavg_rounds_report_epsilon_and_resume(tmp_path):
 
 
 def test_local_dp_sgd_in_a_round():
+    """DP-SGD's per-example path inside the vmapped clients: without clipping or noise it
+    reproduces the plain minibatch step (the noise itself is tested on the transform)."""
     model, data, _ = make_setup()
     plain = base_config()
     no_noise = base_config(local_privacy=privacy.dp_sgd(1e6, 0.0))
-    noisy = base_config(local_privacy=privacy.dp_sgd(1.0, 1.0))
     s0 = fed.init_state(model, plain)
     u_plain = fed.federated_round(s0, data, plain)[1].updates
     u_clip = fed.federated_round(s0, data, no_noise)[1].updates
     # per-example gradients averaged without clipping or noise == the minibatch gradient
     np.testing.assert_allclose(u_clip, u_plain, rtol=1e-8, atol=1e-8)
-    u_noisy = fed.federated_round(s0, data, noisy)[1].updates
-    assert np.all(np.linalg.norm(np.asarray(u_noisy - u_plain), axis=1) > 1e-3)
     assert plain.client_optimizer is CLIENT_OPT
