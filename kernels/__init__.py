@@ -4,10 +4,26 @@ Kernels are trusting: they do no validation, act on one example (batch with ``ja
 and never build ``2**n x 2**n`` matrices. Axis ``k`` of a state tensor is wire ``k`` (wire 0
 is the most significant bit of the flat basis index). Matrices act on their wires in the
 order given: the first wire is the most significant bit of the matrix index.
+
+Modules: ``dense`` (k-qubit matrices, grouped views), ``structured`` (diagonal and
+permutation gates), ``pauli`` (Pauli strings), ``density`` (density tensors), ``pallas``
+(GPU variants of ``apply_matrix``/``apply_diagonal`` with the same signatures).
 """
 
-from qjaxrob.kernels.dense import apply_matrix
+from qjaxrob.kernels import pallas
+from qjaxrob.kernels.dense import apply_matrix, grouped_shape
+from qjaxrob.kernels.density import (
+    apply_diagonal_density,
+    apply_kraus,
+    apply_matrix_density,
+    density_diagonal,
+    density_pauli_expval,
+)
 from qjaxrob.kernels.pauli import apply_pauli, pauli_expval
-from qjaxrob.kernels.structured import apply_diagonal
+from qjaxrob.kernels.structured import apply_diagonal, apply_permutation, monomial
 
-__all__ = ["apply_matrix", "apply_diagonal", "apply_pauli", "pauli_expval"]
+__all__ = [
+    "apply_matrix", "apply_diagonal", "apply_permutation", "apply_pauli", "pauli_expval",
+    "apply_matrix_density", "apply_diagonal_density", "apply_kraus", "density_diagonal",
+    "density_pauli_expval", "grouped_shape", "monomial", "pallas",
+]

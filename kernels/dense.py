@@ -17,7 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["apply_matrix", "grouped_shape", "sort_wires", "stack_slices", "SLICE_MAX_QUBITS"]
+__all__ = [
+    "apply_matrix", "grouped_shape", "grouped_slices", "view_slices", "sort_wires",
+    "stack_slices",
+    "SLICE_MAX_QUBITS",
+]
 
 SLICE_MAX_QUBITS = 3
 """Largest k handled by slice-and-combine (it costs 4**k terms at trace time)."""
@@ -44,12 +48,22 @@ def sort_wires(matrix, wires):
     return t.reshape(2**k, 2**k), tuple(wires[i] for i in order)
 
 
-def _slice(x, bits):
-    """The slice of a grouped view at gate-axis indices ``bits`` (shape ``(g0, ..., gk)``)."""
-    idx = []
-    for b in bits:
-        idx += [slice(None), b]
-    return x[tuple(idx)]
+def view_slices(view, k: int):
+    """The ``2**k`` slices of a grouped view ``(g0, 2, g1, ..., 2, gk)`` at every setting
+    of its k size-2 axes (index = those bits, first most significant), each of shape
+    ``(g0, ..., gk)``. :func:`stack_slices` is the inverse."""
+    out = []
+    for i in range(2**k):
+        idx = []
+        for b in _bits(i, k):
+            idx += [slice(None), b]
+        out.append(view[tuple(idx)])
+    return out
+
+
+def grouped_slices(t, sorted_axes):
+    """:func:`view_slices` of the ``(2,)*N`` tensor ``t`` viewed on ``sorted_axes``."""
+    return view_slices(t.reshape(grouped_shape(t.ndim, sorted_axes)), len(sorted_axes))
 
 
 def stack_slices(outputs, k: int):
@@ -79,7 +93,7 @@ def _einsum_apply(x, m, k: int):
 
 def _combine(x, m, k: int):
     dim = 2**k
-    slices = [_slice(x, _bits(c, k)) for c in range(dim)]
+    slices = view_slices(x, k)
     rows = [sum(m[r, c] * slices[c] for c in range(dim)) for r in range(dim)]
     return stack_slices(rows, k)
 

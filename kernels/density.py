@@ -21,13 +21,12 @@ gradient even more so). More axes fall back to ``tensordot`` on rho.
 
 from __future__ import annotations
 
-import itertools
 from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
+from qjaxrob.kernels.dense import grouped_slices, sort_wires, stack_slices
+from qjaxrob.kernels.pauli import apply_pauli
 from qjaxrob.kernels.structured import apply_diagonal
 
 __all__ = [
@@ -38,49 +37,19 @@ __all__ = [
 _MAX_LOCAL_AXES = 4
 
 
-def _sorted_matrix(m, axes):
-    """``m`` (acting on ``axes``, first = most significant bit) re-indexed for sorted axes."""
-    k = len(axes)
-    order = [int(i) for i in np.argsort(axes)]
-    if order == list(range(k)):
-        return m
-    t = m.reshape((2,) * (2 * k)).transpose(order + [k + i for i in order])
-    return t.reshape(2**k, 2**k)
-
-
-def _slices(t, axes):
-    """The 2**k slices ``t[..., b_0, ..., b_1, ...]`` over the bits of the sorted ``axes``
-    (first axis most significant), each of shape ``(pre_0, ..., pre_k)``."""
-    shape, prev = [], -1
-    for a in axes:
-        shape += [2 ** (a - prev - 1), 2]
-        prev = a
-    view = t.reshape(shape + [2 ** (t.ndim - prev - 1)])
-    full = slice(None)
-    return [view[tuple(x for b in bits for x in (full, b)) + (full,)]
-            for bits in itertools.product((0, 1), repeat=len(axes))]
-
-
-def _restack(outs, k: int, shape):
-    """Inverse of ``_slices``: 2**k slices back into one tensor of ``shape``."""
-    for j in reversed(range(k)):  # put back bit j between pre_j and pre_{j+1}
-        outs = [jnp.stack(outs[i : i + 2], axis=j + 1) for i in range(0, len(outs), 2)]
-    return outs[0].reshape(shape)
-
-
 def _stacked(t, m, axes):
     """``m`` applied as one small ``tensordot`` over the stacked slices (its transpose is
     one contraction too, so gradients w.r.t. ``m`` compile and run cheaply)."""
-    out = jnp.tensordot(m, jnp.stack(_slices(t, axes)), axes=1)
-    return _restack(list(out), len(axes), t.shape)
+    out = jnp.tensordot(m, jnp.stack(grouped_slices(t, axes)), axes=1)
+    return stack_slices(list(out), len(axes)).reshape(t.shape)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _combined(t, m, axes):
     """``m`` applied as explicit linear combinations of the slices (fastest forward pass)."""
-    s = _slices(t, axes)
+    s = grouped_slices(t, axes)
     outs = [sum(m[r, c] * x for c, x in enumerate(s)) for r in range(len(s))]
-    return _restack(outs, len(axes), t.shape)
+    return stack_slices(outs, len(axes)).reshape(t.shape)
 
 
 @_combined.defjvp
@@ -95,8 +64,7 @@ def apply_local(t, m, axes):
     (any order) in ``t`` and ``m``."""
     axes = tuple(int(a) for a in axes)
     k = len(axes)
-    m = _sorted_matrix(m, axes)
-    axes = tuple(sorted(axes))
+    m, axes = sort_wires(m, axes)
     if k <= 2:
         return _combined(t, m, axes)
     if k <= _MAX_LOCAL_AXES:
@@ -151,8 +119,6 @@ def density_diagonal(rho):
 
 def density_pauli_expval(rho, letters: str, wires):
     """``Tr(P rho)`` (real) for the Pauli string ``letters`` on ``wires``."""
-    from qjaxrob.kernels.pauli import apply_pauli
-
     n = rho.ndim // 2
     dim = 2**n
     prho = apply_pauli(rho, letters, wires).reshape(dim, dim)

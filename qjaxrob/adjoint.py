@@ -30,8 +30,15 @@ with a reversed ``lax.scan``):
   of diagonal blocks applied in one elementwise pass.
 
 Gates without a known generator fall back to ``jax.grad`` of the local scalar
-``2 Re <lam_k| U_k(theta) |psi_{k-1}>``. The result is exact but first-order only: use the
-default ``diff="backprop"`` for Hessians. Density-matrix (mixed) circuits are not supported.
+``2 Re <lam_k| U_k(theta) |psi_{k-1}>``.
+
+**What it supports.** Reverse mode: ``jax.grad``, ``jax.vjp``, ``jax.jacrev``, and
+higher orders built on them (``jax.hessian`` = ``jacfwd(jacrev)`` differentiates the
+backward walk itself with ordinary autodiff and matches backprop). Forward mode applied to
+the expectation itself (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize`` outside a reverse
+pass) has no adjoint rule -- the method is a custom VJP -- and raises
+:class:`qjaxrob.errors.GradientError`; use ``diff="backprop"`` there. Statevector
+simulation only: density-matrix (mixed) circuits and noise channels are rejected.
 """
 
 from __future__ import annotations
@@ -43,12 +50,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.circuit import Op, Repeat
-from qjaxrob.errors import ParameterError
-from qjaxrob.fusion import Block, block_apply_args, fuse
-from qjaxrob.kernels import apply_diagonal, apply_matrix, apply_pauli
-from qjaxrob.kernels.dense import grouped_shape
-from qjaxrob.kernels.structured import apply_permutation
-from qjaxrob.simulate import final_tensor, observable_value, op_matrix
+from qjaxrob.engine import final_tensor, observable_values, repeat_rows
+from qjaxrob.errors import GradientError, ParameterError
+from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
+from qjaxrob.gates import PAULI_MATRICES
+from qjaxrob.kernels import (
+    apply_diagonal,
+    apply_matrix,
+    apply_pauli,
+    apply_permutation,
+    grouped_shape,
+)
+from qjaxrob.observables import split_word
 
 __all__ = ["adjoint_expval", "generator", "UNDO_MAX_QUBITS"]
 
@@ -271,17 +284,12 @@ def _word_value(psi, lam, word):
     """``Im <lam| P |psi>`` for a Pauli word with X or Y letters: one fused reduction on
     the low-rank grouped view ``(g0, 2, g1, ..., 2, gk)`` of the word's wires (flips of a
     rank-n tensor index slowly on CPU)."""
-    letters = "".join(l for _, l in word)
-    wires = tuple(w for w, _ in word)
+    letters, wires = split_word(word)
     shape = grouped_shape(psi.ndim, wires)
     axes = tuple(2 * i + 1 for i in range(len(wires)))
     m = apply_pauli(psi.reshape(shape), letters, axes)
     lam = lam.reshape(shape)
     return jnp.sum(lam.real * m.imag - lam.imag * m.real)
-
-
-_PAULI = {"I": np.eye(2), "X": np.array([[0, 1], [1, 0]]),
-          "Y": np.array([[0, -1j], [1j, 0]]), "Z": np.diag([1.0, -1.0])}
 
 
 def _window(word, n: int):
@@ -321,7 +329,7 @@ def _window_matrix(word, start: int, width: int):
     letters = dict(word)
     m = np.eye(1)
     for w in range(start, start + width):
-        m = np.kron(m, _PAULI[letters.get(w, "I")])
+        m = np.kron(m, PAULI_MATRICES[letters.get(w, "I")])
     return m
 
 
@@ -399,17 +407,12 @@ def _backward(circuit, carry, params, x, dtype, max_qubits):
         if run:
             carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
             run = []
-        stride = op.block.n_params
-        start = op.param_offset
-        if stride:
-            rows = params[start : start + op.times * stride].reshape(op.times, stride)
-        else:
-            rows = jnp.zeros((op.times, 0), params.dtype)
+        stride, start = op.block.n_params, op.param_offset
 
         def body(c, p, block=op.block):
             return _backward(block, c, p, x, dtype, max_qubits)
 
-        carry, rows_grad = jax.lax.scan(body, carry, rows, reverse=True)
+        carry, rows_grad = jax.lax.scan(body, carry, repeat_rows(op, params), reverse=True)
         if stride:
             grad_p = grad_p.at[start : start + op.times * stride].add(rows_grad.reshape(-1))
     if run:
@@ -420,12 +423,12 @@ def _backward(circuit, carry, params, x, dtype, max_qubits):
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4))
 def _adjoint(circuit, observables, params, x, dtype):
     psi = final_tensor(circuit, params, x, dtype, False)
-    return jnp.stack([observable_value(psi, o, False) for o in observables])
+    return observable_values(psi, observables, False)
 
 
 def _fwd(circuit, observables, params, x, dtype):
     psi = final_tensor(circuit, params, x, dtype, False)
-    out = jnp.stack([observable_value(psi, o, False) for o in observables])
+    out = observable_values(psi, observables, False)
     return out, (params, x, psi)
 
 
@@ -434,9 +437,7 @@ def _bwd(circuit, observables, dtype, residuals, g):
     lam = jnp.zeros_like(psi)
     for gi, obs in zip(g, observables):
         for coeff, word in obs.terms:
-            letters = "".join(l for _, l in word)
-            wires = tuple(w for w, _ in word)
-            lam = lam + (gi * coeff.real).astype(psi.dtype) * apply_pauli(psi, letters, wires)
+            lam = lam + (gi * coeff.real).astype(psi.dtype) * apply_pauli(psi, *split_word(word))
     carry = (psi, lam, jnp.zeros_like(x))
     (_, _, grad_x), grad_p = _backward(circuit, carry, params, x, dtype, UNDO_MAX_QUBITS)
     return grad_p, grad_x
@@ -448,9 +449,19 @@ _adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 4))
 
 
 def adjoint_expval(circuit, observables, params, x, dtype, mixed):
-    """Expectation values whose gradient uses the adjoint method (first order only)."""
+    """Expectation values whose reverse-mode derivatives use the adjoint method (module
+    docs: reverse mode and Hessians work; forward mode raises ``GradientError``)."""
     if mixed:
         raise ParameterError("diff='adjoint' supports statevector simulation only, got mixed=True")
     if circuit.has_channels:
         raise ParameterError("diff='adjoint' does not support circuits with noise channels")
-    return _adjoint_jit(circuit, observables, params, x, dtype)
+    try:
+        return _adjoint_jit(circuit, observables, params, x, dtype)
+    except TypeError as exc:
+        if "forward-mode" not in str(exc):
+            raise
+        raise GradientError(
+            "diff='adjoint' defines reverse-mode derivatives only (jax.grad, jax.vjp, "
+            "jax.jacrev, jax.hessian); forward mode (jax.jvp, jax.jacfwd) needs "
+            "diff='backprop'"
+        ) from None

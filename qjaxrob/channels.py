@@ -1,6 +1,6 @@
 """Noise channels as Kraus sets, as functions of their (possibly traced) probability.
 
-Conventions (DESIGN.md, Nielsen & Chuang section 8.3):
+Conventions (Nielsen & Chuang section 8.3):
 
 * ``depolarizing`` on k wires: rho -> (1-p) rho + p Tr_q(rho) (x) I/2^k. Kraus form: since
   4^-k sum_P P rho P = Tr_q(rho) (x) I/2^k over the 4^k Pauli strings P on those wires,
@@ -16,8 +16,14 @@ Conventions (DESIGN.md, Nielsen & Chuang section 8.3):
 * ``kraus``: any CPTP set, checked at construction: max |sum K^dagger K - I| <= KRAUS_ATOL.
 
 Probabilities may be ``qjr.param(i)``/``qjr.inp(j)`` (traced, differentiable); constant
-ones are checked to lie in [0, 1] at construction time. The gradient of a square root at
-p = 0 is infinite, so Kraus amplitudes use sqrt(max(p, tiny)) to keep gradients finite.
+ones are checked to lie in [0, 1] at construction time. A traced level cannot be checked
+before it exists, so inside ``jit`` it is **clamped** to the physical range: ``p`` is
+replaced by ``clip(p, 0, 1)`` (``random_rotation``'s ``sigma`` needs no clamp: the channel
+depends on ``sigma**2`` only). The clamped channel is the nearest physical channel of the
+same family, so every output is a valid (CPTP, trace-one) state; the gradient w.r.t. a
+level outside [0, 1] is zero, as for a projection onto the constraint (a NaN level stays
+NaN). The gradient of a square root at p = 0 is infinite, so Kraus amplitudes use
+sqrt(max(p, tiny)) to keep gradients finite.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.errors import MatrixError, ParameterError, ProbabilityError
+from qjaxrob.gates import PAULI_MATRICES
 
 __all__ = ["CHANNELS", "KRAUS_ATOL", "validate", "check_kraus", "rotation_axis", "kraus_set"]
 
@@ -41,12 +48,6 @@ CHANNELS = frozenset(
 )
 _ONE_WIRE = CHANNELS - {"depolarizing", "kraus"}
 
-_PAULIS = {
-    "I": np.eye(2),
-    "X": np.array([[0, 1], [1, 0]]),
-    "Y": np.array([[0, -1j], [1j, 0]]),
-    "Z": np.diag([1, -1]),
-}
 
 
 def validate(name: str, n_wires: int, angles, meta) -> None:
@@ -117,13 +118,15 @@ def kraus_set(name: str, n_wires: int, values, matrices, meta, dtype):
     if name == "kraus":
         return jnp.stack([jnp.asarray(m.array, dtype) for m in matrices])
     p = jnp.asarray(values[0], real)
+    if name != "random_rotation":
+        p = jnp.clip(p, 0.0, 1.0)  # the physical range (module docs)
     if name == "bit_flip":
-        return _pauli_mix(p, _PAULIS["X"], dtype)
+        return _pauli_mix(p, PAULI_MATRICES["X"], dtype)
     if name == "phase_flip":
-        return _pauli_mix(p, _PAULIS["Z"], dtype)
+        return _pauli_mix(p, PAULI_MATRICES["Z"], dtype)
     if name == "random_rotation":
         q = (1.0 - jnp.exp(-(p**2) / 2)) / 2
-        a = sum(c * _PAULIS[s] for c, s in zip(meta, "XYZ"))
+        a = sum(c * PAULI_MATRICES[s] for c, s in zip(meta, "XYZ"))
         return _pauli_mix(q, a, dtype)
     if name in ("amplitude_damping", "phase_damping"):
         zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
@@ -137,7 +140,7 @@ def kraus_set(name: str, n_wires: int, values, matrices, meta, dtype):
     if name == "depolarizing":
         d2 = 4**n_wires
         strings = list(itertools.product("IXYZ", repeat=n_wires))
-        mats = np.stack([_kron_all(_PAULIS[s] for s in word) for word in strings])
+        mats = np.stack([_kron_all(PAULI_MATRICES[s] for s in word) for word in strings])
         weights = jnp.concatenate(
             [_sqrt(1.0 - p + p / d2, dtype)[None],
              jnp.broadcast_to(_sqrt(p / d2, dtype), (d2 - 1,))]

@@ -12,6 +12,8 @@ IR and everything above it import it, it imports nothing of theirs.
 from __future__ import annotations
 
 import numbers
+import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,9 @@ from qjaxrob.errors import (
     MatrixError,
     ObservableError,
     ParameterError,
+    PrecisionWarning,
     QjrTypeError,
+    ResourceError,
     WireError,
 )
 from qjaxrob.observables import PauliSum
@@ -43,6 +47,9 @@ __all__ = [
     "check_probability",
     "check_wires",
     "check_unitary",
+    "available_bytes",
+    "check_memory",
+    "STATE_COPIES",
 ]
 
 UNITARY_ATOL = 1e-6
@@ -74,11 +81,28 @@ def real_dtype(complex_dtype) -> np.dtype:
 def check_vector(values, length: int, name: str, real):
     """``values`` as a 1-D real array of exactly ``length`` entries in dtype ``real``.
 
-    ``None`` is accepted only when ``length == 0``."""
+    ``None`` is accepted only when ``length == 0``. float64 values (NumPy, or JAX with
+    ``jax_enable_x64``) with ``real`` float32 are rounded, with a ``PrecisionWarning`` (shown
+    once per argument name); Python floats and lists carry no precision request."""
     if values is None:
         if length:
             raise ParameterError(f"the circuit needs {name} of length {length}, got None")
         return jnp.zeros((0,), real)
+    given = getattr(values, "dtype", None)
+    if given is not None and np.dtype(given) == np.float64 and np.dtype(real) == np.float32:
+        warnings.warn(
+            f"{name} has dtype float64 but this complex64 simulation computes in float32; "
+            f"pass dtype=jnp.complex128 (with jax_enable_x64) for double precision, or "
+            f"float32 {name} to silence this", PrecisionWarning, stacklevel=2)
+    if not isinstance(values, jax.Array):
+        try:
+            values = np.asarray(values)
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(f"{name} must be a 1-D real array, got {values!r}: {exc}") from None
+        if values.dtype.kind not in "biufc":
+            raise ParameterError(
+                f"{name} must be a 1-D real array, got {values!r} of dtype {values.dtype}"
+            )
     values = jnp.asarray(values)
     if values.ndim != 1:
         raise ParameterError(
@@ -97,6 +121,9 @@ def check_observable(obs, n: int) -> PauliSum:
     """``obs`` as a Hermitian ``PauliSum`` on wires ``< n``."""
     if not isinstance(obs, PauliSum):
         raise QjrTypeError(f"observable must be a PauliSum (e.g. qjr.Z(0)), got {obs!r}")
+    bad = [c for c, _ in obs.terms if not np.isfinite(c)]
+    if bad:
+        raise ObservableError(f"observable {obs!r} has a non-finite coefficient {bad[0]!r}")
     if not obs.is_hermitian:
         raise ObservableError(f"observable {obs!r} has complex coefficients: not Hermitian")
     bad = [w for w in obs.wires if w >= n]
@@ -234,3 +261,56 @@ def check_unitary(matrix, k: int, name: str = "matrix") -> np.ndarray:
             f"{name} is not unitary: max |U^dagger U - I| = {err:.3g} > {UNITARY_ATOL}"
         )
     return m
+
+
+# ---- problem size ------------------------------------------------------------------------------
+STATE_COPIES = 2
+"""A simulation holds at least two copies of its state at once (a kernel reads one and
+writes the next), so the memory guard asks for ``STATE_COPIES`` times the state's bytes."""
+
+
+def _host_available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def available_bytes() -> tuple[int, str]:
+    """``(bytes, where)``: what the default JAX device can still allocate, from
+    ``device.memory_stats()`` (``bytes_limit - bytes_in_use``) where JAX reports it (GPU,
+    TPU), else the host's available memory (``MemAvailable`` of ``/proc/meminfo``, or
+    ``os.sysconf``)."""
+    device = jax.devices()[0]
+    try:
+        stats = device.memory_stats()
+    except (AttributeError, NotImplementedError, RuntimeError):
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), str(device)
+    return _host_available_bytes(), "host memory"
+
+
+def check_memory(n_qubits: int, dtype, *, mixed: bool = False, batch: int = 1,
+                 what: str = "simulation") -> int:
+    """Raises :class:`ResourceError` before anything is allocated when ``batch`` states of
+    ``n_qubits`` qubits (density matrices when ``mixed``) in ``dtype`` cannot fit: the bytes
+    needed are ``STATE_COPIES * batch * 2**n * itemsize`` (``4**n`` entries when ``mixed``),
+    a lower bound on what the simulation uses. Returns the bytes needed."""
+    dt = np.dtype(dtype)
+    entries = 2 ** (2 * n_qubits if mixed else n_qubits)
+    needed = STATE_COPIES * int(batch) * entries * dt.itemsize
+    avail, where = available_bytes()
+    if needed > avail:
+        kind = "density matrix" if mixed else "state vector"
+        times = f"{batch} x " if batch != 1 else ""
+        raise ResourceError(
+            f"{what} of {n_qubits} qubits needs at least {needed:,} bytes ({times}{kind}, {dt}, "
+            f"{STATE_COPIES} copies) but only {avail:,} bytes are available ({where}); use "
+            "fewer qubits, circuit cutting (qjr.cutting), or quantum trajectories for noise"
+        )
+    return needed

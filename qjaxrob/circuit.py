@@ -11,7 +11,7 @@ from the traced 1-D array ``x``), or affine expressions of one of them
 parameters from ``params[offset + r * block.n_params : offset + (r + 1) * block.n_params]``;
 inputs are shared by all repetitions (data re-uploading).
 
-Wire 0 is the most significant bit of a basis index (DESIGN.md).
+Wire 0 is the most significant bit of a basis index: ``i = sum_k b_k 2**(n-1-k)``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,32 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING, Union
 
+import jax
 import numpy as np
 
 from qjaxrob import channels
-from qjaxrob.checks import UNITARY_ATOL, check_unitary, check_wires
+from qjaxrob.checks import (
+    UNITARY_ATOL,
+    check_int,
+    check_positive_int,
+    check_unitary,
+    check_wires,
+)
 from qjaxrob.errors import ParameterError, QjrTypeError, WireError
-from qjaxrob.gates import gate_spec
+from qjaxrob.gates import GATES, gate_spec
 
-__all__ = ["Angle", "param", "inp", "ConstMatrix", "Op", "Repeat", "Circuit", "UNITARY_ATOL"]
+__all__ = [
+    "Angle", "param", "inp", "ConstMatrix", "Op", "Repeat", "Circuit", "UNITARY_ATOL",
+    "MAX_QUBITS",
+]
 
+MAX_QUBITS = 1024
+"""The widest circuit accepted. Direct simulation stops far earlier, at the memory guard
+(:func:`qjaxrob.checks.check_memory`, about 30-40 qubits); wider circuits exist to be cut
+into fragments (:mod:`qjaxrob.cutting`), whose bookkeeping is linear in the width. Beyond
+1024 wires even that is meaningless, so ``Circuit(n)`` rejects it at construction."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,13 @@ class Angle:
     offset: float = 0.0
 
     def _affine(self, scale: float, offset: float) -> Angle:
-        return replace(self, scale=self.scale * scale, offset=self.offset * scale + offset)
+        new_scale, new_offset = self.scale * scale, self.offset * scale + offset
+        if not (np.isfinite(new_scale) and np.isfinite(new_offset)):
+            raise ParameterError(
+                f"the angle {self!r} times {scale!r} plus {offset!r} overflows: scale "
+                f"{new_scale!r}, offset {new_offset!r} (both must be finite)"
+            )
+        return replace(self, scale=new_scale, offset=new_offset)
 
     def __mul__(self, other):
         return self._affine(_as_float(other, "angle scale"), 0.0)
@@ -53,7 +75,10 @@ class Angle:
     __rmul__ = __mul__
 
     def __truediv__(self, other):
-        return self._affine(1.0 / _as_float(other, "angle divisor"), 0.0)
+        divisor = _as_float(other, "angle divisor")
+        if divisor == 0:
+            raise ParameterError(f"cannot divide the angle {self!r} by zero")
+        return self._affine(1.0 / divisor, 0.0)
 
     def __add__(self, other):
         return self._affine(1.0, _as_float(other, "angle offset"))
@@ -88,6 +113,10 @@ class Angle:
         return value
 
 
+AngleLike = Union[float, Angle]
+"""An angle argument: a real number (radians) or an ``Angle`` (``param``/``inp``, affine)."""
+
+
 def _as_float(value, what: str) -> float:
     if isinstance(value, Angle):
         raise ParameterError(
@@ -108,11 +137,7 @@ def _as_float(value, what: str) -> float:
 
 
 def _check_index(i, what: str) -> int:
-    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-        raise QjrTypeError(f"{what} index must be an int, got {i!r}")
-    if i < 0:
-        raise ParameterError(f"{what} index must be >= 0, got {i}")
-    return int(i)
+    return check_int(i, f"{what} index", minimum=0)
 
 
 def param(i: int) -> Angle:
@@ -186,6 +211,24 @@ class Op:
         """True when no angle reads ``params`` or ``x`` (the op is fixed at trace time)."""
         return all(a.source == "const" for a in self.angles)
 
+    @property
+    def kind(self) -> str:
+        """The kernel a gate needs: ``"diagonal"`` (gate-table diagonal gates and
+        ``unitary`` ops whose matrix is diagonal), ``"permutation"`` or ``"dense"``."""
+        if self.name == "unitary":
+            m = self.matrices[0].array
+            return "diagonal" if not np.any(m - np.diag(np.diag(m))) else "dense"
+        spec = GATES[self.name]
+        return "diagonal" if spec.diag_fn is not None else spec.kind
+
+    def const_matrix(self) -> np.ndarray:
+        """The complex128 NumPy matrix of a constant gate or ``unitary`` op."""
+        if self.name == "unitary":
+            return self.matrices[0].array
+        values = tuple(a.offset for a in self.angles)
+        with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+            return np.asarray(GATES[self.name].matrix_fn(values, np.complex128))
+
     def shifted(self, param_offset: int) -> Op:
         if param_offset == 0:
             return self
@@ -250,6 +293,11 @@ class Circuit:
             raise QjrTypeError(f"n_qubits must be an int, got {n!r}")
         if n < 1:
             raise WireError(f"a circuit needs at least one qubit, got n_qubits={n}")
+        if n > MAX_QUBITS:
+            raise WireError(
+                f"n_qubits={n} is beyond the {MAX_QUBITS}-wire limit (qjr.circuit.MAX_QUBITS): "
+                "no backend can hold or index such a circuit"
+            )
         object.__setattr__(self, "n_qubits", int(n))
         object.__setattr__(self, "ops", tuple(self.ops))
 
@@ -297,10 +345,9 @@ class Circuit:
         ``param_offset + r * block.n_params`` in repetition r. Compiles to ``lax.scan``."""
         if not isinstance(block, Circuit):
             raise QjrTypeError(f"block must be a Circuit, got {type(block).__name__}")
-        if isinstance(times, bool) or not isinstance(times, numbers.Integral) or times < 1:
-            raise ParameterError(f"times must be a positive int, got {times!r}")
+        times = check_positive_int(times, "times")
         offset = _check_index(param_offset, "param_offset")
-        return Circuit(block.n_qubits, (Repeat(block, int(times), offset),))
+        return Circuit(block.n_qubits, (Repeat(block, times, offset),))
 
     def shift_params(self, offset: int) -> Circuit:
         """This circuit with every parameter index increased by ``offset``."""
@@ -313,10 +360,6 @@ class Circuit:
         for op in self.ops:
             flat.extend(op.unrolled_ops() if isinstance(op, Repeat) else (op,))
         return Circuit(self.n_qubits, tuple(flat))
-
-    # ---- validation helpers ---------------------------------------------------
-    def _wires(self, *wires) -> tuple[int, ...]:
-        return check_wires(wires, self.n_qubits)
 
     # ---- generic gates --------------------------------------------------------
     def gate(self, name: str, wires, *angles, cut: bool = False) -> Circuit:
@@ -332,15 +375,15 @@ class Circuit:
         if cut and spec.n_wires != 2:
             raise WireError(f"only two-qubit gates can be marked cut=True, not {name!r}")
         return self._with(
-            Op(name, self._wires(*wires), tuple(as_angle(a) for a in angles), cut=bool(cut))
+            Op(name, check_wires(wires, self.n_qubits), tuple(as_angle(a) for a in angles),
+               cut=bool(cut))
         )
 
     def unitary(self, matrix, wires, *, cut: bool = False) -> Circuit:
         """Appends an arbitrary ``2**k x 2**k`` unitary on ``wires`` (first wire = most
         significant bit of the matrix index). Checked against ``UNITARY_ATOL``.
         ``cut=True`` (two wires only) marks it for gate cutting."""
-        wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
-        wires = self._wires(*wires)
+        wires = check_wires(wires, self.n_qubits)
         m = check_unitary(matrix, len(wires))
         if cut and len(wires) != 2:
             raise WireError(f"only two-qubit unitaries can be marked cut=True, got wires {wires}")
@@ -348,14 +391,50 @@ class Circuit:
 
     def cut(self, q: int) -> Circuit:
         """Marks a wire cut on qubit ``q`` at this point (ignored by plain simulation)."""
-        return self._with(Op("cut", self._wires(q)))
+        return self._with(Op("cut", check_wires(q, self.n_qubits)))
+
+    # ---- gate methods: one per row of the gate table (definitions in qjaxrob.gates) ----
+    # Made at import time by _add_gate_methods (below the class); declared here with their
+    # signatures so that editors and type checkers see every one. Two-qubit gates take
+    # cut=True to mark them for gate cutting; controlled gates: the first wire controls.
+    if TYPE_CHECKING:
+        def i(self, q: int) -> Circuit: ...
+        def x(self, q: int) -> Circuit: ...
+        def y(self, q: int) -> Circuit: ...
+        def z(self, q: int) -> Circuit: ...
+        def h(self, q: int) -> Circuit: ...
+        def s(self, q: int) -> Circuit: ...
+        def sdg(self, q: int) -> Circuit: ...
+        def t(self, q: int) -> Circuit: ...
+        def tdg(self, q: int) -> Circuit: ...
+        def sx(self, q: int) -> Circuit: ...
+        def rx(self, q: int, angle: AngleLike) -> Circuit: ...
+        def ry(self, q: int, angle: AngleLike) -> Circuit: ...
+        def rz(self, q: int, angle: AngleLike) -> Circuit: ...
+        def phase(self, q: int, angle: AngleLike) -> Circuit: ...
+        def u3(self, q: int, theta: AngleLike, phi: AngleLike, lam: AngleLike) -> Circuit: ...
+        def cnot(self, control: int, target: int, *, cut: bool = False) -> Circuit: ...
+        def cy(self, control: int, target: int, *, cut: bool = False) -> Circuit: ...
+        def cz(self, control: int, target: int, *, cut: bool = False) -> Circuit: ...
+        def swap(self, a: int, b: int, *, cut: bool = False) -> Circuit: ...
+        def iswap(self, a: int, b: int, *, cut: bool = False) -> Circuit: ...
+        def crx(self, control: int, target: int, angle: AngleLike, *, cut: bool = False) -> Circuit:
+            ...
+        def cry(self, control: int, target: int, angle: AngleLike, *, cut: bool = False) -> Circuit:
+            ...
+        def crz(self, control: int, target: int, angle: AngleLike, *, cut: bool = False) -> Circuit:
+            ...
+        def rxx(self, a: int, b: int, angle: AngleLike, *, cut: bool = False) -> Circuit: ...
+        def ryy(self, a: int, b: int, angle: AngleLike, *, cut: bool = False) -> Circuit: ...
+        def rzz(self, a: int, b: int, angle: AngleLike, *, cut: bool = False) -> Circuit: ...
+        def ccx(self, c0: int, c1: int, target: int) -> Circuit: ...
 
     # ---- channels (density-matrix simulation, or trajectories with a key) ------
     def _channel(self, name, wires, *args, matrices=(), meta=()) -> Circuit:
         wires = (wires,) if isinstance(wires, numbers.Integral) else tuple(wires)
         angles = tuple(as_angle(a) for a in args)
         channels.validate(name, len(wires), angles, meta)
-        return self._with(Op(name, self._wires(*wires), angles, matrices, meta=meta))
+        return self._with(Op(name, check_wires(wires, self.n_qubits), angles, matrices, meta=meta))
 
     def depolarizing(self, q, p) -> Circuit:
         """rho -> (1-p) rho + p Tr_q(rho) (x) I/2^k on the wire or tuple of wires ``q``."""
@@ -390,22 +469,17 @@ class Circuit:
 
 
 def _add_gate_methods():
-    """Adds one builder method per gate of the table, with the DESIGN.md call shapes."""
-    from qjaxrob.gates import GATES
+    """Adds one builder method per gate of the table, with the call shapes listed in the README."""
 
     def make(name, n_wires, n_angles):
-        if n_wires == 2:
-            def method(self, a, b, *angles, cut=False):
-                return self.gate(name, (a, b), *angles, cut=cut)
-        else:
-            def method(self, *args):
-                wires, angles = args[:n_wires], args[n_wires:]
-                if len(args) != n_wires + n_angles:
-                    raise ParameterError(
-                        f"{name} takes {n_wires} wire(s) and {n_angles} angle(s), got {args!r}"
-                    )
-                return self.gate(name, wires, *angles)
-        method.__name__ = name
+        def method(self, *args, cut=False):
+            if len(args) != n_wires + n_angles:
+                raise ParameterError(
+                    f"{name} takes {n_wires} wire(s) and {n_angles} angle(s), got {args!r}"
+                )
+            return self.gate(name, args[:n_wires], *args[n_wires:], cut=cut)
+
+        method.__name__ = method.__qualname__ = name
         method.__doc__ = f"Appends ``{name}`` ({n_wires} wire(s), {n_angles} angle(s))."
         return method
 

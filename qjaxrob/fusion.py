@@ -20,14 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.circuit import Op, Repeat
 from qjaxrob.gates import GATES
-from qjaxrob.kernels import apply_diagonal, apply_matrix
-from qjaxrob.kernels.structured import monomial
+from qjaxrob.kernels import apply_diagonal, apply_matrix, monomial
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
@@ -62,23 +60,6 @@ class Block:
     phases: tuple[complex, ...] = ()
 
 
-def _op_kind(op: Op) -> str:
-    if op.name == "unitary":
-        m = op.matrices[0].array
-        return "diagonal" if np.count_nonzero(m - np.diag(np.diag(m))) == 0 else "dense"
-    spec = GATES[op.name]
-    return "diagonal" if spec.diag_fn is not None else spec.kind
-
-
-def const_matrix(op: Op) -> np.ndarray:
-    """The complex128 NumPy matrix of a constant gate or ``unitary`` op, from the gate table."""
-    if op.name == "unitary":
-        return op.matrices[0].array
-    values = tuple(a.offset for a in op.angles)
-    with jax.ensure_compile_time_eval(), jax.enable_x64(True):
-        return np.asarray(GATES[op.name].matrix_fn(values, np.complex128))
-
-
 def _embed_np(m, op_wires, wires):
     """Dense NumPy ``(2**k, 2**k)`` matrix of ``m`` on ``op_wires`` within block ``wires``."""
     k = len(wires)
@@ -91,13 +72,13 @@ def _embed_np(m, op_wires, wires):
 
 def _make_block(wires, ops) -> Block:
     wires = tuple(sorted(wires))
-    kinds = {_op_kind(op) for op in ops}
+    kinds = {op.kind for op in ops}
     if kinds == {"diagonal"}:
         return Block(wires, ops, "diagonal")
     if "dense" not in kinds and all(op.is_constant for op in ops):
         m = np.eye(2 ** len(wires), dtype=np.complex128)
         for op in ops:
-            m = _embed_np(const_matrix(op), op.wires, wires) @ m
+            m = _embed_np(op.const_matrix(), op.wires, wires) @ m
         mono = monomial(m)
         if mono is not None:
             perm, phases = mono
@@ -182,9 +163,13 @@ def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
 
 def op_matrix(op, params, x, dtype):
     """``("diagonal", d)`` or ``("dense", U)`` for a gate or unitary op, built from the
-    (possibly traced) angles at run time."""
+    (possibly traced) angles at run time; the kind always agrees with ``op.kind`` (a
+    diagonal ``unitary`` yields its diagonal), so block kinds and operands match."""
     if op.name == "unitary":
-        return "dense", jnp.asarray(op.matrices[0].array, dtype)
+        m = op.matrices[0].array
+        if op.kind == "diagonal":
+            return "diagonal", jnp.asarray(np.diag(m), dtype)
+        return "dense", jnp.asarray(m, dtype)
     spec = GATES[op.name]
     values = tuple(a.resolve(params, x) for a in op.angles)
     if spec.diag_fn is not None:

@@ -1,6 +1,6 @@
 """The closed gate table: name -> arity, angle count, kind and matrix as a function of angles.
 
-Matrices follow the conventions of DESIGN.md, in radians, with wire 0 of the gate as the
+Matrices follow these conventions, in radians, with wire 0 of the gate as the
 most significant bit of the matrix index (so ``cnot`` is ``diag(I, X)`` with the first wire
 controlling):
 
@@ -22,12 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.errors import UnknownGateError
 
-__all__ = ["GateSpec", "GATES", "gate_spec", "gate_matrix", "gate_diagonal"]
+__all__ = [
+    "GateSpec", "GATES", "PAULI_MATRICES", "gate_spec", "gate_matrix", "gate_diagonal",
+]
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,12 @@ def _cs(t, dtype):
 
 def _expi(t, dtype):
     t = jnp.asarray(t, _real_dtype(dtype))
-    return jnp.exp(1j * t).astype(dtype)
+    return jax.lax.complex(jnp.cos(t), jnp.sin(t)).astype(dtype)
 
 
 def _rx(angles, dtype):
     c, s = _cs(angles[0], dtype)
+    c, s = c.astype(dtype), s.astype(dtype)
     return jnp.array([[c, -1j * s], [-1j * s, c]], dtype=dtype)
 
 
@@ -143,8 +147,18 @@ def _ising(pauli):
     return matrix
 
 
-_X = np.array([[0, 1], [1, 0]])
-_Y = np.array([[0, -1j], [1j, 0]])
+PAULI_MATRICES: dict[str, np.ndarray] = {
+    "I": np.eye(2, dtype=np.complex128),
+    "X": np.array([[0, 1], [1, 0]], dtype=np.complex128),
+    "Y": np.array([[0, -1j], [1j, 0]], dtype=np.complex128),
+    "Z": np.diag([1.0, -1.0]).astype(np.complex128),
+}
+"""The one-qubit Pauli matrices (complex128 NumPy, read-only), the one table every module uses."""
+for _m in PAULI_MATRICES.values():
+    _m.setflags(write=False)
+
+_X = PAULI_MATRICES["X"]
+_Y = PAULI_MATRICES["Y"]
 _SQ2 = 1 / np.sqrt(2)
 
 _ROWS = [

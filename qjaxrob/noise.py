@@ -26,13 +26,11 @@ the noise level). Inside a ``Repeat`` block the parameters are offset per repeti
 
 from __future__ import annotations
 
-import numbers
-
 from qjaxrob.checks import check_wires
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import ParameterError, QjrTypeError
 
-__all__ = ["insert", "NOISE_CHANNELS"]
+__all__ = ["insert", "layer", "NOISE_CHANNELS"]
 
 NOISE_CHANNELS = ("depolarizing", "bit_flip", "phase_flip", "amplitude_damping",
                   "phase_damping", "random_rotation")
@@ -59,25 +57,30 @@ def insert(c: Circuit, channel: str, after: str = "each_gate", p=None, wires=Non
     """
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
-    if channel not in NOISE_CHANNELS:
-        raise ParameterError(f"unknown noise channel {channel!r}; choose from {NOISE_CHANNELS}")
     if after not in ("each_gate", "each_layer"):
         raise ParameterError(f"after must be 'each_gate' or 'each_layer', got {after!r}")
+    noise = {op.wires[0]: op for op in layer(c.n_qubits, channel, p, wires, axis).ops}
+    return Circuit(c.n_qubits, _insert_ops(c.ops, noise, after))
+
+
+def layer(n_qubits: int, channel: str, p, wires=None, axis=None) -> Circuit:
+    """An ``n_qubits``-wire circuit with one ``channel(p)`` on each of ``wires`` (default:
+    all), in wire order: the noise layer that ``insert`` places; arguments as there."""
+    if channel not in NOISE_CHANNELS:
+        raise ParameterError(f"unknown noise channel {channel!r}; choose from {NOISE_CHANNELS}")
     if p is None:
-        raise ParameterError(f"insert({channel!r}) needs a noise level p, got None")
+        raise ParameterError(f"noise channel {channel!r} needs a noise level p, got None")
     if (axis is None) == (channel == "random_rotation"):
         raise ParameterError(
             f"axis is required for random_rotation and only for it; got channel={channel!r}, "
             f"axis={axis!r}"
         )
-    if wires is None:
-        wires = range(c.n_qubits)
-    elif isinstance(wires, numbers.Integral):
-        wires = (wires,)
+    c = Circuit(n_qubits)
+    wires = range(n_qubits) if wires is None else wires
     args = (axis, p) if axis is not None else (p,)
-    make = getattr(Circuit(c.n_qubits), channel)  # validates p (ProbabilityError)
-    noise = {w: make(w, *args).ops[0] for w in check_wires(wires, c.n_qubits)}
-    return Circuit(c.n_qubits, _insert_ops(c.ops, noise, after))
+    make = getattr(c, channel)  # validates p (ProbabilityError)
+    ops = tuple(make(w, *args).ops[0] for w in check_wires(wires, n_qubits))
+    return Circuit(n_qubits, ops)
 
 
 def _insert_ops(ops, noise, after):

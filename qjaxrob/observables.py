@@ -12,9 +12,9 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-from qjaxrob.errors import ObservableError, QjrTypeError
+from qjaxrob.errors import ObservableError, QjrTypeError, WireError
 
-__all__ = ["PauliSum", "X", "Y", "Z", "I", "pauli"]
+__all__ = ["PauliSum", "X", "Y", "Z", "I", "pauli", "split_word"]
 
 # Product table of single-qubit Paulis: (a, b) -> (phase, letter) with a b = phase * letter.
 _PRODUCT = {
@@ -22,6 +22,11 @@ _PRODUCT = {
     ("Y", "Z"): (1j, "X"), ("Z", "Y"): (-1j, "X"),
     ("Z", "X"): (1j, "Y"), ("X", "Z"): (-1j, "Y"),
 }
+
+
+def split_word(word: tuple) -> tuple[str, tuple[int, ...]]:
+    """``(letters, wires)`` of a term's word: ``((0, "X"), (3, "Z"))`` -> ``("XZ", (0, 3))``."""
+    return "".join(l for _, l in word), tuple(w for w, _ in word)
 
 
 def _mul_words(a: tuple, b: tuple) -> tuple[complex, tuple]:
@@ -164,6 +169,11 @@ def pauli(word: str, coeff: float = 1.0, wires=None) -> PauliSum:
     wires = tuple(range(len(word))) if wires is None else tuple(wires)
     if len(wires) != len(word):
         raise ObservableError(f"Pauli word {word!r} has {len(word)} letters but wires={wires}")
+    seen = set()
+    for w in wires:
+        if w in seen:
+            raise WireError(f"repeated wire {w!r} in wires={wires} of Pauli word {word!r}")
+        seen.add(w)
     out = PauliSum._from_terms([(coeff, ())])
     for letter, wire in zip(word.upper(), wires):
         out = out @ _single(letter, wire)

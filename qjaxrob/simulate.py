@@ -16,132 +16,38 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from qjaxrob import channels
+from qjaxrob.adjoint import adjoint_expval
 from qjaxrob.checks import (
     check_dtype,
     check_key,
+    check_memory,
     check_observables,
     check_shots,
     check_vector,
     check_wires,
+    real_dtype,
 )
-from qjaxrob.circuit import Circuit, Repeat
-from qjaxrob.errors import (
-    DensityMatrixOnlyError,
-    ParameterError,
-    QjrTypeError,
-)
-from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
-from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
-from qjaxrob.kernels import density as dk
-from qjaxrob.kernels.structured import apply_permutation
-from qjaxrob.observables import PauliSum
+from qjaxrob.circuit import Circuit
+from qjaxrob.engine import coefficients, final_tensor, observable_values, term_values
+from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
+from qjaxrob.kernels import density_diagonal
+from qjaxrob.shots import estimate as shot_estimate
+from qjaxrob.shots import expand_circuit
+from qjaxrob.trajectories import checked_expval, trajectory_state
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
 
 
-def _prepare(c, params, x, dtype):
+def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
+    """Checks the circuit, dtype, ``params``/``x`` and the memory the state needs."""
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
     dt = check_dtype(dtype)
-    real = np.finfo(dt).dtype
-    return dt, check_vector(params, c.n_params, "params", real), check_vector(x, c.n_inputs, "x", real)
-
-
-# ---- the circuit walk -----------------------------------------------------------
-def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
-    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
-    each ``Repeat`` to a ``lax.scan`` over its repetitions' parameter slices.
-
-    ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
-    :func:`qjaxrob.fusion.fuse`; it is applied to every ``Repeat`` body as well."""
-    ops = circuit.ops if prepare is None else prepare(circuit.ops)
-    for op in ops:
-        if isinstance(op, Repeat):
-            stride = op.block.n_params
-            if stride:
-                start = op.param_offset
-                rows = params[start : start + op.times * stride].reshape(op.times, stride)
-            else:
-                rows = jnp.zeros((op.times, 0), params.dtype)
-
-            def body(carry, p, block=op.block):
-                return evolve(block, carry, p, x, apply_op, prepare), None
-
-            carry, _ = jax.lax.scan(body, carry, rows)
-        else:
-            carry = apply_op(carry, op, params, x)
-    return carry
-
-
-def statevector_op(dtype):
-    """Per-op statevector update ``(state, op, params, x) -> state`` for gates, fused
-    blocks and markers (channels raise); the Pallas kernels are used only on a GPU backend."""
-    matrix_kernel, diagonal_kernel = apply_matrix, apply_diagonal
-    if jax.default_backend() == "gpu":
-        from qjaxrob.kernels import pallas
-
-        matrix_kernel, diagonal_kernel = pallas.apply_matrix, pallas.apply_diagonal
-
-    def apply(state, op, params, x):
-        if isinstance(op, Block):
-            arg = block_apply_args(op, params, x, dtype)
-            if op.kind == "diagonal":
-                return diagonal_kernel(state, arg, op.wires)
-            if op.kind == "permutation":
-                return apply_permutation(state, op.perm, arg, op.wires)
-            return matrix_kernel(state, arg, op.wires)
-        if op.is_marker:
-            return state
-        if op.is_channel:
-            raise DensityMatrixOnlyError(
-                f"channel {op.name!r} on wires {op.wires} needs density-matrix simulation "
-                "(mixed=True / qjr.density_matrix) or quantum trajectories (pass key=)"
-            )
-        kind, m = op_matrix(op, params, x, dtype)
-        if kind == "diagonal":
-            return diagonal_kernel(state, m, op.wires)
-        return matrix_kernel(state, m, op.wires)
-
-    return apply
-
-
-def _density_op(dtype):
-    def apply(rho, op, params, x):
-        if op.is_marker:
-            return rho
-        if op.is_channel:
-            values = tuple(a.resolve(params, x) for a in op.angles)
-            ks = channels.kraus_set(op.name, len(op.wires), values, op.matrices, op.meta, dtype)
-            return dk.apply_kraus(rho, ks, op.wires)
-        kind, m = op_matrix(op, params, x, dtype)
-        if kind == "diagonal":
-            return dk.apply_diagonal_density(rho, m, op.wires)
-        return dk.apply_matrix_density(rho, m, op.wires)
-
-    return apply
-
-
-def zero_state(n: int, dtype, mixed: bool = False):
-    shape = (2,) * (2 * n if mixed else n)
-    state = jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
-    # The barrier stops XLA from constant-folding a whole parameter-free circuit at
-    # compile time (which embeds huge constants and can take minutes).
-    return jax.lax.optimization_barrier(state)
-
-
-def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS):
-    """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
-
-    Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
-    (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
-    n = circuit.n_qubits
-    if mixed:
-        return evolve(circuit, zero_state(n, dtype, True), params, x, _density_op(dtype))
-    prepare = partial(fuse, max_qubits=fuse_qubits) if fuse_qubits else None
-    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype), prepare)
+    check_memory(c.n_qubits, dt, mixed=bool(mixed), what=what)
+    real = real_dtype(dt)
+    params = check_vector(params, c.n_params, "params", real)
+    return dt, params, check_vector(x, c.n_inputs, "x", real)
 
 
 # ---- compiled entry points ---------------------------------------------------------
@@ -162,35 +68,17 @@ def _marginal(p, wires, n):
 @partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires"))
 def _probs(circuit, params, x, dtype, mixed, wires):
     t = final_tensor(circuit, params, x, dtype, mixed)
-    p = dk.density_diagonal(t) if mixed else jnp.abs(t) ** 2
+    p = density_diagonal(t) if mixed else jnp.abs(t) ** 2
     return _marginal(p, wires, circuit.n_qubits)
-
-
-def term_values(t, obs: PauliSum, mixed: bool):
-    """The expectation of every Pauli term of ``obs``, shape ``(n_terms,)``."""
-    kernel = dk.density_pauli_expval if mixed else pauli_expval
-    vals = [kernel(t, "".join(l for _, l in w), tuple(q for q, _ in w)) for _, w in obs.terms]
-    real = jnp.finfo(t.dtype).dtype
-    return jnp.stack(vals).astype(real) if vals else jnp.zeros((0,), real)
-
-
-def _coefficients(obs: PauliSum, real_dtype):
-    return jnp.array([c.real for c, _ in obs.terms], real_dtype)
-
-
-def observable_value(t, obs: PauliSum, mixed: bool):
-    """``<O>`` on a final tensor (real scalar): the coefficient-weighted term values."""
-    vals = term_values(t, obs, mixed)
-    return jnp.dot(_coefficients(obs, vals.dtype), vals)
 
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
 def _expval(circuit, observables, params, x, dtype, mixed):
     t = final_tensor(circuit, params, x, dtype, mixed)
-    return jnp.stack([observable_value(t, o, mixed) for o in observables])
+    return observable_values(t, observables, mixed)
 
 
-@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "shots"))
+@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
 def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
     """Finite-shot estimate: each Pauli term is measured in its own eigenbasis with
     ``shots`` shots; a +-1 outcome has P(+1) = (1 + <P>)/2, so the count of +1 is
@@ -203,7 +91,7 @@ def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
         counts = jax.random.binomial(jax.random.fold_in(key, i), shots, p_plus)
         identity = jnp.array([not w for _, w in obs.terms], bool)
         est = jnp.where(identity, 1.0, 2 * counts / shots - 1).astype(vals.dtype)
-        out.append(jnp.dot(_coefficients(obs, vals.dtype), est))
+        out.append(jnp.dot(coefficients(obs, vals.dtype), est))
     return jnp.stack(out)
 
 
@@ -216,30 +104,24 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
     quantum trajectory (``qjaxrob.trajectories``); without a key that raises
     ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
     """
-    dt, params, x = _prepare(c, params, x, dtype)
+    dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
-        from qjaxrob.trajectories import trajectory_state
-
-        return trajectory_state(c, params, x, key, dt)
+        return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
     return _tensor(c, params, x, dt, False).reshape(-1)
 
 
 def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
-    dt, params, x = _prepare(c, params, x, dtype)
+    dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
     dim = 2**c.n_qubits
     return _tensor(c, params, x, dt, True).reshape(dim, dim)
-
-
-def _check_wires(wires, n):
-    return tuple(range(n)) if wires is None else check_wires(wires, n)
 
 
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
     """Probabilities of the computational-basis outcomes on ``wires`` (default all),
     shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit."""
-    dt, params, x = _prepare(c, params, x, dtype)
-    wires = _check_wires(wires, c.n_qubits)
+    dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
+    wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
     return _probs(c, params, x, dt, bool(mixed), wires)
 
 
@@ -248,16 +130,22 @@ def _sample_bits(key, p, shots, n):
     cdf = jnp.cumsum(p)
     u = jax.random.uniform(key, (shots,), dtype=cdf.dtype) * cdf[-1]
     idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, p.shape[0] - 1)
-    shifts = jnp.arange(n - 1, -1, -1)
+    shifts = jnp.arange(n - 1, -1, -1, dtype=idx.dtype)
     return ((idx[:, None] >> shifts) & 1).astype(jnp.int8)
 
 
 def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
     """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
     column k = wire k."""
+    key = check_key(key, "sample")
     shots = check_shots(shots)
+    if isinstance(c, Circuit) and c.n_qubits >= 31 and not jax.config.read("jax_enable_x64"):
+        raise ResourceError(
+            f"sample of {c.n_qubits} qubits indexes 2**{c.n_qubits} outcomes, beyond int32; "
+            "enable jax_enable_x64 or sample fewer qubits"
+        )
     p = probs(c, params, x, mixed=mixed, dtype=dtype)
-    return _sample_bits(check_key(key, "sample"), p, shots, c.n_qubits)
+    return _sample_bits(key, p, shots, c.n_qubits)
 
 
 def expval(
@@ -281,7 +169,10 @@ def expval(
         params, x: 1-D real arrays of length ``c.n_params`` and ``c.n_inputs``.
         mixed: simulate the density matrix (needed for noise channels).
         shots: if given, a finite-shot estimate (each Pauli term measured with ``shots``
-            shots); needs ``key``. Not differentiable.
+            shots); needs ``key``. Differentiable w.r.t. ``params`` and ``x`` by the
+            parameter-shift rules, each shifted circuit from its own shots (unbiased; cost
+            and unsupported cases in ``qjaxrob.shots``). ``shots`` is passed as data: a new
+            value does not recompile.
         key: PRNG key for ``shots`` or ``trajectories``.
         trajectories: if given (a positive int T), the mean over T quantum trajectories
             (``qjaxrob.trajectories``; statevector memory, noise channels allowed); needs
@@ -292,21 +183,18 @@ def expval(
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
     observables, single = check_observables(obs, c.n_qubits)
-    dt, params, x = _prepare(c, params, x, dtype)
+    dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="expval")
     if diff not in ("backprop", "adjoint"):
         raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
     if trajectories is not None:
-        from qjaxrob.trajectories import checked_expval
-
         out = checked_expval(c, observables, params, x, key, dt, trajectories,
                              mixed=mixed, shots=shots, diff=diff)
     elif shots is not None:
         shots = check_shots(shots)
-        out = _expval_shots(c, observables, params, x, check_key(key, "expval with shots"),
-                            dt, bool(mixed), shots)
+        out = shot_estimate(_expval_shots, c, expand_circuit, params, x,
+                            check_key(key, "expval with shots"), jnp.asarray(shots),
+                            observables=observables, dtype=dt, mixed=bool(mixed))
     elif diff == "adjoint":
-        from qjaxrob.adjoint import adjoint_expval
-
         out = adjoint_expval(c, observables, params, x, dt, bool(mixed))
     else:
         out = _expval(c, observables, params, x, dt, bool(mixed))

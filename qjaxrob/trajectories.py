@@ -8,7 +8,7 @@ error ``std / sqrt(T)``. Memory is ``2**n`` amplitudes per trajectory instead of
 
 The branch probabilities come from the reduced density matrix of the channel's wires,
 ``p_i = Re Tr(K_i^dagger K_i rho_w)`` (one pass over the state, no copy per Kraus operator),
-then one kernel call applies the chosen ``K_i``. The carry of ``simulate.evolve`` is the
+then one kernel call applies the chosen ``K_i``. The carry of ``engine.evolve`` is the
 pair ``(state, key)``: each channel splits the key, so ``Repeat`` blocks stay ``lax.scan`` s.
 
 Gradients flow along the sampled branch (the discrete choice itself is not differentiated).
@@ -25,12 +25,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-import numpy as np
-
-from qjaxrob import channels
+from qjaxrob.checks import check_key, check_memory, check_positive_int
+from qjaxrob.engine import channel_kraus, evolve, observable_values, statevector_op, zero_state
 from qjaxrob.errors import ParameterError
 from qjaxrob.kernels import apply_matrix
-from qjaxrob.simulate import evolve, observable_value, statevector_op, zero_state
 
 __all__ = [
     "trajectory_tensor", "trajectory_state", "trajectory_expval", "checked_expval",
@@ -74,8 +72,7 @@ def _trajectory_op(dtype):
         state, key = carry
         if op.is_channel:
             key, sub = jax.random.split(key)
-            values = tuple(a.resolve(params, x) for a in op.angles)
-            ks = channels.kraus_set(op.name, len(op.wires), values, op.matrices, op.meta, dtype)
+            ks = channel_kraus(op, params, x, dtype)
             return _apply_channel(state, sub, ks, op.wires), key
         return unitary_step(state, op, params, x), key
 
@@ -95,6 +92,11 @@ def trajectory_state(circuit, params, x, key, dtype):
     return trajectory_tensor(circuit, params, x, key, dtype).reshape(-1)
 
 
+def _batch(n: int, trajectories: int) -> int:
+    """Trajectories run at once under ``vmap`` (``BATCH_AMPLITUDES`` docs)."""
+    return max(1, min(trajectories, BATCH_AMPLITUDES // 2**n))
+
+
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "trajectories"))
 def trajectory_expval(circuit, observables, params, x, key, dtype, trajectories):
     """The mean over ``trajectories`` independent trajectories (keys split from ``key``) of
@@ -102,9 +104,9 @@ def trajectory_expval(circuit, observables, params, x, key, dtype, trajectories)
 
     def one(k):
         t = trajectory_tensor(circuit, params, x, k, dtype)
-        return jnp.stack([observable_value(t, o, False) for o in observables])
+        return observable_values(t, observables, False)
 
-    batch = max(1, min(trajectories, BATCH_AMPLITUDES // 2**circuit.n_qubits))
+    batch = _batch(circuit.n_qubits, trajectories)
     keys = jax.random.split(key, trajectories)
     values = jax.lax.map(one, keys, batch_size=batch)
     return jnp.mean(values, axis=0)
@@ -113,16 +115,12 @@ def trajectory_expval(circuit, observables, params, x, key, dtype, trajectories)
 def checked_expval(c, observables, params, x, key, dtype, trajectories, *, mixed, shots, diff):
     """``qjr.expval(..., trajectories=T, key=key)``: validates the trajectory-specific
     arguments (``ParameterError`` naming the value) and runs ``trajectory_expval``."""
-    t = trajectories
-    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
-        raise ParameterError(f"trajectories must be a positive int, got {t!r}")
+    t = check_positive_int(trajectories, "trajectories")
     if mixed or shots is not None or diff != "backprop":
         raise ParameterError(
             f"trajectories={t} cannot be combined with mixed={mixed!r}, shots={shots!r} "
             f"or diff={diff!r}"
         )
-    if key is None:
-        raise ParameterError(
-            f"expval with trajectories={t} needs an explicit PRNG key (key=jax.random.key(seed))"
-        )
-    return trajectory_expval(c, observables, params, x, key, dtype, int(t))
+    key = check_key(key, f"expval with trajectories={t}")
+    check_memory(c.n_qubits, dtype, batch=_batch(c.n_qubits, t), what="trajectories")
+    return trajectory_expval(c, observables, params, x, key, dtype, t)

@@ -1,5 +1,17 @@
 """Shared test configuration: 64-bit JAX (so complex128 is available), 8 forced host
-devices for sharding tests, seeded generators and the hypothesis profile."""
+devices for sharding tests, seeded generators and the hypothesis profile.
+
+Contract checks:
+
+* qjaxrob's own warnings (subclasses of ``qjaxrob.errors.QjrWarning``) are errors in every
+  run: a test that expects one says so with ``pytest.warns``. Exception: ``PrecisionWarning``
+  (advice on float64 inputs to complex64 runs). Third-party warnings keep their default
+  handling.
+* ``--strict-dtypes`` runs the complex64 path with ``jax_numpy_dtype_promotion="strict"``,
+  so any silent up-cast (float32 + float64 -> float64, complex64 * Python complex128
+  array...) raises instead; tests parametrized with complex128 are deselected in that run
+  (``python -m pytest --strict-dtypes tests/test_simulate.py``).
+"""
 
 import os
 
@@ -22,7 +34,42 @@ settings.register_profile(
 )
 settings.load_profile("qjaxrob")
 
-TOL = {np.complex128: 1e-10, np.complex64: 1e-5}
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--strict-dtypes", action="store_true", default=False,
+        help="run the complex64 tests with jax_numpy_dtype_promotion='strict'",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("filterwarnings", "error::qjaxrob.errors.QjrWarning")
+    # PrecisionWarning is advice that ordinary float64 NumPy inputs to a complex64 run
+    # trigger; it keeps its default handling (its own tests use pytest.warns).
+    config.addinivalue_line("filterwarnings", "default::qjaxrob.errors.PrecisionWarning")
+    if config.getoption("--strict-dtypes"):
+        jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def _uses_complex128(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        try:
+            if np.dtype(value) == np.complex128:
+                return True
+        except TypeError:
+            continue
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--strict-dtypes"):
+        return
+    keep = [it for it in items if not _uses_complex128(it)]
+    deselected = [it for it in items if _uses_complex128(it)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
 
 
 @pytest.fixture

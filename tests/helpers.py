@@ -1,4 +1,5 @@
-"""Random-circuit builders shared by the tests (seeded, hypothesis-friendly)."""
+"""Shared test helpers: the tolerance table, finite differences, and random-circuit builders
+(seeded, hypothesis-friendly)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,29 @@ import qjaxrob as qjr
 from qjaxrob.gates import GATES
 
 GATE_NAMES = sorted(GATES)
+
+
+class _Tolerances(dict):
+    """Looks dtypes up by ``np.dtype`` (so ``jnp.complex64`` and ``np.complex64`` agree)."""
+
+    def __getitem__(self, dtype):
+        return dict.__getitem__(self, np.dtype(dtype))
+
+
+TOL = _Tolerances({np.dtype(np.complex128): 1e-10, np.dtype(np.complex64): 1e-5})
+"""Absolute tolerance of a simulated amplitude/expectation against an independent reference."""
+
+
+def finite_diff(f, v, h=1e-6):
+    """Central finite differences ``(f(v + h e_i) - f(v - h e_i)) / 2h`` of a scalar- or
+    array-valued ``f`` along each coordinate of the 1-D ``v``; the last axis is ``i``."""
+    v = np.asarray(v, dtype=float)
+    cols = []
+    for i in range(v.shape[0]):
+        e = np.zeros_like(v)
+        e[i] = h
+        cols.append((np.asarray(f(v + e)) - np.asarray(f(v - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
 
 
 def random_unitary(rng, dim):

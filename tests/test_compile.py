@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob import simulate
+from qjaxrob import engine
 from qjaxrob.qml import hardware_efficient
+from helpers import finite_diff
 from reference import expval_ref
 
 
@@ -18,13 +19,13 @@ def count_blocks(monkeypatch):
     """Counts fused blocks built while tracing (block matrices are built at trace time
     only, so the count is zero for a cached compilation)."""
     calls = []
-    real = simulate.block_apply_args
+    real = engine.block_apply_args
 
     def counting(block, *args):
         calls.append(block)
         return real(block, *args)
 
-    monkeypatch.setattr(simulate, "block_apply_args", counting)
+    monkeypatch.setattr(engine, "block_apply_args", counting)
     return calls
 
 
@@ -84,15 +85,6 @@ def test_adjoint_equals_backprop(rng):
     np.testing.assert_allclose(adj[1], bp[1], atol=1e-10)
 
 
-def _fd(f, v, h=1e-5):
-    """Central finite differences of a vector-valued f along each coordinate of v."""
-    cols = []
-    for i in range(v.shape[0]):
-        e = jnp.zeros_like(v).at[i].set(h)
-        cols.append((f(v + e) - f(v - e)) / (2 * h))
-    return jnp.stack(cols, axis=-1)
-
-
 def test_grad_of_grad_and_hessian_match_finite_differences(rng):
     c = _mixed_circuit()
     obs = qjr.Z(0) @ qjr.Z(2) + 0.5 * qjr.X(1)
@@ -103,7 +95,7 @@ def test_grad_of_grad_and_hessian_match_finite_differences(rng):
 
     g = jax.jit(jax.grad(f))
     hess = jax.jit(jax.hessian(f))(p)
-    np.testing.assert_allclose(hess, _fd(g, p), atol=1e-7)
+    np.testing.assert_allclose(hess, finite_diff(g, p, h=1e-5), atol=1e-7)
     np.testing.assert_allclose(hess, hess.T, atol=1e-10)
     # d/dt d/dt f along params[0], via jax.grad(jax.grad(...)) of a scalar function
     d2 = jax.grad(jax.grad(lambda t: f(p.at[0].set(t))))(p[0])
@@ -112,4 +104,4 @@ def test_grad_of_grad_and_hessian_match_finite_differences(rng):
     mixed = jax.jacobian(lambda xx: jax.grad(
         lambda pp: qjr.expval(c, obs, pp, xx, dtype=jnp.complex128))(p))(x)
     gx = jax.jit(lambda xx: jax.grad(lambda pp: qjr.expval(c, obs, pp, xx, dtype=jnp.complex128))(p))
-    np.testing.assert_allclose(mixed, _fd(gx, x), atol=1e-7)
+    np.testing.assert_allclose(mixed, finite_diff(gx, x, h=1e-5), atol=1e-7)

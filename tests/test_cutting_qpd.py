@@ -4,7 +4,9 @@ independent reference in tests/reference.py), and gamma matches the literature."
 import numpy as np
 import pytest
 
-from qjaxrob.cutting import qpd
+from qjaxrob.cutting import kak, qpd
+
+C128 = np.complex128
 from reference import gate_matrix_ref
 
 
@@ -20,7 +22,7 @@ def choi_of_unitary(u):
 
 
 def test_peng_wire_cut_is_identity_with_gamma_4():
-    t = qpd.wire_table()
+    t = qpd.wire_table(C128)
     assert np.abs(qpd.choi(t, "wire") - choi_of_unitary(np.eye(2))).max() < 1e-12
     assert float(t.gamma) == pytest.approx(4.0)
     assert np.count_nonzero(np.asarray(t.coeffs)) == 8  # Peng's 8 terms
@@ -28,7 +30,7 @@ def test_peng_wire_cut_is_identity_with_gamma_4():
 
 
 def test_locc_wire_cut_is_identity_with_gamma_3():
-    t = qpd.locc_wire_table()
+    t = qpd.locc_wire_table(C128)
     assert np.abs(qpd.choi(t, "wire") - choi_of_unitary(np.eye(2))).max() < 1e-12
     c = np.asarray(t.coeffs)
     # channel-level one-norm: per basis P, a kept (2/3) and a flipped (-1/3) re-preparation
@@ -44,7 +46,7 @@ FIXED = ["cz", "cnot", "cy"]
 def test_gate_tables_reproduce_the_gate(name, theta):
     angles = [] if name in FIXED else [theta]
     target = choi_of_unitary(gate_matrix_ref(name, angles))
-    t = qpd.gate_table(name, theta)
+    t = qpd.gate_table(name, theta, C128)
     assert np.abs(qpd.choi(t) - target).max() < 1e-12
     if name in FIXED:
         expected = 3.0
@@ -82,10 +84,10 @@ KAK_CASES = {  # (matrix, literature gamma: CUTTING.md section 3.3 overhead tabl
 @pytest.mark.parametrize("name", list(KAK_CASES))
 def test_kak_tables_reproduce_the_gate_at_the_literature_gamma(name):
     u, gamma = KAK_CASES[name]
-    t = qpd.kak_table(u)
+    t = qpd.kak_table(u, C128)
     assert np.abs(qpd.choi(t) - choi_of_unitary(u)).max() < 1e-10
     assert float(t.gamma) == pytest.approx(gamma, abs=1e-9)
-    assert qpd.kak_gamma(u) == pytest.approx(gamma, abs=1e-9)
+    assert kak.kak_gamma(u) == pytest.approx(gamma, abs=1e-9)
 
 
 def test_kak_random_unitaries_match_qiskit_weyl_coordinates():
@@ -96,7 +98,7 @@ def test_kak_random_unitaries_match_qiskit_weyl_coordinates():
     from qiskit.synthesis import TwoQubitWeylDecomposition
     for seed, anchor in ((1, 6.479), (2, 2.828), (5, None), (9, None)):
         u = qi.random_unitary(4, seed=seed).data
-        t = qpd.kak_table(u)
+        t = qpd.kak_table(u, C128)
         assert np.abs(qpd.choi(t) - choi_of_unitary(u)).max() < 1e-10
         w = TwoQubitWeylDecomposition(u)
         a, b, c = w.a, w.b, w.c
@@ -110,9 +112,15 @@ def test_kak_random_unitaries_match_qiskit_weyl_coordinates():
             assert float(t.gamma) == pytest.approx(anchor, abs=1e-3)
     # the decomposition itself: u = phase * (a1 (x) a2) N (b1 (x) b2)
     u = qi.random_unitary(4, seed=3).data
-    a1, a2, coeffs, b1, b2 = qpd.kak(u)
+    a1, a2, coeffs, b1, b2 = kak.kak(u)
     paulis = [np.eye(2), [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], np.diag([1, -1])]
     core = sum(cf * np.kron(p, p) for cf, p in zip(coeffs, np.asarray(paulis, complex)))
     v = np.kron(a1, a2) @ core @ np.kron(b1, b2)
     phase = np.vdot(v.ravel(), u.ravel()) / 4
     assert abs(abs(phase) - 1) < 1e-9 and np.abs(phase * v - u).max() < 1e-9
+
+
+def test_tables_default_to_complex64_like_every_simulation_function():
+    for t in (qpd.wire_table(), qpd.locc_wire_table(), qpd.gate_table("cz"),
+              qpd.kak_table(np.eye(4)[[0, 2, 1, 3]])):
+        assert t.kraus_a.dtype == np.complex64 and t.coeffs.dtype == np.float32

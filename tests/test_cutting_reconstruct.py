@@ -1,6 +1,8 @@
 """Exact reconstruction, gradients, sampling, sharding and input errors of qjr.cutting.expval,
 checked against the dense NumPy reference on the uncut circuit."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 
 import qjaxrob as qjr
 from qjaxrob import cutting
-from qjaxrob.errors import CutError
+from qjaxrob.errors import CutError, CutWarning
+from helpers import finite_diff
 from reference import expval_ref
 
 C128 = jnp.complex128
@@ -47,6 +50,14 @@ def cut_circuits(draw):
     return c
 
 
+def quiet_partition(c):
+    """``partition`` of a random marked circuit: its wire cuts may separate nothing (then
+    they are simulated directly; tests/test_defects.py checks the warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CutWarning)
+        return cutting.partition(c)
+
+
 def random_obs(rng, n):
     """A Pauli sum whose terms span several wires (and fragments), plus a constant."""
     obs = 0.3 * qjr.I(0)
@@ -54,16 +65,6 @@ def random_obs(rng, n):
         word = "".join(rng.choice(list("IXYZ"), n))
         obs = obs + float(rng.normal()) * qjr.pauli(word)
     return obs
-
-
-def fd_grad(f, v, h=1e-5):
-    """Central finite differences of a NumPy function (the independent gradient reference)."""
-    out = np.zeros(len(v))
-    for i in range(len(v)):
-        e = np.zeros(len(v))
-        e[i] = h
-        out[i] = (f(v + e) - f(v - e)) / (2 * h)
-    return out
 
 
 def draw_inputs(c, seed):
@@ -76,7 +77,7 @@ def draw_inputs(c, seed):
 @settings(max_examples=8)
 @given(cut_circuits(), st.integers(0, 1000))
 def test_exact_reconstruction(c, seed):
-    cc = cutting.partition(c)
+    cc = quiet_partition(c)
     assert 2 <= len(cc.fragments) <= 4 + len(cc.cuts)
     params, x, obs = draw_inputs(c, seed)
     got = cutting.expval(cc, obs, params, x, dtype=C128)
@@ -86,13 +87,13 @@ def test_exact_reconstruction(c, seed):
 @settings(max_examples=3)
 @given(cut_circuits(), st.integers(0, 1000))
 def test_gradients_match_uncut(c, seed):
-    cc = cutting.partition(c)
+    cc = quiet_partition(c)
     params, x, obs = draw_inputs(c, seed)
     gp, gx = jax.grad(lambda p, xx: cutting.expval(cc, obs, p, xx, dtype=C128),
                       argnums=(0, 1))(jnp.asarray(params), jnp.asarray(x))
-    np.testing.assert_allclose(gp, fd_grad(lambda p: expval_ref(c, obs, p, x), params),
+    np.testing.assert_allclose(gp, finite_diff(lambda p: expval_ref(c, obs, p, x), params),
                                atol=1e-7)
-    np.testing.assert_allclose(gx, fd_grad(lambda xx: expval_ref(c, obs, params, xx), x),
+    np.testing.assert_allclose(gx, finite_diff(lambda xx: expval_ref(c, obs, params, xx), x),
                                atol=1e-7)
 
 
@@ -103,7 +104,7 @@ def two_cut():
          .cnot(1, 2).cz(0, 3, cut=True).rx(3, qjr.inp(0)).crx(2, 3, 0.4).h(0))
     obs = 0.8 * qjr.Z(0) @ qjr.Z(2) + 0.5 * qjr.X(1) @ qjr.Y(3) - 0.3 * qjr.X(0)
     params, x = np.array([0.3, 1.2]), np.array([0.9])
-    return cutting.partition(c), c, obs, params, x
+    return quiet_partition(c), c, obs, params, x
 
 
 def test_structure_and_list_of_observables(two_cut):
@@ -122,6 +123,7 @@ def test_structure_and_list_of_observables(two_cut):
     np.testing.assert_allclose(batch, [ref[0]] * 2, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_sampling_is_unbiased_with_shrinking_stderr(two_cut):
     cc, c, obs, params, x = two_cut
     exact = expval_ref(c, obs, params, x)
@@ -140,6 +142,7 @@ def test_sampling_is_unbiased_with_shrinking_stderr(two_cut):
     assert float(np.mean(err)) / float(err_big) == pytest.approx(4.0, rel=0.15)
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded(two_cut):
     cc, c, obs, params, x = two_cut
     devices = np.array(jax.devices())
@@ -180,6 +183,7 @@ def test_errors_name_the_value():
         cutting.expval(cc, qjr.Z(1), shots=1, key=jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_kak_gate_cuts_reconstruct_exactly_with_gradients():
     """SWAP, iSWAP and a random two-qubit unitary cut through their KAK tables: exact
     reconstruction and gradients equal the uncut dense reference; overhead = product of the
@@ -192,13 +196,13 @@ def test_kak_gate_cuts_reconstruct_exactly_with_gradients():
          .rx(1, qjr.param(1)).cz(0, 1).ry(3, qjr.inp(0)).cnot(3, 2))
     cc = cutting.partition(c)
     assert [cut.kind for cut in cc.cuts] == ["gate"] * 3 and len(cc.fragments) == 2
-    assert cc.overhead == pytest.approx(49 * qpd.kak_gamma(u))
+    assert cc.overhead == pytest.approx(49 * cutting.kak.kak_gamma(u))
     obs = qjr.Z(0) @ qjr.Z(3) + 0.5 * qjr.X(1) @ qjr.Y(2) - 0.2 * qjr.X(0) @ qjr.Y(1) @ qjr.Z(2)
     params, x = np.array([0.3, 1.1]), np.array([0.8])
     ref = expval_ref(c, obs, params, x)
     assert abs(float(cutting.expval(cc, obs, params, x, dtype=C128)) - ref) < 1e-9
     g = jax.grad(lambda p: cutting.expval(cc, obs, p, x, dtype=C128))(jnp.asarray(params))
-    np.testing.assert_allclose(g, fd_grad(lambda p: expval_ref(c, obs, p, x), params), atol=1e-7)
+    np.testing.assert_allclose(g, finite_diff(lambda p: expval_ref(c, obs, p, x), params), atol=1e-7)
     est, err = cutting.expval(cc, obs, params, x, dtype=C128, shots=200000,
                               key=jax.random.key(5), return_stderr=True)
     assert abs(float(est) - ref) < 5 * float(err)

@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
-from helpers import circuits, random_inputs, random_unitary
+from helpers import TOL, circuits, random_inputs, random_unitary
 from reference import density_ref, statevector_ref
 
-TOL = {jnp.complex128: 1e-10, jnp.complex64: 1e-5}
 CHANNEL_NAMES = ["depolarizing", "bit_flip", "phase_flip", "amplitude_damping",
                  "phase_damping", "random_rotation", "kraus"]
 
@@ -95,6 +94,7 @@ def test_channels_inside_repeat_blocks(rng):
     np.testing.assert_allclose(got, density_ref(c, params, x), atol=1e-10)
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(circuits(max_qubits=6, max_ops=8), st.integers(0, 99))
 def test_noiseless_density_is_outer_product_of_statevector(c, seed):

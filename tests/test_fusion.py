@@ -12,15 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
-from helpers import circuits, random_inputs, random_unitary
+from helpers import TOL, circuits, random_inputs, random_unitary
 from qjaxrob.fusion import Block, block_apply_args, fuse
 from qjaxrob.kernels.structured import apply_permutation, monomial
-from qjaxrob.simulate import final_tensor
+from qjaxrob.engine import final_tensor
 from reference import (
     embed, expval_ref, flat_ops, gate_matrix_ref, observable_matrix, resolve, statevector_ref,
 )
 
-TOL = {jnp.complex128: 1e-10, jnp.complex64: 1e-5}
 
 
 @partial(jax.jit, static_argnames=("c", "dtype", "k"))

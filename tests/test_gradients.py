@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
+from helpers import finite_diff
 from reference import expval_ref
 
 OBS = qjr.Z(0) @ qjr.Z(2) + 0.7 * qjr.X(1) - 0.4 * qjr.Y(2)
@@ -20,15 +21,6 @@ def _circuit():
     c = c.rxx(0, 1, qjr.param(3)).ryy(1, 2, qjr.param(4)).rzz(0, 2, qjr.param(5))
     c = c.cnot(0, 1).u3(2, qjr.param(6), qjr.param(7), qjr.param(8))
     return c.ry(0, qjr.inp(0) * 1.5 + 0.2).rx(2, qjr.inp(1))
-
-
-def _finite_diff(f, v, eps=1e-6):
-    g = np.zeros_like(v)
-    for i in range(len(v)):
-        e = np.zeros_like(v)
-        e[i] = eps
-        g[i] = (f(v + e) - f(v - e)) / (2 * eps)
-    return g
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +45,11 @@ def test_param_and_input_gradients_match_finite_differences(setup):
     c, p, x = setup
     f = lambda q, y: qjr.expval(c, OBS, q, y, dtype=jnp.complex128)  # noqa: E731
     gp, gx = jax.grad(f, argnums=(0, 1))(p, x)
-    np.testing.assert_allclose(gp, _finite_diff(lambda q: expval_ref(c, OBS, q, x), p), atol=1e-8)
-    np.testing.assert_allclose(gx, _finite_diff(lambda y: expval_ref(c, OBS, p, y), x), atol=1e-8)
+    np.testing.assert_allclose(gp, finite_diff(lambda q: expval_ref(c, OBS, q, x), p), atol=1e-8)
+    np.testing.assert_allclose(gx, finite_diff(lambda y: expval_ref(c, OBS, p, y), x), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_adjoint_equals_backprop_including_repeat_and_inputs(setup):
     c, p, x = setup
     block = qjr.Circuit(3).ry(0, qjr.param(0)).crz(0, 1, qjr.param(1) * 2.0).rx(2, qjr.inp(0))
@@ -75,12 +68,13 @@ def test_adjoint_equals_backprop_including_repeat_and_inputs(setup):
     assert float(f("adjoint")(p2, x)) == pytest.approx(float(f("backprop")(p2, x)), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_second_order_backprop_matches_finite_differences(setup):
     c, p, x = setup
     f = lambda q: qjr.expval(c, OBS, q, x, dtype=jnp.complex128)  # noqa: E731
     h = np.asarray(jax.hessian(f)(p))
     g = jax.grad(f)
-    fd = np.stack([_finite_diff(lambda q: np.asarray(g(q))[i], p, eps=1e-5) for i in range(len(p))])
+    fd = np.stack([finite_diff(lambda q: np.asarray(g(q))[i], p, h=1e-5) for i in range(len(p))])
     np.testing.assert_allclose(h, fd, atol=1e-7)
     np.testing.assert_allclose(h, h.T, atol=1e-10)
 
@@ -90,5 +84,5 @@ def test_gradient_w_r_t_x_of_gradient_w_r_t_params(setup):
     c, p, x = setup
     dl_dp = lambda y: jax.grad(lambda q: qjr.expval(c, OBS, q, y, dtype=jnp.complex128))(p)  # noqa: E731
     mixed = np.asarray(jax.jacobian(dl_dp)(x))
-    fd = _finite_diff(lambda y: np.asarray(dl_dp(y))[0], x, eps=1e-5)
+    fd = finite_diff(lambda y: np.asarray(dl_dp(y))[0], x, h=1e-5)
     np.testing.assert_allclose(mixed[0], fd, atol=1e-7)

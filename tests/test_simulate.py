@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
-from helpers import circuits, random_inputs
+from helpers import TOL, circuits, random_inputs
 from reference import expval_ref, observable_matrix, statevector_ref
 
-TOL = {jnp.complex128: 1e-10, jnp.complex64: 1e-5}
 
 
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])

@@ -37,8 +37,7 @@ import numbers
 from dataclasses import replace
 
 from qjaxrob.circuit import Circuit, Op
-from qjaxrob.cutting import qpd
-from qjaxrob.fusion import const_matrix
+from qjaxrob.cutting import kak, qpd
 from qjaxrob.errors import CutError, QjrTypeError
 
 __all__ = ["find_cuts"]
@@ -49,7 +48,7 @@ def _gate_gamma(op):
     if len(op.wires) != 2:
         return None
     if op.name in qpd.KAK_CUTS:
-        return qpd.kak_gamma(const_matrix(op))
+        return kak.kak_gamma(op.const_matrix())
     if op.name not in qpd.GATE_CUTS:
         return None
     if op.angles and op.angles[0].source == "const":

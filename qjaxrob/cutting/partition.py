@@ -15,14 +15,20 @@ the original ops (global parameter/input indices are kept, so every fragment rea
   (the local operations of ``qpd.gate_table``, or of ``qpd.kak_table`` for SWAP, iSWAP and
   two-qubit ``unitary`` ops marked ``cut=True``, cut at the optimal KAK gamma).
 
-A marker that does not separate the circuit (both ends land in one fragment) is honoured:
-the fragment carries both ends and the reconstruction stays exact. Errors (``CutError``): a
-wire cut after which its qubit is never used again (or only by another wire cut), a gate cut
-on a gate without a decomposition (``qpd.GATE_CUTS``, ``qpd.KAK_CUTS``).
+A cut that does not separate the circuit (both its ends land in one fragment, connected by
+uncut gates) would only multiply the work (each one multiplies the fragment's term rows by
+up to 16) without making any fragment narrower. By default (``redundant="simulate"``) such
+cuts are dropped, the gate or wire simulated directly, with a :class:`CutWarning`; they are
+listed in ``CutCircuit.uncut`` and in its ``repr``. ``redundant="error"`` raises
+``CutError`` instead. Dropping one never changes the fragments (its ends were connected
+already), so the remaining cuts all separate. Errors (``CutError``): a wire cut after which
+its qubit is never used again (or only by another wire cut), a gate cut on a gate without a
+decomposition (``qpd.GATE_CUTS``, ``qpd.KAK_CUTS``).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -30,9 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.circuit import Circuit, Op
-from qjaxrob.cutting import qpd
-from qjaxrob.fusion import const_matrix
-from qjaxrob.errors import CutError, QjrTypeError
+from qjaxrob.cutting import kak, qpd
+from qjaxrob.errors import CutError, CutWarning, QjrTypeError
 
 __all__ = ["Cut", "CutCircuit", "partition", "site_markers"]
 
@@ -64,7 +69,7 @@ class Cut:
         if self.kind == "wire":
             return qpd.wire_table(dtype)
         if self.op.name in qpd.KAK_CUTS:
-            return qpd.kak_table(const_matrix(self.op), dtype)
+            return qpd.kak_table(self.op.const_matrix(), dtype)
         theta = self.op.angles[0].resolve(params, x) if self.op.angles else 0.0
         return qpd.gate_table(self.op.name, theta, dtype)
 
@@ -82,7 +87,7 @@ class Cut:
         if self.kind == "wire":
             return 4.0
         if self.op.name in qpd.KAK_CUTS:
-            return qpd.kak_gamma(const_matrix(self.op))
+            return kak.kak_gamma(self.op.const_matrix())
         if self.op.angles and self.op.angles[0].source != "const":
             return qpd.gate_gamma_bound(self.op.name)
         theta = self.op.angles[0].offset if self.op.angles else 0.0
@@ -107,6 +112,8 @@ class CutCircuit:
             (where observables on ``q`` are measured).
         prep_perturbations: term-dependent perturbations, ``((cut, (V_0, ..., V_{n_b-1})),)``
             with ``V_b`` (``ConstMatrix`` 2x2) applied after side-1 operation ``b`` of that cut.
+        uncut: locations (in ``circuit.ops``) of the cut markers and ``cut=True`` gates that
+            separated nothing and are simulated directly (module docs).
     """
 
     circuit: Circuit
@@ -114,11 +121,12 @@ class CutCircuit:
     cuts: tuple
     outputs: tuple
     prep_perturbations: tuple = ()
+    uncut: tuple = ()
 
     @cached_property
     def _hash(self):
         return hash((self.circuit, self.fragments, self.cuts, self.outputs,
-                     self.prep_perturbations))
+                     self.prep_perturbations, self.uncut))
 
     def __hash__(self):
         return self._hash
@@ -173,9 +181,11 @@ class CutCircuit:
 
     def __repr__(self):
         kinds = ", ".join(f"{c.kind}@{c.location}" for c in self.cuts)
+        uncut = (f"; simulated directly (separate nothing): ops {list(self.uncut)}"
+                 if self.uncut else "")
         return (f"CutCircuit({len(self.fragments)} fragments of "
                 f"{[f.n_qubits for f in self.fragments]} qubits; cuts [{kinds}]; "
-                f"overhead {self.overhead:.4g})")
+                f"overhead {self.overhead:.4g}{uncut})")
 
 
 class _UnionFind:
@@ -196,22 +206,51 @@ class _UnionFind:
         self.parent[self.find(i)] = self.find(j)
 
 
-def partition(c: Circuit) -> CutCircuit:
-    """Splits ``c`` at its wire-cut markers and ``cut=True`` gates (see module docs)."""
+def partition(c: Circuit, *, redundant: str = "simulate") -> CutCircuit:
+    """Splits ``c`` at its wire-cut markers and ``cut=True`` gates (see module docs).
+
+    ``redundant``: what to do with cuts that separate nothing: ``"simulate"`` (default;
+    drop them with a ``CutWarning``, listed in ``CutCircuit.uncut``) or ``"error"``
+    (``CutError``)."""
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"partition expects a qjr.Circuit, got {type(c).__name__}")
+    if redundant not in ("simulate", "error"):
+        raise CutError(f"redundant must be 'simulate' or 'error', got {redundant!r}")
     if c.has_channels:
         raise CutError("cutting supports pure-state circuits only; found a noise channel")
     flat = c.unroll().ops
+    scan = _scan(flat, c.n_qubits, frozenset())
+    uf = scan[0]
+    idle = [loc for kind, loc, wires, _, segs in scan[4]
+            if uf.find(segs[0]) == uf.find(segs[1])]
+    if idle:
+        what = ", ".join(f"{flat[loc].name} on wires {flat[loc].wires} (op {loc})" for loc in idle)
+        if redundant == "error":
+            raise CutError(f"cuts that separate nothing (both ends in one fragment): {what}")
+        warnings.warn(
+            f"simulating directly {len(idle)} cut(s) that separate nothing (both ends in one "
+            f"fragment): {what}; pass redundant='error' to reject them", CutWarning,
+            stacklevel=2,
+        )
+        scan = _scan(flat, c.n_qubits, frozenset(idle))
+    cc = _build(c, flat, *scan)
+    return replace(cc, uncut=tuple(idle)) if idle else cc
+
+
+def _scan(flat, n_qubits, skip):
+    """Segments, gate events and raw cuts of the unrolled ops ``flat``; the cuts at the
+    locations in ``skip`` are treated as absent (marker ignored, gate simulated)."""
     uf = _UnionFind()
     seg_wire = []  # original wire of each segment
     current = []
-    for q in range(c.n_qubits):
+    for q in range(n_qubits):
         current.append(uf.add())
         seg_wire.append(q)
-    used = [False] * c.n_qubits
+    used = [False] * n_qubits
     events, raw_cuts = [], []  # events: (op, segments); raw cuts: (kind, loc, wires, op, segs)
     for loc, op in enumerate(flat):
+        if op.is_marker and loc in skip:
+            continue
         if op.is_marker:
             q = op.wires[0]
             up, down = current[q], uf.add()
@@ -219,7 +258,7 @@ def partition(c: Circuit) -> CutCircuit:
             used.append(False)
             current[q] = down
             raw_cuts.append(("wire", loc, (q,), None, (up, down)))
-        elif op.cut:
+        elif op.cut and loc not in skip:
             if op.name not in qpd.GATE_CUTS + qpd.KAK_CUTS or len(op.wires) != 2:
                 raise CutError(
                     f"gate {op.name!r} on wires {op.wires} (op {loc}) has no gate-cut "
@@ -233,12 +272,12 @@ def partition(c: Circuit) -> CutCircuit:
             for s in segs:
                 used[s] = True
                 uf.union(s, segs[0])
-            events.append((loc, op, segs))
+            events.append((loc, replace(op, cut=False) if op.cut else op, segs))
     for kind, loc, wires, _, segs in raw_cuts:
         if kind == "wire" and not used[segs[1]]:
             raise CutError(f"wire cut on qubit {wires[0]} (op {loc}): the qubit is never used "
                            "again after the cut, so there is nothing to cut")
-    return _build(c, flat, uf, seg_wire, current, events, raw_cuts)
+    return uf, seg_wire, current, events, raw_cuts
 
 
 def _build(c, flat, uf, seg_wire, current, events, raw_cuts) -> CutCircuit:

@@ -14,7 +14,7 @@ shape ``(n_ops, 2)``: a unitary is ``(U, 0)`` with signs ``(1, 0)``; the signed 
 measurement of the QPD literature (``Pi_0 . Pi_0 - Pi_1 . Pi_1``, outcome 1 weighs -1) is
 ``(Pi_0, Pi_1)`` with signs ``(1, -1)``.
 
-Tables (conventions and checks in ``shared/anchors/CUTTING.md``):
+Tables (sources below; ``choi`` checks each against the map it decomposes):
 
 * ``wire_table()``: Peng, Harrow, Ozols, Wu, PRL 125, 150504 (2020), the 8-term
   measure-and-prepare identity ``rho = sum_i c_i Tr(O_i rho) rho_i``, gamma = 4. Side A is
@@ -34,35 +34,37 @@ Tables (conventions and checks in ``shared/anchors/CUTTING.md``):
   outcome, so ``partition`` does not use it (exact reconstruction would equal Peng's anyway).
 
 * ``kak_table(u)`` (beyond qiskit-addon-cutting): any two-qubit unitary (SWAP, iSWAP,
-  ``unitary`` ops) through its KAK form ``(A1 (x) A2) sum_a u_a P_a (x) P_a (B1 (x) B2)`` at
-  the optimal gamma ``2 (sum |u_a|)^2 - 1`` (SWAP/iSWAP 7), see its docstring for the
-  construction; qiskit's generic KAK method is not optimal (CUTTING.md section 3.3).
+  ``unitary`` ops) through its KAK form at the optimal gamma ``2 (sum |u_a|)^2 - 1``
+  (SWAP/iSWAP 7); the decomposition and the local operations are built in
+  :mod:`qjaxrob.cutting.kak`; qiskit's generic KAK method is not optimal.
 
 ``choi(table)`` returns the Choi matrix of the decomposed map, for checking each table as an
 identity of Choi matrices. Angles may be traced: tables are built with ``jax.numpy``.
+Tables are complex64 by default (``dtype=``, like every simulation function).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.fusion import const_matrix
+from qjaxrob.cutting import kak as _kak
+from qjaxrob.gates import PAULI_MATRICES
 
 __all__ = [
     "QPDTable", "WIRE_MEASURE", "WIRE_PREPARE", "GATE_CUTS", "wire_table", "gate_table",
-    "locc_wire_table", "gate_gamma", "gate_gamma_bound", "choi",
+    "locc_wire_table", "gate_gamma", "gate_gamma_bound", "choi", "kak_table", "KAK_CUTS",
+    "gate_pattern", "WIRE_PATTERN",
 ]
 
 _S2 = 1 / np.sqrt(2)
 _H = np.array([[1, 1], [1, -1]]) * _S2
 _S = np.diag([1, 1j])
 _SDG = np.diag([1, -1j])
-_X = np.array([[0, 1], [1, 0]])
-_Z = np.diag([1.0, -1.0])
-_I = np.eye(2)
+_X, _Z, _I = PAULI_MATRICES["X"], PAULI_MATRICES["Z"], PAULI_MATRICES["I"]
 _V = _S @ _H  # V Z V^+ = Y
 _P0, _P1 = np.diag([1.0, 0.0]), np.diag([0.0, 1.0])
 
@@ -120,7 +122,7 @@ def _stack(ops):
     return np.stack([k for k, _ in ops]), np.stack([s for _, s in ops])
 
 
-def wire_table(dtype=jnp.complex128) -> QPDTable:
+def wire_table(dtype=jnp.complex64) -> QPDTable:
     """Peng's 8-term identity as a ``4 x 6`` coefficient matrix (measure IXYZ x prepare)."""
     coeffs = np.zeros((4, 6))
     for m, p, c in _PENG:
@@ -131,7 +133,7 @@ def wire_table(dtype=jnp.complex128) -> QPDTable:
     return _table(coeffs, meas, [_unitary_op(u) for u in _PREP_U], dtype)
 
 
-def locc_wire_table(dtype=jnp.complex128) -> QPDTable:
+def locc_wire_table(dtype=jnp.complex64) -> QPDTable:
     """The gamma = 3 one-way-communication wire cut: side A = the 6 unsigned outcome
     projectors ``Pi_s^P`` (P in XYZ, s = +-), side B = the 6 eigenstates, ``C = 2/3`` on the
     observed eigenstate and ``-1/3`` on the flipped one. gamma is the one-norm over the 6
@@ -182,8 +184,10 @@ def _rzz_coeffs(phi):
 
 
 def _rz(t):
-    e = jnp.exp(-0.5j * t)
-    return jnp.array([[1, 0], [0, 0]]) * e + jnp.array([[0, 0], [0, 1]]) * jnp.conj(e)
+    """``rz(t) = diag(e^{-it/2}, e^{it/2})`` for a real (possibly traced) t, complex."""
+    t = jnp.asarray(t)
+    e = jax.lax.complex(jnp.cos(t / 2), -jnp.sin(t / 2))
+    return jnp.diag(jnp.stack([e, jnp.conj(e)]))
 
 
 def _dressing(name, theta):
@@ -214,7 +218,7 @@ GATE_CUTS = ("cz", "cnot", "cy", "rzz", "rxx", "ryy", "crz", "crx", "cry")
 """Two-qubit gates with a gate-cut decomposition (first wire = side A)."""
 
 
-def gate_table(name: str, theta=0.0, dtype=jnp.complex128) -> QPDTable:
+def gate_table(name: str, theta=0.0, dtype=jnp.complex64) -> QPDTable:
     """The QPD of gate ``name`` (one of ``GATE_CUTS``) at angle ``theta`` (ignored for the
     fixed gates; may be traced), over 5 ops per side."""
     phi, la, lb, ra, rb = _dressing(name, jnp.asarray(theta, jnp.finfo(dtype).dtype))
@@ -237,7 +241,7 @@ for _m, _p, _ in _PENG:
 def gate_pattern(op) -> np.ndarray:
     """Static mask of the structurally nonzero coefficients of gate-cut ``op``'s table."""
     if op.name in KAK_CUTS:
-        return _kak_parts(const_matrix(op))[0] != 0
+        return _kak.kak_terms(op.const_matrix())[0] != 0
     return _RZZ_PATTERN.copy()
 
 
@@ -300,124 +304,7 @@ def _two_side(ka, sa, kb, sb, sigma):
     return out
 
 
-# ---- general two-qubit gates through their KAK form ------------------------------------------
-_PAULI = (np.eye(2), _X.astype(complex), np.array([[0, -1j], [1j, 0]]), _Z.astype(complex))
-_TO_Z = (None, _H, _H @ _SDG, _I)  # C with C P C^+ = Z for P = X, Y, Z
-_MAGIC = np.array([[1, 0, 0, 1j], [0, 1j, 1, 0], [0, 1j, -1, 0], [1, 0, 0, -1j]]) * _S2
-
-
-def _local_factors(m):
-    """``(a, b)`` unitaries with ``m = a (x) b`` up to a phase (``m`` local, 4x4)."""
-    t = m.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4)
-    u, s, vh = np.linalg.svd(t)
-    a, b = u[:, 0].reshape(2, 2) * np.sqrt(s[0]), vh[0].reshape(2, 2) * np.sqrt(s[0])
-    return a / np.sqrt(abs(np.linalg.det(a))), b / np.sqrt(abs(np.linalg.det(b)))
-
-
-def kak(u):
-    """KAK decomposition of a 4x4 unitary: ``(a1, a2, coeffs, b1, b2)`` with
-    ``u = e^{i chi} (a1 (x) a2) (sum_alpha coeffs[alpha] P_alpha (x) P_alpha) (b1 (x) b2)``,
-    ``P = (I, X, Y, Z)`` and ``sum |coeffs|^2 = 1`` (the ``u_alpha`` of Mitarai-Fujii
-    arXiv:2006.11174 Eq. (6)). Magic-basis algorithm: ``M^+ u M = K1 D K2`` with real
-    orthogonal ``K1, K2`` (local in the computational basis) and diagonal ``D`` (the
-    nonlocal core, diagonal in the magic basis = spanned by the ``P (x) P``)."""
-    u = np.asarray(u, complex)
-    u = u / np.linalg.det(u) ** 0.25
-    up = _MAGIC.conj().T @ u @ _MAGIC
-    m2 = up.T @ up
-    rng = np.random.default_rng(1234)
-    for _ in range(100):
-        c = rng.normal()
-        _, p = np.linalg.eigh(m2.real + c * m2.imag)
-        d = p.T @ m2 @ p
-        if np.abs(d - np.diag(np.diag(d))).max() < 1e-9:
-            break
-    else:  # pragma: no cover - numerically degenerate beyond repair
-        raise ValueError("KAK: could not diagonalise the magic-basis symmetric form")
-    if np.linalg.det(p) < 0:
-        p[:, 0] *= -1
-    sq = np.sqrt(np.diag(p.T @ m2 @ p))
-    k1 = up @ p @ np.diag(1 / sq)
-    if np.linalg.det(k1.real) < 0:
-        k1[:, 0] *= -1
-        sq[0] *= -1
-    left = _MAGIC @ k1.real @ _MAGIC.conj().T
-    core = _MAGIC @ np.diag(sq) @ _MAGIC.conj().T
-    right = _MAGIC @ p.T @ _MAGIC.conj().T
-    coeffs = np.array([np.trace(np.kron(s, s) @ core) / 4 for s in _PAULI])
-    a1, a2 = _local_factors(left)
-    b1, b2 = _local_factors(right)
-    return a1, a2, coeffs, b1, b2
-
-
-def kak_gamma(u) -> float:
-    """The optimal gate-cut gamma ``2 (sum_alpha |u_alpha|)^2 - 1`` of a 4x4 unitary
-    (Piveteau-Sutter arXiv:2205.00016, Schmitt-Piveteau-Sutter arXiv:2312.11638)."""
-    return float(2 * np.sum(np.abs(kak(u)[2])) ** 2 - 1)
-
-
-def _half_op(psi):
-    """Signed instrument ``sigma -> (e^{i psi} sigma Z + e^{-i psi} Z sigma) / 2``: Kraus
-    ``diag(cos(psi/2), i sin(psi/2))`` (outcome +1) and ``diag(i sin(psi/2), cos(psi/2))``
-    (outcome -1); one measurement, so its QPD norm is 1."""
-    c, s = np.cos(psi / 2), 1j * np.sin(psi / 2)
-    return np.stack([np.diag([c, s]), np.diag([s, c])]), np.array([1.0, -1.0])
-
-
-def kak_table(u, dtype=jnp.complex128) -> QPDTable:
-    """Optimal QPD of any two-qubit unitary ``u`` through its KAK form (beyond
-    qiskit-addon-cutting, whose generic KAK method is the non-optimal Eq. (19) of
-    arXiv:2006.11174). With ``N = sum_a u_a P_a (x) P_a``:
-
-        N rho N^+ = sum_a |u_a|^2 (P_a(x)P_a) rho (P_a(x)P_a)
-                    + sum_{a<b} [w A rho B + w* B rho A],   w = u_a u_b^*, A = P_a(x)P_a, ...
-
-    Each pair term is ``r (M (x) M + Mbar (x) Mbar)`` with the per-qubit map
-    ``M(s) = e^{i phi/2} P_a s P_b`` (``w = r e^{i phi}``, the phase split between the two
-    qubits) and ``Mbar(s) = M(s^+)^+``; with ``H = (M + Mbar)/2``, ``K = (M - Mbar)/(2i)``
-    it equals ``2r (H (x) H - K (x) K)``. ``M(s) = e^{i psi} (P_a s P_a) P_g`` with
-    ``P_a P_b = lambda P_g``, so after the Clifford ``C`` with ``C P_g C^+ = Z`` both ``H`` and
-    ``K`` are the one-measurement instruments of ``_half_op`` (norm 1). gamma =
-    ``sum |u_a|^2 + 4 sum_{a<b} |u_a u_b| = 2 (sum |u_a|)^2 - 1``, the optimum (SWAP and iSWAP:
-    7, CZ: 3). The local KAK factors dress side A (``a1 . op . b1``) and side B
-    (``a2 . op . b2``). Ops with zero coefficient are dropped; ``C`` is diagonal."""
-    return _table(*_kak_parts(u), dtype)
-
-
-_KAK_CACHE = {}
-
-
-def _kak_parts(u):
-    """NumPy ``(coeffs, side_a, side_b)`` of ``kak_table`` (cached by the matrix bytes)."""
-    u = np.asarray(u, complex)
-    key = u.tobytes()
-    if key not in _KAK_CACHE:
-        _KAK_CACHE[key] = _kak_build(u)
-    return _KAK_CACHE[key]
-
-
-def _kak_build(u):
-    a1, a2, uc, b1, b2 = kak(u)
-    ops, coeffs = [], []
-    for a in range(4):
-        if abs(uc[a]) ** 2 > 1e-14:
-            ops.append(_unitary_op(_PAULI[a]))
-            coeffs.append(abs(uc[a]) ** 2)
-    for a in range(4):
-        for b in range(a + 1, 4):
-            w = uc[a] * np.conj(uc[b])
-            if abs(w) < 1e-14:
-                continue
-            prod = _PAULI[a] @ _PAULI[b]
-            g = next(k for k in range(1, 4) if abs(np.trace(_PAULI[k] @ prod)) > 1e-9)
-            lam = np.trace(_PAULI[g] @ prod) / 2
-            psi = np.angle(w) / 2 + np.angle(lam)
-            c = _TO_Z[g]
-            for shift, sign in ((0.0, 1.0), (np.pi / 2, -1.0)):
-                k, s = _half_op(psi - shift)
-                ops.append((np.stack([c.conj().T @ k[r] @ c @ _PAULI[a] for r in range(2)]), s))
-                coeffs.append(sign * 2 * abs(w))
-    n = len(ops)
-    side_a = [(np.stack([a1 @ k[r] @ b1 for r in range(2)]), s) for k, s in ops]
-    side_b = [(np.stack([a2 @ k[r] @ b2 for r in range(2)]), s) for k, s in ops]
-    return np.diag(coeffs).reshape(n, n), side_a, side_b
+def kak_table(u, dtype=jnp.complex64) -> QPDTable:
+    """The optimal QPD of any two-qubit unitary ``u`` through its KAK form
+    (:func:`qjaxrob.cutting.kak.kak_terms`; gamma ``2 (sum |u_a|)^2 - 1``)."""
+    return _table(*_kak.kak_terms(u), dtype)

@@ -63,14 +63,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from qjaxrob.checks import (
+    check_dtype,
+    check_key,
+    check_memory,
+    check_observables,
+    check_shots,
+    check_vector,
+)
 from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import qpd
 from qjaxrob.cutting.partition import CutCircuit, site_markers
+from qjaxrob.engine import zero_state
 from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.fusion import op_matrix
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
-from qjaxrob.observables import PauliSum
-from qjaxrob.checks import check_dtype, check_key, check_observables, check_shots, check_vector
-from qjaxrob.simulate import op_matrix, zero_state
+from qjaxrob.observables import PauliSum, split_word
+from qjaxrob.shots import estimate as shot_estimate
+from qjaxrob.shots import expand_cut
 
 __all__ = ["expval", "fragment_values", "fragment_axes"]
 
@@ -140,7 +150,7 @@ def _run(frag: Circuit, sites, row, tables, words, params, x, dtype):
         state = _batched(kernel, state, m, op.wires)
     vals = []
     for word in words:
-        letters, wires = "".join(l for _, l in word), tuple(q for q, _ in word)
+        letters, wires = split_word(word)
         per_branch = jax.vmap(lambda s: pauli_expval(s, letters, wires))(state)
         vals.append(jnp.dot(weights, per_branch))
     return jnp.stack(vals)
@@ -206,7 +216,8 @@ def _exact(cc, observables, params, x, dtype, mesh):
     coeffs, words, owner = _terms(observables)
     tabs, tensors = _fragment_tensors(cc, words, params, x, dtype, mesh)
     per_term = _contract(cc, tabs, tensors, _layout(cc, words))
-    return jax.ops.segment_sum(per_term * coeffs, owner, len(observables))
+    weighted = per_term * jnp.asarray(coeffs, per_term.dtype)
+    return jax.ops.segment_sum(weighted, owner, len(observables))
 
 
 def _joint_terms(cc: CutCircuit):
@@ -237,7 +248,7 @@ def _joint_values(cc, tabs, tensors, layout):
     return coef, jnp.stack(m)
 
 
-@partial(jax.jit, static_argnames=("cc", "observables", "dtype", "mesh", "shots"))
+@partial(jax.jit, static_argnames=("cc", "observables", "dtype", "mesh"))
 def _sampled(cc, observables, params, x, key, dtype, mesh, shots):
     coeffs, words, owner = _terms(observables)
     tabs, tensors = _fragment_tensors(cc, words, params, x, dtype, mesh)
@@ -279,10 +290,24 @@ def _prepare(cc, obs, params, x, dtype):
                            f"{type(cc).__name__}")
     observables, single = check_observables(obs, cc.circuit.n_qubits)
     dt = check_dtype(dtype)
+    _check_memory(cc, dt)
     real = np.finfo(dt).dtype
     params = check_vector(params, cc.n_params, "params", real)
     x = check_vector(x, cc.n_inputs, "x", real)
     return single, observables, dt, params, x
+
+
+def _check_memory(cc: CutCircuit, dtype):
+    """The memory guard (``checks.check_memory``) for every fragment: its term rows run as
+    one batch, each row with up to ``2**m`` measurement branches (m = its measuring sites)."""
+    for i, frag in enumerate(cc.fragments):
+        rows, branches = 1, 1
+        for _, j, side, _ in site_markers(frag):
+            cut = cc.cuts[j]
+            rows *= cut.pattern.shape[side]
+            branches *= 1 if (cut.kind == "wire" and side == 1) else 2
+        check_memory(frag.n_qubits, dtype, batch=rows * branches,
+                     what=f"cutting fragment {i} ({rows:,} term rows x {branches} branches)")
 
 
 def _check_mesh(mesh):
@@ -302,7 +327,11 @@ def expval(cc: CutCircuit, obs, params=None, x=None, *, dtype=jnp.complex64, sho
         dtype: complex64 (default) or complex128.
         shots, key: QPD-sampling estimate with ``shots`` shots per non-identity Pauli term,
             allocated to the joint QPD terms in proportion to ``|c_t|`` by systematic
-            sampling, one binomial draw per joint term (module docs); not differentiable. Without them the reconstruction is exact and differentiable.
+            sampling, one binomial draw per joint term (module docstring). Differentiable
+            w.r.t. ``params`` and ``x`` by the parameter-shift rules, each shifted cut
+            circuit reconstructed from its own QPD-sampled shots (``qjaxrob.shots``; the
+            standard error is returned as a constant). ``shots`` is data: a new value does
+            not recompile. Without them the reconstruction is exact and differentiable.
         mesh: optional ``jax.sharding.Mesh``; the term axis is sharded over its first axis.
         return_stderr: with ``shots``, return ``(estimate, standard_error)``.
     """
@@ -314,7 +343,8 @@ def expval(cc: CutCircuit, obs, params=None, x=None, *, dtype=jnp.complex64, sho
     shots = check_shots(shots)
     if shots < 2:
         raise ParameterError(f"QPD sampling needs shots >= 2 (for the standard error), got {shots}")
-    est, err = _sampled(cc, observables, params, x, check_key(key, "sampling"), dt, mesh, shots)
+    est, err = shot_estimate(_sampled, cc, expand_cut, params, x, check_key(key, "sampling"),
+                             jnp.asarray(shots), observables=observables, dtype=dt, mesh=mesh)
     est, err = (est[0], err[0]) if single else (est, err)
     return (est, err) if return_stderr else est
 

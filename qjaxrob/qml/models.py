@@ -34,27 +34,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qjaxrob.checks import check_dtype, check_positive_int, check_wires
 from qjaxrob.circuit import Circuit
 from qjaxrob.errors import ParameterError
+from qjaxrob.noise import NOISE_CHANNELS
+from qjaxrob.noise import layer as noise_layer
 from qjaxrob.observables import Z
 from qjaxrob.qml import ansatze
 from qjaxrob.qml import encodings as enc
-from qjaxrob.checks import check_dtype, check_wires
 from qjaxrob.simulate import expval, probs
 
 __all__ = ["VQC", "make_vqc", "NOISE_CHANNELS"]
 
-NOISE_CHANNELS = ("depolarizing", "bit_flip", "phase_flip", "amplitude_damping", "phase_damping")
-
 
 def _noise_layer(n: int, noise) -> Circuit:
+    """The ``noise = (channel, p)`` layer: that channel on every wire (``qjr.noise.layer``)."""
     name, p = noise
-    if name not in NOISE_CHANNELS:
-        raise ParameterError(f"noise channel must be one of {NOISE_CHANNELS}, got {name!r}")
-    c = Circuit(n)
-    for q in range(n):
-        c = getattr(c, name)(q, p)
-    return c
+    return noise_layer(n, name, p)
 
 
 def _check_classes(n_classes) -> int:
@@ -199,6 +195,7 @@ def make_vqc(key, n_features: int, n_classes: int, *, encoding: str = "angle",
         raise ParameterError(
             f"{encoding} encoding needs n_features={e.n_features}, got {n_features}"
         )
+    layers = check_positive_int(layers, "layers")
     reupload = layers if kwargs.pop("reupload", False) else 0
     a = _ANSATZE[ansatz](e.n_qubits, 1 if reupload else layers)
     return VQC(key, e, a, n_classes, reupload=reupload, **kwargs)

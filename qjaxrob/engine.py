@@ -1,0 +1,241 @@
+"""The simulation engine: walks a ``Circuit`` over a state (traceable, not jitted).
+
+One walk (:func:`evolve`) drives every simulation mode; only the per-op update differs:
+:func:`statevector_op` (pure states, gates fused into blocks), :func:`density_op` (density
+tensors, channels as Kraus superoperators) and the trajectory update of
+:mod:`qjaxrob.trajectories`. A ``Repeat`` node becomes one ``lax.scan`` over its
+repetitions' parameter rows (:func:`repeat_rows`), so compile time does not grow with the
+repetition count. :func:`observable_value` and :func:`term_values` read Pauli-sum
+expectations off a final tensor.
+
+This module sits between the circuit IR (``circuit``, ``fusion``, ``channels``,
+``observables``) and the entry points (``simulate``, ``adjoint``, ``trajectories``,
+``cutting``): they import it; it imports none of them. Nothing here validates input:
+callers pass checked ``params``/``x`` (:mod:`qjaxrob.checks`).
+
+Tensor layout: a state is ``(2,)*n`` with axis k = wire k (wire 0 the most significant bit
+of the flat basis index); a density tensor is ``(2,)*2n`` with row axes ``0..n-1`` and
+column axes ``n..2n-1``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob import channels
+from qjaxrob.circuit import Circuit, Repeat
+from qjaxrob.errors import DensityMatrixOnlyError
+from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
+from qjaxrob.kernels import (
+    apply_diagonal,
+    apply_diagonal_density,
+    apply_kraus,
+    apply_matrix,
+    apply_matrix_density,
+    apply_permutation,
+    density_pauli_expval,
+    pallas,
+    pauli_expval,
+)
+from qjaxrob.observables import PauliSum, split_word
+
+__all__ = [
+    "zero_state", "repeat_rows", "evolve", "statevector_op", "density_op", "channel_kraus",
+    "final_tensor", "term_values", "coefficients", "observable_value", "observable_values",
+    "BATCHED_TERMS",
+]
+
+
+def zero_state(n: int, dtype, mixed: bool = False):
+    """``|0...0>`` as a ``(2,)*n`` tensor (or ``|0><0|`` as ``(2,)*2n`` when ``mixed``)."""
+    shape = (2,) * (2 * n if mixed else n)
+    state = jnp.zeros(shape, dtype).at[(0,) * len(shape)].set(1)
+    # The barrier stops XLA from constant-folding a whole parameter-free circuit at
+    # compile time (which embeds huge constants and can take minutes).
+    return jax.lax.optimization_barrier(state)
+
+
+def repeat_rows(op: Repeat, params):
+    """The ``(times, block.n_params)`` parameter rows a ``Repeat`` node scans over: row r
+    is ``params[offset + r * stride : offset + (r + 1) * stride]``."""
+    stride = op.block.n_params
+    if not stride:
+        return jnp.zeros((op.times, 0), params.dtype)
+    start = op.param_offset
+    return params[start : start + op.times * stride].reshape(op.times, stride)
+
+
+def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
+    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
+    each ``Repeat`` to a ``lax.scan`` over :func:`repeat_rows`.
+
+    ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
+    :func:`qjaxrob.fusion.fuse`; it is applied to every ``Repeat`` body as well."""
+    ops = circuit.ops if prepare is None else prepare(circuit.ops)
+    for op in ops:
+        if isinstance(op, Repeat):
+            def body(carry, p, block=op.block):
+                return evolve(block, carry, p, x, apply_op, prepare), None
+
+            carry, _ = jax.lax.scan(body, carry, repeat_rows(op, params))
+        else:
+            carry = apply_op(carry, op, params, x)
+    return carry
+
+
+def _kernels():
+    """``(apply_matrix, apply_diagonal)``: the Pallas variants on a GPU backend, else XLA."""
+    if jax.default_backend() == "gpu":
+        return pallas.apply_matrix, pallas.apply_diagonal
+    return apply_matrix, apply_diagonal
+
+
+def statevector_op(dtype):
+    """Per-op statevector update ``(state, op, params, x) -> state`` for gates, fused
+    blocks and markers (channels raise ``DensityMatrixOnlyError``)."""
+    matrix_kernel, diagonal_kernel = _kernels()
+
+    def apply(state, op, params, x):
+        if isinstance(op, Block):
+            arg = block_apply_args(op, params, x, dtype)
+            if op.kind == "diagonal":
+                return diagonal_kernel(state, arg, op.wires)
+            if op.kind == "permutation":
+                return apply_permutation(state, op.perm, arg, op.wires)
+            return matrix_kernel(state, arg, op.wires)
+        if op.is_marker:
+            return state
+        if op.is_channel:
+            raise DensityMatrixOnlyError(
+                f"channel {op.name!r} on wires {op.wires} needs density-matrix simulation "
+                "(mixed=True / qjr.density_matrix) or quantum trajectories (pass key=)"
+            )
+        kind, m = op_matrix(op, params, x, dtype)
+        if kind == "diagonal":
+            return diagonal_kernel(state, m, op.wires)
+        return matrix_kernel(state, m, op.wires)
+
+    return apply
+
+
+def channel_kraus(op, params, x, dtype):
+    """The ``(m, 2**k, 2**k)`` Kraus set of channel ``op`` at its resolved (possibly traced)
+    levels."""
+    values = tuple(a.resolve(params, x) for a in op.angles)
+    return channels.kraus_set(op.name, len(op.wires), values, op.matrices, op.meta, dtype)
+
+
+def density_op(dtype):
+    """Per-op density-tensor update ``(rho, op, params, x) -> rho`` (gates, channels, markers)."""
+    def apply(rho, op, params, x):
+        if op.is_marker:
+            return rho
+        if op.is_channel:
+            return apply_kraus(rho, channel_kraus(op, params, x, dtype), op.wires)
+        kind, m = op_matrix(op, params, x, dtype)
+        if kind == "diagonal":
+            return apply_diagonal_density(rho, m, op.wires)
+        return apply_matrix_density(rho, m, op.wires)
+
+    return apply
+
+
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS):
+    """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
+
+    Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
+    (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
+    n = circuit.n_qubits
+    if mixed:
+        return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype))
+    prepare = partial(fuse, max_qubits=fuse_qubits) if fuse_qubits else None
+    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype), prepare)
+
+
+BATCHED_TERMS = 8
+"""Pure-state observables with more than this many Pauli terms are evaluated by one
+batched contraction (:func:`_batched_term_values`) instead of one kernel per term: a
+per-term Python loop makes the traced program (and its gradient) grow with every term, and
+XLA's compile time grows faster than linearly in program size."""
+
+_BATCH_ENTRIES = 2**22
+"""Entries (terms x amplitudes) processed at once by the batched contraction."""
+
+
+def _pauli_masks(words, n: int):
+    """Static ``(x_masks, z_masks, phases)`` of Pauli words on n qubits: ``P = i**n_Y
+    X^x Z^z`` with bit ``n-1-w`` of a mask for wire w (``Y = i X Z``)."""
+    xs, zs, phases = [], [], []
+    for word in words:
+        x = z = ny = 0
+        for w, letter in word:
+            bit = 1 << (n - 1 - w)
+            x |= bit if letter in "XY" else 0
+            z |= bit if letter in "ZY" else 0
+            ny += letter == "Y"
+        xs.append(x)
+        zs.append(z)
+        phases.append(1j**ny)
+    return np.asarray(xs, np.int32), np.asarray(zs, np.int32), np.asarray(phases)
+
+
+def _batched_term_values(t, words):
+    """``<psi|P_k|psi>`` for all words at once: ``(P psi)[i] = i**n_Y (-1)**|(i^x) & z|
+    psi[i ^ x]``, evaluated by ``lax.map`` over the terms (one traced body, whatever their
+    number; batches of ``_BATCH_ENTRIES`` entries bound the memory)."""
+    n = t.ndim
+    psi = t.reshape(-1)
+    xs, zs, phases = _pauli_masks(words, n)
+    idx = jnp.arange(2**n, dtype=jnp.int32)
+
+    def one(masks):
+        x, z = masks
+        j = idx ^ x
+        sign = 1 - 2 * (jax.lax.population_count(j & z) & 1)
+        return jnp.vdot(psi, sign.astype(psi.dtype) * psi[j])
+
+    batch = max(1, min(len(words), _BATCH_ENTRIES // 2**n))
+    vals = jax.lax.map(one, (jnp.asarray(xs), jnp.asarray(zs)), batch_size=batch)
+    return jnp.real(vals * jnp.asarray(phases, t.dtype))
+
+
+def _all_term_values(t, words, mixed: bool):
+    real = jnp.finfo(t.dtype).dtype
+    if not words:
+        return jnp.zeros((0,), real)
+    if not mixed and len(words) > BATCHED_TERMS and t.ndim <= 30:
+        return _batched_term_values(t, words).astype(real)
+    kernel = density_pauli_expval if mixed else pauli_expval
+    return jnp.stack([kernel(t, *split_word(w)) for w in words]).astype(real)
+
+
+def term_values(t, obs: PauliSum, mixed: bool):
+    """The expectation of every Pauli term of ``obs`` on the final tensor ``t``, shape
+    ``(n_terms,)``, real."""
+    return _all_term_values(t, tuple(w for _, w in obs.terms), mixed)
+
+
+def coefficients(obs: PauliSum, real_dtype):
+    """The real coefficients of ``obs``'s terms, shape ``(n_terms,)``."""
+    return jnp.array([c.real for c, _ in obs.terms], real_dtype)
+
+
+def observable_values(t, observables, mixed: bool):
+    """``<O_k>`` for a tuple of ``PauliSum`` s on one final tensor, shape ``(K,)``: every
+    term of every observable is evaluated in one :func:`term_values`-style pass, then
+    summed per observable with its coefficients."""
+    words = tuple(w for o in observables for _, w in o.terms)
+    vals = _all_term_values(t, words, mixed)
+    owner = np.repeat(np.arange(len(observables)), [len(o.terms) for o in observables])
+    coeffs = np.array([c.real for o in observables for c, _ in o.terms])
+    weighted = vals * jnp.asarray(coeffs, vals.dtype)
+    return jax.ops.segment_sum(weighted, jnp.asarray(owner, jnp.int32), len(observables))
+
+
+def observable_value(t, obs: PauliSum, mixed: bool):
+    """``<O>`` on a final tensor (real scalar): the coefficient-weighted term values."""
+    return observable_values(t, (obs,), mixed)[0]

@@ -1,0 +1,154 @@
+"""The package's import graph: no cycles, imports only downward through the declared layers.
+
+Every module under ``qjaxrob/`` and ``kernels/`` (installed as ``qjaxrob.kernels``) is parsed
+(never imported); every ``import``/``from ... import`` statement anywhere in it, function
+bodies included (an import inside a function must not dodge a cycle), is an edge to the
+qjaxrob module it names. New modules and packages are covered automatically: a module's
+layer is that of its longest matching prefix in ``LAYERS``.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+LAYERS = {
+    # rank: lower ranks never import higher ones (DESIGN.md, "Where things live")
+    "qjaxrob.kernels": 0,
+    "qjaxrob.errors": 1,
+    "qjaxrob.observables": 2, "qjaxrob.checks": 2, "qjaxrob.gates": 2,
+    "qjaxrob.channels": 2, "qjaxrob.circuit": 2, "qjaxrob.fusion": 2, "qjaxrob.noise": 2,
+    "qjaxrob.backend": 3, "qjaxrob.engine": 3, "qjaxrob.adjoint": 3, "qjaxrob.trajectories": 3,
+    "qjaxrob.shots": 3,
+    "qjaxrob.simulate": 4,
+    "qjaxrob.cutting": 5, "qjaxrob.qml": 5, "qjaxrob.interop": 5,
+    # the package root eagerly loads the core and cutting; the rest loads lazily
+    "qjaxrob": 5,
+    "qjaxrob.federated": 6, "qjaxrob.attacks": 6, "qjaxrob.defenses": 6,
+    "qjaxrob.experiments": 7,
+    "qjaxrob.cli": 8,
+}
+
+FORBIDDEN = [
+    # (importer prefix, imported prefix, allowed importers)
+    ("qjaxrob.federated", "qjaxrob.attacks", ()),
+    ("qjaxrob.federated", "qjaxrob.defenses", ()),
+    ("qjaxrob.defenses", "qjaxrob.attacks", ("qjaxrob.defenses.adversarial",)),
+]
+
+
+def _module_name(path: pathlib.Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "kernels":
+        parts = ["qjaxrob"] + parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    files = list((ROOT / "qjaxrob").rglob("*.py")) + list((ROOT / "kernels").rglob("*.py"))
+    return {_module_name(p): p for p in files}
+
+
+def _resolve(name: str, modules) -> str | None:
+    """The longest prefix of dotted ``name`` that is a qjaxrob module."""
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        cand = ".".join(parts[:k])
+        if cand in modules:
+            return cand
+    return None
+
+
+def _edges(mod: str, path: pathlib.Path, modules) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            # "from pkg import sub" imports the submodule pkg.sub when there is one
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                       for a in node.names]
+        for t in targets:
+            r = _resolve(t, modules)
+            if r is not None and r != mod:
+                out.add(r)
+    return out
+
+
+def _rank(mod: str) -> int:
+    matches = [p for p in LAYERS if mod == p or mod.startswith(p + ".")]
+    best = max(matches, key=len) if matches else None
+    assert best is not None, f"module {mod} has no layer: add it to LAYERS"
+    return LAYERS[best]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    modules = _modules()
+    return {m: _edges(m, p, modules) for m, p in modules.items()}
+
+
+def test_the_graph_covers_every_package(graph):
+    for pkg in ("qjaxrob.kernels.dense", "qjaxrob.engine", "qjaxrob.cutting.kak",
+                "qjaxrob.qml.models", "qjaxrob.attacks"):
+        assert pkg in graph
+    assert "qjaxrob.engine" in graph["qjaxrob.simulate"]
+    assert "qjaxrob.adjoint" in graph["qjaxrob.simulate"]
+
+
+def test_no_upward_imports(graph):
+    bad = []
+    for mod, deps in graph.items():
+        for dep in deps:
+            if _rank(dep) > _rank(mod):
+                bad.append(f"{mod} (layer {_rank(mod)}) imports {dep} (layer {_rank(dep)})")
+    assert not bad, "upward imports:\n" + "\n".join(sorted(bad))
+
+
+def test_forbidden_edges(graph):
+    bad = []
+    for mod, deps in graph.items():
+        for importer, imported, allowed in FORBIDDEN:
+            if not (mod == importer or mod.startswith(importer + ".")) or mod in allowed:
+                continue
+            bad += [f"{mod} imports {d}" for d in deps
+                    if d == imported or d.startswith(imported + ".")]
+    assert not bad, "forbidden imports:\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycles(graph):
+    """Depth-first search for a back edge (a package's ``__init__`` is a module like any
+    other: a submodule importing a name from its own package's ``__init__`` while that
+    ``__init__`` imports the submodule is a cycle)."""
+    state, stack, cycles = {}, [], []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == "open":
+                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
