@@ -12,7 +12,12 @@ flattened gradient of every trainable leaf) and the shared ``g``:
 * ``"l2"``: ``||G - g||_2^2``;  ``"cosine"``: ``1 - <G, g> / (||G|| ||g||)``.
 
 The objective needs second derivatives through the simulator (``jax.grad`` of
-``jax.grad``). Optimisers: ``optax.lbfgs`` (zoom line search; default) or ``optax.adam``.
+``jax.grad``). Optimisers: ``"lbfgs"`` (default): ``optax.lbfgs(learning_rate,
+linesearch=None)`` with its update clipped to global norm 0.5 (a trust region instead of a
+line search: a line search's ``while_loop`` runs, under ``vmap``, as long as the slowest
+restart and both branches of its conditionals, which made batched restarts ~20x slower);
+``"lbfgs_zoom"``: ``optax.lbfgs()`` with its zoom line search (robust, for few restarts);
+``"adam"``: ``optax.adam(learning_rate)``.
 ``restarts`` random starts ``x'_0 ~ U[low, high)`` run together under ONE ``jax.vmap``
 (never a Python loop) inside one ``jit``; the restart with the lowest distance wins, and
 each restart keeps its best iterate.
@@ -77,7 +82,8 @@ __all__ = [
 ]
 
 DISTANCES = ("l2", "cosine")
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = ("lbfgs", "lbfgs_zoom", "adam")
+_MAX_STEP = 0.5  # radians: the fixed-step L-BFGS update is clipped to this global norm
 
 # gate-angle periods (up to a global phase) of the gates whose angles may read an input
 _PERIOD_2PI = ("rx", "ry", "rz", "phase", "rxx", "ryy", "rzz", "u3")
@@ -246,17 +252,22 @@ def _objective(model, target, label, distance):
 
 
 def match_gradients(model, target, x0, label, *, steps: int, distance: str = "l2",
-                    optimizer: str = "lbfgs", learning_rate: float = 0.05):
+                    optimizer: str = "lbfgs", learning_rate: float | None = None):
     """ONE restart of gradient matching from ``x0`` (``(B, d)``) with labels ``label``
     (``(B,)``) against the flattened gradient ``target``: ``steps`` optimiser steps in a
     ``lax.scan``; returns ``(best x, its distance)``. Pure and jittable; ``invert`` vmaps it."""
     f = _objective(model, target, label, distance)
+    plain = lambda x, state: jax.value_and_grad(f)(x)  # noqa: E731
     if optimizer == "lbfgs":
+        lr = 1.0 if learning_rate is None else learning_rate
+        opt = optax.chain(optax.lbfgs(lr, linesearch=None), optax.clip_by_global_norm(_MAX_STEP))
+        value_and_grad = plain
+    elif optimizer == "lbfgs_zoom":
         opt = optax.lbfgs()
         value_and_grad = optax.value_and_grad_from_state(f)
     elif optimizer == "adam":
-        opt = optax.adam(learning_rate)
-        value_and_grad = lambda x, state: jax.value_and_grad(f)(x)  # noqa: E731
+        opt = optax.adam(0.05 if learning_rate is None else learning_rate)
+        value_and_grad = plain
     else:
         raise ParameterError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
 
@@ -266,7 +277,7 @@ def match_gradients(model, target, x0, label, *, steps: int, distance: str = "l2
         better = v < best_v
         best_x = jnp.where(better, x, best_x)
         best_v = jnp.where(better, v, best_v)
-        if optimizer == "lbfgs":
+        if optimizer == "lbfgs_zoom":
             upd, state = opt.update(g, state, x, value=v, grad=g, value_fn=f)
         else:
             upd, state = opt.update(g, state, x)
@@ -321,7 +332,8 @@ def _start_range(model, init_range):
 
 
 def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance: str = "l2",
-           label=None, optimizer: str = "lbfgs", learning_rate: float = 0.05, batch: int = 1,
+           label=None, optimizer: str = "lbfgs", learning_rate: float | None = None,
+           batch: int = 1,
            init_range=None) -> InversionResult:
     """Gradient-matching inversion (module docstring) of the gradient ``grads`` shared for
     ``batch`` examples.
@@ -335,7 +347,9 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
         distance: ``"l2"`` or ``"cosine"``.
         label: known label(s); default: iDLG from the bias gradient (batch 1), else every
             class is tried by ``restarts // C`` restarts (batch 1 only).
-        optimizer: ``"lbfgs"`` (``optax.lbfgs``) or ``"adam"`` (``optax.adam(learning_rate)``).
+        optimizer: ``"lbfgs"`` (fixed-step ``optax.lbfgs``, clipped; ``learning_rate``
+            default 1), ``"lbfgs_zoom"`` (``optax.lbfgs`` with zoom line search) or ``"adam"``
+            (``optax.adam``, ``learning_rate`` default 0.05).
         init_range: ``(low, high)`` of the uniform starts; default ``[0, period)``.
     """
     target = check_grads(model, grads)
@@ -368,8 +382,10 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
     low, high = _start_range(model, init_range)
     x0s = jax.random.uniform(key, (restarts, batch, model.encoding.n_features), real,
                              jnp.asarray(low, real), jnp.asarray(high, real))
+    lr = None if learning_rate is None else check_real(learning_rate, "learning_rate", low=0.0,
+                                                       low_open=True)
     xs, dists = _restarts(model, target.astype(real), x0s, labels, steps, distance, optimizer,
-                          float(learning_rate))
+                          lr)
     best = jnp.argmin(jnp.where(jnp.isnan(dists), jnp.inf, dists))
     x, lab = xs[best], labels[best]
     if batch == 1:
