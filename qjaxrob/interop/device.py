@@ -12,7 +12,8 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
   qjaxrob's statevector;
 * with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
   (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
-  lets a shot-based QNode be jitted end to end).
+  lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
+  QNode then reuses the key drawn when it was traced).
 
 Gradients: the device is differentiable by JAX, so with ``interface="jax"`` PennyLane
 uses ``diff_method="backprop"`` (also what ``"best"`` resolves to for analytic tapes):
