@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from qjaxrob import federated as fed
+from qjaxrob.attacks import inversion
 from qjaxrob.errors import ParameterError
 from qjaxrob.qml import make_vqc
 from qjaxrob.qml.train import cross_entropy
@@ -82,6 +83,7 @@ def test_fedsgd_updates_are_client_gradients(setup):
         g = fed.unflatten(model, jnp.asarray(row))
         assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(
             eqx.filter(model, eqx.is_inexact_array))
+        np.testing.assert_array_equal(inversion.check_grads(model, g), row)
     # server: sgd(1.0) on the count-weighted mean gradient
     expect = fed.flatten(model)[0] - np.average(np.asarray(info.updates), 0, counts)
     np.testing.assert_allclose(fed.flatten(new.model)[0], expect, rtol=1e-12)
