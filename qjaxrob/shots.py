@@ -138,7 +138,7 @@ class _Builder:
                 continue
             rule = None if op.is_channel else SHIFT_RULES[op.name]
             what = (f"angle {i} of {op.name!r} on wires {op.wires} ({where}), "
-                    f"reading {a.source} {'params' if a.source == 'param' else 'x'}[{a.index}]")
+                    f"reading {'params' if a.source == 'param' else 'x'}[{a.index}]")
             self.rows.append((a.source, a.index, a.scale, a.offset, rule, what))
             angles.append(param(len(self.rows) - 1))
         return replace(op, angles=tuple(angles))
