@@ -30,21 +30,15 @@ from qjaxrob import channels
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
 from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
-from qjaxrob.kernels import (
-    apply_diagonal,
-    apply_diagonal_density,
-    apply_kraus,
-    apply_matrix,
-    apply_matrix_density,
-    apply_permutation,
-    density_pauli_expval,
-    pallas,
-    pauli_expval,
-)
+from qjaxrob.kernels import (apply_diagonal, apply_diagonal_density, apply_kraus, apply_matrix,
+                             apply_matrix_density, apply_permutation, density_pauli_expval,
+                             pallas, pauli_expval)
 from qjaxrob.observables import PauliSum, split_word
+from qjaxrob.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
 
 __all__ = [
-    "zero_state", "repeat_rows", "evolve", "statevector_op", "density_op", "channel_kraus",
+    "zero_state", "repeat_rows", "evolve", "prepare_ops", "statevector_op", "density_op",
+    "channel_kraus",
     "final_tensor", "term_values", "coefficients", "observable_value", "observable_values",
     "BATCHED_TERMS",
 ]
@@ -71,10 +65,12 @@ def repeat_rows(op: Repeat, params):
 
 def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
     """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
-    each ``Repeat`` to a ``lax.scan`` over :func:`repeat_rows`.
+    each ``Repeat`` to a ``lax.scan`` over :func:`repeat_rows` and each ``Roll`` (a repeated
+    layer found by :func:`qjaxrob.rolling.roll`) to a ``lax.scan`` over its gathered
+    parameter and input rows (:func:`qjaxrob.rolling.roll_rows`).
 
     ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
-    :func:`qjaxrob.fusion.fuse`; it is applied to every ``Repeat`` body as well."""
+    :func:`prepare_ops`; it is applied to every ``Repeat``/``Roll`` body as well."""
     ops = circuit.ops if prepare is None else prepare(circuit.ops)
     for op in ops:
         if isinstance(op, Repeat):
@@ -82,6 +78,11 @@ def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
                 return evolve(block, carry, p, x, apply_op, prepare), None
 
             carry, _ = jax.lax.scan(body, carry, repeat_rows(op, params))
+        elif isinstance(op, Roll):
+            def body(carry, rows, block=op.block):
+                return evolve(block, carry, rows[0], rows[1], apply_op, prepare), None
+
+            carry, _ = jax.lax.scan(body, carry, roll_rows(op, params, x))
         else:
             carry = apply_op(carry, op, params, x)
     return carry
@@ -144,15 +145,28 @@ def density_op(dtype):
     return apply
 
 
-def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS):
+def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=DEFAULT_MAX_QUBITS,
+                roll_ops=ROLL_MIN_OPS) -> tuple:
+    """The op sequence the walk applies: repeated layers rolled into ``Roll`` nodes
+    (:func:`qjaxrob.rolling.roll`, runs of at least ``roll_ops`` ops; ``0`` disables), then
+    gates fused into blocks of at most ``fuse_qubits`` wires (``0`` disables)."""
+    ops = roll(ops, n_qubits, roll_ops)
+    return fuse(ops, max_qubits=fuse_qubits) if fuse_qubits else ops
+
+
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS,
+                 roll_ops=ROLL_MIN_OPS):
     """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
 
+    Repeated layers of at least ``roll_ops`` ops in all are rolled into one ``lax.scan``
+    (:mod:`qjaxrob.rolling`; ``0`` disables), so compile time does not grow with depth.
     Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
     (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
     n = circuit.n_qubits
     if mixed:
-        return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype))
-    prepare = partial(fuse, max_qubits=fuse_qubits) if fuse_qubits else None
+        prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=0, roll_ops=roll_ops)
+        return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype), prepare)
+    prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops)
     return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype), prepare)
 
 

@@ -63,14 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from qjaxrob.checks import (
-    check_dtype,
-    check_key,
-    check_memory,
-    check_observables,
-    check_shots,
-    check_vector,
-)
+from qjaxrob.checks import (check_dtype, check_key, check_memory, check_observables,
+                            check_shots, check_vector)
 from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import qpd
 from qjaxrob.cutting.partition import CutCircuit, site_markers
