@@ -62,8 +62,9 @@ from qjaxrob.kernels import (
     grouped_shape,
 )
 from qjaxrob.observables import split_word
+from qjaxrob.rolling import Roll, roll, roll_rows
 
-__all__ = ["adjoint_expval", "generator", "UNDO_MAX_QUBITS"]
+__all__ = ["UNDO_MAX_QUBITS", "adjoint_expval", "generator"]
 
 UNDO_MAX_QUBITS = 4
 """Largest fused block when undoing gates. The undo walk is not differentiated, so wider
@@ -396,17 +397,40 @@ def _backward_run(ops, carry, grad_p, params, x, dtype, max_qubits):
     return (psi, lam, grad_x), grad_p
 
 
+def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
+    """A ``Roll`` node walked backwards: one reversed ``lax.scan`` over its gathered rows;
+    each repetition's slot gradients are added back at the indices of its table row."""
+    psi, lam, grad_x = carry
+    prows, xrows = roll_rows(op, params, x)
+
+    def body(c, rows, block=op.block):
+        p, xx = rows
+        (psi, lam, gx), gp = _backward(block, (c[0], c[1], jnp.zeros_like(xx)), p, xx, dtype,
+                                       max_qubits)
+        return (psi, lam), (gp, gx)
+
+    (psi, lam), (gp, gx) = jax.lax.scan(body, (psi, lam), (prows, xrows), reverse=True)
+    # the transpose of the row gather (a slice or strided index in the common layouts)
+    _, scatter = jax.vjp(lambda p, xx: roll_rows(op, p, xx), params, x)
+    dp, dx = scatter((gp, gx))
+    return (psi, lam, grad_x + dx), grad_p + dp
+
+
 def _backward(circuit, carry, params, x, dtype, max_qubits):
-    """Walks ``circuit`` backwards; carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
+    """Walks ``circuit`` backwards (repeated layers rolled as in the forward walk,
+    :func:`qjaxrob.rolling.roll`); carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
     grad_p = jnp.zeros_like(params)
     run = []
-    for op in reversed(circuit.ops):
-        if not isinstance(op, Repeat):
+    for op in reversed(roll(circuit.ops, circuit.n_qubits)):
+        if not isinstance(op, (Repeat, Roll)):
             run.insert(0, op)
             continue
         if run:
             carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
             run = []
+        if isinstance(op, Roll):
+            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits)
+            continue
         stride, start = op.block.n_params, op.param_offset
 
         def body(c, p, block=op.block):

@@ -23,7 +23,7 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Op, Repeat
+from qjaxrob.circuit import Op
 from qjaxrob.gates import GATES
 from qjaxrob.kernels import apply_diagonal, apply_matrix, monomial
 
@@ -141,7 +141,7 @@ def _fuse_run(ops, max_qubits: int):
 def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
     """Fuses the gates of ``ops`` (a circuit's op tuple) into ``Block`` s.
 
-    ``Repeat`` nodes are kept in place (their bodies are fused when walked); cut markers
+    ``Repeat`` and ``Roll`` nodes are kept in place (their bodies are fused when walked); cut markers
     are dropped (no-ops for state simulation); channel ops are kept as barriers so the
     statevector path can report them. ``max_qubits <= 1`` only merges same-wire runs.
     """
@@ -152,7 +152,7 @@ def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
         run.clear()
 
     for op in ops:
-        if isinstance(op, Repeat) or op.is_channel:
+        if not isinstance(op, Op) or op.is_channel:  # Repeat / Roll nodes, channels
             flush()
             out.append(op)
         elif not op.is_marker:
