@@ -137,8 +137,9 @@ class _Builder:
                 angles.append(a)
                 continue
             rule = None if op.is_channel else SHIFT_RULES[op.name]
-            what = (f"angle {i} of {op.name!r} on wires {op.wires} ({where}), "
-                    f"reading {'params' if a.source == 'param' else 'x'}[{a.index}]")
+            arg = "the noise level" if op.is_channel else f"angle {i}"
+            what = (f"{arg} of {op.name!r} on wires {op.wires} ({where}), read from "
+                    f"{'params' if a.source == 'param' else 'x'}[{a.index}]")
             self.rows.append((a.source, a.index, a.scale, a.offset, rule, what))
             angles.append(param(len(self.rows) - 1))
         return replace(op, angles=tuple(angles))
@@ -207,8 +208,8 @@ def _differentiable(fn, structure, expand, static):
         for k in rows:
             if occ.rule[k] is None:
                 raise GradientError(
-                    f"no unbiased finite-shot gradient with respect to the noise parameter "
-                    f"{occ.what[k]}: differentiate with shots=None (exact), or make the noise "
+                    f"no unbiased finite-shot gradient with respect to {occ.what[k]}: "
+                    f"differentiate with shots=None (exact), or make the noise "
                     f"level a constant")
         value = _value(out)
         if not rows:
