@@ -85,6 +85,7 @@ def test_adjoint_equals_backprop(rng):
     np.testing.assert_allclose(adj[1], bp[1], atol=1e-10)
 
 
+@pytest.mark.slow
 def test_grad_of_grad_and_hessian_match_finite_differences(rng):
     c = _mixed_circuit()
     obs = qjr.Z(0) @ qjr.Z(2) + 0.5 * qjr.X(1)
