@@ -114,6 +114,7 @@ def test_permutation_kernel_matches_dense(rng, wires):
     assert monomial(random_unitary(rng, 4)) is None
 
 
+@pytest.mark.slow
 def test_gradients_unchanged_by_fusion(rng):
     block = qjr.Circuit(4).ry(0, qjr.param(0)).rz(0, qjr.param(1)).cnot(0, 1).crx(
         1, 2, qjr.param(2)).rx(3, qjr.inp(0) * 0.7).u3(2, qjr.param(3), 0.2, qjr.param(0))
