@@ -105,7 +105,8 @@ def test_sign_flip_collapses_fedavg_but_not_krum_or_median(tmp_path):
                           progress=False)
         assert all(r["malicious"] for r in recs)  # attackers took part in every round
         final[name] = np.mean([r["accuracy"] for r in recs[-3:]])
-    assert final["fedavg"] < 0.6 < 0.8 < min(final["krum"], final["median"])
+    assert final["fedavg"] < 0.6
+    assert min(final["krum"], final["median"]) > 0.8
 
 
 def test_label_flip_clients_send_gradients_of_flipped_labels():

@@ -28,8 +28,17 @@ from jax.scipy.stats import norm
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_probability, check_real
 from qjaxrob.errors import ParameterError
 
-__all__ = ["SignFlip", "GaussianNoise", "Scaling", "ALIE", "IPM", "LabelFlip", "Backdoor",
-           "alie_z", "malicious_clients"]
+__all__ = [
+    "ALIE",
+    "IPM",
+    "Backdoor",
+    "GaussianNoise",
+    "LabelFlip",
+    "Scaling",
+    "SignFlip",
+    "alie_z",
+    "malicious_clients",
+]
 
 
 def malicious_clients(key, n_clients: int, f: int) -> tuple[int, ...]:

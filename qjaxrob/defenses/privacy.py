@@ -31,7 +31,8 @@ approximation, not an exact bound for that sampler.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +40,16 @@ import jax.numpy as jnp
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
 
-__all__ = ["DPSGDState", "DPFedAvgState", "PrivacyTransform", "dp_sgd", "dp_fedavg",
-           "clip_rows", "epsilon", "Accountant"]
+__all__ = [
+    "Accountant",
+    "DPFedAvgState",
+    "DPSGDState",
+    "PrivacyTransform",
+    "clip_rows",
+    "dp_fedavg",
+    "dp_sgd",
+    "epsilon",
+]
 
 
 class PrivacyTransform(NamedTuple):

@@ -38,8 +38,19 @@ from qjaxrob.checks import check_int, check_real
 from qjaxrob.errors import ParameterError
 
 __all__ = [
-    "check_updates", "fedavg", "krum", "krum_scores", "multi_krum", "median", "trimmed_mean",
-    "norm_clip", "geometric_median", "weiszfeld", "fltrust", "AGGREGATORS", "aggregator",
+    "AGGREGATORS",
+    "aggregator",
+    "check_updates",
+    "fedavg",
+    "fltrust",
+    "geometric_median",
+    "krum",
+    "krum_scores",
+    "median",
+    "multi_krum",
+    "norm_clip",
+    "trimmed_mean",
+    "weiszfeld",
 ]
 
 
@@ -101,9 +112,8 @@ def fedavg(updates, weights=None):
     w = weights if _is_traced(weights) else np.asarray(weights)
     if w.shape != (u.shape[0],):
         raise ParameterError(f"weights must have shape ({u.shape[0]},), got {tuple(w.shape)}")
-    if not _is_traced(w):
-        if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
-            raise ParameterError(f"weights must be finite, >= 0 with a positive sum, got {w}")
+    if not _is_traced(w) and not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise ParameterError(f"weights must be finite, >= 0 with a positive sum, got {w}")
     return _wmean(u, jnp.asarray(w, u.dtype))
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["flatten", "unflatten", "client_update", "local_updates"]
+__all__ = ["client_update", "flatten", "local_updates", "unflatten"]
 
 
 def flatten(model):
@@ -69,10 +69,10 @@ def _train_steps(to_model, w0, key, x, y, count, spec):
         return lp.update(per_example, ps)
 
     def apply(carry, g, active):
-        w, s, ps = carry
+        w, s, _ = carry
         upd, s_new = opt.update(g, s, w)
         w_new = optax.apply_updates(w, upd)
-        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+        keep = lambda new, old: jax.tree_util.tree_map(
             lambda a, b_: jnp.where(active, a, b_), new, old)
         return keep(w_new, w), keep(s_new, s)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 
@@ -38,7 +38,7 @@ from qjaxrob.checks import check_int, check_positive_int
 from qjaxrob.errors import ParameterError
 from qjaxrob.federated.aggregators import aggregator as _make_aggregator
 
-__all__ = ["FedConfig", "ClientSpec", "MODES"]
+__all__ = ["MODES", "ClientSpec", "FedConfig"]
 
 MODES = ("fedavg", "fedsgd")
 

@@ -35,6 +35,7 @@ still shipped in 1.42). For many clients across machines, wrap the same
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import json
@@ -61,8 +62,14 @@ from qjaxrob.federated.rounds import (
     server_update,
 )
 
-__all__ = ["load_factory", "FlowerClient", "QjrStrategy", "FlowerResult", "serve",
-           "start_client", "run_local"]
+# FlowerClient and QjrStrategy subclass flwr types and are built on first attribute access
+__all__ = [
+    "FlowerResult",
+    "load_factory",
+    "run_local",
+    "serve",
+    "start_client",
+]
 
 RESULT_FILE = "flower_result.npz"
 METRICS_FILE = "metrics.jsonl"
@@ -272,8 +279,8 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
 
     Waits at most ``timeout`` seconds in total; every process started here is killed in a
     ``finally`` (also on error or timeout). Returns a :class:`FlowerResult`. ``env`` is
-    added to the child
-    processes' environment (``JAX_ENABLE_X64`` follows this process's setting)."""
+    added to the child processes' environment (``JAX_ENABLE_X64`` follows this process's
+    setting)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{_free_port()}"
@@ -281,43 +288,53 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
     child_env["JAX_ENABLE_X64"] = "1" if jax.config.read("jax_enable_x64") else "0"
     base = [sys.executable, "-m", "qjaxrob.federated.flower", "--factory", factory,
             "--address", address]
-    procs, logs = [], []
-    try:
-        def spawn(args, name):
-            log = open(out / f"{name}.log", "w")
-            logs.append(log)
-            procs.append(subprocess.Popen(base + args, env=child_env, stdout=log,
-                                          stderr=subprocess.STDOUT))
-
-        spawn(["--role", "server", "--out", str(out)], "server")
-        for cid in range(n_clients):
-            spawn(["--role", "client", "--cid", str(cid)], f"client{cid}")
-        deadline = time.monotonic() + timeout
-        server = procs[0]
-        while server.poll() is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Flower run exceeded {timeout} s (logs in {out})")
-            if any(p.poll() not in (None, 0) for p in procs[1:]):
-                raise RuntimeError(f"a Flower client process failed (logs in {out})")
-            time.sleep(0.2)
-        if server.returncode != 0:
-            raise RuntimeError(f"the Flower server failed with exit code {server.returncode} "
-                               f"(log: {out / 'server.log'})")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - kill did not take
-                pass
-        for log in logs:
-            log.close()
+    procs = []
+    with contextlib.ExitStack() as logs:
+        try:
+            _spawn_all(base, n_clients, out, child_env, procs, logs)
+            _wait(procs, timeout, out)
+        finally:
+            _kill(procs)
     with np.load(out / RESULT_FILE) as f:
         params, seconds = f["params"], f["round_seconds"]
     records = [json.loads(ln) for ln in (out / METRICS_FILE).read_text().splitlines()]
     return FlowerResult(params, records, seconds)
+
+
+def _spawn_all(base, n_clients, out, env, procs, logs):
+    def spawn(args, name):
+        log = logs.enter_context(open(out / f"{name}.log", "w"))  # noqa: SIM115
+        procs.append(subprocess.Popen(base + args, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
+
+    spawn(["--role", "server", "--out", str(out)], "server")
+    for cid in range(n_clients):
+        spawn(["--role", "client", "--cid", str(cid)], f"client{cid}")
+
+
+def _wait(procs, timeout, out):
+    deadline = time.monotonic() + timeout
+    server = procs[0]
+    while server.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Flower run exceeded {timeout} s (logs in {out})")
+        if any(p.poll() not in (None, 0) for p in procs[1:]):
+            raise RuntimeError(f"a Flower client process failed (logs in {out})")
+        time.sleep(0.2)
+    if server.returncode != 0:
+        raise RuntimeError(f"the Flower server failed with exit code {server.returncode} "
+                           f"(log: {out / 'server.log'})")
+
+
+def _kill(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill did not take
+            pass
 
 
 def main(argv=None):

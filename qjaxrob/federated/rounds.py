@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -42,8 +43,18 @@ from qjaxrob.federated.config import FedConfig
 from qjaxrob.federated.sharding import client_sharding
 from qjaxrob.federated.splits import ClientData
 
-__all__ = ["ServerState", "RoundPlan", "RoundInfo", "init_state", "plan_round",
-           "poison", "server_update", "federated_round", "evaluate_round", "run"]
+__all__ = [
+    "RoundInfo",
+    "RoundPlan",
+    "ServerState",
+    "evaluate_round",
+    "federated_round",
+    "init_state",
+    "plan_round",
+    "poison",
+    "run",
+    "server_update",
+]
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"

@@ -26,8 +26,13 @@ import numpy as np
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
 
-__all__ = ["ClientData", "iid_split", "dirichlet_split", "quantity_skew_split",
-           "stack_clients"]
+__all__ = [
+    "ClientData",
+    "dirichlet_split",
+    "iid_split",
+    "quantity_skew_split",
+    "stack_clients",
+]
 
 _MAX_TRIES = 100
 
