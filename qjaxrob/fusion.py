@@ -141,9 +141,9 @@ def _fuse_run(ops, max_qubits: int):
 def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
     """Fuses the gates of ``ops`` (a circuit's op tuple) into ``Block`` s.
 
-    ``Repeat`` and ``Roll`` nodes are kept in place (their bodies are fused when walked); cut markers
-    are dropped (no-ops for state simulation); channel ops are kept as barriers so the
-    statevector path can report them. ``max_qubits <= 1`` only merges same-wire runs.
+    ``Repeat`` and ``Roll`` nodes are kept in place (their bodies are fused when walked); cut
+    markers are dropped (no-ops for state simulation); channel ops are kept as barriers so
+    the statevector path can report them. ``max_qubits <= 1`` only merges same-wire runs.
     """
     out, run = [], []
 

@@ -1,0 +1,173 @@
+"""First call of circuit cutting: ``partition`` + ``cutting.expval`` in a fresh process.
+
+Issue 19: a user who cuts a circuit once waits for the first call (trace + compile + run),
+not the steady state. Cases (``shared/anchors/CUTTING.md`` section 7, as in
+``benchmarks/cutting.py``):
+
+* ``gate16``: 16 qubits in halves {0..7}, {8..15}, RY layer, CZ chains inside the halves,
+  2 CZ gate cuts (7,8) and (0,15), RY layer;
+* ``wire_gate19``: 19 logical qubits, a wire cut on qubit 9 between {0..9} and {9..18} (10 +
+  10 qubits) and a CZ(4,14) gate cut;
+* growth: ``gates{k}w{w}``: two fragments of ``w`` qubits, ``k`` CZ gate cuts between them
+  (first call vs the number of cuts, 1-4, and the fragment width, 4-12).
+
+Observable: ``Z0 Z15 + 0.5 X3 X12 - 0.3 Y7 Z8`` (scaled onto the growth cases' wires),
+complex128. Modes: ``exact`` and ``sampled`` (``shots=10000``). Each measurement is its own
+process: imports and JAX backend start-up are done first, then ``partition`` + the first
+``expval`` are timed together (``block_until_ready``); the steady time is the median of 3
+later calls of ``partition`` + ``expval``. The persistent compilation cache is off unless
+``--cache DIR`` is given (then the measurement is run twice: cold and warm cache).
+
+Peer numbers (qiskit-addon-cutting 0.10.0 + Aer 0.18.2 on the same 2-core machine, from
+CUTTING.md section 7; the peer has no compile step, so its first call is its steady time)
+are quoted, not re-run, unless ``qiskit_addon_cutting`` is installed (it is not by default).
+
+Usage::
+
+    python -m benchmarks.cutting_first_call                 # both cases, exact + sampled
+    python -m benchmarks.cutting_first_call --growth        # also cuts 1-4, widths 4-12
+    python -m benchmarks.cutting_first_call --one gate16 exact
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PEER_EXACT = {"gate16": 0.565, "wire_gate19": 1.182}
+PEER_SAMPLED = {"gate16": 27.021, "wire_gate19": 70.202}  # 10k shots per subexperiment
+SHOTS = 10000
+
+
+def build(case: str):
+    """``(circuit with cut marks, observable)`` of a named case."""
+    import numpy as np
+
+    import qjaxrob as qjr
+
+    thetas = np.random.default_rng(0).uniform(-np.pi, np.pi, 64)
+    if case in ("gate16", "wire_gate19"):
+        n = 16 if case == "gate16" else 19
+        blocks = ([range(8), range(8, 16)] if case == "gate16"
+                  else [range(10), range(10, 19)])
+        words = [(0, "Z", 15, "Z"), (3, "X", 12, "X"), (7, "Y", 8, "Z")]
+    else:
+        k, w = (int(v) for v in case[len("gates"):].split("w"))
+        n = 2 * w
+        blocks = [range(w), range(w, n)]
+        words = [(0, "Z", n - 1, "Z"), (1, "X", n - 2, "X"), (w - 1, "Y", w, "Z")]
+    c = qjr.Circuit(n)
+    for q in range(n):
+        c = c.ry(q, float(thetas[q % 64]))
+    for blk in blocks:
+        for q in list(blk)[:-1]:
+            c = c.cz(q, q + 1)
+    if case == "gate16":
+        c = c.cz(7, 8, cut=True).cz(0, 15, cut=True)
+    elif case == "wire_gate19":
+        c = c.cut(9).cz(9, 10).cz(4, 14, cut=True)
+    else:
+        for j in range(k):
+            c = c.cz(w - 1 - j, w + j, cut=True)
+    for q in range(n):
+        c = c.ry(q, float(thetas[(n + q) % 64]))
+    obs = 0 * qjr.I(0)
+    for coeff, (a, la, b, lb) in zip((1.0, 0.5, -0.3), words):
+        obs = obs + coeff * qjr.pauli(la + lb, wires=(a, b))
+    return c, obs
+
+
+def measure_one(case: str, mode: str):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    import qjaxrob as qjr
+    from qjaxrob import cutting
+
+    c, obs = build(case)
+    jax.block_until_ready(jnp.ones(3) + 1)  # backend start-up, not timed
+    keys = iter(jax.random.split(jax.random.key(0), 8))
+
+    def call():
+        cc = cutting.partition(c)
+        if mode == "exact":
+            return jax.block_until_ready(cutting.expval(cc, obs, dtype=jnp.complex128))
+        return jax.block_until_ready(cutting.expval(cc, obs, dtype=jnp.complex128,
+                                                    shots=SHOTS, key=next(keys)))
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    value = call()
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    truth = float(qjr.expval(c, obs, dtype=jnp.complex128))
+    cc = cutting.partition(c)
+    return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": statistics.median(times),
+            "error": abs(float(value) - truth), "fragments": [f.n_qubits for f in cc.fragments],
+            "cuts": len(cc.cuts)}
+
+
+def run_measurement(case, mode, timeout, cache=None):
+    cmd = [sys.executable, "-m", "benchmarks.cutting_first_call", "--one", case, mode]
+    env = dict(os.environ)
+    if cache:
+        env["JAX_COMPILATION_CACHE_DIR"] = cache
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    else:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        return {"first_s": None, "note": f"> {timeout} s"}
+    if proc.returncode != 0:
+        return {"first_s": None, "note": "failed: " + proc.stderr.strip().splitlines()[-1][:160]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--one", nargs=2, metavar=("CASE", "MODE"))
+    ap.add_argument("--growth", action="store_true", help="also cuts 1-4 and widths 4-12")
+    ap.add_argument("--modes", nargs="+", default=["exact", "sampled"])
+    ap.add_argument("--cache", help="persistent compilation cache folder (cold + warm runs)")
+    ap.add_argument("--timeout", type=float, default=300.0)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(*args.one)))
+        return
+    print(f"load average {os.getloadavg()}\n")
+    print("| case | mode | fragments | first call s (CPU s) | steady s | error | peer s (quoted) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    cases = ["gate16", "wire_gate19"]
+    if args.growth:
+        cases += [f"gates{k}w6" for k in (1, 2, 3, 4)] + [f"gates2w{w}" for w in (4, 8, 10, 12)]
+    for case in cases:
+        for mode in args.modes if case in PEER_EXACT else ["exact"]:
+            runs = [run_measurement(case, mode, args.timeout, args.cache)]
+            if args.cache:
+                runs.append(run_measurement(case, mode, args.timeout, args.cache))
+            for tag, r in zip(("", " (warm cache)") if args.cache else ("",), runs):
+                peer = (PEER_EXACT if mode == "exact" else PEER_SAMPLED).get(case)
+                if r.get("first_s") is None:
+                    print(f"| {case} | {mode}{tag} | - | {r['note']} | - | - | {peer or '-'} |")
+                    continue
+                print(f"| {case} | {mode}{tag} | {r['fragments']} | {r['first_s']:.2f} "
+                      f"({r['first_cpu_s']:.2f}) | {r['steady_s'] * 1e3:.1f} ms | "
+                      f"{r['error']:.1e} | {peer or '-'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
