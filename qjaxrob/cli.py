@@ -77,6 +77,8 @@ def _run(args) -> int:
     study = experiments.get_study(args.study)
     config = experiments.resolve(study, quick=args.quick, file=args.config,
                                  overrides=args.set or (), seed=args.seed)
+    if config.get("dtype") == "complex128":
+        jax.config.update("jax_enable_x64", True)
     out = args.out or f"results/{study.name}{'-quick' if args.quick else ''}"
     print(f"qjaxrob run {study.name} -> {out}  (jax {jax.__version__}, backend "
           f"{jax.default_backend()})")
