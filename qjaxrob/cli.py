@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob import experiments
+from qjaxrob import cache, experiments
 from qjaxrob.errors import QjrError
 
 
@@ -248,6 +248,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    cache.enable()  # persistent compilation cache (qjaxrob.cache; QJAXROB_CACHE_DIR=off)
     try:
         return args.handler(args)
     except QjrError as exc:

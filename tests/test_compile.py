@@ -106,3 +106,21 @@ def test_grad_of_grad_and_hessian_match_finite_differences(rng):
         lambda pp: qjr.expval(c, obs, pp, xx, dtype=jnp.complex128))(p))(x)
     gx = jax.jit(lambda xx: jax.grad(lambda pp: qjr.expval(c, obs, pp, xx, dtype=jnp.complex128))(p))
     np.testing.assert_allclose(mixed, finite_diff(gx, x, h=1e-5), atol=1e-7)
+
+
+def test_compilation_cache_folder_and_switch(monkeypatch, tmp_path):
+    """qjaxrob.cache: $QJAXROB_CACHE_DIR overrides the per-user folder, "off" disables it
+    (as the test suite does), and enable() points JAX's persistent cache at the folder."""
+    from qjaxrob import cache
+
+    assert cache.cache_dir() is None  # tests/conftest.py turns it off
+    assert cache.enable() is None
+    monkeypatch.delenv(cache.ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "qjaxrob" / "jax"
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "mine"))
+    updates = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.update({name: value}))
+    assert cache.enable() == tmp_path / "mine" and (tmp_path / "mine").is_dir()
+    assert updates["jax_compilation_cache_dir"] == str(tmp_path / "mine")
+    assert updates["jax_persistent_cache_min_compile_time_secs"] == cache.MIN_COMPILE_SECONDS
