@@ -9,6 +9,7 @@ and one module per study.
 
 from __future__ import annotations
 
+from qjaxrob import cache
 from qjaxrob.errors import ParameterError
 from qjaxrob.experiments import (
     barren_plateaus,
@@ -50,6 +51,7 @@ def run_study(name: str, out_dir, *, quick: bool = False, config_file=None, over
               seed=None, progress: bool = False, **kwargs) -> RunResult:
     """Resolves the configuration of study ``name`` (``configs.resolve``) and runs it into
     ``out_dir`` (``runner.run``; resumes a folder holding the same configuration)."""
+    cache.enable()  # persistent compilation cache (qjaxrob.cache; QJAXROB_CACHE_DIR=off)
     study = get_study(name)
     config = resolve(study, quick=quick, file=config_file, overrides=overrides, seed=seed)
     return run(study, config, out_dir, progress=progress, **kwargs)
