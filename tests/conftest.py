@@ -16,6 +16,7 @@ Contract checks:
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ["QJAXROB_CACHE_DIR"] = "off"  # tests always compile (qjaxrob.cache)
 
 import jax  # noqa: E402
 
