@@ -10,6 +10,7 @@ import tomllib
 from qjaxrob import experiments
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.experiments import Field, Study, configs, runner
+from qjaxrob.experiments.configs import tomllib  # tomli on Python 3.10
 
 # ---- a tiny NumPy study: unit results are functions of the unit's key, so resume is checkable
 FIELDS = {

@@ -6,7 +6,8 @@ study declares (:class:`Field`), plus ``seed``. Sources are applied in order: th
 defaults (or its quick values with ``quick=True``), a TOML file, then ``key=value``
 overrides (the value is read as a TOML value, so ``qubits=[2, 4]``, ``eps=0.1`` and
 ``cost="local"`` work; a bare word such as ``cost=local`` is taken as a string). Nothing is
-executed and nothing is unpickled: TOML is parsed by the standard library's ``tomllib``.
+executed and nothing is unpickled: TOML is parsed by the standard library's ``tomllib``
+(``tomli`` on Python 3.10).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 
 from qjaxrob.errors import ParameterError, QjrTypeError
 
