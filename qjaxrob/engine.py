@@ -26,13 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob import channels
+from qjaxrob import backend, channels
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
 from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
-from qjaxrob.kernels import (apply_diagonal, apply_diagonal_density, apply_kraus, apply_matrix,
-                             apply_matrix_density, apply_permutation, density_pauli_expval,
-                             pallas, pauli_expval)
+from qjaxrob.kernels import (apply_diagonal_density, apply_kraus, apply_matrix_density,
+                             apply_permutation, density_pauli_expval, pauli_expval)
 from qjaxrob.observables import PauliSum, split_word
 from qjaxrob.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
 
@@ -88,17 +87,19 @@ def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
     return carry
 
 
-def _kernels():
-    """``(apply_matrix, apply_diagonal)``: the Pallas variants on a GPU backend, else XLA."""
-    if jax.default_backend() == "gpu":
-        return pallas.apply_matrix, pallas.apply_diagonal
-    return apply_matrix, apply_diagonal
+def _kernels(kernels=None):
+    """``(apply_matrix, apply_diagonal)`` of the kernel set chosen at trace time by
+    :func:`qjaxrob.backend.kernel_set` (``kernels`` or ``$QJAXROB_KERNELS``: ``auto``, the
+    default, picks XLA until the Pallas kernels are proven on a GPU)."""
+    ks = backend.kernel_set(kernels)
+    return ks.apply_matrix, ks.apply_diagonal
 
 
-def statevector_op(dtype):
+def statevector_op(dtype, kernels=None):
     """Per-op statevector update ``(state, op, params, x) -> state`` for gates, fused
-    blocks and markers (channels raise ``DensityMatrixOnlyError``)."""
-    matrix_kernel, diagonal_kernel = _kernels()
+    blocks and markers (channels raise ``DensityMatrixOnlyError``); ``kernels``:
+    ``"auto"``/``"xla"``/``"pallas"``, default ``$QJAXROB_KERNELS`` (see :func:`_kernels`)."""
+    matrix_kernel, diagonal_kernel = _kernels(kernels)
 
     def apply(state, op, params, x):
         if isinstance(op, Block):
