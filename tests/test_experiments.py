@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import tomllib
 
 from qjaxrob import experiments
 from qjaxrob.errors import ParameterError, QjrTypeError
