@@ -160,6 +160,11 @@ def test_aggregator_factory_binds_hyperparameters(updates):
     np.testing.assert_allclose(fed.aggregator("trimmed_mean", beta=0.2)(updates, w),
                                np_trimmed_mean(updates, 0.2))
     assert fed.aggregator("krum", f=1) == fed.aggregator("krum", f=1)  # hashable by value
+    g0 = updates[0] + 0.1
+    np.testing.assert_allclose(fed.aggregator("fltrust")(updates, w, server_update=g0),
+                               np_fltrust(updates, g0), rtol=1e-10)
+    with pytest.raises(ParameterError, match="root data"):
+        fed.aggregator("fltrust")(updates, w)
     with pytest.raises(ParameterError, match="one of"):
         fed.aggregator("bulyan")
     with pytest.raises(ParameterError, match="takes exactly"):

@@ -122,6 +122,22 @@ def test_sharded_round_equals_unsharded(setup):
         fed.federated_round(s0, data, fed.FedConfig(clients_per_round=5, rounds=1, shard=True))
 
 
+def test_fltrust_round_uses_the_server_root_update(setup):
+    model, data, _ = setup
+    cfg = base_config(aggregator=fed.aggregator("fltrust"))
+    xr, yr = blobs(5, 12)
+    state = fed.init_state(model, cfg)
+    new, info = fed.federated_round(state, data, cfg, root=(xr, yr))
+    assert info.server_update.shape == info.updates.shape[1:]
+    assert float(jnp.linalg.norm(info.server_update)) > 0
+    np.testing.assert_allclose(info.aggregate, fed.fltrust(info.updates, info.server_update),
+                               rtol=1e-12)
+    np.testing.assert_allclose(fed.flatten(new.model)[0],
+                               fed.flatten(model)[0] - np.asarray(info.aggregate), rtol=1e-12)
+    with pytest.raises(ParameterError, match="root data"):
+        fed.federated_round(state, data, cfg)
+
+
 class Interrupt(Exception):
     pass
 

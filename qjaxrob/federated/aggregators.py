@@ -255,19 +255,32 @@ def _fltrust(u, g0):
 
 
 AGGREGATORS = ("fedavg", "krum", "multi_krum", "median", "trimmed_mean", "norm_clip",
-               "geometric_median")
+               "geometric_median", "fltrust")
 
 
 class _Rule(eqx.Module):
-    """A named rule with its hyper-parameters bound: ``rule(updates, weights) -> (dim,)``.
-    Hashable (usable as a static ``jit`` argument), with a readable ``repr``."""
+    """A named rule with its hyper-parameters bound: ``rule(updates, weights) -> (dim,)``
+    (FLTrust: ``rule(updates, weights, server_update=g0)``). Hashable (usable as a static
+    ``jit`` argument), with a readable ``repr``."""
 
     name: str = eqx.field(static=True)
     kwargs: tuple = eqx.field(static=True)
 
-    def __call__(self, updates, weights=None):
+    @property
+    def needs_server_update(self) -> bool:
+        """Whether the round loop must pass the server's root-data update."""
+        return self.name == "fltrust"
+
+    def __call__(self, updates, weights=None, server_update=None):
         if self.name == "fedavg":
             return fedavg(updates, weights)
+        if self.name == "fltrust":
+            if server_update is None:
+                raise ParameterError(
+                    "the fltrust aggregator needs the server's update on its root data "
+                    "(federated.run(..., root=(x_root, y_root)))"
+                )
+            return fltrust(updates, server_update)
         return _RULES[self.name](updates, **dict(self.kwargs))
 
 
@@ -279,9 +292,9 @@ _RULES = {"krum": krum, "multi_krum": multi_krum, "median": median,
 def aggregator(name: str, **kwargs):
     """``rule(updates, weights) -> (dim,)`` for the round loop: ``name`` in
     :data:`AGGREGATORS` with its hyper-parameters (``f``, ``m``, ``beta``, ``tau``) bound;
-    only ``fedavg`` uses the weights (client example counts). FLTrust needs a server
-    update each round and is not offered here."""
-    needs = {"fedavg": (), "krum": ("f",), "multi_krum": ("f", "m"), "median": (),
+    only ``fedavg`` uses the weights (client example counts); ``fltrust`` takes the
+    server's update on its root data, which the round loop computes when given ``root``."""
+    needs = {"fedavg": (), "krum": ("f",), "multi_krum": ("f", "m"), "median": (), "fltrust": (),
              "trimmed_mean": ("beta",), "norm_clip": ("tau",), "geometric_median": ()}
     if name not in needs:
         raise ParameterError(f"aggregator must be one of {AGGREGATORS}, got {name!r}")

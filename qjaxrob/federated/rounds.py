@@ -82,13 +82,16 @@ class RoundPlan(NamedTuple):
 
 class RoundInfo(NamedTuple):
     """What the server saw in a round: ``updates`` ``(m, dim)`` (after poisoning; hand a
-    row to gradient inversion with ``federated.unflatten(model, row)``), the ``ids`` of
-    their senders, which were ``malicious`` and the ``aggregate`` ``(dim,)``."""
+    row to gradient inversion with ``federated.unflatten(model, row)``: in FedSGD a row is
+    the gradient of the client's mean loss, in FedAvg the change ``w_global - w_local``),
+    the ``ids`` of their senders, which were ``malicious``, the ``aggregate`` ``(dim,)``
+    and (FLTrust) the server's own ``server_update`` on its root data."""
 
     ids: np.ndarray
     malicious: np.ndarray
     updates: jax.Array
     aggregate: jax.Array
+    server_update: jax.Array | None = None
 
 
 def init_state(model, config: FedConfig) -> ServerState:
@@ -133,10 +136,12 @@ def poison(updates, plan: RoundPlan, config: FedConfig):
 
 
 @eqx.filter_jit
-def _server_step(model, opt_state, privacy_state, updates, weights, aggregator, optimizer,
-                 server_privacy):
+def _server_step(model, opt_state, privacy_state, updates, weights, g0, aggregator,
+                 optimizer, server_privacy):
     if server_privacy is not None:
         agg, privacy_state = server_privacy.update(updates, privacy_state)
+    elif g0 is not None:
+        agg = aggregator(updates, weights, server_update=g0)
     else:
         agg = aggregator(updates, weights)
     params = eqx.filter(model, eqx.is_inexact_array)
@@ -146,10 +151,11 @@ def _server_step(model, opt_state, privacy_state, updates, weights, aggregator, 
     return eqx.apply_updates(model, upd), opt_state, privacy_state, agg
 
 
-def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: FedConfig):
+def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: FedConfig,
+                  root_update=None):
     """Checks the server-visible ``updates`` ``(m, dim)`` (naming a client that sent
-    NaN/inf), aggregates them and applies the server optimizer. Returns
-    ``(new_state, aggregate)``."""
+    NaN/inf), aggregates them (``root_update``: the server's own update for FLTrust) and
+    applies the server optimizer. Returns ``(new_state, aggregate)``."""
     updates = check_updates(updates, "round updates", client_ids=plan.ids)
     dim = sum(a.size for a in jax.tree_util.tree_leaves(
         eqx.filter(state.model, eqx.is_inexact_array)))
@@ -159,8 +165,8 @@ def server_update(state: ServerState, plan: RoundPlan, updates, counts, config: 
         )
     model, opt_state, ps, agg = _server_step(
         state.model, state.opt_state, state.privacy_state, updates,
-        jnp.asarray(counts, updates.dtype), config.aggregator, config.server_optimizer,
-        config.server_privacy)
+        jnp.asarray(counts, updates.dtype), root_update, config.aggregator,
+        config.server_optimizer, config.server_privacy)
     return ServerState(model, opt_state, ps, plan.next_key, state.round + 1), agg
 
 
@@ -169,8 +175,24 @@ def _gather(data, ids, malicious):
     return ids, data.x[ids], data.y[ids], data.counts[ids], malicious
 
 
-def federated_round(state: ServerState, data: ClientData, config: FedConfig):
-    """One round over the stacked ``data``; returns ``(new_state, RoundInfo)``."""
+def _root_update(state, plan, n_clients, root, config):
+    """The server's honest update on its root data ``(x, y)`` (FLTrust), computed like a
+    client's with the pseudo client id ``n_clients``."""
+    if root is None:
+        raise ParameterError(
+            "the aggregator needs the server's root data: pass root=(x_root, y_root)")
+    x, y = jnp.asarray(root[0]), jnp.asarray(root[1])
+    if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[0] == 0:
+        raise ParameterError(f"root must be (x (n, n_features), y (n,)) with n >= 1, got "
+                             f"shapes {x.shape} and {y.shape}")
+    return local_updates(state.model, plan.client_key, jnp.asarray([n_clients]), x[None],
+                         y[None], jnp.asarray([x.shape[0]]), jnp.asarray([False]),
+                         config.client_spec)[0]
+
+
+def federated_round(state: ServerState, data: ClientData, config: FedConfig, *, root=None):
+    """One round over the stacked ``data``; returns ``(new_state, RoundInfo)``.
+    ``root = (x, y)``: the server's clean root data (needed by the FLTrust aggregator)."""
     config.check_clients(data.n_clients)
     plan = plan_round(state, data.n_clients, config)
     arrays = _gather(data, jnp.asarray(plan.ids), jnp.asarray(plan.malicious))
@@ -181,8 +203,11 @@ def federated_round(state: ServerState, data: ClientData, config: FedConfig):
     updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal,
                             config.client_spec)
     updates = poison(updates, plan, config)
-    new_state, agg = server_update(state, plan, updates, counts, config)
-    return new_state, RoundInfo(plan.ids, plan.malicious, updates, agg)
+    g0 = None
+    if getattr(config.aggregator, "needs_server_update", False):
+        g0 = _root_update(state, plan, data.n_clients, root, config)
+    new_state, agg = server_update(state, plan, updates, counts, config, g0)
+    return new_state, RoundInfo(plan.ids, plan.malicious, updates, agg, g0)
 
 
 @eqx.filter_jit
@@ -304,7 +329,7 @@ def _append(path: Path, record: dict) -> None:
 
 
 def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: bool = True,
-        on_round: Callable | None = None):
+        on_round: Callable | None = None, root=None):
     """Runs (or resumes) a federated training in ``out_dir`` up to ``config.rounds``.
 
     Args:
@@ -317,6 +342,7 @@ def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: 
         test: ``(x_test, y_test)`` for the per-round metrics.
         on_round: called as ``on_round(state, info)`` after each round is recorded
             (e.g. to hand ``info.updates`` to gradient inversion).
+        root: ``(x_root, y_root)``, the server's clean root data (FLTrust).
 
     Returns:
         ``(state, records)``: the final :class:`ServerState` and the list of all JSONL
@@ -335,7 +361,7 @@ def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: 
                desc="federated", unit="round")
     try:
         while state.round < config.rounds:
-            state, info = federated_round(state, data, config)
+            state, info = federated_round(state, data, config, root=root)
             rec = {"round": state.round, "clients": info.ids.tolist(),
                    "malicious": info.ids[info.malicious].tolist(),
                    **evaluate_round(state.model, test, config, state.round)}
