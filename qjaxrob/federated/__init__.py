@@ -5,6 +5,25 @@ Aggregators map ``updates`` ``(n_clients, dim)`` to ``(dim,)`` (flatten model py
 they are passed to :class:`FedConfig` as functions (``qjaxrob.attacks.byzantine``,
 ``qjaxrob.defenses.privacy``), so this package never imports ``attacks`` or ``defenses``.
 The Flower adapter is ``qjaxrob.federated.flower`` (needs the ``flower`` extra).
+
+Example::
+
+    from qjaxrob import federated as fed
+    from qjaxrob.attacks import byzantine
+    from qjaxrob.defenses import privacy
+
+    parts = fed.dirichlet_split(jax.random.key(0), y_train, 20, alpha=0.5)
+    data = fed.stack_clients(x_train, y_train, parts)
+    model = qjr.qml.make_vqc(jax.random.key(1), n_features=4, n_classes=2)
+    config = fed.FedConfig(
+        clients_per_round=10, rounds=50, local_steps=5, batch_size=16,
+        client_optimizer=optax.adam(0.05),
+        aggregator=fed.aggregator("krum", f=2),
+        malicious=byzantine.malicious_clients(jax.random.key(2), 20, 4),
+        poison_updates=byzantine.ALIE(),
+    )
+    state, records = fed.run(config, "runs/krum_alie", model=model, data=data,
+                             test=(x_test, y_test))   # resumable; records = JSONL lines
 """
 
 from qjaxrob.federated.aggregators import (
