@@ -46,7 +46,7 @@ def _ce(model, x, y):
 @pytest.mark.parametrize("d", [1, 3, 5])
 def test_fgsm_matches_closed_form(rng, d):
     w, x = rng.normal(size=d), rng.normal(size=d)
-    loss = lambda v: jnp.sum(jnp.asarray(w) * jnp.sin(v))  # noqa: E731
+    loss = lambda v: jnp.sum(jnp.asarray(w) * jnp.sin(v))
     g = w * np.cos(x)
     np.testing.assert_allclose(attacks.fgsm(loss, x, 0.3), x + 0.3 * np.sign(g), atol=1e-12)
     np.testing.assert_allclose(attacks.fgsm(loss, x, 0.3, norm="l2"),
@@ -56,7 +56,7 @@ def test_fgsm_matches_closed_form(rng, d):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_pgd_reaches_the_maximiser_of_a_linear_loss(rng, norm):
     w, x = rng.normal(size=4), rng.normal(size=4)
-    loss = lambda v: jnp.dot(jnp.asarray(w), v)  # noqa: E731
+    loss = lambda v: jnp.dot(jnp.asarray(w), v)
     best = x + 0.5 * (np.sign(w) if norm == "linf" else w / np.linalg.norm(w))
     out = attacks.pgd(loss, x, 0.5, steps=40, step_size=0.3, norm=norm, key=jax.random.key(3))
     np.testing.assert_allclose(out, best, atol=1e-9)
@@ -68,7 +68,7 @@ def test_pgd_reaches_the_maximiser_of_a_linear_loss(rng, norm):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_pgd_and_fgsm_stay_in_ball_and_bounds(rng, norm):
     w = jnp.asarray(rng.normal(size=(3, 3)))
-    loss = lambda v: jnp.sum(jnp.tanh(w @ v) ** 2) + jnp.sum(jnp.cos(3 * v))  # noqa: E731
+    loss = lambda v: jnp.sum(jnp.tanh(w @ v) ** 2) + jnp.sum(jnp.cos(3 * v))
     low, high = np.array([0.0, -1.0, 0.2]), np.array([1.0, 1.0, 0.6])
     xs = np.repeat(rng.uniform(low, high, size=(5, 3)), 3, axis=0)
     eps = np.tile([0.05, 0.3, 2.0], 5)
@@ -89,7 +89,7 @@ def test_pgd_and_fgsm_stay_in_ball_and_bounds(rng, norm):
 
 def test_pgd_composes_with_vmap_and_jit(rng):
     xs = jnp.asarray(rng.normal(size=(6, 2)))
-    loss = lambda v: jnp.sum(jnp.sin(v) * jnp.array([1.0, -2.0]))  # noqa: E731
+    loss = lambda v: jnp.sum(jnp.sin(v) * jnp.array([1.0, -2.0]))
     f = jax.jit(jax.vmap(lambda v: attacks.pgd(loss, v, 0.2, steps=5, step_size=0.1)))
     batched = f(xs)
     single = np.stack([attacks.pgd(loss, v, 0.2, steps=5, step_size=0.1) for v in xs])
@@ -183,7 +183,7 @@ def test_state_attack_respects_budget_and_lowers_accuracy(moons):
 # ---- bad input -------------------------------------------------------------------------------------
 def test_bad_input_raises_clear_errors(moons):
     model, x, y = moons
-    loss = lambda v: jnp.sum(v**2)  # noqa: E731
+    loss = lambda v: jnp.sum(v**2)
     v = jnp.ones(2)
     with pytest.raises(ParameterError, match="norm"):
         attacks.fgsm(loss, v, 0.1, norm="l1")

@@ -7,14 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_unitary
 from scipy.linalg import expm
 
 import qjaxrob as qjr
 from qjaxrob import attacks
 from qjaxrob.attacks import fragments as fr
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
-
-from helpers import random_unitary
 
 PAULI = [np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1, -1])]
 

@@ -35,8 +35,17 @@ from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
 
 __all__ = [
-    "NORMS", "fgsm", "pgd", "project", "check_eps", "check_norm", "check_bounds",
-    "AttackResult", "attack_model", "robust_accuracy_curve", "example_loss",
+    "NORMS",
+    "AttackResult",
+    "attack_model",
+    "check_bounds",
+    "check_eps",
+    "check_norm",
+    "example_loss",
+    "fgsm",
+    "pgd",
+    "project",
+    "robust_accuracy_curve",
 ]
 
 NORMS = ("linf", "l2")

@@ -55,16 +55,29 @@ import optax
 
 from qjaxrob import cutting
 from qjaxrob.checks import check_key, check_positive_int, check_probability, check_real
-from qjaxrob.circuit import Circuit, Op
+from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import CutCircuit, qpd
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
 from qjaxrob.observables import PauliSum
 from qjaxrob.simulate import expval
 
 __all__ = [
-    "MODES", "su2", "budget_radius", "operator_distance", "effective_choi",
-    "FragmentModel", "fragment_model", "attacked_value", "attacked_tensors", "FragmentAttackResult", "fragment_attack",
-    "uncut_with", "compare_uncut", "consistency_violations", "Detection", "detect",
+    "MODES",
+    "Detection",
+    "FragmentAttackResult",
+    "FragmentModel",
+    "attacked_tensors",
+    "attacked_value",
+    "budget_radius",
+    "compare_uncut",
+    "consistency_violations",
+    "detect",
+    "effective_choi",
+    "fragment_attack",
+    "fragment_model",
+    "operator_distance",
+    "su2",
+    "uncut_with",
 ]
 
 MODES = ("uniform", "term")

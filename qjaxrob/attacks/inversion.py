@@ -75,10 +75,23 @@ from qjaxrob.qml.train import cross_entropy
 from qjaxrob.simulate import statevector
 
 __all__ = [
-    "DISTANCES", "OPTIMIZERS", "fourier_tower_encoding", "encoding_period", "encoding_spectrum",
-    "check_grads", "shared_gradient", "infer_label", "gradient_distance", "match_gradients",
-    "InversionResult", "invert", "circular_error", "encoded_fidelity", "AnalyticResult",
-    "analytic_invert", "inversion_scaling",
+    "DISTANCES",
+    "OPTIMIZERS",
+    "AnalyticResult",
+    "InversionResult",
+    "analytic_invert",
+    "check_grads",
+    "circular_error",
+    "encoded_fidelity",
+    "encoding_period",
+    "encoding_spectrum",
+    "fourier_tower_encoding",
+    "gradient_distance",
+    "infer_label",
+    "inversion_scaling",
+    "invert",
+    "match_gradients",
+    "shared_gradient",
 ]
 
 DISTANCES = ("l2", "cosine")
@@ -257,7 +270,7 @@ def match_gradients(model, target, x0, label, *, steps: int, distance: str = "l2
     (``(B,)``) against the flattened gradient ``target``: ``steps`` optimiser steps in a
     ``lax.scan``; returns ``(best x, its distance)``. Pure and jittable; ``invert`` vmaps it."""
     f = _objective(model, target, label, distance)
-    plain = lambda x, state: jax.value_and_grad(f)(x)  # noqa: E731
+    plain = lambda x, state: jax.value_and_grad(f)(x)
     if optimizer == "lbfgs":
         lr = 1.0 if learning_rate is None else learning_rate
         opt = optax.chain(optax.lbfgs(lr, linesearch=None), optax.clip_by_global_norm(_MAX_STEP))
@@ -528,7 +541,7 @@ def inversion_scaling(qubits=(2, 3, 4, 5, 6, 7, 8), *, key, encodings=("angle", 
             y = jax.random.randint(k_y, (), 0, 2)
             grads = shared_gradient(model, x[None], y[None])
 
-            def run():
+            def run(model=model, grads=grads, k_inv=k_inv):
                 res = invert(model, grads, key=k_inv, restarts=restarts, steps=steps,
                              distance=distance, optimizer=optimizer)
                 jax.block_until_ready(res.distances)
@@ -543,7 +556,8 @@ def inversion_scaling(qubits=(2, 3, 4, 5, 6, 7, 8), *, key, encodings=("angle", 
             elapsed = time.perf_counter() - t0
             if compile_s is None:
                 compile_s = max(first - elapsed, 0.0)
-            errs = np.asarray(jax.vmap(lambda xr: circular_error(xr[0], x, period))(res.xs))
+            errs = np.asarray(jax.vmap(circular_error, in_axes=(0, None, None))(
+                res.xs[:, 0], x, period))
             ok = errs.max(axis=1) <= tol
             best_err = float(np.max(errs[int(jnp.argmin(res.distances))]))
             rate = float(ok.mean())

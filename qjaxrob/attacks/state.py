@@ -30,16 +30,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from qjaxrob.attacks.evasion import check_eps, example_loss
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.circuit import Circuit, param
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.qml import VQC
-from qjaxrob.attacks.evasion import check_eps, example_loss
 from qjaxrob.simulate import statevector
 
 __all__ = [
-    "perturbation_circuit", "attacked_model", "infidelity", "StateAttackResult",
-    "state_attack", "state_attack_model", "state_robust_accuracy_curve",
+    "StateAttackResult",
+    "attacked_model",
+    "infidelity",
+    "perturbation_circuit",
+    "state_attack",
+    "state_attack_model",
+    "state_robust_accuracy_curve",
 ]
 
 _BISECTIONS = 20

@@ -23,7 +23,7 @@ from qjaxrob.attacks.evasion import check_bounds, check_eps, check_norm, example
 from qjaxrob.checks import check_positive_int, check_probability
 from qjaxrob.qml.train import cross_entropy, fit
 
-__all__ = ["adversarial_loss", "adversarial_fit"]
+__all__ = ["adversarial_fit", "adversarial_loss"]
 
 
 def adversarial_loss(eps, *, norm: str = "linf", steps: int = 5, step_size=None,

@@ -1,0 +1,132 @@
+"""Attack benchmarks: gradient-inversion restarts per second (vmapped vs a Python loop of
+the same restarts) and seconds per PGD step on a batch of 256.
+
+    python -m benchmarks.attacks                      # 4, 8, 12, 16 qubits
+    python -m benchmarks.attacks --qubits 4 8 --restarts 64 --steps 50
+    python -m benchmarks.attacks --scaling --qubits 2 3 4 5 6 7 8   # the scaling-study table
+
+Inversion model: the scaling study's (``qjaxrob.attacks.inversion.inversion_scaling``):
+RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
+``<Z_q>`` of every wire through a trainable linear layer, complex128, one example with an
+iDLG label. A restart is ``--steps`` L-BFGS steps (``optax.lbfgs``, zoom line search) on the
+L2 gradient distance. "batched": all restarts in one vmapped jit call; "loop": the same
+restarts one after another through a jitted single-restart function (the peer
+``ajbarea/csci739-qfl-privacy`` loops restarts in Python, 0.87 s each at 8 qubits). Timings
+are medians of ``--repeats`` warm runs (compile excluded, reported separately), with
+``block_until_ready``. Results go to ``benchmarks/results/attacks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp
+import numpy as np
+
+import qjaxrob as qjr
+from qjaxrob import attacks
+from qjaxrob.attacks import inversion as inv
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "attacks.json")
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def inversion_rates(n, restarts, loop_restarts, steps, repeats):
+    model = inv._study_model(jax.random.key(n), "angle", n, 2, 0, jnp.complex128)
+    x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0, 2 * np.pi)
+    grads = inv.shared_gradient(model, x[None], jnp.array([1]))
+    target = inv.check_grads(model, grads)
+    label = jnp.array([int(inv.infer_label(model, grads))], jnp.int32)
+    x0s = jax.random.uniform(jax.random.key(2), (restarts, 1, n), jnp.float64, 0, 2 * np.pi)
+
+    def one(x0):
+        return inv.match_gradients(model, target, x0, label, steps=steps)
+
+    batched = jax.jit(jax.vmap(one))
+    single = jax.jit(one)
+    t0 = time.perf_counter()
+    jax.block_until_ready(batched(x0s))
+    compile_b = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(single(x0s[0]))
+    compile_s = time.perf_counter() - t0
+    tb = _median_time(lambda: batched(x0s), repeats)
+    tl = _median_time(lambda: [single(x0s[i]) for i in range(loop_restarts)], repeats)
+    return dict(n_qubits=n, steps=steps, restarts=restarts, loop_restarts=loop_restarts,
+                batched_s=tb, loop_s=tl, batched_restarts_per_s=restarts / tb,
+                loop_restarts_per_s=loop_restarts / tl, speedup=(restarts / tb) / (loop_restarts / tl),
+                compile_batched_s=compile_b, compile_single_s=compile_s)
+
+
+def pgd_step_time(n, batch, steps, repeats):
+    key = jax.random.key(0)
+    model = qjr.qml.make_vqc(key, n, 2, layers=2, dtype=jnp.complex128)
+    x = jax.random.uniform(jax.random.key(1), (batch, n), jnp.float64, 0, np.pi)
+    y = jax.random.randint(jax.random.key(2), (batch,), 0, 2)
+
+    def run(s):
+        return attacks.attack_model(model, x, y, 0.1, steps=s).x_adv
+
+    jax.block_until_ready(run(steps))
+    jax.block_until_ready(run(2 * steps))
+    t1 = _median_time(lambda: run(steps), repeats)
+    t2 = _median_time(lambda: run(2 * steps), repeats)
+    return dict(n_qubits=n, batch=batch, steps=steps, seconds_per_step=(t2 - t1) / steps,
+                seconds_total_at_steps=t1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--qubits", type=int, nargs="+", default=[4, 8, 12, 16])
+    ap.add_argument("--restarts", type=int, default=64)
+    ap.add_argument("--loop-restarts", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pgd-qubits", type=int, nargs="+", default=[2, 8])
+    ap.add_argument("--scaling", action="store_true", help="run the inversion scaling table")
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
+    if args.scaling:
+        def show(r):
+            print(json.dumps(r, default=float), flush=True)
+
+        rows = attacks.inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
+                                         seeds=args.seeds, restarts=args.restarts,
+                                         steps=args.steps, progress=False, on_row=show)
+        out["scaling"] = rows
+    else:
+        out["inversion"] = []
+        for n in args.qubits:
+            row = inversion_rates(n, args.restarts, args.loop_restarts, args.steps, args.repeats)
+            print(row, flush=True)
+            out["inversion"].append(row)
+        out["pgd"] = []
+        for n in args.pgd_qubits:
+            row = pgd_step_time(n, 256, 10, args.repeats)
+            print(row, flush=True)
+            out["pgd"].append(row)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    path = RESULTS.replace(".json", "_scaling.json") if args.scaling else RESULTS
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
