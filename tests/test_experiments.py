@@ -165,7 +165,7 @@ def test_resume_after_a_failure_equals_an_uninterrupted_run(tmp_path):
         runner.run(make_study(fail_at=4), cfg, tmp_path / "cut", progress=False)
     assert [r["unit"]["size"] for r in lines(tmp_path / "cut")] == [1, 2, 3]
     meta = json.loads((tmp_path / "cut" / "metadata.json").read_text())
-    assert meta["sessions"][0]["status"] == "interrupted" and meta["units_done"] == 3
+    assert meta["sessions"][0]["status"] == "failed" and meta["units_done"] == 3
     calls = []
     again = runner.run(make_study(calls=calls), cfg, tmp_path / "cut", progress=False)
     assert calls == [4, 5]  # finished units are not redone

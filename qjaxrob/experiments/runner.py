@@ -264,10 +264,10 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
                     session["units_run"] += 1
                     bar.update(1)
         status = "complete" if len(done) == len(units) else "partial"
-    except BaseException:
-        session["status"] = "interrupted"
+    except BaseException as exc:
+        session["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         session["ended"] = _now()
-        meta["units_done"] = len(done)
+        meta.update(units_done=len(done), status=session["status"])
         _write_atomic(meta_path, json.dumps(meta, indent=2))
         raise
     finally:
