@@ -25,7 +25,7 @@ shots, get PennyLane's gradient transforms (parameter shift by default).
 PennyLane's own device test suite passes against this device (2026-12-01, PennyLane 0.45.1;
 needs ``flaky``): analytic, ``test_measurements test_gates_with_expval test_return_system
 test_wires test_tracker test_gradients_jax test_gates test_templates
-test_compare_default_qubit test_properties``: 389 passed, 35 skipped, 12 xfailed (one
+test_compare_default_qubit test_properties``: 380 passed, 31 skipped, 12 xfailed (one
 error: ``test_supports_broadcasting`` wants the ``pytest-mock`` fixture); with
 ``--shots=10000``, ``test_measurements test_return_system``: 76 passed, 7 skipped, 1 xfailed::
 
