@@ -104,9 +104,9 @@ def test_auto_never_selects_a_kernel_without_autodiff(monkeypatch, xla_report, p
 # ---- the whole statevector path with Pallas forced ------------------------------------------
 def _random_circuit(rng):
     """3 qubits: dense, diagonal and permutation gates, a random 2-qubit ``unitary``, params,
-    an affine input and a ``Repeat`` (lax.scan); 6 fused blocks."""
-    body = (qjr.Circuit(3).ry(0, qjr.param(0)).cnot(0, 2).rzz(1, 2, qjr.param(1))
-            .crx(2, 0, qjr.param(0) * 0.5 + 0.1))
+    affine angles and a ``Repeat`` (lax.scan); 4 fused blocks."""
+    body = (qjr.Circuit(3).ry(0, qjr.param(0)).cnot(0, 2)
+            .rzz(1, 2, qjr.param(1) * 0.5 + 0.1))
     return (qjr.Circuit(3).rx(2, qjr.inp(0) * 1.5).u3(0, 0.3, qjr.param(2), -0.4)
             .unitary(random_unitary(rng, 4), (2, 0)).cz(0, 1)
             + qjr.Circuit.repeat(body, 2, param_offset=3))
