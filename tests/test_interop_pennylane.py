@@ -63,6 +63,10 @@ def test_qfunc_with_wire_labels_and_parameter_order():
     assert c == (qjr.Circuit(2).rx(1, qjr.param(0)).cnot(1, 0).rz(0, qjr.param(1))
                  .ry(0, qjr.param(2)).rz(0, qjr.param(3)))
     np.testing.assert_allclose(params, [0.3, -0.7, 0.6, 0.5])
+    node = qml.QNode(qfunc, qml.device("default.qubit", wires=["y", "x"]))
+    c_node, p_node = qjr.from_pennylane(node, 0.3, b=-0.7, wires=["y", "x"])
+    assert c_node == c
+    np.testing.assert_allclose(p_node, params)
     with pytest.raises(ConversionError, match=r"non-integer wire labels \['x', 'y'\]"):
         qjr.from_pennylane(qfunc, 0.3, b=-0.7)
 
