@@ -35,7 +35,8 @@ from qjaxrob.experiments.training import accuracy, fit_full_batch
 ANSATZE = ("mps", "tree_tensor_network", "hardware_efficient", "strongly_entangling")
 
 FIELDS = {
-    "ansatze": Field(list(ANSATZE), "ansatz families compared", choices=ANSATZE),
+    "ansatze": Field(list(ANSATZE), "ansatz families compared",
+                     quick=["mps", "tree_tensor_network", "strongly_entangling"], choices=ANSATZE),
     "qubits": Field([4, 6, 8], "qubit counts (= features)", quick=[4], low=2, high=20),
     "layers": Field([1, 2, 4], "ansatz depths", quick=[2], low=1),
     "n_samples": Field(500, "random draws for the gradient variance", quick=100, low=2),
