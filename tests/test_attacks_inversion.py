@@ -48,6 +48,7 @@ def test_invert_recovers_input_and_label(case):
     assert float(res.distance) == float(np.min(np.asarray(res.distances)))
 
 
+@pytest.mark.slow
 def test_batched_restarts_equal_one_by_one(case):
     model, _, y, grads, _ = case
     target = inv.check_grads(model, grads)
@@ -73,6 +74,7 @@ def test_gradient_distance_formulas(rng):
     assert float(inv.gradient_distance(g, t, "cosine")) == pytest.approx(1 - cos)
 
 
+@pytest.mark.slow
 def test_analytic_solve_agrees_with_gradient_matching(case):
     _, x, y, _, res = case
     model = _model(jax.random.key(11), 2, layers=4)  # enough equations: rank 8 = unknowns
