@@ -167,6 +167,7 @@ def test_attacked_model_and_infidelity_match_direct_computation(moons, rng):
     np.testing.assert_allclose(attacks.attacked_model(model, phi)(xi), logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_state_attack_respects_budget_and_lowers_accuracy(moons):
     model, x, y = moons
     xs, ys = x[:16], y[:16]
