@@ -52,6 +52,7 @@ def scaling():
     return glob, loc
 
 
+@pytest.mark.slow
 def test_global_cost_decays_faster_than_local(scaling):
     glob, loc = scaling
     assert np.all(np.diff(glob) < 0)  # deep HEA, global cost: monotone decay
