@@ -120,14 +120,16 @@ def plot(config, records, out_dir):
             title=f"{config['ansatz']}: variance vs qubits")
     ax1.legend(fontsize=7)
     for cost, style in zip(COSTS, ("o-", "s--")):
-        for n in config["qubits"]:
+        for i, n in enumerate(config["qubits"]):
             pts = sorted((r["unit"]["layers"], r["result"][f"var_mean_{cost}"])
                          for r in records if r["unit"]["n_qubits"] == n)
             if len(pts) >= 1:
                 layers, v = map(np.asarray, zip(*pts))
-                ax2.loglog(layers, v, style, label=f"{cost}, n={n}")
+                ax2.semilogy(layers, v, style, color=f"C{i % 10}", label=f"{cost}, n={n}")
     ax2.set(xlabel="layers L", ylabel="Var[dC/dθ]", title="variance vs depth")
     ax2.legend(fontsize=7)
+    plots.integer_ticks(ax1)
+    plots.integer_ticks(ax2)
     return [plots.save(fig, out_dir, "barren_plateaus")]
 
 

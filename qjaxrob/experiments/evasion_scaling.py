@@ -30,7 +30,7 @@ FIELDS = {
                     high=24),
     "layers": Field(3, "hardware-efficient ansatz depth", quick=2, low=1),
     "eps": Field([0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5], "L-inf budgets (radians)",
-                 quick=[0.0, 0.1, 0.2, 0.4, 0.8], low=0.0),
+                 quick=[0.0, 0.1, 0.2, 0.4, 0.8, 1.2], low=0.0),
     "pgd_steps": Field(20, "PGD steps", quick=10, low=1),
     "n_train": Field(512, "training examples", quick=64, low=2),
     "n_test": Field(256, "attacked test examples", quick=64, low=1),
@@ -102,6 +102,7 @@ def plot(config, records, out_dir):
         ax2.semilogy(*zip(*pts), "o-")
     ax2.set(xlabel="qubits n", ylabel="eps50 (budget halving accuracy)",
             title="vulnerability vs qubits")
+    plots.integer_ticks(ax2)
     return [plots.save(fig, out_dir, "evasion_scaling")]
 
 

@@ -108,6 +108,8 @@ def plot(config, records, out_dir):
     ax2.set(xlabel="qubits", ylabel="seconds per successful recovery", yscale="log",
             title="attack cost")
     ax1.legend(fontsize=7)
+    plots.integer_ticks(ax1)
+    plots.integer_ticks(ax2)
     return [plots.save(fig, out_dir, "inversion_scaling")]
 
 

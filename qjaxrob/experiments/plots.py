@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["figure", "save"]
+__all__ = ["figure", "integer_ticks", "save"]
 
 
 def figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.4):
@@ -21,6 +21,13 @@ def figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.4):
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
+
+
+def integer_ticks(ax) -> None:
+    """Only integer ticks on ``ax``'s x axis (qubit counts, depths)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save(fig, out_dir, name: str) -> Path:
