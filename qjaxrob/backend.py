@@ -20,7 +20,11 @@ on) overrides the environment variable.
 Fusion policy: on CPU (and TPU) the policy is exactly :mod:`qjaxrob.fusion`'s
 ``DEFAULT_MAX_QUBITS`` and ``KERNEL_COST``. On a GPU it is a cost table read from the data
 file ``gpu_costs.json`` beside this module, one table per kernel set (a GPU pass costs
-about the same for any width up to 3-4 qubits, so it fuses wider).
+about the same for any width up to 3-4 qubits, so it fuses wider). Not yet wired in: the
+engine still fuses with fusion's CPU table on every backend; using this policy needs
+``fusion.fuse`` to take the table (``cost=policy.cost``) and ``engine.final_tensor`` to
+pass ``fusion_policy()`` on (a few lines in files this module does not own). The JSON must
+ship with the package (``[tool.setuptools.package-data] qjaxrob = ["gpu_costs.json"]``).
 """
 
 from __future__ import annotations
