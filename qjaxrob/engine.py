@@ -172,7 +172,7 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DE
 
 
 BATCHED_TERMS = 8
-"""Pure-state observables with more than this many Pauli terms are evaluated by one
+"""Observables with more than this many Pauli terms are evaluated by one
 batched contraction (:func:`_batched_term_values`) instead of one kernel per term: a
 per-term Python loop makes the traced program (and its gradient) grow with every term, and
 XLA's compile time grows faster than linearly in program size."""
@@ -198,22 +198,28 @@ def _pauli_masks(words, n: int):
     return np.asarray(xs, np.int32), np.asarray(zs, np.int32), np.asarray(phases)
 
 
-def _batched_term_values(t, words):
-    """``<psi|P_k|psi>`` for all words at once: ``(P psi)[i] = i**n_Y (-1)**|(i^x) & z|
-    psi[i ^ x]``, evaluated by ``lax.map`` over the terms (one traced body, whatever their
-    number; batches of ``_BATCH_ENTRIES`` entries bound the memory)."""
-    n = t.ndim
-    psi = t.reshape(-1)
+def _batched_term_values(t, words, mixed: bool):
+    """``<P_k>`` for all words at once. With ``P = i**n_Y X^x Z^z`` (:func:`_pauli_masks`),
+    ``P[i, i ^ x] = i**n_Y (-1)**|(i ^ x) & z|`` is the only nonzero of row i, so a state gives
+    ``<psi|P|psi> = i**n_Y sum_i conj(psi_i) (-1)**|(i^x) & z| psi_{i^x}`` and a density
+    matrix ``Tr(P rho) = i**n_Y sum_i (-1)**|(i^x) & z| rho[i^x, i]``. Evaluated by
+    ``lax.map`` over the terms (one traced body, whatever their number; batches of
+    ``_BATCH_ENTRIES`` entries bound the memory)."""
+    n = t.ndim // 2 if mixed else t.ndim
+    dim = 2**n
+    flat = t.reshape(-1)
     xs, zs, phases = _pauli_masks(words, n)
-    idx = jnp.arange(2**n, dtype=jnp.int32)
+    idx = jnp.arange(dim, dtype=jnp.int32)
 
     def one(masks):
         x, z = masks
         j = idx ^ x
-        sign = 1 - 2 * (jax.lax.population_count(j & z) & 1)
-        return jnp.vdot(psi, sign.astype(psi.dtype) * psi[j])
+        sign = (1 - 2 * (jax.lax.population_count(j & z) & 1)).astype(t.dtype)
+        if mixed:
+            return jnp.sum(sign * flat[j * dim + idx])
+        return jnp.vdot(flat, sign * flat[j])
 
-    batch = max(1, min(len(words), _BATCH_ENTRIES // 2**n))
+    batch = max(1, min(len(words), _BATCH_ENTRIES // dim))
     vals = jax.lax.map(one, (jnp.asarray(xs), jnp.asarray(zs)), batch_size=batch)
     return jnp.real(vals * jnp.asarray(phases, t.dtype))
 
@@ -222,8 +228,9 @@ def _all_term_values(t, words, mixed: bool):
     real = jnp.finfo(t.dtype).dtype
     if not words:
         return jnp.zeros((0,), real)
-    if not mixed and len(words) > BATCHED_TERMS and t.ndim <= 30:
-        return _batched_term_values(t, words).astype(real)
+    n = t.ndim // 2 if mixed else t.ndim
+    if len(words) > BATCHED_TERMS and (4**n if mixed else 2**n) < 2**31:
+        return _batched_term_values(t, words, mixed).astype(real)
     kernel = density_pauli_expval if mixed else pauli_expval
     return jnp.stack([kernel(t, *split_word(w)) for w in words]).astype(real)
 

@@ -191,3 +191,6 @@ def test_many_term_observables_match_the_reference_and_finite_differences(rng):
                                atol=1e-10)
     g = jax.grad(lambda q: qjr.expval(c, obs, q, dtype=C128))(p)
     np.testing.assert_allclose(g, finite_diff(lambda q: expval_ref(c, obs, q), p), atol=1e-7)
+    noisy = c.depolarizing(1, 0.2).amplitude_damping(0, 0.3)
+    got = qjr.expval(noisy, obs, p, mixed=True, dtype=C128)
+    assert float(got) == pytest.approx(expval_ref(noisy, obs, p, mixed=True), abs=1e-10)
