@@ -7,6 +7,7 @@ kernel sets (``QJAXROB_KERNELS``, switched with ``jax.clear_caches()`` in betwee
 * ``bandwidth``: the floor, measured in the same run: a jnp read+write of a 2 GiB array.
 * ``check``: Pallas against XLA on the device (forward, backprop and adjoint gradients,
   n=14) and the number of Triton kernels in the compiled program (proof that they ran).
+* ``memory``: state-sized buffers held by the compiled forward at n=26 (target <= 3).
 * ``kernel``: one kernel application at n=26 (dense k=1..4, diagonal, permutation), time
   per pass and fraction of the floor; writes a fusion cost table in the format of
   ``qjaxrob/gpu_costs.json`` to ``gpu_costs.json`` (copy it there once it looks right),
@@ -50,7 +51,7 @@ import qjaxrob as qjr
 from qjaxrob import kernels as xla_kernels
 from qjaxrob.qml import hardware_efficient
 
-SECTIONS = ("bw", "check", "kernel", "forward", "grad", "batched", "density", "traj", "cut",
+SECTIONS = ("bw", "check", "memory", "kernel", "forward", "grad", "batched", "density", "traj", "cut",
             "first")
 KERNEL_SETS = ("xla", "pallas")
 T0 = time.time()
@@ -215,6 +216,19 @@ def cost_tables(times: dict) -> dict:
                    "source": f"measured by benchmarks/gpu.py on {CFG['device']}, n={CFG['kn']}, "
                              f"complex64, jax {jax.__version__}"}
     return {"gpu": out}
+
+
+@case("memory", need=20)
+def memory(ks, n, L=4):
+    """State-sized buffers the compiled forward holds on the device (XLA's buffer
+    assignment: temporaries + output, in units of one state)."""
+    use_kernels(ks)
+    p = hea_params(n, L)
+    stats = jax.jit(qjr_fn(n, L, jnp.complex64)).lower(p).compile().memory_analysis()
+    state = 2**n * 8
+    emit(case="memory", kernels=ks, n=n, states_held=(stats.temp_size_in_bytes
+                                                       + stats.output_size_in_bytes) / state,
+         temp_bytes=stats.temp_size_in_bytes, alias_bytes=stats.alias_size_in_bytes)
 
 
 def qjr_fn(n, L, dt, diff="backprop"):
@@ -440,7 +454,7 @@ def first_call(n, L, what, ks="xla"):
 # ---- report -------------------------------------------------------------------------------
 COLUMNS = ("case", "engine", "kernels", "kind", "k", "diff", "what", "n", "B", "T", "dtype",
            "median_ms", "per_pass_ms", "floor_passes", "fraction_of_floor", "GBps", "seconds",
-           "first_s", "triton_calls", "pallas_ops", "max_diff", "max_diff_vs_xla", "error", "skipped")
+           "first_s", "states_held", "triton_calls", "pallas_ops", "max_diff", "max_diff_vs_xla", "error", "skipped")
 
 
 def markdown(rows) -> str:
@@ -482,6 +496,9 @@ def main(argv=None):
         bandwidth(16 if smoke else 28)
     if "check" in sections:
         check(4 if smoke else 14)
+    if "memory" in sections:
+        for ks in kernel_sets:
+            memory(ks, 12 if smoke else 26)
     if "kernel" in sections:
         kn = CFG["kn"] = 12 if smoke else 26
         times = {}
