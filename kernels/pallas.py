@@ -45,7 +45,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import ShapedArray
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 from jax.extend.core import Primitive
@@ -184,7 +183,7 @@ def _run(state, op, *, sorted_wires, n, kind, interpret):
 # ---- the primitive and its rules ------------------------------------------------------
 pallas_apply_p = Primitive("qjaxrob_pallas_apply")
 pallas_apply_p.def_impl(lambda state, op, **params: jax.jit(partial(pallas_apply_p.bind, **params))(state, op))
-pallas_apply_p.def_abstract_eval(lambda state, op, **_: ShapedArray(state.shape, state.dtype))
+pallas_apply_p.def_abstract_eval(lambda state, op, **_: state)  # same shape and dtype
 mlir.register_lowering(
     pallas_apply_p,
     mlir.lower_fun(lambda s, o, interpret, **kw: _run(s, o, interpret=True, **kw),
