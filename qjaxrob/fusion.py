@@ -25,7 +25,7 @@ import numpy as np
 
 from qjaxrob.circuit import Op
 from qjaxrob.gates import GATES
-from qjaxrob.kernels import apply_diagonal, apply_matrix, monomial
+from qjaxrob.kernels import monomial
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
@@ -189,15 +189,52 @@ def block_apply_args(block: Block, params, x, dtype):
         if block.kind == "dense" and kind == "diagonal":
             m = jnp.diag(m)
         return m
-    pos = {w: i for i, w in enumerate(block.wires)}
-    if block.kind == "diagonal":
-        d = jnp.ones((2,) * k, dtype)
+    if all(op.is_constant for op in block.ops):  # built in NumPy: nothing to compile
+        m = np.eye(2**k, dtype=np.complex128)
         for op in block.ops:
-            d = apply_diagonal(d, op_matrix(op, params, x, dtype)[1], [pos[w] for w in op.wires])
-        return d.reshape(-1)
-    m = jnp.eye(2**k, dtype=dtype).reshape((2,) * (2 * k))
+            m = _embed_np(op.const_matrix(), op.wires, block.wires) @ m
+        return jnp.asarray(np.diag(m) if block.kind == "diagonal" else m, dtype)
+    if block.kind == "diagonal":
+        d = jnp.ones((2**k,), dtype)
+        for op in block.ops:
+            d = d * _embed_diagonal(op_matrix(op, params, x, dtype)[1], op.wires, block.wires)
+        return d
+    m = None
     for op in block.ops:
-        kind, v = op_matrix(op, params, x, dtype)
-        wires = [pos[w] for w in op.wires]
-        m = apply_diagonal(m, v, wires) if kind == "diagonal" else apply_matrix(m, v, wires)
-    return m.reshape(2**k, 2**k)
+        if op.is_constant:
+            e = jnp.asarray(_embed_np(op.const_matrix(), op.wires, block.wires), dtype)
+        else:
+            kind, v = op_matrix(op, params, x, dtype)
+            e = _embed_matrix(jnp.diag(v) if kind == "diagonal" else v, op.wires, block.wires)
+        m = e if m is None else e @ m
+    return m
+
+
+@lru_cache(maxsize=4096)
+def _embedding(op_wires: tuple, wires: tuple):
+    """Static ``(order, k - j)``: the permutation of block basis indices that takes
+    ``v (x) I`` (the op's wires first, then the other block wires in order) to the block's
+    wire order, and the number of identity wires."""
+    k, j = len(wires), len(op_wires)
+    first = list(op_wires) + [w for w in wires if w not in op_wires]
+    order = np.zeros(2**k, np.int64)
+    for i in range(2**k):  # i: block index; bits of the first-ordered index
+        bits = {w: (i >> (k - 1 - wires.index(w))) & 1 for w in wires}
+        order[i] = int("".join(str(bits[w]) for w in first), 2)
+    return order, k - j
+
+
+def _embed_matrix(v, op_wires, wires):
+    """The ``(2**k, 2**k)`` block matrix of the (traced) op matrix ``v`` on ``op_wires``:
+    ``v (x) I`` with its rows and columns permuted into block order (small dense ops, cheap
+    to compile, unlike a state-kernel application per member)."""
+    order, rest = _embedding(tuple(op_wires), tuple(wires))
+    full = jnp.kron(v, jnp.eye(2**rest, dtype=v.dtype)) if rest else v
+    return full if np.array_equal(order, np.arange(len(order))) else full[order][:, order]
+
+
+def _embed_diagonal(d, op_wires, wires):
+    """The ``(2**k,)`` block diagonal of the (traced) op diagonal ``d`` on ``op_wires``."""
+    order, rest = _embedding(tuple(op_wires), tuple(wires))
+    full = jnp.kron(d, jnp.ones((2**rest,), d.dtype)) if rest else d
+    return full if np.array_equal(order, np.arange(len(order))) else full[order]
