@@ -15,8 +15,14 @@ floating-point reassociation (fusion does not merge gates across a layer boundar
 Detection is greedy from the left: at each position the (period, repetitions) pair covering
 the most ops wins (ties: the shorter period), provided it covers at least ``min_ops`` ops in
 at least two repetitions; otherwise the op is kept as it is. ``Repeat`` nodes are never
-rolled; channels and cut markers are compared by their full structure like gates. Cost: ``O(N * max_period)`` NumPy work for N ops, once per
-circuit (cached).
+rolled; channels and cut markers are compared by their full structure like gates. Cost:
+``O(N * max_period)`` NumPy work for N ops, once per circuit (cached).
+
+Trade-off: a rolled run runs like its ``Circuit.repeat`` twin. For reverse-mode gradients
+through the scan (residuals stacked per repetition) that can be slower than the unrolled
+program at small depth (HEA n=16, L=4: about 2x under load), which is why runs shorter than
+``ROLL_MIN_OPS`` ops are left unrolled; ``qjaxrob.engine.final_tensor(..., roll_ops=0)``
+turns rolling off.
 """
 
 from __future__ import annotations
