@@ -29,8 +29,7 @@ import numpy as np
 from qjaxrob import backend, channels
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
-from qjaxrob.fusion import (DEFAULT_MAX_QUBITS, Block, block_apply_args, default_max_qubits, fuse,
-                             op_matrix)
+from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
 from qjaxrob.kernels import (apply_diagonal_density, apply_kraus, apply_matrix_density,
                              apply_permutation, density_pauli_expval, pauli_expval)
 from qjaxrob.observables import PauliSum, split_word
@@ -156,18 +155,15 @@ def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=DEFAULT_MAX_QUBITS,
     return fuse(ops, max_qubits=fuse_qubits) if fuse_qubits else ops
 
 
-def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=None,
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS,
                  roll_ops=ROLL_MIN_OPS):
     """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
 
     Repeated layers of at least ``roll_ops`` ops in all are rolled into one ``lax.scan``
     (:mod:`qjaxrob.rolling`; ``0`` disables), so compile time does not grow with depth.
     Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
-    (:mod:`qjaxrob.fusion`; ``0`` disables fusion; default
-    :func:`qjaxrob.fusion.default_max_qubits`). Density-matrix simulation is unfused."""
+    (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
     n = circuit.n_qubits
-    if fuse_qubits is None:
-        fuse_qubits = default_max_qubits(n)
     if mixed:
         prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=0, roll_ops=roll_ops)
         return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype), prepare)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,32 +27,12 @@ from qjaxrob.circuit import Op
 from qjaxrob.gates import GATES
 from qjaxrob.kernels import monomial
 
-__all__ = [
-    "DEFAULT_MAX_QUBITS", "KERNEL_COST", "SMALL_STATE_QUBITS", "Block", "block_apply_args",
-    "default_max_qubits", "fuse", "op_matrix",
-]
+__all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
 DEFAULT_MAX_QUBITS = 2
 """Largest fused block on CPU. Measured on the HEA (n=16-20, complex128): k=2 and k=3 give
 the same forward time, but k=3 doubles the backprop gradient time and triples its compile
 time (64-term slice-and-combine blocks), so 2 is the default."""
-
-SMALL_STATE_QUBITS = 16
-"""On CPU, states of at most this many qubits fuse only runs of gates on the same wires
-(``max_qubits=1``; 2-qubit gates stay alone, structured when possible). Measured on the HEA
-(complex128, L=4, 2-core CPU, load 2): at n = 8 / 12 / 16 the forward run is 15-20 %
-faster than with ``max_qubits=2`` (16: 5.7 vs 6.7 ms), the backprop gradient 20-40 %
-faster (16: 67 vs 80 ms) and their compiles 25-30 % shorter (no 16-term blocks with traced
-matrices); at n = 20 the 2-qubit blocks win the forward pass (111 vs 150 ms), so wider
-states keep ``DEFAULT_MAX_QUBITS``."""
-
-
-def default_max_qubits(n_qubits: int) -> int:
-    """The fusion width the statevector walk uses for ``n_qubits`` on this backend."""
-    if n_qubits <= SMALL_STATE_QUBITS and jax.default_backend() == "cpu":
-        return 1
-    return DEFAULT_MAX_QUBITS
-
 
 KERNEL_COST = {"diagonal": 0.75, "permutation": 0.8, 1: 1.0, 2: 1.4, 3: 2.1, 4: 6.0, 5: 12.0}
 """Relative time of one kernel application (``k`` = dense k-qubit) on a 2-core CPU at
