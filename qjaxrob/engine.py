@@ -29,7 +29,7 @@ import numpy as np
 from qjaxrob import backend, channels
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
-from qjaxrob.fusion import DEFAULT_MAX_QUBITS, Block, block_apply_args, fuse, op_matrix
+from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
 from qjaxrob.kernels import (apply_diagonal_density, apply_kraus, apply_matrix_density,
                              apply_permutation, density_pauli_expval, pauli_expval)
 from qjaxrob.observables import PauliSum, split_word
@@ -146,29 +146,44 @@ def density_op(dtype):
     return apply
 
 
-def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=DEFAULT_MAX_QUBITS,
-                roll_ops=ROLL_MIN_OPS) -> tuple:
+def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=None, roll_ops=ROLL_MIN_OPS,
+                cost=None, kernels=None) -> tuple:
     """The op sequence the walk applies: repeated layers rolled into ``Roll`` nodes
     (:func:`qjaxrob.rolling.roll`, runs of at least ``roll_ops`` ops; ``0`` disables), then
-    gates fused into blocks of at most ``fuse_qubits`` wires (``0`` disables)."""
+    gates fused into blocks of at most ``fuse_qubits`` wires (``0`` disables) priced by
+    ``cost`` (``(key, cost)`` pairs, ``None``: ``fusion.KERNEL_COST``). ``fuse_qubits=None``
+    (default) takes width and costs from :func:`qjaxrob.backend.fusion_policy` for the
+    current backend and ``kernels`` (on CPU exactly fusion's defaults)."""
+    if fuse_qubits is None:
+        policy = backend.fusion_policy(kernels=kernels)
+        fuse_qubits, cost = policy.max_qubits, policy.cost
     ops = roll(ops, n_qubits, roll_ops)
-    return fuse(ops, max_qubits=fuse_qubits) if fuse_qubits else ops
+    return fuse(ops, max_qubits=fuse_qubits, cost=cost) if fuse_qubits else ops
 
 
-def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=DEFAULT_MAX_QUBITS,
-                 roll_ops=ROLL_MIN_OPS):
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=None,
+                 roll_ops=ROLL_MIN_OPS, kernels=None):
     """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
 
     Repeated layers of at least ``roll_ops`` ops in all are rolled into one ``lax.scan``
     (:mod:`qjaxrob.rolling`; ``0`` disables), so compile time does not grow with depth.
-    Statevector simulation fuses gates into blocks of at most ``fuse_qubits`` wires
-    (:mod:`qjaxrob.fusion`; ``0`` disables fusion). Density-matrix simulation is unfused."""
+    Statevector simulation uses the kernel set ``kernels`` (``"auto"``/``"xla"``/
+    ``"pallas"``, default ``$QJAXROB_KERNELS``, see :func:`statevector_op`) and fuses gates
+    into blocks of at most ``fuse_qubits`` wires (:mod:`qjaxrob.fusion`; ``0`` disables
+    fusion; ``None``, the default: the backend's fusion policy for that kernel set,
+    :func:`qjaxrob.backend.fusion_policy`). Density-matrix simulation is unfused."""
     n = circuit.n_qubits
     if mixed:
         prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=0, roll_ops=roll_ops)
         return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype), prepare)
-    prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops)
-    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype), prepare)
+    cost = None
+    if fuse_qubits is None:
+        policy = backend.fusion_policy(kernels=kernels)
+        fuse_qubits, cost = policy.max_qubits, policy.cost
+    prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
+                      cost=cost)
+    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype, kernels),
+                  prepare)
 
 
 BATCHED_TERMS = 8

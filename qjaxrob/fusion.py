@@ -86,16 +86,17 @@ def _make_block(wires, ops) -> Block:
     return Block(wires, ops, "dense")
 
 
-def _cost(block: Block) -> float:
-    return KERNEL_COST[block.kind if block.kind != "dense" else len(block.wires)]
+def _cost(block: Block, table: dict) -> float:
+    return table[block.kind if block.kind != "dense" else len(block.wires)]
 
 
-def _fuse_run(ops, max_qubits: int):
+def _fuse_run(ops, max_qubits: int, table: dict):
     """Greedy fusion of a run of gates. For each gate, two merges are priced and the
     better one taken if it does not raise the cost: (a) into the latest block on its
     wires, together with every other latest block (all must be able to move there), when
     the union has at most ``max_qubits`` wires; (b) as a new block at the end, absorbing
-    the latest blocks that lie within the gate's own wires and can move to the end."""
+    the latest blocks that lie within the gate's own wires and can move to the end.
+    ``table`` prices blocks (the shape of ``KERNEL_COST``)."""
     blocks: list[Block | None] = []
     last: dict[int, int] = {}
 
@@ -115,7 +116,8 @@ def _fuse_run(ops, max_qubits: int):
         best = None
         for members, target, wires in options:
             merged = _make_block(wires, sum((blocks[c].ops for c in members), ()) + (op,))
-            saving = sum(_cost(blocks[c]) for c in members) + _cost(alone) - _cost(merged)
+            saving = (sum(_cost(blocks[c], table) for c in members) + _cost(alone, table)
+                      - _cost(merged, table))
             if saving >= 0 and (best is None or saving > best[0]):
                 best = (saving, members, target, merged)
         if best is None:
@@ -138,17 +140,21 @@ def _fuse_run(ops, max_qubits: int):
 
 
 @lru_cache(maxsize=1024)
-def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS) -> tuple:
+def fuse(ops: tuple, max_qubits: int = DEFAULT_MAX_QUBITS, cost: tuple | None = None) -> tuple:
     """Fuses the gates of ``ops`` (a circuit's op tuple) into ``Block`` s.
 
     ``Repeat`` and ``Roll`` nodes are kept in place (their bodies are fused when walked); cut
     markers are dropped (no-ops for state simulation); channel ops are kept as barriers so
     the statevector path can report them. ``max_qubits <= 1`` only merges same-wire runs.
+    ``cost``: the kernel cost table as hashable ``(key, cost)`` pairs (keys as in
+    ``KERNEL_COST``; e.g. :func:`qjaxrob.backend.fusion_policy`'s ``cost``), ``None`` for
+    ``KERNEL_COST``.
     """
     out, run = [], []
+    table = KERNEL_COST if cost is None else dict(cost)
 
     def flush():
-        out.extend(_fuse_run(run, max(1, max_qubits)))
+        out.extend(_fuse_run(run, max(1, max_qubits), table))
         run.clear()
 
     for op in ops:

@@ -14,7 +14,7 @@ from helpers import random_unitary
 from reference import statevector_ref
 
 import qjaxrob as qjr
-from qjaxrob import backend, engine, fusion
+from qjaxrob import backend, engine
 from qjaxrob.errors import ParameterError
 from qjaxrob.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST, Block, fuse
 
@@ -95,14 +95,39 @@ def _widths(ops):
 
 
 @pytest.fixture(params=["xla", "pallas"])
-def gpu_priced(request, monkeypatch):
-    """The GPU policy of one kernel set, installed as fusion's cost table for one test (the
-    fusion cache is cleared on both sides, so no GPU-priced fusion leaks out)."""
-    pol = backend.fusion_policy("gpu", kernels=request.param)
-    monkeypatch.setattr(fusion, "KERNEL_COST", dict(pol.cost))
-    fuse.cache_clear()
-    yield pol
-    fuse.cache_clear()
+def gpu_priced(request):
+    """The GPU policy of one kernel set (passed to ``fuse`` as ``cost=``)."""
+    return backend.fusion_policy("gpu", kernels=request.param)
+
+
+def test_cpu_policy_fuses_exactly_like_the_default():
+    """``cost=`` with the CPU policy's pairs gives the same blocks as ``cost=None``."""
+    rng = np.random.default_rng(11)
+    pol = backend.fusion_policy("cpu")
+    for m in range(1, N + 1):
+        c = _random_circuit(rng, rng.permutation(N)[:m], n_gates=14)
+        assert fuse(c.ops, pol.max_qubits, pol.cost) == fuse(c.ops)
+
+
+def test_engine_takes_the_backend_policy(monkeypatch, gpu_priced):
+    """Without an explicit ``fuse_qubits``, ``engine.prepare_ops``/``final_tensor`` fuse with
+    ``backend.fusion_policy(kernels=...)``: a GPU policy there gives the GPU-priced blocks."""
+    pol, asked = gpu_priced, []
+
+    def policy(backend=None, kernels=None):
+        asked.append(kernels)
+        return pol
+
+    rng = np.random.default_rng(4)
+    c = _random_circuit(rng, np.arange(N), n_gates=12)
+    monkeypatch.setattr(backend, "fusion_policy", policy)
+    got = engine.prepare_ops(c.ops, N, kernels="xla")
+    assert got == fuse(c.ops, pol.max_qubits, pol.cost) != fuse(c.ops)
+    assert engine.prepare_ops(c.ops, N, fuse_qubits=2) == fuse(c.ops)  # explicit width wins
+    p = rng.uniform(-np.pi, np.pi, c.n_params)
+    t = engine.final_tensor(c, p, jnp.zeros(0), jnp.complex128, False, kernels="xla")
+    assert asked == ["xla", "xla"]
+    np.testing.assert_allclose(np.asarray(t).reshape(-1), statevector_ref(c, p), atol=1e-12)
 
 
 def test_fused_equals_unfused_for_every_emitted_width(gpu_priced):
@@ -110,7 +135,7 @@ def test_fused_equals_unfused_for_every_emitted_width(gpu_priced):
     rng = np.random.default_rng(3)
     circuits = [_random_circuit(rng, rng.permutation(N)[:m]) for m in range(1, N + 1)]
     params = [rng.uniform(-np.pi, np.pi, c.n_params) for c in circuits]
-    prepare = partial(fuse, max_qubits=pol.max_qubits)
+    prepare = partial(fuse, max_qubits=pol.max_qubits, cost=pol.cost)
     emitted = set().union(*(_widths(prepare(c.ops)) for c in circuits))
     assert emitted == set(range(1, pol.max_qubits + 1))  # every width it may emit
 
