@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qjaxrob import backend
 from qjaxrob.circuit import Op, Repeat
 from qjaxrob.engine import final_tensor, observable_values, repeat_rows
 from qjaxrob.errors import GradientError, ParameterError
@@ -444,19 +445,19 @@ def _backward(circuit, carry, params, x, dtype, max_qubits):
     return carry, grad_p
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4))
-def _adjoint(circuit, observables, params, x, dtype):
-    psi = final_tensor(circuit, params, x, dtype, False)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4, 5))
+def _adjoint(circuit, observables, params, x, dtype, kernels):
+    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels)
     return observable_values(psi, observables, False)
 
 
-def _fwd(circuit, observables, params, x, dtype):
-    psi = final_tensor(circuit, params, x, dtype, False)
+def _fwd(circuit, observables, params, x, dtype, kernels):
+    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels)
     out = observable_values(psi, observables, False)
     return out, (params, x, psi)
 
 
-def _bwd(circuit, observables, dtype, residuals, g):
+def _bwd(circuit, observables, dtype, kernels, residuals, g):
     params, x, psi = residuals
     lam = jnp.zeros_like(psi)
     for gi, obs in zip(g, observables):
@@ -469,18 +470,21 @@ def _bwd(circuit, observables, dtype, residuals, g):
 
 _adjoint.defvjp(_fwd, _bwd)
 
-_adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 4))
+_adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 4, 5))
 
 
-def adjoint_expval(circuit, observables, params, x, dtype, mixed):
+def adjoint_expval(circuit, observables, params, x, dtype, mixed, kernels=None):
     """Expectation values whose reverse-mode derivatives use the adjoint method (module
-    docs: reverse mode and Hessians work; forward mode raises ``GradientError``)."""
+    docs: reverse mode and Hessians work; forward mode raises ``GradientError``). The
+    forward pass uses the kernel set ``kernels`` (default ``$QJAXROB_KERNELS``, resolved
+    here, so a changed variable re-traces) and the backend's fusion policy
+    (:func:`qjaxrob.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``."""
     if mixed:
         raise ParameterError("diff='adjoint' supports statevector simulation only, got mixed=True")
     if circuit.has_channels:
         raise ParameterError("diff='adjoint' does not support circuits with noise channels")
     try:
-        return _adjoint_jit(circuit, observables, params, x, dtype)
+        return _adjoint_jit(circuit, observables, params, x, dtype, backend.kernel_choice(kernels))
     except TypeError as exc:
         if "forward-mode" not in str(exc):
             raise

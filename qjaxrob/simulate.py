@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from qjaxrob.adjoint import adjoint_expval
+from qjaxrob.backend import kernel_choice
 from qjaxrob.checks import (
     check_dtype,
     check_key,
@@ -51,9 +52,12 @@ def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
 
 
 # ---- compiled entry points ---------------------------------------------------------
-@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed"))
-def _tensor(circuit, params, x, dtype, mixed):
-    return final_tensor(circuit, params, x, dtype, mixed)
+# ``kernels`` (``"xla"``/``"pallas"``, resolved by the public functions from
+# ``$QJAXROB_KERNELS`` at call time) is static, so switching the variable mid-process
+# re-traces instead of silently reusing the kernels of the first trace.
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "kernels"))
+def _tensor(circuit, params, x, dtype, mixed, kernels):
+    return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
 
 
 def _marginal(p, wires, n):
@@ -65,25 +69,25 @@ def _marginal(p, wires, n):
     return jnp.transpose(m, order).reshape(-1)
 
 
-@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires"))
-def _probs(circuit, params, x, dtype, mixed, wires):
-    t = final_tensor(circuit, params, x, dtype, mixed)
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires", "kernels"))
+def _probs(circuit, params, x, dtype, mixed, wires, kernels):
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
     p = density_diagonal(t) if mixed else jnp.abs(t) ** 2
     return _marginal(p, wires, circuit.n_qubits)
 
 
-@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
-def _expval(circuit, observables, params, x, dtype, mixed):
-    t = final_tensor(circuit, params, x, dtype, mixed)
+@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
+def _expval(circuit, observables, params, x, dtype, mixed, kernels):
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
     return observable_values(t, observables, mixed)
 
 
-@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed"))
-def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots):
+@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
+def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, kernels):
     """Finite-shot estimate: each Pauli term is measured in its own eigenbasis with
     ``shots`` shots; a +-1 outcome has P(+1) = (1 + <P>)/2, so the count of +1 is
     Binomial(shots, (1 + <P>)/2) and the estimate is 2 k / shots - 1."""
-    t = final_tensor(circuit, params, x, dtype, mixed)
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
     out = []
     for i, obs in enumerate(observables):
         vals = term_values(t, obs, mixed)
@@ -107,14 +111,14 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
     dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
         return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
-    return _tensor(c, params, x, dt, False).reshape(-1)
+    return _tensor(c, params, x, dt, False, kernel_choice()).reshape(-1)
 
 
 def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
     dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
     dim = 2**c.n_qubits
-    return _tensor(c, params, x, dt, True).reshape(dim, dim)
+    return _tensor(c, params, x, dt, True, kernel_choice()).reshape(dim, dim)
 
 
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
@@ -122,7 +126,7 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
     shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit."""
     dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
     wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
-    return _probs(c, params, x, dt, bool(mixed), wires)
+    return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
 
 
 @partial(jax.jit, static_argnames=("shots", "n"))
@@ -193,9 +197,10 @@ def expval(
         shots = check_shots(shots)
         out = shot_estimate(_expval_shots, c, expand_circuit, params, x,
                             check_key(key, "expval with shots"), jnp.asarray(shots),
-                            observables=observables, dtype=dt, mixed=bool(mixed))
+                            observables=observables, dtype=dt, mixed=bool(mixed),
+                            kernels=kernel_choice())
     elif diff == "adjoint":
-        out = adjoint_expval(c, observables, params, x, dt, bool(mixed))
+        out = adjoint_expval(c, observables, params, x, dt, bool(mixed), kernel_choice())
     else:
-        out = _expval(c, observables, params, x, dt, bool(mixed))
+        out = _expval(c, observables, params, x, dt, bool(mixed), kernel_choice())
     return out[0] if single else out

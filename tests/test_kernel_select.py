@@ -155,3 +155,48 @@ def test_forced_pallas_second_derivatives_and_vmap(forced):
     assert np.abs(h_ref).max() > 0.1
     np.testing.assert_allclose(hess, h_ref, atol=1e-5)
     np.testing.assert_allclose(batch, [ref(q) for q in ps], atol=1e-12)
+
+
+def test_switching_the_variable_mid_process_takes_effect(monkeypatch):
+    """The jitted entry points take the resolved kernel choice as a static argument: a
+    circuit first run under ``xla`` runs on Pallas once ``QJAXROB_KERNELS=pallas`` is set
+    (counted at trace time through a spy kernel set), for every public path."""
+    calls = []
+
+    def spy(fn):
+        def wrapped(*args):
+            calls.append(fn.__name__)
+            return fn(*args)
+        return wrapped
+
+    pallas_set = backend.kernel_set("pallas")
+    monkeypatch.setitem(backend._SETS, "pallas", backend.KernelSet(
+        "pallas", spy(pallas_set.apply_matrix), spy(pallas_set.apply_diagonal)))
+    rng = np.random.default_rng(21)
+    c = (qjr.Circuit(2).rx(0, qjr.param(0)).unitary(random_unitary(rng, 4), (0, 1))
+         .rzz(0, 1, qjr.param(1) * 0.731))  # a structure no other test compiles
+    obs = qjr.Z(0) @ qjr.X(1) + 0.3 * qjr.Y(0)
+    p = rng.uniform(-np.pi, np.pi, c.n_params)
+
+    f = lambda p, diff: qjr.expval(c, obs, p, dtype=jnp.complex128, diff=diff)
+    paths = (lambda: qjr.statevector(c, p, dtype=jnp.complex128),
+             lambda: qjr.probs(c, p, dtype=jnp.complex128),
+             lambda: f(p, "backprop"), lambda: jax.grad(f)(p, "adjoint"))
+
+    def run():
+        out = []
+        for path in paths:
+            before = len(calls)
+            out.append(path())
+            out.append(len(calls) - before)  # spy calls (Pallas traces) this path made
+        return out[0::2], out[1::2]
+
+    monkeypatch.setenv(backend.ENV, "xla")
+    first, traced = run()
+    assert traced == [0, 0, 0, 0]
+    monkeypatch.setenv(backend.ENV, "pallas")
+    again, traced = run()
+    assert min(traced) >= 1  # each path re-traced on Pallas
+    for a, b in zip(first, again):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+    np.testing.assert_allclose(again[2], expval_ref(c, obs, p), atol=1e-12)
