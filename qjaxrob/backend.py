@@ -1,7 +1,9 @@
 """Which kernels and which fusion policy the statevector path uses on the current backend.
 
-Kernel choice (read at trace time, i.e. when a function is first traced; a function that
-``jax.jit`` has already compiled keeps its kernels until ``jax.clear_caches()``):
+Kernel choice (read at trace time; the public functions of :mod:`qjaxrob.simulate` resolve
+it at call time and pass it to their jitted entry points as a static argument, so a changed
+variable re-traces them; a function the caller jitted keeps the kernels of its first trace
+until ``jax.clear_caches()``):
 
 * ``QJAXROB_KERNELS=auto`` (default): only kernels that compile *and* differentiate on
   this backend. The XLA kernels (``kernels.dense``, ``kernels.structured``) do so
@@ -20,11 +22,11 @@ on) overrides the environment variable.
 Fusion policy: on CPU (and TPU) the policy is exactly :mod:`qjaxrob.fusion`'s
 ``DEFAULT_MAX_QUBITS`` and ``KERNEL_COST``. On a GPU it is a cost table read from the data
 file ``gpu_costs.json`` beside this module, one table per kernel set (a GPU pass costs
-about the same for any width up to 3-4 qubits, so it fuses wider). Not yet wired in: the
-engine still fuses with fusion's CPU table on every backend; using this policy needs
-``fusion.fuse`` to take the table (``cost=policy.cost``) and ``engine.final_tensor`` to
-pass ``fusion_policy()`` on (a few lines in files this module does not own). The JSON must
-ship with the package (``[tool.setuptools.package-data] qjaxrob = ["gpu_costs.json"]``).
+about the same for any width up to 3-4 qubits, so it fuses wider). The engine uses it:
+``engine.final_tensor``/``prepare_ops`` fuse with ``fusion.fuse(ops, policy.max_qubits,
+cost=policy.cost)`` for the chosen kernel set unless the caller passes ``fuse_qubits``
+(also the forward pass of ``diff="adjoint"``; its undo walk keeps ``UNDO_MAX_QUBITS``). The
+JSON ships with the package (``[tool.setuptools.package-data]`` in ``pyproject.toml``).
 """
 
 from __future__ import annotations
