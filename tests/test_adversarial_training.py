@@ -26,6 +26,7 @@ def data():
     return model, jnp.asarray(x), jnp.asarray(y), jnp.asarray(xt), jnp.asarray(yt)
 
 
+@pytest.mark.slow
 def test_adversarial_loss_matches_definition(data):
     model, x, y, _, _ = data
     xb, yb = x[:8], y[:8]
@@ -43,6 +44,7 @@ def test_adversarial_loss_matches_definition(data):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_adversarial_training_gains_robust_accuracy(data):
     model, x, y, xt, yt = data
     key = jax.random.key(0)

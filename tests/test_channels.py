@@ -119,6 +119,7 @@ def grad_setup():
     return c, obs, f
 
 
+@pytest.mark.slow
 def test_gradients_wrt_gate_params_noise_levels_and_inputs(grad_setup):
     c, obs, f = grad_setup
     params = jnp.array([0.4, -0.9, 0.3, 0.25, 0.6, 0.15, 0.8])

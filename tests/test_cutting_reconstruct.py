@@ -74,6 +74,7 @@ def draw_inputs(c, seed):
     return params, x, random_obs(rng, c.n_qubits)
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(cut_circuits(), st.integers(0, 1000))
 def test_exact_reconstruction(c, seed):
@@ -84,6 +85,7 @@ def test_exact_reconstruction(c, seed):
     assert abs(float(got) - expval_ref(c, obs, params, x)) <= 1e-9
 
 
+@pytest.mark.slow
 @settings(max_examples=3)
 @given(cut_circuits(), st.integers(0, 1000))
 def test_gradients_match_uncut(c, seed):

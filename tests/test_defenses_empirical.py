@@ -74,6 +74,7 @@ def test_hypothesis_testing_radius_survives_the_state_attack(model_and_data):
     assert flipped_outside > 0
 
 
+@pytest.mark.slow
 def test_smoothing_certificates_survive_pgd():
     model = qjr.qml.make_vqc(jax.random.key(6), 2, 2, layers=1, dtype=F64)
     x = jnp.array([[0.3, 2.5], [2.8, 0.4], [1.5, 1.6]])

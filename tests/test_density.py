@@ -56,6 +56,7 @@ def noisy_circuits(draw, max_qubits=6):
     return c
 
 
+@pytest.mark.slow
 @settings(max_examples=14)
 @given(noisy_circuits(), st.sampled_from([jnp.complex128, jnp.complex64]), st.integers(0, 99))
 def test_random_noisy_circuit_matches_kraus_reference(c, dtype, seed):

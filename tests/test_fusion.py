@@ -38,6 +38,7 @@ def repeated_circuits(draw):
     return pre + qjr.Circuit.repeat(block, times, param_offset=pre.n_params) + post
 
 
+@pytest.mark.slow
 @settings(max_examples=12)
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
 @given(c=st.one_of(circuits(max_qubits=6, max_ops=16), repeated_circuits()), k=st.integers(1, 3))
