@@ -131,6 +131,7 @@ def test_effective_choi(rng):
     assert np.linalg.eigvalsh(fr.effective_choi(flip0)).min() < -0.1  # not CP
 
 
+@pytest.mark.slow
 def test_term_dependent_attack_leaves_physical_range():
     """Upstream |+> (A_X = 1): term-dependent preparations reach |<Z>| ~ 2 > ||Z||."""
     c = qjr.Circuit(1).ry(0, qjr.inp(0)).cut(0).ry(0, qjr.param(0))

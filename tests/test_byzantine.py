@@ -92,6 +92,7 @@ def test_malicious_clients_and_bad_attack_parameters():
             bad()
 
 
+@pytest.mark.slow
 def test_sign_flip_collapses_fedavg_but_not_krum_or_median(tmp_path):
     """3 of 10 clients send -3 x their update (1-3 of the 8 sampled per round)."""
     model, data, test = make_setup()

@@ -24,6 +24,7 @@ def model_and_data():
     return model, x
 
 
+@pytest.mark.slow
 def test_state_certificates_survive_pgd_and_the_gap_is_reported(model_and_data):
     model, x = model_and_data
     noisy = defenses.add_noise(tradeoff.classifier_channel(model), "depolarizing", 0.2)
@@ -52,6 +53,7 @@ def test_state_certificates_survive_pgd_and_the_gap_is_reported(model_and_data):
     assert all(s["broken"] == 0 and s["mean_gap"] >= 0 for s in summary.values())
 
 
+@pytest.mark.slow
 def test_hypothesis_testing_radius_survives_the_state_attack(model_and_data):
     """Noiseless pure-state classifier: qjr.attacks.state_attack at the Weber radius never
     flips the class; at four times the radius it does flip some examples."""

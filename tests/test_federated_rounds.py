@@ -107,6 +107,7 @@ def test_fedavg_full_batch_epochs_are_gradient_descent(setup):
         np.testing.assert_allclose(row, w0 - w, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_sharded_round_equals_unsharded(setup):
     model, data, _ = setup
     assert len(jax.devices()) == 8

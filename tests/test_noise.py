@@ -64,6 +64,7 @@ def test_layer_closes_before_a_repeat_and_random_rotation_axis():
     assert got == qjr.Circuit(2).h(1) + rot + qjr.Circuit.repeat(want_block, 2)
 
 
+@pytest.mark.slow
 def test_traced_noise_level_sweeps_and_differentiates(rng):
     """p = inp(0) is shared by all repetitions: sweep it under vmap and differentiate."""
     c = qjr.noise.insert(qjr.qml.hardware_efficient(2, 2), "depolarizing", "each_gate", p=qjr.inp(0))

@@ -166,6 +166,7 @@ def test_lowered_size_is_independent_of_depth(diff):
     assert abs(sizes[1] - sizes[0]) < 0.02 * sizes[0], sizes
 
 
+@pytest.mark.slow
 def test_density_matrix_walk_rolls_exactly(rng):
     """Density-matrix simulation rolls repeated layers too (channels with traced
     probabilities included) and equals the unrolled walk, values and gradients."""

@@ -68,6 +68,7 @@ WIDE = (qjr.Circuit(3).h(0).ry(1, qjr.param(0)).rx(2, qjr.inp(0) * 1.7 + 0.2)
 WIDE_OBS = qjr.Z(0) @ qjr.Z(2) + 0.7 * qjr.X(1) - 0.4 * qjr.Y(0)
 
 
+@pytest.mark.slow
 def test_estimator_mean_is_the_exact_gradient(dtype=jnp.complex64):
     """complex64 here (the default); the Hessian and cut-circuit tests run complex128."""
     real = jnp.finfo(dtype).dtype
