@@ -50,11 +50,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob import backend
+from qjaxrob.checks import check_int
 from qjaxrob.circuit import Op, Repeat
 from qjaxrob.engine import final_tensor, observable_values, repeat_rows
 from qjaxrob.errors import GradientError, ParameterError
 from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
 from qjaxrob.gates import PAULI_MATRICES
+from qjaxrob.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program, interpret
 from qjaxrob.kernels import (
     apply_diagonal,
     apply_matrix,
@@ -398,7 +400,29 @@ def _backward_run(ops, carry, grad_p, params, x, dtype, max_qubits):
     return (psi, lam, grad_x), grad_p
 
 
-def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
+def _gates_backward(ops, n_qubits, carry, grad_p, params, x, dtype, max_qubits, min_blocks):
+    """A run of plain ops walked backwards: long stretches of 1-2 wire gates as
+    interpreter programs (:func:`qjaxrob.interpreter.adjoint_program`, runs of at least
+    ``min_blocks`` fused blocks, as in the forward pass), the rest by
+    :func:`_backward_run`."""
+    pieces = interpret(tuple(ops), n_qubits, min_blocks)
+    run = []
+    for piece in reversed(pieces):
+        if not isinstance(piece, Program):
+            run.insert(0, piece)
+            continue
+        if run:
+            carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
+            run = []
+        psi, lam, grad_x = carry
+        psi, lam, dp, dx = adjoint_program(piece, psi, lam, params, x, dtype)
+        carry, grad_p = (psi, lam, grad_x + dx), grad_p + dp
+    if run:
+        carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
+    return carry, grad_p
+
+
+def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits, min_blocks):
     """A ``Roll`` node walked backwards: one reversed ``lax.scan`` over its gathered rows;
     each repetition's slot gradients are added back at the indices of its table row."""
     psi, lam, grad_x = carry
@@ -407,7 +431,7 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
     def body(c, rows, block=op.block):
         p, xx = rows
         (psi, lam, gx), gp = _backward(block, (c[0], c[1], jnp.zeros_like(xx)), p, xx, dtype,
-                                       max_qubits)
+                                       max_qubits, min_blocks)
         return (psi, lam), (gp, gx)
 
     (psi, lam), (gp, gx) = jax.lax.scan(body, (psi, lam), (prows, xrows), reverse=True)
@@ -417,9 +441,10 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
     return (psi, lam, grad_x + dx), grad_p + dp
 
 
-def _backward(circuit, carry, params, x, dtype, max_qubits):
+def _backward(circuit, carry, params, x, dtype, max_qubits, min_blocks):
     """Walks ``circuit`` backwards (repeated layers rolled as in the forward walk,
-    :func:`qjaxrob.rolling.roll`); carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
+    :func:`qjaxrob.rolling.roll`; long unrolled runs interpreted, :func:`_gates_backward`);
+    carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
     grad_p = jnp.zeros_like(params)
     run = []
     for op in reversed(roll(circuit.ops, circuit.n_qubits)):
@@ -427,64 +452,76 @@ def _backward(circuit, carry, params, x, dtype, max_qubits):
             run.insert(0, op)
             continue
         if run:
-            carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
+            carry, grad_p = _gates_backward(run, circuit.n_qubits, carry, grad_p, params, x,
+                                            dtype, max_qubits, min_blocks)
             run = []
         if isinstance(op, Roll):
-            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits)
+            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits,
+                                           min_blocks)
             continue
         stride, start = op.block.n_params, op.param_offset
 
         def body(c, p, block=op.block):
-            return _backward(block, c, p, x, dtype, max_qubits)
+            return _backward(block, c, p, x, dtype, max_qubits, min_blocks)
 
         carry, rows_grad = jax.lax.scan(body, carry, repeat_rows(op, params), reverse=True)
         if stride:
             grad_p = grad_p.at[start : start + op.times * stride].add(rows_grad.reshape(-1))
     if run:
-        carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
+        carry, grad_p = _gates_backward(run, circuit.n_qubits, carry, grad_p, params, x, dtype,
+                                        max_qubits, min_blocks)
     return carry, grad_p
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4, 5))
-def _adjoint(circuit, observables, params, x, dtype, kernels):
-    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels)
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4, 5, 6))
+def _adjoint(circuit, observables, params, x, dtype, kernels, min_blocks):
+    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels,
+                       interpret_blocks=min_blocks)
     return observable_values(psi, observables, False)
 
 
-def _fwd(circuit, observables, params, x, dtype, kernels):
-    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels)
+def _fwd(circuit, observables, params, x, dtype, kernels, min_blocks):
+    psi = final_tensor(circuit, params, x, dtype, False, kernels=kernels,
+                       interpret_blocks=min_blocks)
     out = observable_values(psi, observables, False)
     return out, (params, x, psi)
 
 
-def _bwd(circuit, observables, dtype, kernels, residuals, g):
+def _bwd(circuit, observables, dtype, kernels, min_blocks, residuals, g):
     params, x, psi = residuals
     lam = jnp.zeros_like(psi)
     for gi, obs in zip(g, observables):
         for coeff, word in obs.terms:
             lam = lam + (gi * coeff.real).astype(psi.dtype) * apply_pauli(psi, *split_word(word))
     carry = (psi, lam, jnp.zeros_like(x))
-    (_, _, grad_x), grad_p = _backward(circuit, carry, params, x, dtype, UNDO_MAX_QUBITS)
+    (_, _, grad_x), grad_p = _backward(circuit, carry, params, x, dtype, UNDO_MAX_QUBITS,
+                                       min_blocks)
     return grad_p, grad_x
 
 
 _adjoint.defvjp(_fwd, _bwd)
 
-_adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 4, 5))
+_adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 4, 5, 6))
 
 
-def adjoint_expval(circuit, observables, params, x, dtype, mixed, kernels=None):
+def adjoint_expval(circuit, observables, params, x, dtype, mixed, kernels=None,
+                   interpret_blocks=INTERPRET_MIN_BLOCKS):
     """Expectation values whose reverse-mode derivatives use the adjoint method (module
     docs: reverse mode and Hessians work; forward mode raises ``GradientError``). The
     forward pass uses the kernel set ``kernels`` (default ``$QJAXROB_KERNELS``, resolved
     here, so a changed variable re-traces) and the backend's fusion policy
-    (:func:`qjaxrob.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``."""
+    (:func:`qjaxrob.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``.
+    Unrolled runs of 1-2 wire gates that fuse into at least ``interpret_blocks`` blocks
+    (``0`` disables) are walked by the interpreter, forwards and backwards
+    (:mod:`qjaxrob.interpreter`)."""
+    interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     if mixed:
         raise ParameterError("diff='adjoint' supports statevector simulation only, got mixed=True")
     if circuit.has_channels:
         raise ParameterError("diff='adjoint' does not support circuits with noise channels")
     try:
-        return _adjoint_jit(circuit, observables, params, x, dtype, backend.kernel_choice(kernels))
+        return _adjoint_jit(circuit, observables, params, x, dtype,
+                            backend.kernel_choice(kernels), interpret_blocks)
     except TypeError as exc:
         if "forward-mode" not in str(exc):
             raise

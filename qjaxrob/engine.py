@@ -29,7 +29,9 @@ import numpy as np
 from qjaxrob import backend, channels
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
+from qjaxrob.checks import check_int
 from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
+from qjaxrob.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret, run_program
 from qjaxrob.kernels import (apply_diagonal_density, apply_kraus, apply_matrix_density,
                              apply_permutation, density_pauli_expval, pauli_expval)
 from qjaxrob.observables import PauliSum, split_word
@@ -102,6 +104,8 @@ def statevector_op(dtype, kernels=None):
     matrix_kernel, diagonal_kernel = _kernels(kernels)
 
     def apply(state, op, params, x):
+        if isinstance(op, Program):
+            return run_program(op, state, params, x, dtype)
         if isinstance(op, Block):
             arg = block_apply_args(op, params, x, dtype)
             if op.kind == "diagonal":
@@ -147,9 +151,12 @@ def density_op(dtype):
 
 
 def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=None, roll_ops=ROLL_MIN_OPS,
-                cost=None, kernels=None) -> tuple:
+                cost=None, kernels=None, interpret_blocks=0) -> tuple:
     """The op sequence the walk applies: repeated layers rolled into ``Roll`` nodes
     (:func:`qjaxrob.rolling.roll`, runs of at least ``roll_ops`` ops; ``0`` disables), then
+    runs of 1-2 wire gates that fuse into at least ``interpret_blocks`` blocks made
+    interpreter :class:`~qjaxrob.interpreter.Program` s (:func:`qjaxrob.interpreter.interpret`;
+    ``0``, the default here, disables: statevector walks only), then the remaining
     gates fused into blocks of at most ``fuse_qubits`` wires (``0`` disables) priced by
     ``cost`` (``(key, cost)`` pairs, ``None``: ``fusion.KERNEL_COST``). ``fuse_qubits=None``
     (default) takes width and costs from :func:`qjaxrob.backend.fusion_policy` for the
@@ -157,12 +164,12 @@ def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=None, roll_ops=ROLL_MIN_O
     if fuse_qubits is None:
         policy = backend.fusion_policy(kernels=kernels)
         fuse_qubits, cost = policy.max_qubits, policy.cost
-    ops = roll(ops, n_qubits, roll_ops)
+    ops = interpret(roll(ops, n_qubits, roll_ops), n_qubits, interpret_blocks)
     return fuse(ops, max_qubits=fuse_qubits, cost=cost) if fuse_qubits else ops
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=None,
-                 roll_ops=ROLL_MIN_OPS, kernels=None):
+                 roll_ops=ROLL_MIN_OPS, kernels=None, interpret_blocks=INTERPRET_MIN_BLOCKS):
     """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
 
     Repeated layers of at least ``roll_ops`` ops in all are rolled into one ``lax.scan``
@@ -171,7 +178,15 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     ``"pallas"``, default ``$QJAXROB_KERNELS``, see :func:`statevector_op`) and fuses gates
     into blocks of at most ``fuse_qubits`` wires (:mod:`qjaxrob.fusion`; ``0`` disables
     fusion; ``None``, the default: the backend's fusion policy for that kernel set,
-    :func:`qjaxrob.backend.fusion_policy`). Density-matrix simulation is unfused."""
+    :func:`qjaxrob.backend.fusion_policy`). Density-matrix simulation is unfused.
+
+    Statevector runs of 1-2 wire gates left unrolled that fuse into at least
+    ``interpret_blocks`` blocks (default :data:`qjaxrob.interpreter.INTERPRET_MIN_BLOCKS`;
+    ``0`` disables, ``1`` interprets every run) are executed by the interpreter
+    (:mod:`qjaxrob.interpreter`: one scan over a table of blocks, compile time flat in the
+    run's length; its generic kernel ignores ``kernels``). Density-matrix simulation is
+    never interpreted."""
+    interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     n = circuit.n_qubits
     if mixed:
         prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=0, roll_ops=roll_ops)
@@ -181,7 +196,7 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
         policy = backend.fusion_policy(kernels=kernels)
         fuse_qubits, cost = policy.max_qubits, policy.cost
     prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
-                      cost=cost)
+                      cost=cost, interpret_blocks=interpret_blocks)
     return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype, kernels),
                   prepare)
 

@@ -1,0 +1,333 @@
+"""An interpreter for unitary gate runs: the op sequence becomes data, walked by one scan.
+
+Rolling (:mod:`qjaxrob.rolling`) makes compile time flat in depth only for circuits with
+repeated layers. A run of gates with no repetition (a random circuit, converter output,
+every layer different) is otherwise traced op by op, so its compile time grows with its
+length. Here such a run is compiled once as a *program*:
+
+1. **Blocks** (static, NumPy): the run is fused into blocks of at most 2 wires
+   (:func:`qjaxrob.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
+   matrix on a sorted wire pair ``(a, b)`` (a 1-wire block on ``w`` is ``M (x) I`` or
+   ``I (x) M`` on ``w`` and a neighbouring wire). Consecutive constant members of a
+   block are multiplied out in NumPy.
+2. **Matrices** (:func:`block_matrices`, traced, vectorised): for each gate *type*, the
+   angles of all its instances are read at once from ``z = [params, x, 0]`` by a static
+   index table (``angle = scale * z[index] + offset``; constants read the trailing 0) and
+   the gate's matrix function is ``vmap`` -ped over them; members are embedded in the
+   pair by ``kron`` with the identity (1-qubit) or a static wire swap (2-qubit), selected
+   per instance by static flags; each block's members are multiplied in order (a
+   ``(blocks, K)`` member table padded with the identity). The traced program has one
+   matrix function per gate type and ``K`` batched ``4 x 4`` products, whatever the
+   number of gates.
+3. **Walk** (:func:`run_program`): one ``lax.scan`` over ``(wire pairs, matrices)``. Each
+   step applies its ``4 x 4`` matrix to *dynamic* wires with one generic kernel
+   (:func:`_pair_view`: four gathers of ``2**(n-2)`` amplitudes at the index with the
+   pair's bits set, a ``(4, 4) @ (4, 2**(n-2))`` product, one gather back), so the
+   compiled program is the same for every wire pair.
+
+**Why a generic kernel and not ``lax.switch`` over the circuit's distinct wire pairs**
+(measured, n=10, 200 blocks, complex128, 2-core CPU): the switch runs the forward pass
+4x faster (its branches are the slice-and-combine kernels), but every branch is compiled
+(forward ~0.06 s, gradient ~0.4 s per branch: 28 pairs gave 1.9 s / 13 s), and reverse
+mode through ``switch`` in a scan keeps the residuals of *every* branch at every step
+(gradient run time grew 4x from 8 to 28 branches); ``jax.checkpoint`` on the step fixes
+the residuals but not the compile time (9 s). The generic kernel compiles in 0.5 s
+(forward) / 1.5 s (gradient) for any number of pairs; a step costs about two gathers of
+the state, 2-4x the slice-and-combine kernel at n=10-16 (``benchmarks/README.md``,
+"Compile time"), so only long runs are interpreted (:data:`INTERPRET_MIN_BLOCKS`).
+
+Derivatives: the whole program is ordinary JAX (gathers, ``dot``, ``scan``), so backprop
+of any order and forward mode work unchanged. The adjoint method shares the program
+(:func:`adjoint_program`): a reversed scan undoes each block on ``psi`` and ``lam`` and
+reads the block matrix's cotangent off one ``4 x 4`` contraction; ``jax.vjp`` of
+:func:`block_matrices` maps those to ``params``/``x``.
+
+Scope: unitary gates (gate table and ``unitary`` ops) on 1 or 2 wires in pure-state
+simulation. Wider gates, channels and ``Repeat``/``Roll`` nodes end a run (they keep
+their own paths); the density-matrix and trajectory walks never see programs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob.circuit import Op
+from qjaxrob.fusion import fuse
+from qjaxrob.gates import GATES
+
+__all__ = [
+    "INTERPRET_MIN_BLOCKS", "Program", "interpret", "block_matrices", "run_program",
+    "adjoint_program",
+]
+
+INTERPRET_MIN_BLOCKS = 48
+"""Smallest run (in fused 2-wire blocks) that is interpreted. Below it, the unrolled
+program compiles in a few seconds and runs 2-4x faster (module docs)."""
+
+_SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires swapped
+
+
+@dataclass(frozen=True)
+class Program:
+    """A run of gates executed by the interpreter: ``blocks`` are the fused blocks
+    (:class:`qjaxrob.fusion.Block`, at most 2 wires each) in application order on an
+    ``n_qubits`` state. Static and hashable; its tables are built once (cached)."""
+
+    blocks: tuple
+    n_qubits: int
+
+    @property
+    def ops(self) -> tuple:
+        """The gates this program applies, in order."""
+        return tuple(op for b in self.blocks for op in b.ops)
+
+
+def _interpretable(op) -> bool:
+    return isinstance(op, Op) and not op.is_channel and len(op.wires) <= 2
+
+
+@lru_cache(maxsize=256)
+def interpret(ops: tuple, n_qubits: int, min_blocks: int = INTERPRET_MIN_BLOCKS) -> tuple:
+    """``ops`` with every maximal run of 1-2 wire gates that fuses into at least
+    ``min_blocks`` blocks replaced by a :class:`Program` (cut markers inside a run are
+    dropped: they are no-ops for state simulation). ``min_blocks <= 0`` disables it, and
+    so does ``n_qubits < 2``."""
+    if min_blocks <= 0 or n_qubits < 2:
+        return ops
+    out, run = [], []
+
+    def flush():
+        gates = tuple(op for op in run if not op.is_marker)
+        blocks = fuse(gates, max_qubits=2) if gates else ()
+        if len(blocks) >= min_blocks:
+            out.append(Program(blocks, n_qubits))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for op in ops:
+        if _interpretable(op):
+            run.append(op)
+        else:
+            flush()
+            out.append(op)
+    flush()
+    return tuple(out)
+
+
+# ---- static tables -----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Tables:
+    """NumPy tables of a program (see :func:`_tables`)."""
+
+    wires: np.ndarray      # (B, 2) int32: the sorted wire pair of each block
+    consts: np.ndarray     # (C, 4, 4) complex128: constant members, [0] the identity
+    types: tuple           # ((name, index (m, a), scale (m, a), offset (m, a), flag (m,)), ...)
+    members: np.ndarray    # (B, K) int32: member indices into [consts, type 0, type 1, ...]
+
+
+def _pair(block, n: int):
+    """The sorted wire pair a block is applied on (a 1-wire block gets a neighbour)."""
+    if len(block.wires) == 2:
+        return tuple(block.wires)
+    w = block.wires[0]
+    return tuple(sorted((w, w + 1 if w + 1 < n else w - 1)))
+
+
+def _embed_np(m, op_wires, pair):
+    """The ``4 x 4`` matrix of the constant ``m`` on ``op_wires`` within ``pair``."""
+    if len(op_wires) == 1:
+        return np.kron(m, np.eye(2)) if op_wires[0] == pair[0] else np.kron(np.eye(2), m)
+    return m if tuple(op_wires) == pair else m[_SWAP][:, _SWAP]
+
+
+@lru_cache(maxsize=256)
+def _tables(program: Program) -> _Tables:
+    n = program.n_qubits
+    consts = [np.eye(4, dtype=np.complex128)]
+    traced: dict[str, list] = {}
+    per_block = []  # per block: list of ("c", const index) / ("t", name, instance)
+    pairs = []
+    for block in program.blocks:
+        pair = _pair(block, n)
+        pairs.append(pair)
+        members, pending = [], None
+        for op in block.ops:
+            if op.is_constant:
+                e = _embed_np(op.const_matrix(), op.wires, pair)
+                pending = e if pending is None else e @ pending
+                continue
+            if pending is not None:
+                consts.append(pending)
+                members.append(("c", len(consts) - 1))
+                pending = None
+            rows = traced.setdefault(op.name, [])
+            members.append(("t", op.name, len(rows)))
+            flag = op.wires[0] != pair[0] if len(op.wires) == 1 else tuple(op.wires) != pair
+            rows.append((op.angles, flag))
+        if pending is not None:
+            consts.append(pending)
+            members.append(("c", len(consts) - 1))
+        per_block.append(members)
+    names = sorted(traced)
+    start, offset = {}, len(consts)
+    for name in names:
+        start[name] = offset
+        offset += len(traced[name])
+    k = max(1, max(len(m) for m in per_block))
+    table = np.zeros((len(per_block), k), np.int32)
+    for b, members in enumerate(per_block):
+        for j, m in enumerate(members):
+            table[b, j] = m[1] if m[0] == "c" else start[m[1]] + m[2]
+    types = []
+    for name in names:
+        rows = traced[name]
+        index = np.array([[_source(a) for a in angles] for angles, _ in rows], np.int64)
+        scale = np.array([[a.scale if a.source != "const" else 0.0 for a in angles]
+                          for angles, _ in rows])
+        off = np.array([[a.offset for a in angles] for angles, _ in rows])
+        flag = np.array([f for _, f in rows], bool)
+        types.append((name, index, scale, off, flag))
+    return _Tables(np.asarray(pairs, np.int32), np.stack(consts), tuple(types), table)
+
+
+def _source(angle):
+    """``(source, index)`` encoded as one int: params ``i`` -> ``i``; inputs ``j`` ->
+    ``-1 - j``; constants -> ``None`` (resolved against the sizes in :func:`_z_index`)."""
+    if angle.source == "param":
+        return angle.index
+    if angle.source == "inp":
+        return -1 - angle.index
+    return np.iinfo(np.int32).min
+
+
+def _z_index(index, n_params: int, n_inputs: int):
+    """Indices into ``z = [params, x, 0]`` for the codes of :func:`_source`."""
+    const = index == np.iinfo(np.int32).min
+    return np.where(const, n_params + n_inputs,
+                    np.where(index >= 0, index, n_params - 1 - index)).astype(np.int32)
+
+
+# ---- traced matrices ------------------------------------------------------------------
+def _embed(m, flag, n_wires: int):
+    """Batched ``(m, d, d)`` gate matrices embedded in their ``4 x 4`` pair matrices;
+    ``flag``: 1-qubit gates on the pair's second wire / 2-qubit gates with swapped wires."""
+    dtype = m.dtype
+    if n_wires == 1:
+        eye = jnp.eye(2, dtype=dtype)
+        first = jnp.einsum("cij,kl->cikjl", m, eye).reshape(-1, 4, 4)
+        second = jnp.einsum("kl,cij->ckilj", eye, m).reshape(-1, 4, 4)
+        if not flag.any():
+            return first
+        if flag.all():
+            return second
+        return jnp.where(jnp.asarray(flag)[:, None, None], second, first)
+    if not flag.any():
+        return m
+    swapped = m[:, _SWAP][:, :, _SWAP]
+    return swapped if flag.all() else jnp.where(jnp.asarray(flag)[:, None, None], swapped, m)
+
+
+_UNROLL_PRODUCT = 8
+"""Members per block up to which the block product is an unrolled loop (a scan beyond)."""
+
+
+def block_matrices(program: Program, params, x, dtype):
+    """The ``(B, 4, 4)`` block matrices of ``program`` at ``params``/``x`` (1-D real
+    arrays; traced or not), ``dtype`` complex. Differentiable to any order."""
+    tabs = _tables(program)
+    real = jnp.finfo(dtype).dtype
+    z = jnp.concatenate([jnp.asarray(params, real).reshape(-1),
+                         jnp.asarray(x, real).reshape(-1), jnp.zeros((1,), real)])
+    n_params, n_inputs = jnp.shape(params)[0], jnp.shape(x)[0]
+    parts = [jnp.asarray(tabs.consts, dtype)]
+    for name, index, scale, offset, flag in tabs.types:
+        spec = GATES[name]
+        values = (z[_z_index(index, n_params, n_inputs)] * jnp.asarray(scale, real)
+                  + jnp.asarray(offset, real))
+        mats = jax.vmap(lambda v, spec=spec: spec.matrix_fn(
+            tuple(v[j] for j in range(spec.n_angles)), dtype))(values)
+        parts.append(_embed(mats.astype(dtype), flag, spec.n_wires))
+    every = jnp.concatenate(parts)
+    table = tabs.members
+    out = every[table[:, 0]]
+    if table.shape[1] <= _UNROLL_PRODUCT:
+        for j in range(1, table.shape[1]):
+            out = every[table[:, j]] @ out
+        return out
+    out, _ = jax.lax.scan(lambda acc, col: (every[col] @ acc, None), out,
+                          jnp.asarray(table[:, 1:].T))
+    return out
+
+
+# ---- the generic pair kernel ------------------------------------------------------------
+def _pair_indices(a, b, n: int):
+    """``(base, place)``: ``base`` ``(4, 2**(n-2))`` flat indices of the amplitudes with the
+    pair's bits set to ``c = 2 bit_a + bit_b`` (the other bits counting up), and ``place``
+    ``(2**n,)``: for each flat index, its position in ``base.reshape(-1)``. ``a < b`` are
+    traced wires (wire 0 the most significant bit)."""
+    pa, pb = n - 1 - a, n - 1 - b  # bit positions, pa > pb
+    k = jnp.arange(2 ** (n - 2), dtype=jnp.int32)
+    k1 = ((k >> pb) << (pb + 1)) | (k & ((1 << pb) - 1))
+    k2 = ((k1 >> pa) << (pa + 1)) | (k1 & ((1 << pa) - 1))
+    base = jnp.stack([k2 | (ca << pa) | (cb << pb) for ca in (0, 1) for cb in (0, 1)])
+    i = jnp.arange(2**n, dtype=jnp.int32)
+    row = ((i >> pa) & 1) * 2 + ((i >> pb) & 1)
+    t = ((i >> (pa + 1)) << pa) | (i & ((1 << pa) - 1))
+    col = ((t >> (pb + 1)) << pb) | (t & ((1 << pb) - 1))
+    return base, row * 2 ** (n - 2) + col
+
+
+def _pair_view(flat, pair, n: int):
+    """``(view, place)``: the ``(4, 2**(n-2))`` view of the flat state on the dynamic wire
+    pair, and the map back (``view.reshape(-1)[place]`` is the flat state)."""
+    base, place = _pair_indices(pair[0], pair[1], n)
+    return flat[base], place
+
+
+def run_program(program: Program, state, params, x, dtype):
+    """Applies ``program`` to the ``(2,)*n`` ``state``: one ``lax.scan`` over its blocks."""
+    n = program.n_qubits
+    mats = block_matrices(program, params, x, dtype)
+
+    def step(flat, xs):
+        pair, m = xs
+        view, place = _pair_view(flat, pair, n)
+        return (m @ view).reshape(-1)[place], None
+
+    flat, _ = jax.lax.scan(step, state.reshape(-1), (jnp.asarray(_tables(program).wires), mats))
+    return flat.reshape(state.shape)
+
+
+def adjoint_program(program: Program, psi, lam, params, x, dtype):
+    """The adjoint method's backward walk over ``program`` (:mod:`qjaxrob.adjoint`).
+
+    ``psi`` is the state after the program, ``lam = sum_o g_o O_o psi_final`` walked back to
+    the same point. A reversed scan undoes block k (``psi <- M_k^dagger psi``, likewise
+    ``lam``); since ``dL = 2 Re <lam_k| dM_k |psi_{k-1}>``, the cotangent of ``M_k`` (JAX's
+    convention ``dL = Re sum(ct * dM)``) is ``ct_ij = 2 sum conj(lam_k)_i (psi_{k-1})_j``
+    over the other wires. ``jax.vjp`` of :func:`block_matrices` maps the cotangents to
+    ``params``/``x``. Returns ``(psi, lam, d params, d x)`` at the program's start."""
+    n = program.n_qubits
+    mats, pullback = jax.vjp(lambda p, xx: block_matrices(program, p, xx, dtype), params, x)
+
+    def step(carry, xs):
+        flat_psi, flat_lam = carry
+        pair, m = xs
+        mh = jnp.conj(m).T
+        vpsi, place = _pair_view(flat_psi, pair, n)
+        vlam, _ = _pair_view(flat_lam, pair, n)
+        prev = mh @ vpsi
+        ct = 2 * (jnp.conj(vlam) @ prev.T)
+        back = (prev.reshape(-1)[place], (mh @ vlam).reshape(-1)[place])
+        return back, ct
+
+    (fp, fl), cts = jax.lax.scan(step, (psi.reshape(-1), lam.reshape(-1)),
+                                 (jnp.asarray(_tables(program).wires), mats), reverse=True)
+    dp, dx = pullback(cts)
+    return fp.reshape(psi.shape), fl.reshape(lam.shape), dp, dx
