@@ -2,16 +2,18 @@
 
 **Fragment execution.** A fragment with op sites ``s_1..s_m`` (wire-cut preparations and
 gate-cut local operations) runs once per *term row* ``(o_1..o_m)``, the choice of a local
-operation at every site; all ``T_f = prod_i n_ops(s_i)`` rows of a fragment run as ONE
-``jax.vmap`` over the row index inside one ``jax.jit``. Mid-circuit signed measurements are
-*enumerated branches*: the state carries a leading branch axis (shape ``(B, 2, ..., 2)``),
-each measuring site doubles it into the two projected, unnormalised branches ``K_0 psi``,
-``K_1 psi`` with signs ``s_0, s_1``, and a Pauli word's value is
-``sum_b w_b <psi_b| P |psi_b>`` (``w`` = product of signs). Branching costs ``2**m`` state
-copies for ``m`` measuring sites, versus the ``4**n`` of a density matrix. Wire-cut side 0
-(measure Pauli ``P`` and discard) needs no run of its own: the dangling qubit is not touched
-again, so its value is that of the word extended by ``P`` on that qubit (one run serves all
-four bases).
+operation at every site; all ``T_f = prod_i n_ops(s_i)`` rows of a fragment run as one
+batch, executed by the fragment interpreter (:mod:`qjaxrob.cutting.interpret`): the ops
+outside the sites' causal future run once on one state, the rest as a ``lax.scan`` over an
+instruction table, so neither the number of ops nor the number of term rows enters the
+compiled program. Mid-circuit signed measurements are *enumerated branches*: the state
+carries a branch axis (shape ``(B, 2**n)``), each measuring site splitting every state into
+the two projected, unnormalised branches ``K_0 psi``, ``K_1 psi`` with signs ``s_0, s_1``,
+and a Pauli word's value is ``sum_b w_b <psi_b| P |psi_b>`` (``w`` = product of signs).
+Branching costs ``2**m`` state copies for ``m`` measuring sites, versus the ``4**n`` of a
+density matrix. Wire-cut side 0 (measure Pauli ``P`` and discard) needs no run of its own:
+the dangling qubit is not touched again, so its value is that of the word extended by ``P``
+on that qubit (one run serves all four bases).
 
 **Fragment tensor.** For fragment ``f`` the runs give ``G_f`` with axes
 ``(site ops..., wire measurements (4 each)..., observable term)``, see ``fragment_axes``.
@@ -65,14 +67,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from qjaxrob.checks import (check_dtype, check_key, check_memory, check_observables,
                             check_shots, check_vector)
-from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import qpd
+from qjaxrob.cutting.interpret import run_rows
 from qjaxrob.cutting.partition import CutCircuit, site_markers
-from qjaxrob.engine import zero_state
 from qjaxrob.errors import ParameterError, QjrTypeError
-from qjaxrob.fusion import op_matrix
-from qjaxrob.kernels import apply_diagonal, apply_matrix, pauli_expval
-from qjaxrob.observables import PauliSum, split_word
+from qjaxrob.observables import PauliSum
 from qjaxrob.shots import estimate as shot_estimate
 from qjaxrob.shots import expand_cut
 
@@ -113,43 +112,6 @@ def fragment_axes(cc: CutCircuit) -> list:
             for ops, meas, _, _ in _layout(cc, ())]
 
 
-# ---- one fragment -------------------------------------------------------------------------
-def _batched(kernel, state, m, wires):
-    """``kernel`` applied to every branch of a ``(B, 2, ..., 2)`` state."""
-    return jax.vmap(lambda s: kernel(s, m, wires))(state)
-
-
-def _run(frag: Circuit, sites, row, tables, words, params, x, dtype):
-    """Values of ``words`` on one term row of ``frag`` (branch-batched statevector)."""
-    state = zero_state(frag.n_qubits, dtype)[None]
-    weights = jnp.ones((1,), jnp.finfo(dtype).dtype)
-    slot = {pos: i for i, (_, _, pos) in enumerate(sites)}
-    for pos, op in enumerate(frag.ops):
-        if op.is_marker:
-            if pos not in slot:
-                continue
-            j, side, _ = sites[slot[pos]]
-            kraus, signs, branch = tables[(j, side)]
-            k, s = kraus[row[slot[pos]]], signs[row[slot[pos]]]
-            w = op.wires
-            if branch:
-                state = jnp.concatenate([_batched(apply_matrix, state, k[0], w),
-                                         _batched(apply_matrix, state, k[1], w)])
-                weights = jnp.concatenate([weights * s[0], weights * s[1]])
-            else:
-                state = _batched(apply_matrix, state, k[0], w)
-            continue
-        kind, m = op_matrix(op, params, x, dtype)
-        kernel = apply_diagonal if kind == "diagonal" else apply_matrix
-        state = _batched(kernel, state, m, op.wires)
-    vals = []
-    for word in words:
-        letters, wires = split_word(word)
-        per_branch = jax.vmap(lambda s: pauli_expval(s, letters, wires))(state)
-        vals.append(jnp.dot(weights, per_branch))
-    return jnp.stack(vals)
-
-
 def _tables(cc: CutCircuit, params, x, dtype):
     tabs = [cut.table(params, x, dtype) for cut in cc.cuts]
     pert = dict(cc.prep_perturbations)
@@ -170,16 +132,16 @@ def _fragment_tensors(cc, words, params, x, dtype, mesh):
     for frag, (sites, meas, fwords, index) in zip(cc.fragments, _layout(cc, words)):
         shape = tuple(tables[(j, s)][0].shape[0] for j, s, _ in sites)
         rows = np.array(list(np.ndindex(*shape)), int).reshape(int(np.prod(shape)), len(shape))
-        rows = jnp.asarray(rows, jnp.int32)
         n_rows = rows.shape[0]
+        constrain = None
         if mesh is not None:
             pad = -n_rows % mesh.devices.size
-            rows = jnp.concatenate([rows, jnp.zeros((pad, len(shape)), jnp.int32)])
-            rows = jax.lax.with_sharding_constraint(
-                rows, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
-        run = partial(_run, frag, sites, tables=tables, words=fwords, params=params, x=x,
-                      dtype=dtype)
-        vals = jax.vmap(run)(rows)[:n_rows]
+            rows = np.concatenate([rows, np.zeros((pad, len(shape)), int)])
+            constrain = partial(jax.lax.with_sharding_constraint,
+                                shardings=NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
+        vals = run_rows(frag, tuple(pos for _, _, pos in sites),
+                        tuple(tables[(j, s)] for j, s, _ in sites), rows, fwords, params, x,
+                        dtype, constrain)[:n_rows]
         tensors.append(vals.reshape(shape + (len(fwords),))[..., index])
     return tabs, tensors
 

@@ -1,0 +1,298 @@
+"""Fragment interpreter: a fragment's term rows run as two ``lax.scan`` s over instruction
+tables, so the compiled program does not grow with the fragment's ops.
+
+Every gate and every site operation of a fragment is an *instruction*: a ``2**k x 2**k``
+matrix (``k = min(n, max(2, widest op))``) acting on a *block* of k wires. The state
+``(..., 2**n)`` is gathered so that the block's wires lead (a NumPy permutation of the basis
+index, one per distinct block), multiplied by the matrix and gathered back. One scan step
+body serves every instruction, so compile time is that of one step, whatever the circuit.
+
+**Shared prefix.** The ops outside the causal future of every site (not acting, directly or
+through earlier ops, on a wire that a site touched before them) commute with all the sites
+after them: they run first, once, on one unbatched state. Only the rest (the sites and their
+light cone) runs on the batched state ``(R, B, 2**n)`` of ``R`` term rows times ``B = 2**m``
+measurement branches (``m`` measuring sites).
+
+**Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
+state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
+so slot ``b`` ends as the branch ``b`` and its weight is ``prod_i s[bit_i(b)]`` (the signed
+Kraus pairs of :mod:`qjaxrob.cutting.qpd`; a unitary op has ``K_1 = 0``, weight 0).
+
+**Pauli words** are read off the final states without matrices: for a word with X/Y mask
+``x``, Z/Y mask ``z`` and ``y`` Y letters, ``<psi|P|psi> = Re(i**y sum_k
+conj(psi[k ^ x]) (-1)**popcount(k & z) psi[k])`` (wire 0 the most significant bit).
+
+Gate matrices come from the gate table (``qjaxrob.gates``), one vmapped call per (gate,
+block position) group, with angles gathered from ``params``/``x`` (differentiable).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import cache, lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob.circuit import Circuit
+from qjaxrob.gates import GATES
+from qjaxrob.kernels import grouped_shape
+
+__all__ = ["run_rows"]
+
+_WORD_BUDGET = 1 << 22
+"""Largest number of amplitudes gathered at once when reading Pauli words (R*B*W*2**n)."""
+
+
+# ---- static plan (NumPy, cached per fragment structure) -----------------------------------
+def _block_of(wires, n, k):
+    """Sorted block of k wires containing ``wires`` (nearest extra wires) and the positions
+    of ``wires`` in it."""
+    extra = sorted((w for w in range(n) if w not in wires), key=lambda w: (abs(w - wires[0]), w))
+    block = tuple(sorted(tuple(wires) + tuple(extra[: k - len(wires)])))
+    return block, tuple(block.index(w) for w in wires)
+
+
+def _perm(block, n):
+    """Basis-index permutation bringing ``block``'s wires to the front (and its inverse)."""
+    rest = tuple(w for w in range(n) if w not in block)
+    p = np.arange(2**n).reshape((2,) * n).transpose(block + rest).reshape(-1)
+    return p, np.argsort(p)
+
+
+@lru_cache(maxsize=256)
+def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
+    """``(k, pre, post, (perms, invs), bits, blocks)``: instructions ``(kind, ref, block_id, pos)``
+    (``kind`` "gate" with ``ref`` the op index, or "site" with ``ref`` the site slot) of the
+    shared prefix and of the batched part; per-block permutations; each site's branch bit
+    (``-1`` when it does not branch); the blocks (sorted wire tuples) by id."""
+    n = frag.n_qubits
+    slot = {p: i for i, p in enumerate(site_pos)}
+    ops = [(i, op) for i, op in enumerate(frag.ops) if not op.is_marker or i in slot]
+    k = min(n, max([2] + [len(op.wires) for _, op in ops]))
+    blocks, pre, post, tainted = {}, [], [], set()
+    for i, op in ops:
+        block, pos = _block_of(op.wires, n, k)
+        bid = blocks.setdefault(block, len(blocks))
+        if i in slot:
+            tainted.update(op.wires)
+            post.append(("site", slot[i], bid, pos))
+        elif tainted.intersection(op.wires):
+            tainted.update(op.wires)
+            post.append(("gate", i, bid, pos))
+        else:
+            pre.append(("gate", i, bid, pos))
+    perms = [_perm(b, n) for b in blocks]
+    perms = (np.stack([p for p, _ in perms]).astype(np.int32),
+             np.stack([q for _, q in perms]).astype(np.int32))
+    bits, m = [], 0
+    for b in branching:
+        bits.append(m if b else -1)
+        m += bool(b)
+    return k, tuple(pre), tuple(post), perms, tuple(bits), tuple(blocks)
+
+
+def _embed(m, pos, k, xp):
+    """``(..., d, d)`` matrices on block positions ``pos`` -> ``(..., 2**k, 2**k)``."""
+    j = len(pos)
+    a = 2 ** (k - j)
+    eye = xp.eye(a, dtype=m.dtype)
+    full = m[..., :, None, :, None] * eye[:, None, :]
+    lead = m.shape[:-2]
+    order = list(pos) + [p for p in range(k) if p not in pos]
+    inv = list(np.argsort(order))
+    t = full.reshape(lead + (2,) * (2 * k))
+    nl = len(lead)
+    axes = list(range(nl)) + [nl + i for i in inv] + [nl + k + i for i in inv]
+    return t.transpose(axes).reshape(lead + (2**k, 2**k))
+
+
+@cache
+def _const_gate(name: str) -> np.ndarray:
+    """The matrix of an angle-free gate (a stored constant: no computation, no compile)."""
+    with jax.ensure_compile_time_eval():
+        return np.asarray(GATES[name].matrix_fn((), np.complex128))
+
+
+def _gate_table(frag, instrs, k, params, x, dtype):
+    """``(len(instrs), 2**k, 2**k)`` block matrices of the gate instructions (identity at
+    site instructions). Angle-free gates and ``unitary`` ops are NumPy constants; gates with
+    angles are built in one vmapped gate-table call per (gate, positions) group."""
+    big = 2**k
+    table = np.tile(np.eye(big, dtype=np.complex128), (len(instrs), 1, 1))
+    groups = defaultdict(list)
+    for s, (kind, ref, _, pos) in enumerate(instrs):
+        if kind != "gate":
+            continue
+        op = frag.ops[ref]
+        if op.name == "unitary" or not op.angles:
+            m = op.matrices[0].array if op.name == "unitary" else _const_gate(op.name)
+            table[s] = _embed(np.asarray(m, np.complex128), pos, k, np)
+        else:
+            groups[(op.name, pos)].append((s, op))
+    out = jnp.asarray(table, dtype)
+    if not groups:
+        return out
+    real = jnp.finfo(dtype).dtype
+    values = jnp.concatenate([params.astype(real), x.astype(real), jnp.zeros((1,), real)])
+    n_p, n_x = params.shape[0], x.shape[0]
+    for (name, pos), members in groups.items():
+        idx, scale, offset = [], [], []
+        for _, op in members:
+            idx.append([a.index if a.source == "param" else n_p + a.index if a.source == "inp"
+                        else n_p + n_x for a in op.angles])
+            scale.append([a.scale if a.source != "const" else 0.0 for a in op.angles])
+            offset.append([a.offset for a in op.angles])
+        theta = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[np.array(idx)]
+        fn = GATES[name].matrix_fn
+        mats = jax.vmap(lambda t, fn=fn: fn(tuple(t[i] for i in range(t.shape[0])), dtype))(theta)
+        out = out.at[np.array([s for s, _ in members])].set(_embed(mats.astype(dtype), pos, k, jnp))
+    return out
+
+
+# ---- execution ----------------------------------------------------------------------------
+def _gather_step(perms, invs, big):
+    """Scan step of the shared prefix: block matrix ``m`` on block ``bid`` of ``state (D,)``
+    by gathering the block's wires to the front and back (one body for every block)."""
+    def body(state, xs):
+        m, bid = xs
+        s = jnp.take(state, perms[bid], axis=0).reshape(big, -1)
+        return jnp.take((m @ s).reshape(-1), invs[bid], axis=0), None
+    return body
+
+
+def _block_apply(block, n):
+    """``(state (R, B, 2**n), m (R, B, K, K)) -> state``: per-row-and-branch block matrices
+    on the static sorted wires ``block`` (slice-and-combine: one elementwise pass)."""
+    k = len(block)
+
+    def apply(state, m):
+        lead = state.shape[:-1]
+        x = state.reshape(lead + grouped_shape(n, block))
+        pad = (None,) * (k + 1)
+        slices = []
+        for i in range(2**k):
+            idx = [Ellipsis]
+            for j in range(k):
+                idx += [slice(None), (i >> (k - 1 - j)) & 1]
+            slices.append(x[tuple(idx + [slice(None)])])
+        rows = [sum(m[..., r, c][(Ellipsis,) + pad] * slices[c] for c in range(2**k))
+                for r in range(2**k)]
+
+        def build(prefix):
+            if len(prefix) == k:
+                return rows[int("".join(map(str, prefix)) or "0", 2)]
+            return jnp.stack([build(prefix + (0,)), build(prefix + (1,))],
+                             axis=len(lead) + len(prefix) + 1)
+
+        return build(()).reshape(state.shape)
+    return apply
+
+
+def _words(words, n):
+    xm, zm, ny = [], [], []
+    for word in words:
+        x = z = y = 0
+        for wire, letter in word:
+            bit = 1 << (n - 1 - wire)
+            x |= bit if letter in "XY" else 0
+            z |= bit if letter in "ZY" else 0
+            y += letter == "Y"
+        xm.append(x)
+        zm.append(z)
+        ny.append(y % 4)
+    return np.array(xm, np.int32), np.array(zm, np.int32), np.array(ny)
+
+
+def _word_values(state, weights, words, n):
+    """``(R, W)``: ``sum_b weights[r, b] <psi_rb| P_w |psi_rb>`` for ``state (R, B, 2**n)``."""
+    xm, zm, ny = _words(words, n)
+    phase = jnp.asarray((1j) ** ny, state.dtype)
+    k = jax.lax.iota(jnp.int32, 2**n)
+
+    def one(args):
+        xmask, zmask, ph = args
+        sign = 1 - 2 * (jax.lax.population_count(k & zmask) & 1)
+        flipped = jnp.take(state, k ^ xmask, axis=-1)
+        val = jnp.real(ph * jnp.sum(jnp.conj(flipped) * state * sign.astype(state.real.dtype),
+                                    axis=-1))
+        return jnp.sum(val * weights, axis=-1)
+
+    size = int(np.prod(state.shape)) * len(words)
+    batch = max(1, min(len(words), _WORD_BUDGET * len(words) // max(size, 1)))
+    return jax.lax.map(one, (jnp.asarray(xm), jnp.asarray(zm), phase), batch_size=batch).T
+
+
+def _site_indices(post, rows, bits, n_ops):
+    """Static ``(n_post, R, B)`` indices into ``[gate matrices; every site's (op, branch)
+    Kraus matrices]`` and ``(n_sites, R, B)`` indices into the sites' flat sign tables."""
+    n_rows = rows.shape[0]
+    n_b = 2 ** sum(b >= 0 for b in bits)
+    slots = np.arange(n_b)
+    sel = [((slots >> b) & 1) if b >= 0 else np.zeros(n_b, int) for b in bits]
+    offset = np.cumsum([len(post)] + [2 * o for o in n_ops])
+    kraus = [offset[s] + 2 * rows[:, s, None] + sel[s][None, :] for s in range(len(bits))]
+    idx = np.stack([kraus[ref] if kind == "site" else np.full((n_rows, n_b), i)
+                    for i, (kind, ref, _, _) in enumerate(post)]) if post else None
+    sign_off = np.cumsum([0] + [2 * o for o in n_ops])
+    signs = [sign_off[s] + 2 * rows[:, s, None] + sel[s][None, :] for s in range(len(bits))
+             if bits[s] >= 0]
+    return idx, signs, n_b
+
+
+def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, params, x, dtype,
+             constrain=None):
+    """Values of ``words`` on every term row of fragment ``frag``: ``(R, len(words))`` real.
+
+    Args:
+        frag: the fragment circuit (site markers at ``site_pos`` are its op sites; other
+            markers are ignored).
+        site_pos: op positions of the op sites, in order.
+        site_ops: per site ``(kraus (n_ops, 2, 2, 2), signs (n_ops, 2), branch)`` (qpd form).
+        rows: NumPy ``(R, n_sites)`` ints, each row's op index at every site.
+        words: local Pauli words ``((wire, letter), ...)``.
+        params, x: 1-D real arrays (traced).
+        dtype: complex dtype.
+        constrain: optional function applied to the batched initial state ``(R, B, 2**n)``
+            (a sharding constraint).
+    """
+    n = frag.n_qubits
+    k, pre, post, (perms, invs), bits, blocks = _plan(
+        frag, tuple(site_pos), tuple(bool(b) for _, _, b in site_ops))
+    real = jnp.finfo(dtype).dtype
+    state = jnp.zeros((2**n,), dtype).at[0].set(1)
+    if pre:
+        table = _gate_table(frag, pre, k, params, x, dtype)
+        bids = jnp.asarray([b for _, _, b, _ in pre], jnp.int32)
+        state, _ = jax.lax.scan(_gather_step(jnp.asarray(perms), jnp.asarray(invs), 2**k),
+                                state, (table, bids))
+    rows = np.asarray(rows)
+    idx, sign_idx, n_b = _site_indices(post, rows, bits, [ops[0].shape[0] for ops in site_ops])
+    state = jnp.broadcast_to(state, (rows.shape[0], n_b, 2**n))
+    if constrain is not None:
+        state = constrain(state)
+    weights = jnp.ones((rows.shape[0], n_b), real)
+    if sign_idx:
+        flat = jnp.concatenate([sg.astype(real).reshape(-1) for _, sg, _ in site_ops])
+        for si in sign_idx:
+            weights = weights * flat[si]
+    if post:
+        sites = [_embed(kr.astype(dtype), next(p for kind, ref, _, p in post
+                                               if kind == "site" and ref == s), k, jnp)
+                 for s, (kr, _, _) in enumerate(site_ops)]
+        table = jnp.concatenate([_gate_table(frag, post, k, params, x, dtype)]
+                                + [t.reshape((-1,) + t.shape[-2:]) for t in sites])
+        used = sorted({b for _, _, b, _ in post})
+        branches = [_block_apply(blocks[b], n) for b in used]
+        local = jnp.asarray([used.index(b) for _, _, b, _ in post], jnp.int32)
+
+        def body(s, xs):
+            i, bid = xs
+            m = table[i]
+            if len(branches) == 1:
+                return branches[0](s, m), None
+            return jax.lax.switch(bid, branches, s, m), None
+
+        state, _ = jax.lax.scan(body, state, (jnp.asarray(idx, jnp.int32), local))
+    return _word_values(state, weights, words, n)
