@@ -41,6 +41,10 @@ from qjaxrob.kernels import grouped_shape
 
 __all__ = ["run_rows"]
 
+_NUMPY_WORK = 1 << 24
+"""Most amplitude updates (ops x 2**n) of the constant prefix head simulated in NumPy at
+trace time; beyond it the head runs in the compiled scan."""
+
 _WORD_BUDGET = 1 << 22
 """Largest number of amplitudes gathered at once when reading Pauli words (R*B*W*2**n)."""
 
@@ -115,10 +119,28 @@ def _const_gate(name: str) -> np.ndarray:
         return np.asarray(GATES[name].matrix_fn((), np.complex128))
 
 
+def _np_matrix(op) -> np.ndarray | None:
+    """The complex128 NumPy matrix of a constant op, or ``None`` if it reads params/x.
+    One-angle gates use the gate table's trig form ``A + cos(w t) B + sin(w t) C`` (no JAX
+    call: eager JAX would compile every primitive once per process)."""
+    if op.name == "unitary":
+        return np.asarray(op.matrices[0].array, np.complex128)
+    if not op.angles:
+        return _const_gate(op.name)
+    if not op.is_constant:
+        return None
+    trig = getattr(GATES[op.name], "trig", None)
+    if trig is not None and len(op.angles) == 1:
+        w, a, b, c = trig
+        t = w * op.angles[0].offset
+        return a + np.cos(t) * b + np.sin(t) * c
+    return op.const_matrix()
+
+
 def _gate_table(frag, instrs, k, params, x, dtype):
     """``(len(instrs), 2**k, 2**k)`` block matrices of the gate instructions (identity at
-    site instructions). Angle-free gates and ``unitary`` ops are NumPy constants; gates with
-    angles are built in one vmapped gate-table call per (gate, positions) group."""
+    site instructions). Constant ops are NumPy (:func:`_np_matrix`); gates reading
+    ``params``/``x`` are built in one vmapped gate-table call per (gate, positions) group."""
     big = 2**k
     table = np.tile(np.eye(big, dtype=np.complex128), (len(instrs), 1, 1))
     groups = defaultdict(list)
@@ -126,14 +148,14 @@ def _gate_table(frag, instrs, k, params, x, dtype):
         if kind != "gate":
             continue
         op = frag.ops[ref]
-        if op.name == "unitary" or not op.angles:
-            m = op.matrices[0].array if op.name == "unitary" else _const_gate(op.name)
-            table[s] = _embed(np.asarray(m, np.complex128), pos, k, np)
+        m = _np_matrix(op)
+        if m is not None:
+            table[s] = _embed(m, pos, k, np)
         else:
             groups[(op.name, pos)].append((s, op))
-    out = jnp.asarray(table, dtype)
     if not groups:
-        return out
+        return table.astype(dtype)
+    out = jnp.asarray(table, dtype)
     real = jnp.finfo(dtype).dtype
     values = jnp.concatenate([params.astype(real), x.astype(real), jnp.zeros((1,), real)])
     n_p, n_x = params.shape[0], x.shape[0]
@@ -160,6 +182,28 @@ def _gather_step(perms, invs, big):
         s = jnp.take(state, perms[bid], axis=0).reshape(big, -1)
         return jnp.take((m @ s).reshape(-1), invs[bid], axis=0), None
     return body
+
+
+def _const_head(frag, pre, k) -> int:
+    """Length of the leading run of constant ops of the prefix that is simulated in NumPy
+    (at most ``_NUMPY_WORK`` amplitude updates)."""
+    n = frag.n_qubits
+    head = 0
+    while (head < len(pre) and frag.ops[pre[head][1]].is_constant
+           and (head + 1) * 2**n <= _NUMPY_WORK):
+        head += 1
+    return head
+
+
+def _np_prefix(frag, head, k, perms, invs):
+    """``(2**n,)`` complex128 state after the constant instructions ``head`` (NumPy)."""
+    n = frag.n_qubits
+    state = np.zeros(2**n, np.complex128)
+    state[0] = 1
+    for _, ref, bid, pos in head:
+        m = _embed(_np_matrix(frag.ops[ref]), pos, k, np)
+        state = (m @ state[perms[bid]].reshape(2**k, -1)).reshape(-1)[invs[bid]]
+    return state
 
 
 def _block_apply(block, n):
@@ -261,10 +305,13 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
     k, pre, post, (perms, invs), bits, blocks = _plan(
         frag, tuple(site_pos), tuple(bool(b) for _, _, b in site_ops))
     real = jnp.finfo(dtype).dtype
-    state = jnp.zeros((2**n,), dtype).at[0].set(1)
-    if pre:
-        table = _gate_table(frag, pre, k, params, x, dtype)
-        bids = jnp.asarray([b for _, _, b, _ in pre], jnp.int32)
+    head = _const_head(frag, pre, k)
+    # the barrier keeps XLA from constant-folding a parameter-free fragment at compile time
+    state = jax.lax.optimization_barrier(
+        jnp.asarray(_np_prefix(frag, pre[:head], k, perms, invs), dtype))
+    if pre[head:]:
+        table = _gate_table(frag, pre[head:], k, params, x, dtype)
+        bids = jnp.asarray([b for _, _, b, _ in pre[head:]], jnp.int32)
         state, _ = jax.lax.scan(_gather_step(jnp.asarray(perms), jnp.asarray(invs), 2**k),
                                 state, (table, bids))
     rows = np.asarray(rows)
@@ -272,17 +319,20 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
     state = jnp.broadcast_to(state, (rows.shape[0], n_b, 2**n))
     if constrain is not None:
         state = constrain(state)
-    weights = jnp.ones((rows.shape[0], n_b), real)
+    weights = np.ones((rows.shape[0], n_b), real)
+    xp = np if all(isinstance(a, np.ndarray) for op in site_ops for a in op[:2]) else jnp
     if sign_idx:
-        flat = jnp.concatenate([sg.astype(real).reshape(-1) for _, sg, _ in site_ops])
+        flat = xp.concatenate([sg.astype(real).reshape(-1) for _, sg, _ in site_ops])
         for si in sign_idx:
             weights = weights * flat[si]
     if post:
         sites = [_embed(kr.astype(dtype), next(p for kind, ref, _, p in post
-                                               if kind == "site" and ref == s), k, jnp)
+                                               if kind == "site" and ref == s), k, xp)
                  for s, (kr, _, _) in enumerate(site_ops)]
-        table = jnp.concatenate([_gate_table(frag, post, k, params, x, dtype)]
-                                + [t.reshape((-1,) + t.shape[-2:]) for t in sites])
+        gates = _gate_table(frag, post, k, params, x, dtype)
+        xp = np if xp is np and isinstance(gates, np.ndarray) else jnp
+        table = jnp.asarray(xp.concatenate([gates] + [t.reshape((-1,) + t.shape[-2:])
+                                                      for t in sites]))
         used = sorted({b for _, _, b, _ in post})
         branches = [_block_apply(blocks[b], n) for b in used]
         local = jnp.asarray([used.index(b) for _, _, b, _ in post], jnp.int32)

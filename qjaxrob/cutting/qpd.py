@@ -39,7 +39,9 @@ Tables (sources below; ``choi`` checks each against the map it decomposes):
   :mod:`qjaxrob.cutting.kak`; qiskit's generic KAK method is not optimal.
 
 ``choi(table)`` returns the Choi matrix of the decomposed map, for checking each table as an
-identity of Choi matrices. Angles may be traced: tables are built with ``jax.numpy``.
+identity of Choi matrices. Angles may be traced (then ``gate_table`` builds its arrays with
+``jax.numpy``); constant tables are NumPy arrays, so a jitted reconstruction embeds them as
+constants instead of compiling their construction.
 Tables are complex64 by default (``dtype=``, like every simulation function).
 """
 
@@ -155,8 +157,8 @@ def _table(coeffs, side_a, side_b, dtype) -> QPDTable:
     kb, sb = _stack(side_b)
     real = jnp.finfo(dtype).dtype
     return QPDTable(
-        jnp.asarray(coeffs, real), jnp.asarray(ka, dtype), jnp.asarray(sa, real),
-        jnp.asarray(kb, dtype), jnp.asarray(sb, real),
+        np.asarray(coeffs, real), np.asarray(ka, dtype), np.asarray(sa, real),
+        np.asarray(kb, dtype), np.asarray(sb, real),
         bool(np.any(sa[:, 1] != 0)), bool(np.any(sb[:, 1] != 0)),
     )
 
@@ -170,27 +172,29 @@ _KA, _SA = _stack(_RZZ_A)
 _KB, _SB = _stack(_RZZ_B)
 
 
-def _rzz_coeffs(phi):
+def _rzz_coeffs(phi, xp=jnp):
     """``(5, 5)`` coefficients of RZZ(phi) over ``_RZZ_A x _RZZ_B`` (Mitarai-Fujii)."""
-    c2, s2, h = jnp.cos(phi / 2) ** 2, jnp.sin(phi / 2) ** 2, jnp.sin(phi) / 2
-    z = jnp.zeros_like(c2)
-    return jnp.stack([
-        jnp.stack([c2, z, z, z, z]),
-        jnp.stack([z, s2, z, z, z]),
-        jnp.stack([z, z, h, -h, z]),
-        jnp.stack([z, z, z, z, h]),
-        jnp.stack([z, z, z, z, -h]),
+    c2, s2, h = xp.cos(phi / 2) ** 2, xp.sin(phi / 2) ** 2, xp.sin(phi) / 2
+    z = xp.zeros_like(c2)
+    return xp.stack([
+        xp.stack([c2, z, z, z, z]),
+        xp.stack([z, s2, z, z, z]),
+        xp.stack([z, z, h, -h, z]),
+        xp.stack([z, z, z, z, h]),
+        xp.stack([z, z, z, z, -h]),
     ])
 
 
-def _rz(t):
+def _rz(t, xp=np):
     """``rz(t) = diag(e^{-it/2}, e^{it/2})`` for a real (possibly traced) t, complex."""
+    if xp is np:
+        return np.diag([np.exp(-0.5j * t), np.exp(0.5j * t)])
     t = jnp.asarray(t)
     e = jax.lax.complex(jnp.cos(t / 2), -jnp.sin(t / 2))
     return jnp.diag(jnp.stack([e, jnp.conj(e)]))
 
 
-def _dressing(name, theta):
+def _dressing(name, theta, xp=jnp):
     """``(phi, L_A, L_B, R_A, R_B)`` with ``G(theta) = (L_A (x) L_B) RZZ(phi) (R_A (x) R_B)``."""
     i = _I
     rzm = _rz(-np.pi / 2)
@@ -206,7 +210,7 @@ def _dressing(name, theta):
         return theta, _H, _H, _H, _H
     if name == "ryy":
         return theta, _V, _V, _V.conj().T, _V.conj().T
-    half = _rz(theta / 2)
+    half = _rz(theta / 2, xp)
     if name == "crz":
         return -theta / 2, i, half, i, i
     if name == "crx":
@@ -220,15 +224,17 @@ GATE_CUTS = ("cz", "cnot", "cy", "rzz", "rxx", "ryy", "crz", "crx", "cry")
 
 def gate_table(name: str, theta=0.0, dtype=jnp.complex64) -> QPDTable:
     """The QPD of gate ``name`` (one of ``GATE_CUTS``) at angle ``theta`` (ignored for the
-    fixed gates; may be traced), over 5 ops per side."""
-    phi, la, lb, ra, rb = _dressing(name, jnp.asarray(theta, jnp.finfo(dtype).dtype))
-    ka = jnp.einsum("ij,objk,kl->obil", jnp.asarray(la, dtype), jnp.asarray(_KA, dtype),
-                    jnp.asarray(ra, dtype))
-    kb = jnp.einsum("ij,objk,kl->obil", jnp.asarray(lb, dtype), jnp.asarray(_KB, dtype),
-                    jnp.asarray(rb, dtype))
+    fixed gates; may be traced), over 5 ops per side. A constant ``theta`` (a Python or
+    NumPy number) gives NumPy arrays, which a jitted caller embeds as constants."""
+    xp = jnp if isinstance(theta, jax.Array) else np
     real = jnp.finfo(dtype).dtype
-    coeffs = _rzz_coeffs(jnp.asarray(phi, real)).astype(real)
-    return QPDTable(coeffs, ka, jnp.asarray(_SA, real), kb, jnp.asarray(_SB, real), True, True)
+    phi, la, lb, ra, rb = _dressing(name, xp.asarray(theta, real), xp)
+    ka = xp.einsum("ij,objk,kl->obil", xp.asarray(la, dtype), xp.asarray(_KA, dtype),
+                   xp.asarray(ra, dtype))
+    kb = xp.einsum("ij,objk,kl->obil", xp.asarray(lb, dtype), xp.asarray(_KB, dtype),
+                   xp.asarray(rb, dtype))
+    coeffs = _rzz_coeffs(xp.asarray(phi, real), xp).astype(real)
+    return QPDTable(coeffs, ka, xp.asarray(_SA, real), kb, xp.asarray(_SB, real), True, True)
 
 
 _RZZ_PATTERN = np.array([[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1],
