@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -183,37 +184,127 @@ def op_matrix(op, params, x, dtype):
     return "dense", spec.matrix_fn(values, dtype)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Static recipe of a traced block's operand (built once per block, cached).
+
+    ``steps`` is the member product in application order: ``("const", M)`` (a run of
+    constant members multiplied out in NumPy), ``("trig", i)`` (the i-th one-angle member,
+    ``A_i + cos(u_i) B_i + sin(u_i) C_i`` with ``u_i = scale_i * source[index_i] +
+    offset_i``) or ``("op", op)`` (any other traced member, built by :func:`op_matrix`).
+    ``basis`` stacks the embedded ``(A, B, C)`` of the trig members, shape ``(3, T, d, d)``
+    (``(3, T, d)`` diagonals for a diagonal block)."""
+
+    steps: tuple
+    sources: tuple        # per trig member: "param" or "inp"
+    index: np.ndarray     # (T,) int
+    scale: np.ndarray     # (T,) float
+    offset: np.ndarray    # (T,) float
+    basis: np.ndarray
+
+
+@lru_cache(maxsize=4096)
+def _plan(block: Block) -> _Plan:
+    wires, diagonal = block.wires, block.kind == "diagonal"
+    steps, trig, pending = [], [], None
+
+    def flat(m):
+        return np.diag(m) if diagonal else m
+
+    for op in block.ops:
+        if op.is_constant:
+            e = _embed_np(op.const_matrix(), op.wires, wires)
+            pending = e if pending is None else e @ pending
+            continue
+        if pending is not None:
+            steps.append(("const", flat(pending)))
+            pending = None
+        spec = GATES.get(op.name)
+        if spec is not None and spec.trig is not None:
+            w, a, b, c = spec.trig
+            angle = op.angles[0]
+            trig.append((angle.source, angle.index, w * angle.scale, w * angle.offset,
+                         [flat(_embed_np(m, op.wires, wires)) for m in (a, b, c)]))
+            steps.append(("trig", len(trig) - 1))
+        else:
+            steps.append(("op", op))
+    if pending is not None:
+        steps.append(("const", flat(pending)))
+    basis = (np.stack([np.stack(t[4]) for t in trig], axis=1) if trig
+             else np.zeros((3, 0), np.complex128))
+    return _Plan(tuple(steps), tuple(t[0] for t in trig),
+                 np.array([t[1] for t in trig], np.int64),
+                 np.array([t[2] for t in trig], np.float64),
+                 np.array([t[3] for t in trig], np.float64), basis)
+
+
+def _take(v, index):
+    """``v[index]`` for a static index array (a slice when contiguous; else one gather
+    without the negative-index fix-up that ``v[index]`` traces)."""
+    if len(index) and np.array_equal(index, np.arange(index[0], index[0] + len(index))):
+        return v[int(index[0]): int(index[0]) + len(index)]
+    dnums = jax.lax.GatherDimensionNumbers(offset_dims=(), collapsed_slice_dims=(0,),
+                                           start_index_map=(0,))
+    return jax.lax.gather(v, np.asarray(index, np.int32)[:, None], dnums, (1,),
+                          mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+                          indices_are_sorted=bool(np.all(np.diff(index) >= 0)),
+                          unique_indices=len(set(index.tolist())) == len(index))
+
+
+def _trig_members(plan: _Plan, params, x, dtype):
+    """The ``(T, d, d)`` (or ``(T, d)``) embedded trig members: one gather of the angles
+    per source, one ``cos``, one ``sin`` and one fused multiply-add for all of them."""
+    real = jnp.finfo(dtype).dtype
+    sources = np.array(plan.sources)
+    parts, order = [], []
+    for name, vec in (("param", params), ("inp", x)):
+        sel = np.flatnonzero(sources == name)
+        if len(sel):
+            parts.append(_take(jnp.asarray(vec, real), plan.index[sel]))
+            order.append(sel)
+    raw = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    order = np.concatenate(order)
+    if not np.array_equal(order, np.arange(len(order))):
+        raw = raw[np.argsort(order)]
+    u = raw * jnp.asarray(plan.scale, real) + jnp.asarray(plan.offset, real)
+    shape = (-1,) + (1,) * (plan.basis.ndim - 2)
+    a, b, c = (jnp.asarray(m, dtype) for m in plan.basis)
+    return a + jnp.cos(u).reshape(shape).astype(dtype) * b + jnp.sin(u).reshape(shape).astype(dtype) * c
+
+
 def block_apply_args(block: Block, params, x, dtype):
     """The run-time operand of a block: ``(2**k,)`` diagonal, ``(2**k, 2**k)`` matrix, or
-    the ``(2**k,)`` phases of a permutation block (static NumPy; ``None`` if all ones)."""
-    k = len(block.wires)
+    the ``(2**k,)`` phases of a permutation block (static NumPy; ``None`` if all ones).
+
+    Traced blocks follow their cached :class:`_Plan`: constant runs come from NumPy,
+    one-angle gates (``GateSpec.trig``) are evaluated together (:func:`_trig_members`),
+    and the members are multiplied in order (elementwise for diagonal blocks), so a block
+    costs a handful of small traced ops whatever its gates."""
     if block.kind == "permutation":
         phases = np.asarray(block.phases, dtype)
         return None if np.all(phases == 1) else phases
-    if len(block.ops) == 1 and block.ops[0].wires == block.wires:
-        kind, m = op_matrix(block.ops[0], params, x, dtype)
-        if block.kind == "dense" and kind == "diagonal":
-            m = jnp.diag(m)
-        return m
-    if all(op.is_constant for op in block.ops):  # built in NumPy: nothing to compile
-        m = np.eye(2**k, dtype=np.complex128)
-        for op in block.ops:
-            m = _embed_np(op.const_matrix(), op.wires, block.wires) @ m
-        return jnp.asarray(np.diag(m) if block.kind == "diagonal" else m, dtype)
-    if block.kind == "diagonal":
-        d = jnp.ones((2**k,), dtype)
-        for op in block.ops:
-            d = d * _embed_diagonal(op_matrix(op, params, x, dtype)[1], op.wires, block.wires)
-        return d
+    plan = _plan(block)
+    diagonal = block.kind == "diagonal"
+    trig = _trig_members(plan, params, x, dtype) if plan.sources else None
     m = None
-    for op in block.ops:
-        if op.is_constant:
-            e = jnp.asarray(_embed_np(op.const_matrix(), op.wires, block.wires), dtype)
+    for kind, item in plan.steps:
+        if kind == "const":
+            e = jnp.asarray(item, dtype)
+        elif kind == "trig":
+            e = trig[item]
         else:
-            kind, v = op_matrix(op, params, x, dtype)
-            e = _embed_matrix(jnp.diag(v) if kind == "diagonal" else v, op.wires, block.wires)
-        m = e if m is None else e @ m
+            e = _member(item, block.wires, params, x, dtype, diagonal)
+        m = e if m is None else (e * m if diagonal else e @ m)
     return m
+
+
+def _member(op, wires, params, x, dtype, diagonal: bool):
+    """A traced member gate without a trig form, embedded in the block."""
+    kind, v = op_matrix(op, params, x, dtype)
+    if diagonal:
+        return _embed_diagonal(v, op.wires, wires)
+    v = jnp.diag(v) if kind == "diagonal" else v
+    return v if tuple(op.wires) == tuple(wires) else _embed_matrix(v, op.wires, wires)
 
 
 @lru_cache(maxsize=4096)

@@ -44,6 +44,10 @@ class GateSpec:
         kind: ``"diagonal"``, ``"permutation"`` or ``"dense"``.
         matrix_fn: ``(angles, dtype) -> (2**n_wires, 2**n_wires)`` matrix.
         diag_fn: for diagonal gates, ``(angles, dtype) -> (2**n_wires,)`` diagonal.
+        trig: for one-angle gates, ``(w, A, B, C)`` (complex128 NumPy matrices) with
+            ``matrix(t) = A + cos(w t) B + sin(w t) C``: the fused-block builder
+            (:mod:`qjaxrob.fusion`) evaluates many such gates with one ``cos`` and one
+            ``sin`` and embeds them linearly; ``None`` for the others.
     """
 
     name: str
@@ -52,6 +56,7 @@ class GateSpec:
     kind: str
     matrix_fn: Callable
     diag_fn: Callable | None = None
+    trig: tuple | None = None
 
 
 def _const(m):
@@ -159,7 +164,23 @@ for _m in PAULI_MATRICES.values():
 
 _X = PAULI_MATRICES["X"]
 _Y = PAULI_MATRICES["Y"]
+_Z = PAULI_MATRICES["Z"]
+_I2 = PAULI_MATRICES["I"]
 _SQ2 = 1 / np.sqrt(2)
+_P0, _P1 = np.diag([1.0, 0.0]).astype(np.complex128), np.diag([0.0, 1.0]).astype(np.complex128)
+
+
+def _rotation(generator):
+    """``exp(-i t G / 2) = cos(t/2) I - i sin(t/2) G`` for an involution ``G``."""
+    g = np.asarray(generator, np.complex128)
+    eye = np.eye(g.shape[0], dtype=np.complex128)
+    return (0.5, np.zeros_like(g), eye, -1j * g)
+
+
+def _controlled_trig(trig):
+    """``|0><0| (x) I + |1><1| (x) U(t)`` from ``U``'s trig form."""
+    w, a, b, c = trig
+    return (w, np.kron(_P0, _I2) + np.kron(_P1, a), np.kron(_P1, b), np.kron(_P1, c))
 
 _ROWS = [
     GateSpec("i", 1, 0, "diagonal", _const(np.eye(2)), _const_diag([1, 1])),
@@ -174,10 +195,11 @@ _ROWS = [
     GateSpec("tdg", 1, 0, "diagonal", _const(np.diag([1, np.exp(-1j * np.pi / 4)])),
              _const_diag([1, np.exp(-1j * np.pi / 4)])),
     GateSpec("sx", 1, 0, "dense", _const(0.5 * np.array([[1 + 1j, 1 - 1j], [1 - 1j, 1 + 1j]]))),
-    GateSpec("rx", 1, 1, "dense", _rx),
-    GateSpec("ry", 1, 1, "dense", _ry),
-    GateSpec("rz", 1, 1, "diagonal", _from_diag(_rz_diag), _rz_diag),
-    GateSpec("phase", 1, 1, "diagonal", _from_diag(_phase_diag), _phase_diag),
+    GateSpec("rx", 1, 1, "dense", _rx, trig=_rotation(_X)),
+    GateSpec("ry", 1, 1, "dense", _ry, trig=_rotation(_Y)),
+    GateSpec("rz", 1, 1, "diagonal", _from_diag(_rz_diag), _rz_diag, trig=_rotation(_Z)),
+    GateSpec("phase", 1, 1, "diagonal", _from_diag(_phase_diag), _phase_diag,
+             trig=(1.0, _P0, _P1, 1j * _P1)),
     GateSpec("u3", 1, 3, "dense", _u3),
     GateSpec("cnot", 2, 0, "permutation",
              _const([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]])),
@@ -188,12 +210,14 @@ _ROWS = [
              _const([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])),
     GateSpec("iswap", 2, 0, "permutation",
              _const([[1, 0, 0, 0], [0, 0, 1j, 0], [0, 1j, 0, 0], [0, 0, 0, 1]])),
-    GateSpec("crx", 2, 1, "dense", _controlled(_rx)),
-    GateSpec("cry", 2, 1, "dense", _controlled(_ry)),
-    GateSpec("crz", 2, 1, "diagonal", _from_diag(_crz_diag), _crz_diag),
-    GateSpec("rxx", 2, 1, "dense", _ising(_X)),
-    GateSpec("ryy", 2, 1, "dense", _ising(_Y)),
-    GateSpec("rzz", 2, 1, "diagonal", _from_diag(_rzz_diag), _rzz_diag),
+    GateSpec("crx", 2, 1, "dense", _controlled(_rx), trig=_controlled_trig(_rotation(_X))),
+    GateSpec("cry", 2, 1, "dense", _controlled(_ry), trig=_controlled_trig(_rotation(_Y))),
+    GateSpec("crz", 2, 1, "diagonal", _from_diag(_crz_diag), _crz_diag,
+             trig=_controlled_trig(_rotation(_Z))),
+    GateSpec("rxx", 2, 1, "dense", _ising(_X), trig=_rotation(np.kron(_X, _X))),
+    GateSpec("ryy", 2, 1, "dense", _ising(_Y), trig=_rotation(np.kron(_Y, _Y))),
+    GateSpec("rzz", 2, 1, "diagonal", _from_diag(_rzz_diag), _rzz_diag,
+             trig=_rotation(np.kron(_Z, _Z))),
     GateSpec("ccx", 3, 0, "permutation",
              _const(np.block([[np.eye(6), np.zeros((6, 2))], [np.zeros((2, 6)), _X]]))),
 ]

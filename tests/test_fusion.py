@@ -133,3 +133,33 @@ def test_gradients_unchanged_by_fusion(rng):
         np.testing.assert_allclose(g[1], grads[0][1], atol=1e-10)
     # and the value itself against the reference
     assert abs(f(p, x, 2) - expval_ref(c, obs, np.asarray(p), np.asarray(x))) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
+def test_block_builder_mixed_sources_values_and_hessian(dtype, rng):
+    """Blocks mixing param/inp/constant angles (non-contiguous indices), trig-form gates,
+    a gate without one (u3) and constant runs: block operands against the reference, and
+    second derivatives of the fused circuit against the unfused one."""
+    c = (qjr.Circuit(3).ry(0, qjr.param(3)).rz(2, qjr.inp(1) * 0.5 + 0.2)
+         .u3(0, qjr.param(0), 0.1, qjr.inp(0)).cnot(0, 2).h(2).crx(2, 0, qjr.param(3) * -1.5)
+         .phase(1, qjr.param(1)).rzz(1, 2, qjr.inp(0)).cz(1, 2).crz(2, 1, qjr.param(2)))
+    p, x = rng.uniform(-2, 2, c.n_params), rng.uniform(-2, 2, c.n_inputs)
+    blocks = fuse(c.ops, 2)
+    assert {b.kind for b in blocks} == {"dense", "diagonal"}
+    for b in blocks:
+        got = np.asarray(block_apply_args(b, jnp.asarray(p), jnp.asarray(x), dtype))
+        want = _block_matrix_ref(b, p, x)
+        np.testing.assert_allclose(np.diag(got) if b.kind == "diagonal" else got, want,
+                                   atol=TOL[dtype])
+
+    @partial(jax.jit, static_argnums=2)
+    def hess(p, x, k):
+        def f(p):
+            t = final_tensor(c, p, x, dtype, False, fuse_qubits=k).reshape(-1)
+            return jnp.sum(jnp.abs(t) ** 2 * jnp.arange(1.0, 9.0))
+        return jax.hessian(f)(p)
+
+    real = jnp.finfo(dtype).dtype
+    p, x = jnp.asarray(p, real), jnp.asarray(x, real)
+    np.testing.assert_allclose(np.asarray(hess(p, x, 2)), np.asarray(hess(p, x, 0)),
+                               atol=100 * TOL[dtype])

@@ -1,5 +1,10 @@
-"""Every gate's matrix against its definition (tests/reference.py), and wire order."""
+"""Every gate's matrix against its definition (tests/reference.py), wire order, the trig
+forms fusion builds blocks from, and the dense kernel's values and derivatives (first and
+second order, under vmap) against a tensordot reference."""
 
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -75,3 +80,80 @@ def test_multi_qubit_gates_on_reversed_and_gapped_wires(name, rng):
     c = c.gate(name, wires, *rng.uniform(-3, 3, spec.n_angles))
     got = np.asarray(qjr.statevector(c, dtype=jnp.complex128))
     np.testing.assert_allclose(got, statevector_ref(c), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in GATES.items() if s.trig is not None))
+def test_trig_form_equals_matrix(name, rng):
+    """``GateSpec.trig``: matrix(t) = A + cos(w t) B + sin(w t) C (used by fusion)."""
+    w, a, b, c = GATES[name].trig
+    for t in rng.uniform(-7, 7, 4):
+        np.testing.assert_allclose(a + np.cos(w * t) * b + np.sin(w * t) * c,
+                                   gate_matrix_ref(name, [t]), atol=1e-14)
+
+
+# ---- the dense kernel (slice-and-combine primitive) against a tensordot reference ----
+def _tensordot_apply(state, m, wires):
+    k = len(wires)
+    out = jnp.tensordot(m.reshape((2,) * (2 * k)), state, axes=(tuple(range(k, 2 * k)), wires))
+    return jnp.moveaxis(out, tuple(range(k)), wires)
+
+
+def _random_complex(rng, shape):
+    return rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@pytest.mark.parametrize("wires", [(3, 1), (0, 3, 1)])
+def test_dense_kernel_values_gradients_and_hessian(dtype, tol, wires, rng):
+    from qjaxrob.kernels import apply_matrix
+    from reference import embed
+
+    n, k = 4, len(wires)
+    s0, s1 = (jnp.asarray(_random_complex(rng, (2,) * n), dtype) for _ in range(2))
+    m0, m1, m2 = (jnp.asarray(_random_complex(rng, (2**k, 2**k)), dtype) for _ in range(3))
+    weights = jnp.asarray(rng.uniform(size=(2,) * n), jnp.finfo(dtype).dtype)
+    got = apply_matrix(s0, m0, wires)
+    ref = embed(np.asarray(m0, complex), wires, n) @ np.asarray(s0, complex).reshape(-1)
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), ref, atol=50 * tol)
+
+    @partial(jax.jit, static_argnums=1)
+    def derivatives(theta, kernel):  # of a real scalar along random directions
+        def loss(t):
+            s = s0 + t[0].astype(dtype) * s1
+            m = m0 + t[1].astype(dtype) * m1 + 1j * t[2].astype(dtype) * m2
+            y = kernel(s, m, wires)
+            return jnp.sum(weights * jnp.abs(y) ** 2) + jnp.real(jnp.sum(y * s1))
+
+        return jax.grad(loss)(theta), jax.hessian(loss)(theta)
+
+    theta = jnp.asarray([0.3, -0.2, 0.5], jnp.finfo(dtype).dtype)
+    for a, b in zip(derivatives(theta, apply_matrix), derivatives(theta, _tensordot_apply)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=100 * tol, atol=100 * tol)
+
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+def test_dense_kernel_under_vmap(dtype, tol, rng):
+    """Batched states, batched matrices (per example) and both, values and gradients."""
+    from qjaxrob.kernels import apply_matrix
+
+    n, wires, batch = 3, (2, 0), 3
+    states = jnp.asarray(_random_complex(rng, (batch,) + (2,) * n), dtype)
+    mats = jnp.asarray(_random_complex(rng, (batch, 4, 4)), dtype)
+    cases = [((0, None), (states, mats[0])), ((None, 0), (states[0], mats)),
+             ((0, 0), (states, mats)), ((1, 0), (jnp.moveaxis(states, 0, 1), mats))]
+
+    @partial(jax.jit, static_argnums=(2, 3))
+    def value_and_grads(s, m, kernel, axes):
+        def total(s, m):
+            y = jax.vmap(lambda a, b: kernel(a, b, wires), in_axes=axes)(s, m)
+            return jnp.sum(jnp.abs(y) ** 2 * jnp.arange(1, y.size + 1).reshape(y.shape)), y
+
+        return jax.grad(total, argnums=(0, 1), has_aux=True)(s, m)
+
+    for axes, args in cases:
+        (ga, ya), (gb, yb) = (value_and_grads(*args, kern, axes)
+                              for kern in (apply_matrix, _tensordot_apply))
+        np.testing.assert_allclose(np.asarray(ya), np.asarray(yb), atol=50 * tol)
+        for a, b in zip(ga, gb):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=100 * tol,
+                                       atol=100 * tol)
