@@ -7,6 +7,12 @@ observable <Z0>, complex128, parameter layout ``params[l*2n + r*n + q]`` (as
 * ``repeat``: ``hardware_efficient(n, L)`` (one ``Circuit.repeat`` node);
 * ``loop``: the same gates appended one by one in a Python loop (how converters and most
   users build circuits);
+* ``random``: a circuit with no repetition, built in a loop: each layer draws its own
+  pattern (seeded by n and L): on every qubit two rotations from rx/ry/rz/phase, then
+  n/2 entanglers (cnot/cz/crx/rzz) on a random pairing of the wires; ``2n`` parameters
+  per layer. Nothing rolls, so long runs take the interpreter (``qjaxrob.interpreter``);
+* ``random-unrolled``: the same circuit with the interpreter off (``interpret_blocks=0``,
+  the op-by-op program) for the run-time trade-off;
 * ``naive``: plain JAX, one ``jnp.tensordot`` per gate, unrolled;
 * ``pennylane``: PennyLane ``default.qubit`` with the JAX interface under ``jax.jit``.
 
@@ -40,8 +46,30 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TOOLS = ("repeat", "loop", "naive", "pennylane")
+TOOLS = ("repeat", "loop", "random", "random-unrolled", "naive", "pennylane")
+QJR_TOOLS = ("repeat", "loop", "random", "random-unrolled")
 MODES = ("forward", "grad", "adjoint")
+
+
+def random_circuit(n, layers):
+    """The ``random`` workload: every layer has its own gate pattern (module docs)."""
+    import numpy as np
+
+    import qjaxrob as qjr
+
+    rng = np.random.default_rng(1000 * n + layers)
+    c = qjr.Circuit(n)
+    for layer in range(layers):
+        for r in range(2):
+            for q in range(n):
+                name = str(rng.choice(["rx", "ry", "rz", "phase"]))
+                c = c.gate(name, q, qjr.param(layer * 2 * n + r * n + q))
+        wires = rng.permutation(n)
+        for a, b in zip(wires[0::2], wires[1::2]):
+            name = str(rng.choice(["cnot", "cz", "crx", "rzz"]))
+            angles = (float(rng.uniform(-3, 3)),) if name in ("crx", "rzz") else ()
+            c = c.gate(name, (int(a), int(b)), *angles)
+    return c
 
 
 def _qjr_fn(tool, mode, n, layers):
@@ -50,7 +78,11 @@ def _qjr_fn(tool, mode, n, layers):
     import qjaxrob as qjr
     from qjaxrob.qml import hardware_efficient
 
-    if tool == "repeat":
+    if tool.startswith("random"):
+        c = random_circuit(n, layers)
+        if tool == "random-unrolled":
+            return _unrolled_fn(c, mode)
+    elif tool == "repeat":
         c = hardware_efficient(n, layers)
     else:
         c = qjr.Circuit(n)
@@ -62,6 +94,26 @@ def _qjr_fn(tool, mode, n, layers):
                 c = c.cnot(q, (q + 1) % n)
     diff = "adjoint" if mode == "adjoint" else "backprop"
     return lambda p: qjr.expval(c, qjr.Z(0), p, dtype=jnp.complex128, diff=diff)
+
+
+def _unrolled_fn(c, mode):
+    """``c`` with the interpreter off (engine-level calls with ``interpret_blocks=0``)."""
+    import jax.numpy as jnp
+
+    import qjaxrob as qjr
+    from qjaxrob import engine
+    from qjaxrob.adjoint import adjoint_expval
+
+    x = jnp.zeros(0)
+    if mode == "adjoint":
+        return lambda p: adjoint_expval(c, (qjr.Z(0),), p, x, jnp.complex128, False,
+                                        interpret_blocks=0)[0]
+
+    def f(p):
+        t = engine.final_tensor(c, p, x, jnp.complex128, False, interpret_blocks=0)
+        return engine.observable_value(t, qjr.Z(0), False)
+
+    return f
 
 
 def _naive_fn(n, layers):
@@ -125,7 +177,7 @@ def measure_one(tool, mode, n, layers):
     import jax.numpy as jnp
     import numpy as np
 
-    if tool in ("repeat", "loop"):
+    if tool in QJR_TOOLS:
         f = _qjr_fn(tool, mode, n, layers)
     elif tool == "naive":
         f = _naive_fn(n, layers)
@@ -188,7 +240,7 @@ def main(argv=None):
     for layers in args.layers:
         for tool in args.tools:
             for mode in args.modes:
-                if mode == "adjoint" and tool not in ("repeat", "loop"):
+                if mode == "adjoint" and tool not in QJR_TOOLS:
                     continue
                 r = run_measurement(tool, mode, args.qubits, layers, args.timeout)
                 r.update(tool=tool, mode=mode, n=args.qubits, layers=layers)

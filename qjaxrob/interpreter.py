@@ -8,8 +8,8 @@ length. Here such a run is compiled once as a *program*:
 1. **Blocks** (static, NumPy): the run is fused into blocks of at most 2 wires
    (:func:`qjaxrob.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
    matrix on a sorted wire pair ``(a, b)`` (a 1-wire block on ``w`` is ``M (x) I`` or
-   ``I (x) M`` on ``w`` and a neighbouring wire). Consecutive constant members of a
-   block are multiplied out in NumPy.
+   ``I (x) M`` on ``w`` and a neighbouring wire). Consecutive angle-free members of a
+   block (and ``unitary`` ops) are multiplied out in NumPy.
 2. **Matrices** (:func:`block_matrices`, traced, vectorised): for each gate *type*, the
    angles of all its instances are read at once from ``z = [params, x, 0]`` by a static
    index table (``angle = scale * z[index] + offset``; constants read the trailing 0) and
@@ -65,7 +65,7 @@ __all__ = [
     "adjoint_program",
 ]
 
-INTERPRET_MIN_BLOCKS = 48
+INTERPRET_MIN_BLOCKS = 24
 """Smallest run (in fused 2-wire blocks) that is interpreted. Below it, the unrolled
 program compiles in a few seconds and runs 2-4x faster (module docs)."""
 
@@ -146,10 +146,32 @@ def _embed_np(m, op_wires, pair):
     return m if tuple(op_wires) == pair else m[_SWAP][:, _SWAP]
 
 
+def _fixed(op) -> bool:
+    """Ops whose matrix is built in NumPy: angle-free gates and ``unitary`` ops. Gates with
+    constant angles go through the vectorised builder like traced ones (their angle reads
+    the constant slot of ``z``): evaluating each one eagerly would cost milliseconds of
+    dispatch per gate."""
+    return op.name == "unitary" or not op.angles
+
+
+@lru_cache(maxsize=1024)
+def _fixed_matrix(op):
+    return op.const_matrix()
+
+
 @lru_cache(maxsize=256)
 def _tables(program: Program) -> _Tables:
     n = program.n_qubits
     consts = [np.eye(4, dtype=np.complex128)]
+    seen = {consts[0].tobytes(): 0}
+
+    def const_index(m):  # equal constant members share one entry
+        key = m.tobytes()
+        if key not in seen:
+            seen[key] = len(consts)
+            consts.append(m)
+        return seen[key]
+
     traced: dict[str, list] = {}
     per_block = []  # per block: list of ("c", const index) / ("t", name, instance)
     pairs = []
@@ -158,21 +180,19 @@ def _tables(program: Program) -> _Tables:
         pairs.append(pair)
         members, pending = [], None
         for op in block.ops:
-            if op.is_constant:
-                e = _embed_np(op.const_matrix(), op.wires, pair)
+            if _fixed(op):
+                e = _embed_np(_fixed_matrix(op), op.wires, pair)
                 pending = e if pending is None else e @ pending
                 continue
             if pending is not None:
-                consts.append(pending)
-                members.append(("c", len(consts) - 1))
+                members.append(("c", const_index(pending)))
                 pending = None
             rows = traced.setdefault(op.name, [])
             members.append(("t", op.name, len(rows)))
             flag = op.wires[0] != pair[0] if len(op.wires) == 1 else tuple(op.wires) != pair
             rows.append((op.angles, flag))
         if pending is not None:
-            consts.append(pending)
-            members.append(("c", len(consts) - 1))
+            members.append(("c", const_index(pending)))
         per_block.append(members)
     names = sorted(traced)
     start, offset = {}, len(consts)
