@@ -4,6 +4,7 @@ the same restarts) and seconds per PGD step on a batch of 256.
     python -m benchmarks.attacks                      # 4, 8, 12, 16 qubits
     python -m benchmarks.attacks --qubits 4 8 --restarts 64 --steps 50
     python -m benchmarks.attacks --scaling --qubits 2 3 4 5 6 7 8   # the scaling-study table
+    python -m benchmarks.attacks --success --qubits 8 --seeds 8      # time to success
 
 Inversion model: the scaling study's (``qjaxrob.attacks.inversion.inversion_scaling``):
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
@@ -74,6 +76,62 @@ def inversion_rates(n, restarts, loop_restarts, steps, repeats):
                 compile_batched_s=compile_b, compile_single_s=compile_s)
 
 
+def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, tol=1e-3):
+    """Seconds per recovered input at ``n`` qubits (the scaling study's model, ``seeds``
+    random models/inputs), with ``invert``: (a) ``slots`` restarts all together for each step
+    count in ``fixed_steps`` (the same vmap width as the pool), (b) ``restarts`` restarts
+    pooled through ``slots`` slots (each ending when it matches or stalls, at most
+    ``max_steps`` steps), (c) the same pool with ``stop_on_match`` (time to the first
+    match). A restart succeeds when every feature is within ``tol`` of ``x`` modulo the
+    period. Warm times (one compile per configuration, excluded), wall and CPU."""
+    runs = [("fixed", s, None, False, slots) for s in fixed_steps]
+    runs += [("pooled", max_steps, slots, False, restarts),
+             ("first_match", max_steps, slots, True, restarts)]
+    cases = []
+    for s in range(seeds):
+        k_model, k_x, k_y, k_inv = jax.random.split(jax.random.fold_in(jax.random.key(0), s), 4)
+        model = inv._study_model(k_model, "angle", n, 2, 0, dtype)
+        period = inv.encoding_period(model.encoding)
+        real = model.params.dtype
+        x = jax.random.uniform(k_x, (n,), real) * jnp.asarray(period, real)
+        y = jax.random.randint(k_y, (), 0, 2)
+        cases.append((model, x, inv.shared_gradient(model, x[None], y[None]), k_inv, period))
+    rows = []
+    for name, steps, sl, stop, n_restarts in runs:
+        def attack(case, steps=steps, sl=None if name == "fixed" else sl, stop=stop,
+                   n_restarts=n_restarts):
+            model, _, grads, k_inv, _ = case
+            res = attacks.invert(model, grads, key=k_inv, restarts=n_restarts, steps=steps,
+                                 slots=sl, stop_on_match=stop)
+            return jax.block_until_ready(res)
+
+        t0 = time.perf_counter()
+        attack(cases[0])
+        compile_s = time.perf_counter() - t0
+        wall = cpu = 0.0
+        wins = started = evals = 0
+        for case in cases:
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = attack(case)
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            errs = np.asarray(jax.vmap(inv.circular_error, in_axes=(0, None, None))(
+                res.xs[:, 0], case[1], case[4])).max(axis=1)
+            ran = np.asarray(res.steps_run) > 0
+            wins += int(np.sum((errs <= tol) & ran))
+            started += int(np.sum(ran))
+            evals += int(np.sum(np.asarray(res.steps_run)))
+        rows.append(dict(
+            n_qubits=n, dtype=np.dtype(dtype).name, mode=name, max_steps=steps, width=sl,
+            seeds=seeds, restarts_started=started, successes=wins,
+            per_restart_success=wins / started, mean_steps=evals / started,
+            wall_s=wall, cpu_s=cpu, restarts_per_s=started / wall,
+            s_per_success=(wall / wins) if wins else math.inf,
+            cpu_s_per_success=(cpu / wins) if wins else math.inf,
+            ms_per_restart_step=1e3 * wall / evals, compile_s=compile_s))
+    return rows
+
+
 def pgd_step_time(n, batch, steps, repeats):
     key = jax.random.key(0)
     model = qjr.qml.make_vqc(key, n, 2, layers=2, dtype=jnp.complex128)
@@ -100,9 +158,23 @@ def main():
     ap.add_argument("--pgd-qubits", type=int, nargs="+", default=[2, 8])
     ap.add_argument("--scaling", action="store_true", help="run the inversion scaling table")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--success", action="store_true",
+                    help="time to success: fixed step counts vs pooled restarts")
+    ap.add_argument("--fixed-steps", type=int, nargs="+", default=[60, 100, 200])
+    ap.add_argument("--slots", type=int, default=64)
+    ap.add_argument("--max-steps", type=int, default=200, help="pooled restarts' step cap")
+    ap.add_argument("--complex64", action="store_true", help="simulate in complex64")
     args = ap.parse_args()
     out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
-    if args.scaling:
+    if args.success:
+        out["success"] = []
+        dtype = jnp.complex64 if args.complex64 else jnp.complex128
+        for n in args.qubits:
+            for row in time_to_success(n, args.seeds, args.restarts, args.slots,
+                                       args.fixed_steps, args.max_steps, dtype):
+                print(json.dumps(row, default=float), flush=True)
+                out["success"].append(row)
+    elif args.scaling:
         def show(r):
             print(json.dumps(r, default=float), flush=True)
 
@@ -122,7 +194,8 @@ def main():
             print(row, flush=True)
             out["pgd"].append(row)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    path = RESULTS.replace(".json", "_scaling.json") if args.scaling else RESULTS
+    path = (RESULTS.replace(".json", "_scaling.json") if args.scaling else
+            RESULTS.replace(".json", "_success.json") if args.success else RESULTS)
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)
 

@@ -67,6 +67,41 @@ def test_batched_restarts_equal_one_by_one(case):
         np.testing.assert_allclose(vb[i], vi, rtol=1e-8, atol=1e-15)
 
 
+def test_pooled_restarts_equal_the_fixed_path(case):
+    """Three slots for eight restarts, no early end: every restart's result equals the
+    all-together run of the same starts."""
+    model, _, _, grads, res = case
+    pooled = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS,
+                            steps=STEPS, slots=3, stall_steps=STEPS + 1, match_tol=0.0)
+    np.testing.assert_allclose(pooled.xs, res.xs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pooled.distances, res.distances, rtol=1e-8, atol=1e-20)
+    assert np.all(np.asarray(pooled.steps_run) == STEPS + 1)
+    assert np.all(np.asarray(res.steps_run) == STEPS + 1)
+
+
+def test_pooled_restarts_end_early(case):
+    model, x, y, grads, _ = case
+    period = inv.encoding_period(model.encoding)
+    scale = float(np.sum(np.asarray(inv.check_grads(model, grads)) ** 2))
+    full = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS, steps=STEPS,
+                          slots=3)
+    n = np.asarray(full.steps_run)
+    d = np.asarray(full.distances)
+    matched = d <= 1e-12 * scale
+    assert matched.any() and np.all(n[matched] <= STEPS)  # matches end before the cap
+    assert np.all(n[~matched] > 20)  # the others ran at least one stall window
+    assert np.max(np.asarray(inv.circular_error(full.x, x, period))) <= 1e-4
+    assert int(full.label) == int(y)
+    first = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS,
+                           steps=STEPS, slots=3, stop_on_match=True)
+    done = np.asarray(first.steps_run) > 0
+    assert float(first.distance) <= 1e-12 * scale and not done.all()
+    assert np.all(np.isinf(np.asarray(first.distances)[~done]))
+    # a finished restart followed the same trajectory as in the run without stop
+    np.testing.assert_allclose(np.asarray(first.distances)[done], d[done], rtol=1e-8)
+    np.testing.assert_array_equal(np.asarray(first.steps_run)[done], n[done])
+
+
 def test_gradient_distance_formulas(rng):
     g, t = rng.normal(size=7), rng.normal(size=7)
     assert float(inv.gradient_distance(g, t, "l2")) == pytest.approx(np.sum((g - t) ** 2))
@@ -173,6 +208,12 @@ def test_bad_input(case):
         attacks.invert(model, grads, key=key, label=5)
     with pytest.raises(ParameterError, match="batch"):
         attacks.invert(model, grads, key=key, batch=2)
+    for kw, name in (({"slots": 0}, "slots"), ({"slots": 2, "stall_steps": 0}, "stall_steps"),
+                     ({"slots": 2, "stall_rtol": -1.0}, "stall_rtol"),
+                     ({"slots": 2, "match_tol": -1.0}, "match_tol"),
+                     ({"stop_on_match": True}, "stop_on_match")):
+        with pytest.raises(ParameterError, match=name):
+            attacks.invert(model, grads, key=key, **kw)
     with pytest.raises(ParameterError, match="PRNG key"):
         attacks.invert(model, grads, key=None)
     with pytest.raises(QjrTypeError):
