@@ -59,6 +59,25 @@ def test_gate_tables_reproduce_the_gate(name, theta):
     assert qpd.gate_gamma_bound(name) >= expected - 1e-12
 
 
+def test_constant_tables_are_numpy_and_equal_the_traced_ones():
+    """A constant angle gives NumPy arrays (embedded as constants by a jitted caller); a
+    traced angle builds the same table with jax.numpy."""
+    import jax
+
+    theta = 0.83
+    fields = ("coeffs", "kraus_a", "signs_a", "kraus_b", "signs_b")
+    traced = jax.jit(lambda t: [[getattr(qpd.gate_table(name, t, C128), f) for f in fields]
+                                for name in qpd.GATE_CUTS])(np.float64(theta))
+    for name, tt in zip(qpd.GATE_CUTS, traced):
+        t = qpd.gate_table(name, theta, C128)
+        assert isinstance(t.kraus_a, np.ndarray) and isinstance(t.coeffs, np.ndarray)
+        assert t.kraus_a.dtype == C128 and t.coeffs.dtype == np.float64
+        for f, b in zip(fields, tt):
+            np.testing.assert_allclose(np.asarray(b), getattr(t, f), atol=1e-14)
+    for t in (qpd.wire_table(np.complex64), qpd.kak_table(np.eye(4)[[0, 2, 1, 3]], np.complex64)):
+        assert isinstance(t.kraus_b, np.ndarray) and t.kraus_b.dtype == np.complex64
+
+
 def test_rzz_coefficients_match_the_anchor_print():
     """qiskit-addon-cutting's RZZ(0.3) coefficients printed in CUTTING.md section 3.1."""
     c = np.asarray(qpd.gate_table("rzz", 0.3).coeffs)
