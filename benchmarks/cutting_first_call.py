@@ -14,7 +14,7 @@ not the steady state. Cases (``shared/anchors/CUTTING.md`` section 7, as in
 Observable: ``Z0 Z15 + 0.5 X3 X12 - 0.3 Y7 Z8`` (scaled onto the growth cases' wires),
 complex128. Modes: ``exact`` and ``sampled`` (``shots=10000``). Each measurement is its own
 process: imports and JAX backend start-up are done first, then ``partition`` + the first
-``expval`` are timed together (``block_until_ready``); the steady time is the median of 3
+``expval`` are timed together (``block_until_ready``); the steady time is the median of 7
 later calls of ``partition`` + ``expval``. The persistent compilation cache is off unless
 ``--cache DIR`` is given (then the measurement is run twice: cold and warm cache).
 
@@ -27,6 +27,7 @@ Usage::
     python -m benchmarks.cutting_first_call                 # both cases, exact + sampled
     python -m benchmarks.cutting_first_call --growth        # also cuts 1-4, widths 4-12
     python -m benchmarks.cutting_first_call --one gate16 exact
+    python -m benchmarks.cutting_first_call --baseline /tmp/base  # paired before/now rows
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def measure_one(case: str, mode: str):
     value = call()
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     times = []
-    for _ in range(3):
+    for _ in range(7):
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
@@ -118,7 +119,9 @@ def measure_one(case: str, mode: str):
             "cuts": len(cc.cuts)}
 
 
-def run_measurement(case, mode, timeout, cache=None):
+def run_measurement(case, mode, timeout, cache=None, tree=None):
+    """One fresh process; ``tree``: run the code of another checkout (its ``qjaxrob`` and
+    ``benchmarks`` first on ``PYTHONPATH``) instead of this one."""
     cmd = [sys.executable, "-m", "benchmarks.cutting_first_call", "--one", case, mode]
     env = dict(os.environ)
     if cache:
@@ -126,7 +129,10 @@ def run_measurement(case, mode, timeout, cache=None):
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     else:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-    root = Path(__file__).resolve().parent.parent
+        env["QJAXROB_CACHE_DIR"] = "off"
+    root = Path(tree).resolve() if tree else Path(__file__).resolve().parent.parent
+    if tree:
+        env["PYTHONPATH"] = str(root)
     try:
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
                               env=env)
@@ -144,29 +150,39 @@ def main(argv=None):
     ap.add_argument("--modes", nargs="+", default=["exact", "sampled"])
     ap.add_argument("--cache", help="persistent compilation cache folder (cold + warm runs)")
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="checkout of an earlier commit (e.g. `git archive C | tar -x -C TREE`, "
+                         "with TREE/qjaxrob/kernels linked to TREE/kernels): each cell is also "
+                         "measured there, alternating before/now")
     args = ap.parse_args(argv)
     if args.one:
         print(json.dumps(measure_one(*args.one)))
         return
     print(f"load average {os.getloadavg()}\n")
-    print("| case | mode | fragments | first call s (CPU s) | steady s | error | peer s (quoted) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | mode | code | fragments | first call s (CPU s) | steady s | error | load | "
+          "peer s (quoted) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     cases = ["gate16", "wire_gate19"]
     if args.growth:
         cases += [f"gates{k}w6" for k in (1, 2, 3, 4)] + [f"gates2w{w}" for w in (4, 8, 10, 12)]
+    trees = [("before", args.baseline), ("now", None)] if args.baseline else [("now", None)]
     for case in cases:
         for mode in args.modes if case in PEER_EXACT else ["exact"]:
-            runs = [run_measurement(case, mode, args.timeout, args.cache)]
-            if args.cache:
-                runs.append(run_measurement(case, mode, args.timeout, args.cache))
-            for tag, r in zip(("", " (warm cache)") if args.cache else ("",), runs):
-                peer = (PEER_EXACT if mode == "exact" else PEER_SAMPLED).get(case)
-                if r.get("first_s") is None:
-                    print(f"| {case} | {mode}{tag} | - | {r['note']} | - | - | {peer or '-'} |")
-                    continue
-                print(f"| {case} | {mode}{tag} | {r['fragments']} | {r['first_s']:.2f} "
-                      f"({r['first_cpu_s']:.2f}) | {r['steady_s'] * 1e3:.1f} ms | "
-                      f"{r['error']:.1e} | {peer or '-'} |", flush=True)
+            peer = (PEER_EXACT if mode == "exact" else PEER_SAMPLED).get(case)
+            for code, tree in trees:
+                runs = [run_measurement(case, mode, args.timeout, args.cache, tree)]
+                load = os.getloadavg()[0]
+                if args.cache:
+                    runs.append(run_measurement(case, mode, args.timeout, args.cache, tree))
+                for tag, r in zip(("", " (warm cache)") if args.cache else ("",), runs):
+                    if r.get("first_s") is None:
+                        print(f"| {case} | {mode}{tag} | {code} | - | {r['note']} | - | - | "
+                              f"{load:.1f} | {peer or '-'} |")
+                        continue
+                    print(f"| {case} | {mode}{tag} | {code} | {r['fragments']} | "
+                          f"{r['first_s']:.2f} ({r['first_cpu_s']:.2f}) | "
+                          f"{r['steady_s'] * 1e3:.1f} ms | {r['error']:.1e} | {load:.1f} | "
+                          f"{peer or '-'} |", flush=True)
 
 
 if __name__ == "__main__":
