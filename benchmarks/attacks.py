@@ -121,14 +121,14 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
             wins += int(np.sum((errs <= tol) & ran))
             started += int(np.sum(ran))
             evals += int(np.sum(np.asarray(res.steps_run)))
-        rows.append(dict(
-            n_qubits=n, dtype=np.dtype(dtype).name, mode=name, max_steps=steps, width=sl,
-            seeds=seeds, restarts_started=started, successes=wins,
-            per_restart_success=wins / started, mean_steps=evals / started,
-            wall_s=wall, cpu_s=cpu, restarts_per_s=started / wall,
-            s_per_success=(wall / wins) if wins else math.inf,
-            cpu_s_per_success=(cpu / wins) if wins else math.inf,
-            ms_per_restart_step=1e3 * wall / evals, compile_s=compile_s))
+        rows.append({
+            "n_qubits": n, "dtype": np.dtype(dtype).name, "mode": name, "max_steps": steps,
+            "width": sl, "seeds": seeds, "restarts_started": started, "successes": wins,
+            "per_restart_success": wins / started, "mean_steps": evals / started,
+            "wall_s": wall, "cpu_s": cpu, "restarts_per_s": started / wall,
+            "s_per_success": (wall / wins) if wins else math.inf,
+            "cpu_s_per_success": (cpu / wins) if wins else math.inf,
+            "ms_per_restart_step": 1e3 * wall / evals, "compile_s": compile_s})
     return rows
 
 

@@ -312,7 +312,10 @@ def match_gradients(model, target, x0, label, *, steps: int, distance: str = "l2
     ``lax.scan``; returns ``(best x, its distance)`` over the ``steps + 1`` points visited.
     Pure and jittable; ``invert`` vmaps it."""
     fl = _objective(model, target, distance)
-    f = lambda x: fl(x, label)  # noqa: E731
+
+    def f(x):
+        return fl(x, label)
+
     opt = _optimizer(optimizer, learning_rate)
 
     def body(carry, _):
