@@ -22,7 +22,7 @@ LAYERS = {
     "qjaxrob.errors": 1, "qjaxrob.cache": 1,
     "qjaxrob.observables": 2, "qjaxrob.checks": 2, "qjaxrob.gates": 2,
     "qjaxrob.channels": 2, "qjaxrob.circuit": 2, "qjaxrob.fusion": 2, "qjaxrob.noise": 2,
-    "qjaxrob.rolling": 2,
+    "qjaxrob.rolling": 2, "qjaxrob.interpreter": 2,
     "qjaxrob.backend": 3, "qjaxrob.engine": 3, "qjaxrob.adjoint": 3, "qjaxrob.trajectories": 3,
     "qjaxrob.shots": 3,
     "qjaxrob.simulate": 4,
