@@ -34,7 +34,10 @@ restart's length is then set by convergence, not by a fixed step count.
 **Labels** (iDLG, Zhao, Mopuri, Bilen, arXiv 2001.02610): for a model with a bias (``post``
 layer), ``dL/db = softmax(z) - onehot(y)`` is negative exactly at the true class, so
 ``label = argmin(grads.bias)`` (batch 1). Without a bias the label is unknown: restart ``r``
-tries class ``r mod C``, and the best match names the label.
+tries class ``r mod C``, and the best match names the label. That label need not be
+identifiable: for a binary ``<Z>`` readout without post-processing, another input with the
+other label can share the gradient exactly (in the 3-qubit test, ``(x + pi, 1 - y)``: RY(pi)
+on every wire flips the sign of the readout), and then rounding decides between the two.
 
 **Success modulo periodicity.** Pauli-rotation encodings make every gradient periodic in
 each feature: a gate ``exp(-i theta P / 2)`` with ``theta = s x + b`` repeats (up to a global
