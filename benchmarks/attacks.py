@@ -9,12 +9,14 @@ the same restarts) and seconds per PGD step on a batch of 256.
 Inversion model: the scaling study's (``qjaxrob.attacks.inversion.inversion_scaling``):
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
 ``<Z_q>`` of every wire through a trainable linear layer, complex128, one example with an
-iDLG label. A restart is ``--steps`` L-BFGS steps (``optax.lbfgs``, zoom line search) on the
-L2 gradient distance. "batched": all restarts in one vmapped jit call; "loop": the same
+iDLG label. A restart is ``--steps`` L-BFGS steps (``invert``'s default: ``optax.lbfgs``
+without line search, steps clipped to norm 0.5) on the L2 gradient distance. "batched": all restarts in one vmapped jit call; "loop": the same
 restarts one after another through a jitted single-restart function (the peer
 ``ajbarea/csci739-qfl-privacy`` loops restarts in Python, 0.87 s each at 8 qubits). Timings
 are medians of ``--repeats`` warm runs (compile excluded, reported separately), with
-``block_until_ready``. Results go to ``benchmarks/results/attacks.json``.
+``block_until_ready``. Results go to ``benchmarks/results/attacks.json``. ``--success``:
+seconds per recovered input, fixed step counts vs pooled restarts (``time_to_success``;
+``benchmarks/results/attacks_success.json``).
 """
 
 from __future__ import annotations
