@@ -250,22 +250,28 @@ def _words(words, n):
 
 
 def _word_values(state, weights, words, n):
-    """``(R, W)``: ``sum_b weights[r, b] <psi_rb| P_w |psi_rb>`` for ``state (R, B, 2**n)``."""
+    """``(R, W)``: ``sum_b weights[r, b] <psi_rb| P_w |psi_rb>`` for ``state (R, B, 2**n)``.
+
+    Words sharing an X/Y mask ``x`` share one pass: ``q = sum_b w_b conj(psi_b[k ^ x])
+    psi_b[k]`` (the flip is a static reverse of the state's axes), then every such word is
+    ``Re(i**y q . s_w)`` with its sign vector ``s_w[k] = (-1)**popcount(k & z)``: one
+    product with a ``(2**n, W_x)`` sign table."""
     xm, zm, ny = _words(words, n)
-    phase = jnp.asarray((1j) ** ny, state.dtype)
-    k = jax.lax.iota(jnp.int32, 2**n)
-
-    def one(args):
-        xmask, zmask, ph = args
-        sign = 1 - 2 * (jax.lax.population_count(k & zmask) & 1)
-        flipped = jnp.take(state, k ^ xmask, axis=-1)
-        val = jnp.real(ph * jnp.sum(jnp.conj(flipped) * state * sign.astype(state.real.dtype),
-                                    axis=-1))
-        return jnp.sum(val * weights, axis=-1)
-
-    size = int(np.prod(state.shape)) * len(words)
-    batch = max(1, min(len(words), _WORD_BUDGET * len(words) // max(size, 1)))
-    return jax.lax.map(one, (jnp.asarray(xm), jnp.asarray(zm), phase), batch_size=batch).T
+    lead = state.shape[:-1]
+    k = np.arange(2**n)
+    groups = defaultdict(list)
+    for w, xmask in enumerate(xm):
+        groups[int(xmask)].append(w)
+    cols, order = [], []
+    for xmask, members in groups.items():
+        axes = tuple(len(lead) + q for q in range(n) if (xmask >> (n - 1 - q)) & 1)
+        flipped = jnp.flip(state.reshape(lead + (2,) * n), axes).reshape(state.shape)
+        q = jnp.sum(weights[..., None] * (jnp.conj(flipped) * state), axis=1)
+        signs = np.stack([(1 - 2 * (np.bitwise_count(k & zm[w]).astype(int) & 1)) * 1j ** ny[w]
+                          for w in members], axis=1)  # (2**n, W_x)
+        cols.append(jnp.real(q @ jnp.asarray(signs, state.dtype)))
+        order += members
+    return jnp.concatenate(cols, axis=1)[:, np.argsort(order)]
 
 
 def _site_indices(post, rows, bits, n_ops):
