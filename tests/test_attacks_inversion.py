@@ -138,6 +138,12 @@ def test_scaling_study_rows(case):
     assert 0 < row["restart_success_rate"] <= 1
     assert row["restarts_to_success"] == pytest.approx(1 / row["restart_success_rate"])
     assert row["restarts_per_s"] == pytest.approx(RESTARTS / row["time_s"])
+    assert row["slots"] is None and row["mean_steps"] == STEPS + 1
+    pooled = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+                                       seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
+                                       slots=3)[0]
+    assert pooled["slots"] == 3 and pooled["success"] and pooled["label_ok"]
+    assert pooled["mean_steps"] < STEPS + 1  # matched and stalled restarts ended early
 
 
 # ---- encodings: periodicity and spectrum ------------------------------------------------------
