@@ -36,6 +36,8 @@ FIELDS = {
     "seeds": Field(10, "random models/inputs per configuration", quick=2, low=1),
     "restarts": Field(256, "vmapped random restarts per attack", quick=16, low=1),
     "steps": Field(300, "optimizer steps per restart", quick=60, low=1),
+    "slots": Field(0, "pooled restarts: this many run at a time, each ending when it "
+                      "matches or stalls (0: every restart runs all steps)", low=0),
     "tol": Field(1e-3, "success: every feature within tol (modulo period)", low=0.0),
     "distance": Field("l2", "gradient distance", choices=("l2", "cosine")),
     "optimizer": Field("lbfgs", "restart optimizer", choices=("lbfgs", "adam")),
@@ -60,7 +62,7 @@ def run_unit(config, context, unit, key):
         layers=(unit["layers"],), reupload=(unit["reupload"],), seeds=config["seeds"],
         restarts=config["restarts"], steps=config["steps"], tol=config["tol"],
         distance=config["distance"], optimizer=config["optimizer"],
-        dtype=np.dtype(config["dtype"]), progress=False)
+        dtype=np.dtype(config["dtype"]), progress=False, slots=config["slots"] or None)
     rate = float(np.mean([r["restart_success_rate"] for r in rows]))
     speed = float(np.median([r["restarts_per_s"] for r in rows]))
     return {
