@@ -137,40 +137,63 @@ def _np_matrix(op) -> np.ndarray | None:
     return op.const_matrix()
 
 
+def _angle_index(angle, n_p: int, n_x: int) -> int:
+    """Index of an angle's source in ``[params, x, 0]`` (constants read the trailing 0)."""
+    if angle.source == "param":
+        return angle.index
+    return n_p + angle.index if angle.source == "inp" else n_p + n_x
+
+
 def _gate_table(frag, instrs, k, params, x, dtype):
     """``(len(instrs), 2**k, 2**k)`` block matrices of the gate instructions (identity at
-    site instructions). Constant ops are NumPy (:func:`_np_matrix`); gates reading
-    ``params``/``x`` are built in one vmapped gate-table call per (gate, positions) group."""
+    site instructions). Constant ops are NumPy (:func:`_np_matrix`). Traced one-angle gates
+    with a trig form (``A + cos(u) B + sin(u) C``, :mod:`qjaxrob.gates`) are built together,
+    one ``cos``/``sin`` for all of them; any other traced gate by one vmapped gate-table call
+    per (gate, positions) group. The parts are assembled by one static gather."""
     big = 2**k
     table = np.tile(np.eye(big, dtype=np.complex128), (len(instrs), 1, 1))
-    groups = defaultdict(list)
+    trig, groups = [], defaultdict(list)
     for s, (kind, ref, _, pos) in enumerate(instrs):
         if kind != "gate":
             continue
         op = frag.ops[ref]
         m = _np_matrix(op)
+        form = getattr(GATES.get(op.name), "trig", None) if m is None else None
         if m is not None:
             table[s] = _embed(m, pos, k, np)
+        elif form is not None and len(op.angles) == 1:
+            trig.append((s, op.angles[0], form[0], [_embed(b, pos, k, np) for b in form[1:]]))
         else:
             groups[(op.name, pos)].append((s, op))
-    if not groups:
+    if not trig and not groups:
         return table.astype(dtype)
-    out = jnp.asarray(table, dtype)
     real = jnp.finfo(dtype).dtype
     values = jnp.concatenate([params.astype(real), x.astype(real), jnp.zeros((1,), real)])
     n_p, n_x = params.shape[0], x.shape[0]
+    parts, where = [jnp.asarray(table, dtype)], np.arange(len(instrs))
+    size = len(instrs)
+    if trig:
+        idx = np.array([_angle_index(a, n_p, n_x) for _, a, _, _ in trig])
+        scale = np.array([w * (a.scale if a.source != "const" else 0.0) for _, a, w, _ in trig])
+        offset = np.array([w * a.offset for _, a, w, _ in trig])
+        u = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
+        a, b, c = (jnp.asarray(np.stack([t[3][i] for t in trig]), dtype) for i in range(3))
+        parts.append(a + jnp.cos(u).astype(dtype)[:, None, None] * b
+                     + jnp.sin(u).astype(dtype)[:, None, None] * c)
+        where[[t[0] for t in trig]] = size + np.arange(len(trig))
+        size += len(trig)
     for (name, pos), members in groups.items():
-        idx, scale, offset = [], [], []
-        for _, op in members:
-            idx.append([a.index if a.source == "param" else n_p + a.index if a.source == "inp"
-                        else n_p + n_x for a in op.angles])
-            scale.append([a.scale if a.source != "const" else 0.0 for a in op.angles])
-            offset.append([a.offset for a in op.angles])
-        theta = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[np.array(idx)]
+        idx = np.array([[_angle_index(a, n_p, n_x) for a in op.angles] for _, op in members])
+        scale = np.array([[a.scale if a.source != "const" else 0.0 for a in op.angles]
+                          for _, op in members])
+        offset = np.array([[a.offset for a in op.angles] for _, op in members])
+        theta = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
         fn = GATES[name].matrix_fn
         mats = jax.vmap(lambda t, fn=fn: fn(tuple(t[i] for i in range(t.shape[0])), dtype))(theta)
-        out = out.at[np.array([s for s, _ in members])].set(_embed(mats.astype(dtype), pos, k, jnp))
-    return out
+        parts.append(_embed(mats.astype(dtype), pos, k, jnp))
+        where[[s for s, _ in members]] = size + np.arange(len(members))
+        size += len(members)
+    return jnp.concatenate(parts)[where]
 
 
 # ---- execution ----------------------------------------------------------------------------
