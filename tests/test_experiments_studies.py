@@ -115,6 +115,20 @@ def test_inversion_scaling_quick(tmp_path):
     assert angle2["success_rate"] >= 0.5 and angle2["median_best_error"] < 1e-2
 
 
+def test_inversion_scaling_pooled_slots(tmp_path):
+    """``slots`` reaches the attack: pooled restarts end when they match or stall, so the
+    mean restart is shorter than ``steps``; fixed restarts run all of them."""
+    study = experiments.get_study("inversion-scaling")
+    base = {"encodings": ["angle"], "qubits": [2], "layers": [1], "seeds": 1,
+            "restarts": 8, "steps": 60}
+    mean = {}
+    for slots in (0, 4):
+        cfg = configs.resolve(study, overrides={**base, "slots": slots}, seed=3)
+        res = runner.run(study, cfg, tmp_path / f"s{slots}", progress=False, plots=False)
+        mean[slots] = res.records[0]["result"]["mean_steps"]
+    assert mean[0] >= 60 and 0 < mean[4] < 60, mean  # objective evaluations per restart
+
+
 def test_evasion_scaling_quick(tmp_path):
     rec, _ = results("evasion-scaling", tmp_path)
     for r in rec.values():

@@ -76,6 +76,7 @@ def run_unit(config, context, unit, key):
         "median_best_error": float(np.median([r["best_error"] for r in rows])),
         "median_fidelity": float(np.median([r["fidelity"] for r in rows])),
         "restarts_per_s": speed,
+        "mean_steps": float(np.mean([r["mean_steps"] for r in rows])),
         "time_to_success_s": (1.0 / (speed * rate)) if rate > 0 else None,
         "compile_s": rows[0]["compile_s"],
         "per_seed": [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()
