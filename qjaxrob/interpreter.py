@@ -21,8 +21,8 @@ length. Here such a run is compiled once as a *program*:
    number of gates.
 3. **Walk** (:func:`run_program`): one ``lax.scan`` over ``(wire pairs, matrices)``. Each
    step applies its ``4 x 4`` matrix to *dynamic* wires with one generic kernel
-   (:func:`_pair_view`: four gathers of ``2**(n-2)`` amplitudes at the index with the
-   pair's bits set, a ``(4, 4) @ (4, 2**(n-2))`` product, one gather back), so the
+   (:func:`_pair_view`: a gather of the ``(2**(n-2), 4)`` amplitudes at the indices with
+   the pair's bits set, a product with ``M^T``, one gather back), so the
    compiled program is the same for every wire pair.
 
 **Why a generic kernel and not ``lax.switch`` over the circuit's distinct wire pairs**
@@ -287,24 +287,26 @@ def block_matrices(program: Program, params, x, dtype):
 
 # ---- the generic pair kernel ------------------------------------------------------------
 def _pair_indices(a, b, n: int):
-    """``(base, place)``: ``base`` ``(4, 2**(n-2))`` flat indices of the amplitudes with the
-    pair's bits set to ``c = 2 bit_a + bit_b`` (the other bits counting up), and ``place``
-    ``(2**n,)``: for each flat index, its position in ``base.reshape(-1)``. ``a < b`` are
-    traced wires (wire 0 the most significant bit)."""
+    """``(base, place)``: ``base`` ``(2**(n-2), 4)`` flat indices of the amplitudes with the
+    pair's bits set to ``c = 2 bit_a + bit_b`` (column c; rows: the other bits counting
+    up), and ``place`` ``(2**n,)``: for each flat index, its position in
+    ``base.reshape(-1)``. ``a < b`` are traced wires (wire 0 the most significant bit).
+    The pair axis is last so that the block product is ``view @ M.T``, a contraction over
+    the minor axis (XLA's CPU dot: 1.7x faster than with the pair axis first, n=16)."""
     pa, pb = n - 1 - a, n - 1 - b  # bit positions, pa > pb
     k = jnp.arange(2 ** (n - 2), dtype=jnp.int32)
     k1 = ((k >> pb) << (pb + 1)) | (k & ((1 << pb) - 1))
     k2 = ((k1 >> pa) << (pa + 1)) | (k1 & ((1 << pa) - 1))
-    base = jnp.stack([k2 | (ca << pa) | (cb << pb) for ca in (0, 1) for cb in (0, 1)])
+    base = jnp.stack([k2 | (ca << pa) | (cb << pb) for ca in (0, 1) for cb in (0, 1)], axis=1)
     i = jnp.arange(2**n, dtype=jnp.int32)
-    row = ((i >> pa) & 1) * 2 + ((i >> pb) & 1)
+    pair_bits = ((i >> pa) & 1) * 2 + ((i >> pb) & 1)
     t = ((i >> (pa + 1)) << pa) | (i & ((1 << pa) - 1))
-    col = ((t >> (pb + 1)) << pb) | (t & ((1 << pb) - 1))
-    return base, row * 2 ** (n - 2) + col
+    rest = ((t >> (pb + 1)) << pb) | (t & ((1 << pb) - 1))
+    return base, rest * 4 + pair_bits
 
 
 def _pair_view(flat, pair, n: int):
-    """``(view, place)``: the ``(4, 2**(n-2))`` view of the flat state on the dynamic wire
+    """``(view, place)``: the ``(2**(n-2), 4)`` view of the flat state on the dynamic wire
     pair, and the map back (``view.reshape(-1)[place]`` is the flat state)."""
     base, place = _pair_indices(pair[0], pair[1], n)
     return flat[base], place
@@ -318,7 +320,7 @@ def run_program(program: Program, state, params, x, dtype):
     def step(flat, xs):
         pair, m = xs
         view, place = _pair_view(flat, pair, n)
-        return (m @ view).reshape(-1)[place], None
+        return (view @ m.T).reshape(-1)[place], None
 
     flat, _ = jax.lax.scan(step, state.reshape(-1), (jnp.asarray(_tables(program).wires), mats))
     return flat.reshape(state.shape)
@@ -339,12 +341,12 @@ def adjoint_program(program: Program, psi, lam, params, x, dtype):
     def step(carry, xs):
         flat_psi, flat_lam = carry
         pair, m = xs
-        mh = jnp.conj(m).T
+        undo = jnp.conj(m)  # rows of the view times (M^dagger)^T
         vpsi, place = _pair_view(flat_psi, pair, n)
         vlam, _ = _pair_view(flat_lam, pair, n)
-        prev = mh @ vpsi
-        ct = 2 * (jnp.conj(vlam) @ prev.T)
-        back = (prev.reshape(-1)[place], (mh @ vlam).reshape(-1)[place])
+        prev = vpsi @ undo
+        ct = 2 * (jnp.conj(vlam).T @ prev)
+        back = (prev.reshape(-1)[place], (vlam @ undo).reshape(-1)[place])
         return back, ct
 
     (fp, fl), cts = jax.lax.scan(step, (psi.reshape(-1), lam.reshape(-1)),
