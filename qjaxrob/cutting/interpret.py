@@ -1,17 +1,25 @@
-"""Fragment interpreter: a fragment's term rows run as two ``lax.scan`` s over instruction
-tables, so the compiled program does not grow with the fragment's ops.
+"""Fragment interpreter: a fragment's term rows run as ``lax.scan`` s over instruction tables,
+so the compiled program does not grow with the fragment's ops (issue 19: first-call time).
 
 Every gate and every site operation of a fragment is an *instruction*: a ``2**k x 2**k``
-matrix (``k = min(n, max(2, widest op))``) acting on a *block* of k wires. The state
-``(..., 2**n)`` is gathered so that the block's wires lead (a NumPy permutation of the basis
-index, one per distinct block), multiplied by the matrix and gathered back. One scan step
-body serves every instruction, so compile time is that of one step, whatever the circuit.
+matrix (``k = min(n, max(2, widest op))``) acting on a sorted *block* of k wires (a 1-qubit
+op gets its nearest neighbour, ``M (x) I`` or ``I (x) M``).
 
 **Shared prefix.** The ops outside the causal future of every site (not acting, directly or
 through earlier ops, on a wire that a site touched before them) commute with all the sites
-after them: they run first, once, on one unbatched state. Only the rest (the sites and their
-light cone) runs on the batched state ``(R, B, 2**n)`` of ``R`` term rows times ``B = 2**m``
-measurement branches (``m`` measuring sites).
+after them: they run first, once, on one unbatched ``(2**n,)`` state. Its leading constant
+ops are simulated in NumPy at trace time (nothing compiled); the rest is one scan whose
+step gathers the block's wires to the front (a NumPy permutation of the basis index per
+distinct block), multiplies by the ``2**k x 2**k`` matrix and gathers back: one step body
+for every block.
+
+**Batched part.** The sites and their light cone run on ``(R, B, 2**n)``: ``R`` term rows
+times ``B = 2**m`` measurement branches (``m`` measuring sites), as one scan whose step
+picks each row's and branch's matrix from a table (static indices) and applies it with a
+``lax.switch`` over the distinct blocks of this part (slice-and-combine kernels, no
+gathers: the batched states are the large ones). Measured on the issue's cases, a gather
+step here compiles 0.08 s faster but runs 2x slower, an unrolled part compiles 0.2-0.3 s
+slower (``benchmarks/cutting.md``, "First call").
 
 **Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
 state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
@@ -20,10 +28,13 @@ Kraus pairs of :mod:`qjaxrob.cutting.qpd`; a unitary op has ``K_1 = 0``, weight 
 
 **Pauli words** are read off the final states without matrices: for a word with X/Y mask
 ``x``, Z/Y mask ``z`` and ``y`` Y letters, ``<psi|P|psi> = Re(i**y sum_k
-conj(psi[k ^ x]) (-1)**popcount(k & z) psi[k])`` (wire 0 the most significant bit).
+conj(psi[k ^ x]) (-1)**popcount(k & z) psi[k])`` (wire 0 the most significant bit); words
+sharing ``x`` share one pass over the state.
 
-Gate matrices come from the gate table (``qjaxrob.gates``), one vmapped call per (gate,
-block position) group, with angles gathered from ``params``/``x`` (differentiable).
+Gate matrices: constant ops in NumPy (one-angle gates from their trig form
+``A + cos(w t) B + sin(w t) C``, :class:`qjaxrob.gates.GateSpec`); traced one-angle gates
+together with one ``cos``/``sin``; other traced gates by one vmapped gate-table call per
+(gate, block position) group; angles gathered from ``params``/``x`` (differentiable).
 """
 
 from __future__ import annotations
@@ -45,9 +56,6 @@ _NUMPY_WORK = 1 << 24
 """Most amplitude updates (ops x 2**n) of the constant prefix head simulated in NumPy at
 trace time; beyond it the head runs in the compiled scan."""
 
-_WORD_BUDGET = 1 << 22
-"""Largest number of amplitudes gathered at once when reading Pauli words (R*B*W*2**n)."""
-
 
 # ---- static plan (NumPy, cached per fragment structure) -----------------------------------
 def _block_of(wires, n, k):
@@ -67,8 +75,8 @@ def _perm(block, n):
 
 @lru_cache(maxsize=256)
 def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
-    """``(k, pre, post, (perms, invs), bits, blocks)``: instructions ``(kind, ref, block_id, pos)``
-    (``kind`` "gate" with ``ref`` the op index, or "site" with ``ref`` the site slot) of the
+    """``(k, pre, post, (perms, invs), bits, blocks)``: instructions ``(kind, ref, block_id,
+    pos)`` (``kind`` "gate" with ``ref`` the op index, or "site" with ``ref`` the site slot) of the
     shared prefix and of the batched part; per-block permutations; each site's branch bit
     (``-1`` when it does not branch); the blocks (sorted wire tuples) by id."""
     n = frag.n_qubits

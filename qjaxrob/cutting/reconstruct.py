@@ -52,8 +52,8 @@ large (for CZ/CNOT/CY and wire cuts all ``|c_t|`` are equal and the two allocati
 coincide up to rounding; Ising rotations and KAK tables have unequal ``|c_t|``).
 
 **Sharding** (``mesh=``): the term-row axis of every fragment is padded to a multiple of the
-mesh size and laid out over the mesh's first axis with ``NamedSharding``; XLA partitions the
-vmapped fragment runs accordingly.
+mesh size and the batched fragment states are laid out over the mesh's first axis with
+``NamedSharding``; XLA partitions the fragment runs accordingly.
 """
 
 from __future__ import annotations
