@@ -255,7 +255,7 @@ def interpreter_circuit(seed):
     return c, obs, params, x
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_interpreter_values_and_gradients_match_uncut(seed):
     """Values in both dtypes; the gradient (complex128) along a random direction of
     ``(params, x)`` against central differences of the dense reference."""
