@@ -134,8 +134,8 @@ def run_measurement(case, mode, timeout, cache=None, tree=None):
     if tree:
         env["PYTHONPATH"] = str(root)
     try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
-                              env=env)
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                              check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"first_s": None, "note": f"> {timeout} s"}
     if proc.returncode != 0:
