@@ -184,58 +184,85 @@ def op_matrix(op, params, x, dtype):
     return "dense", spec.matrix_fn(values, dtype)
 
 
+MAX_TABLE_ENTRIES = 2**14
+"""Largest constant table (monomials x matrix entries) of one chunk of a traced block
+(:class:`_Plan`); a block whose members need more is split into chunks multiplied at
+run time."""
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A run of a block's members whose product is ``table^T @ monomials``: ``members``
+    give feature vectors ``f_1 .. f_T`` (``("trig", t, keep)``: entries ``keep`` of
+    ``[1, cos u_t, sin u_t]``; ``("op", op)``: the entries of ``op``'s traced matrix),
+    the monomials are their outer product (``f_T`` fastest) and ``table`` ``(P, d*d)``
+    (``(P, d)`` for diagonal blocks) holds, for each monomial, the product of the
+    embedded basis matrices and of the constant members between them (NumPy)."""
+
+    members: tuple
+    table: np.ndarray
+
+
 @dataclass(frozen=True)
 class _Plan:
-    """Static recipe of a traced block's operand (built once per block, cached).
+    """Static recipe of a traced block's operand (built once per block, cached): the
+    product of its ``chunks`` (usually one) in application order, and the angles
+    ``u_t = scale_t * source_t[index_t] + offset_t`` of its one-angle members
+    (``GateSpec.trig``, ``matrix = A + cos(w t) B + sin(w t) C``)."""
 
-    ``steps`` is the member product in application order: ``("const", M)`` (a run of
-    constant members multiplied out in NumPy), ``("trig", i)`` (the i-th one-angle member,
-    ``A_i + cos(u_i) B_i + sin(u_i) C_i`` with ``u_i = scale_i * source[index_i] +
-    offset_i``) or ``("op", op)`` (any other traced member, built by :func:`op_matrix`).
-    ``basis`` stacks the embedded ``(A, B, C)`` of the trig members, shape ``(3, T, d, d)``
-    (``(3, T, d)`` diagonals for a diagonal block)."""
-
-    steps: tuple
+    chunks: tuple
     sources: tuple        # per trig member: "param" or "inp"
     index: np.ndarray     # (T,) int
     scale: np.ndarray     # (T,) float
     offset: np.ndarray    # (T,) float
-    basis: np.ndarray
 
 
 @lru_cache(maxsize=4096)
 def _plan(block: Block) -> _Plan:
     wires, diagonal = block.wires, block.kind == "diagonal"
-    steps, trig, pending = [], [], None
+    d = 2 ** len(wires)
+    entries = d if diagonal else d * d
 
     def flat(m):
         return np.diag(m) if diagonal else m
 
+    def units(op):  # the embedded unit matrices E_ab (or diagonals) of op's entries
+        j = 2 ** len(op.wires)
+        if diagonal:
+            return [flat(_embed_np(np.diag(np.eye(j)[a]), op.wires, wires)) for a in range(j)]
+        return [_embed_np(np.eye(j * j)[a].reshape(j, j), op.wires, wires)
+                for a in range(j * j)]
+
+    chunks, members, trig = [], [], []
+    table = np.ones((1, d)) if diagonal else np.eye(d)[None]
     for op in block.ops:
         if op.is_constant:
-            e = _embed_np(op.const_matrix(), op.wires, wires)
-            pending = e if pending is None else e @ pending
+            c = flat(_embed_np(op.const_matrix(), op.wires, wires))
+            table = table * c if diagonal else c @ table
             continue
-        if pending is not None:
-            steps.append(("const", flat(pending)))
-            pending = None
         spec = GATES.get(op.name)
         if spec is not None and spec.trig is not None:
-            w, a, b, c = spec.trig
+            w, *abc = spec.trig
+            basis = [flat(_embed_np(m, op.wires, wires)) for m in abc]
+            keep = tuple(i for i, m in enumerate(basis) if np.any(m))
             angle = op.angles[0]
-            trig.append((angle.source, angle.index, w * angle.scale, w * angle.offset,
-                         [flat(_embed_np(m, op.wires, wires)) for m in (a, b, c)]))
-            steps.append(("trig", len(trig) - 1))
+            trig.append((angle.source, angle.index, w * angle.scale, w * angle.offset))
+            member, basis = ("trig", len(trig) - 1, keep), np.stack([basis[i] for i in keep])
         else:
-            steps.append(("op", op))
-    if pending is not None:
-        steps.append(("const", flat(pending)))
-    basis = (np.stack([np.stack(t[4]) for t in trig], axis=1) if trig
-             else np.zeros((3, 0), np.complex128))
-    return _Plan(tuple(steps), tuple(t[0] for t in trig),
+            member, basis = ("op", op), np.stack(units(op))
+        if members and len(table) * len(basis) * entries > MAX_TABLE_ENTRIES:
+            chunks.append(_Chunk(tuple(members), table.reshape(len(table), -1)))
+            members, table = [], np.ones((1, d)) if diagonal else np.eye(d)[None]
+        if diagonal:
+            table = (table[:, None] * basis[None]).reshape(-1, d)
+        else:
+            table = np.einsum("fij,pjk->pfik", basis, table).reshape(-1, d, d)
+        members.append(member)
+    chunks.append(_Chunk(tuple(members), table.reshape(len(table), -1)))
+    return _Plan(tuple(chunks), tuple(t[0] for t in trig),
                  np.array([t[1] for t in trig], np.int64),
                  np.array([t[2] for t in trig], np.float64),
-                 np.array([t[3] for t in trig], np.float64), basis)
+                 np.array([t[3] for t in trig], np.float64))
 
 
 def _take(v, index):
@@ -251,9 +278,9 @@ def _take(v, index):
                           unique_indices=len(set(index.tolist())) == len(index))
 
 
-def _trig_members(plan: _Plan, params, x, dtype):
-    """The ``(T, d, d)`` (or ``(T, d)``) embedded trig members: one gather of the angles
-    per source, one ``cos``, one ``sin`` and one fused multiply-add for all of them."""
+def _trig_features(plan: _Plan, params, x, dtype):
+    """``(T, 3)`` complex ``[1, cos u_t, sin u_t]`` of the block's one-angle members: one
+    gather of the angles per source, one ``cos`` and one ``sin`` for all of them."""
     real = jnp.finfo(dtype).dtype
     sources = np.array(plan.sources)
     parts, order = [], []
@@ -265,73 +292,40 @@ def _trig_members(plan: _Plan, params, x, dtype):
     raw = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     order = np.concatenate(order)
     if not np.array_equal(order, np.arange(len(order))):
-        raw = raw[np.argsort(order)]
+        raw = _take(raw, np.argsort(order))
     u = raw * jnp.asarray(plan.scale, real) + jnp.asarray(plan.offset, real)
-    shape = (-1,) + (1,) * (plan.basis.ndim - 2)
-    a, b, c = (jnp.asarray(m, dtype) for m in plan.basis)
-    return a + jnp.cos(u).reshape(shape).astype(dtype) * b + jnp.sin(u).reshape(shape).astype(dtype) * c
+    return jnp.stack([jnp.ones_like(u), jnp.cos(u), jnp.sin(u)], axis=1).astype(dtype)
 
 
 def block_apply_args(block: Block, params, x, dtype):
     """The run-time operand of a block: ``(2**k,)`` diagonal, ``(2**k, 2**k)`` matrix, or
     the ``(2**k,)`` phases of a permutation block (static NumPy; ``None`` if all ones).
 
-    Traced blocks follow their cached :class:`_Plan`: constant runs come from NumPy,
-    one-angle gates (``GateSpec.trig``) are evaluated together (:func:`_trig_members`),
-    and the members are multiplied in order (elementwise for diagonal blocks), so a block
-    costs a handful of small traced ops whatever its gates."""
+    Traced blocks follow their cached :class:`_Plan`: the block is a multilinear
+    polynomial in its members' features (``cos``/``sin`` of one-angle gates, the entries
+    of other traced gates) with a constant NumPy table, so a block costs one gather, one
+    ``cos``/``sin``, an outer product and one small matrix-vector product whatever its
+    gates (and its derivatives as few ops)."""
     if block.kind == "permutation":
         phases = np.asarray(block.phases, dtype)
         return None if np.all(phases == 1) else phases
     plan = _plan(block)
     diagonal = block.kind == "diagonal"
-    trig = _trig_members(plan, params, x, dtype) if plan.sources else None
+    shape = (2 ** len(block.wires),) * (1 if diagonal else 2)
+    cs = _trig_features(plan, params, x, dtype) if plan.sources else None
     m = None
-    for kind, item in plan.steps:
-        if kind == "const":
-            e = jnp.asarray(item, dtype)
-        elif kind == "trig":
-            e = trig[item]
-        else:
-            e = _member(item, block.wires, params, x, dtype, diagonal)
+    for chunk in plan.chunks:
+        mono = None
+        for member in chunk.members:
+            if member[0] == "trig":
+                _, t, keep = member
+                f = cs[t, keep[0]: keep[-1] + 1] if keep == tuple(range(keep[0], keep[-1] + 1)) \
+                    else jnp.stack([cs[t, i] for i in keep])
+            else:
+                kind, v = op_matrix(member[1], params, x, dtype)
+                f = (jnp.diag(v) if kind == "diagonal" and not diagonal else v).reshape(-1)
+            mono = f if mono is None else (mono[:, None] * f[None, :]).reshape(-1)
+        table = jnp.asarray(chunk.table, dtype)
+        e = (table[0] if mono is None else mono @ table).reshape(shape)
         m = e if m is None else (e * m if diagonal else e @ m)
     return m
-
-
-def _member(op, wires, params, x, dtype, diagonal: bool):
-    """A traced member gate without a trig form, embedded in the block."""
-    kind, v = op_matrix(op, params, x, dtype)
-    if diagonal:
-        return _embed_diagonal(v, op.wires, wires)
-    v = jnp.diag(v) if kind == "diagonal" else v
-    return v if tuple(op.wires) == tuple(wires) else _embed_matrix(v, op.wires, wires)
-
-
-@lru_cache(maxsize=4096)
-def _embedding(op_wires: tuple, wires: tuple):
-    """Static ``(order, k - j)``: the permutation of block basis indices that takes
-    ``v (x) I`` (the op's wires first, then the other block wires in order) to the block's
-    wire order, and the number of identity wires."""
-    k, j = len(wires), len(op_wires)
-    first = list(op_wires) + [w for w in wires if w not in op_wires]
-    order = np.zeros(2**k, np.int64)
-    for i in range(2**k):  # i: block index; bits of the first-ordered index
-        bits = {w: (i >> (k - 1 - wires.index(w))) & 1 for w in wires}
-        order[i] = int("".join(str(bits[w]) for w in first), 2)
-    return order, k - j
-
-
-def _embed_matrix(v, op_wires, wires):
-    """The ``(2**k, 2**k)`` block matrix of the (traced) op matrix ``v`` on ``op_wires``:
-    ``v (x) I`` with its rows and columns permuted into block order (small dense ops, cheap
-    to compile, unlike a state-kernel application per member)."""
-    order, rest = _embedding(tuple(op_wires), tuple(wires))
-    full = jnp.kron(v, jnp.eye(2**rest, dtype=v.dtype)) if rest else v
-    return full if np.array_equal(order, np.arange(len(order))) else full[order][:, order]
-
-
-def _embed_diagonal(d, op_wires, wires):
-    """The ``(2**k,)`` block diagonal of the (traced) op diagonal ``d`` on ``op_wires``."""
-    order, rest = _embedding(tuple(op_wires), tuple(wires))
-    full = jnp.kron(d, jnp.ones((2**rest,), d.dtype)) if rest else d
-    return full if np.array_equal(order, np.arange(len(order))) else full[order]

@@ -152,14 +152,15 @@ def test_block_builder_mixed_sources_values_and_hessian(dtype, rng):
         np.testing.assert_allclose(np.diag(got) if b.kind == "diagonal" else got, want,
                                    atol=TOL[dtype])
 
+    real = jnp.finfo(dtype).dtype
+
     @partial(jax.jit, static_argnums=2)
     def hess(p, x, k):
         def f(p):
             t = final_tensor(c, p, x, dtype, False, fuse_qubits=k).reshape(-1)
-            return jnp.sum(jnp.abs(t) ** 2 * jnp.arange(1.0, 9.0))
+            return jnp.sum(jnp.abs(t) ** 2 * jnp.arange(1, 9, dtype=real))
         return jax.hessian(f)(p)
 
-    real = jnp.finfo(dtype).dtype
     p, x = jnp.asarray(p, real), jnp.asarray(x, real)
     np.testing.assert_allclose(np.asarray(hess(p, x, 2)), np.asarray(hess(p, x, 0)),
                                atol=100 * TOL[dtype])

@@ -146,7 +146,8 @@ def test_dense_kernel_under_vmap(dtype, tol, rng):
     def value_and_grads(s, m, kernel, axes):
         def total(s, m):
             y = jax.vmap(lambda a, b: kernel(a, b, wires), in_axes=axes)(s, m)
-            return jnp.sum(jnp.abs(y) ** 2 * jnp.arange(1, y.size + 1).reshape(y.shape)), y
+            ramp = jnp.arange(1, y.size + 1, dtype=jnp.finfo(dtype).dtype).reshape(y.shape)
+            return jnp.sum(jnp.abs(y) ** 2 * ramp), y
 
         return jax.grad(total, argnums=(0, 1), has_aux=True)(s, m)
 
