@@ -12,7 +12,9 @@ not the steady state. Cases (``shared/anchors/CUTTING.md`` section 7, as in
   (first call vs the number of cuts, 1-4, and the fragment width, 4-12).
 
 Observable: ``Z0 Z15 + 0.5 X3 X12 - 0.3 Y7 Z8`` (scaled onto the growth cases' wires),
-complex128. Modes: ``exact`` and ``sampled`` (``shots=10000``). Each measurement is its own
+complex128. Modes: ``exact``, ``sampled`` (``shots=10000``) and ``grad`` (``jax.grad`` of the
+exact value; error against the uncut gradient). ``*_trainable`` cases read every RY angle
+from ``params`` (a cut QML model) instead of constants. Each measurement is its own
 process: imports and JAX backend start-up are done first, then ``partition`` + the first
 ``expval`` are timed together (``block_until_ready``); the steady time is the median of 7
 later calls of ``partition`` + ``expval``. The persistent compilation cache is off unless
@@ -28,6 +30,7 @@ Usage::
     python -m benchmarks.cutting_first_call --growth        # also cuts 1-4, widths 4-12
     python -m benchmarks.cutting_first_call --one gate16 exact
     python -m benchmarks.cutting_first_call --baseline /tmp/base  # paired before/now rows
+    python -m benchmarks.cutting_first_call --trainable --modes exact grad  # trainable RYs
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ def build(case: str):
     import qjaxrob as qjr
 
     thetas = np.random.default_rng(0).uniform(-np.pi, np.pi, 64)
+    trainable = case.endswith("_trainable")
+    case = case.removesuffix("_trainable")
+    if trainable:  # every RY angle a parameter (params = thetas), as in a cut QML model
+        thetas = [qjr.param(i) for i in range(64)]
     if case in ("gate16", "wire_gate19"):
         n = 16 if case == "gate16" else 19
         blocks = ([range(8), range(8, 16)] if case == "gate16"
@@ -65,7 +72,7 @@ def build(case: str):
         words = [(0, "Z", n - 1, "Z"), (1, "X", n - 2, "X"), (w - 1, "Y", w, "Z")]
     c = qjr.Circuit(n)
     for q in range(n):
-        c = c.ry(q, float(thetas[q % 64]))
+        c = c.ry(q, thetas[q % 64] if trainable else float(thetas[q % 64]))
     for blk in blocks:
         for q in list(blk)[:-1]:
             c = c.cz(q, q + 1)
@@ -77,7 +84,7 @@ def build(case: str):
         for j in range(k):
             c = c.cz(w - 1 - j, w + j, cut=True)
     for q in range(n):
-        c = c.ry(q, float(thetas[(n + q) % 64]))
+        c = c.ry(q, thetas[(n + q) % 64] if trainable else float(thetas[(n + q) % 64]))
     obs = 0 * qjr.I(0)
     for coeff, (a, la, b, lb) in zip((1.0, 0.5, -0.3), words):
         obs = obs + coeff * qjr.pauli(la + lb, wires=(a, b))
@@ -89,19 +96,24 @@ def measure_one(case: str, mode: str):
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
+    import numpy as np
 
     import qjaxrob as qjr
     from qjaxrob import cutting
 
     c, obs = build(case)
+    params = jnp.asarray(np.random.default_rng(0).uniform(-np.pi, np.pi, c.n_params))
     jax.block_until_ready(jnp.ones(3) + 1)  # backend start-up, not timed
-    keys = iter(jax.random.split(jax.random.key(0), 8))
+    keys = iter(jax.random.split(jax.random.key(0), 16))
 
     def call():
         cc = cutting.partition(c)
         if mode == "exact":
-            return jax.block_until_ready(cutting.expval(cc, obs, dtype=jnp.complex128))
-        return jax.block_until_ready(cutting.expval(cc, obs, dtype=jnp.complex128,
+            return jax.block_until_ready(cutting.expval(cc, obs, params, dtype=jnp.complex128))
+        if mode == "grad":
+            return jax.block_until_ready(jax.grad(
+                lambda p: cutting.expval(cc, obs, p, dtype=jnp.complex128))(params))
+        return jax.block_until_ready(cutting.expval(cc, obs, params, dtype=jnp.complex128,
                                                     shots=SHOTS, key=next(keys)))
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -112,17 +124,20 @@ def measure_one(case: str, mode: str):
         t0 = time.perf_counter()
         call()
         times.append(time.perf_counter() - t0)
-    truth = float(qjr.expval(c, obs, dtype=jnp.complex128))
+    if mode == "grad":
+        truth = jax.grad(lambda p: qjr.expval(c, obs, p, dtype=jnp.complex128))(params)
+    else:
+        truth = qjr.expval(c, obs, params, dtype=jnp.complex128)
     cc = cutting.partition(c)
     return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": statistics.median(times),
-            "error": abs(float(value) - truth), "fragments": [f.n_qubits for f in cc.fragments],
-            "cuts": len(cc.cuts)}
+            "error": float(np.max(np.abs(np.asarray(value) - np.asarray(truth)), initial=0.0)),
+            "fragments": [f.n_qubits for f in cc.fragments], "cuts": len(cc.cuts)}
 
 
 def run_measurement(case, mode, timeout, cache=None, tree=None):
     """One fresh process; ``tree``: run the code of another checkout (its ``qjaxrob`` and
-    ``benchmarks`` first on ``PYTHONPATH``) instead of this one."""
-    cmd = [sys.executable, "-m", "benchmarks.cutting_first_call", "--one", case, mode]
+    first on ``PYTHONPATH``; the measuring code is this file in both cases)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", case, mode]
     env = dict(os.environ)
     if cache:
         env["JAX_COMPILATION_CACHE_DIR"] = cache
@@ -147,7 +162,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--one", nargs=2, metavar=("CASE", "MODE"))
     ap.add_argument("--growth", action="store_true", help="also cuts 1-4 and widths 4-12")
-    ap.add_argument("--modes", nargs="+", default=["exact", "sampled"])
+    ap.add_argument("--modes", nargs="+", default=["exact", "sampled"],
+                    help="exact, sampled (shots=10000) and/or grad (jax.grad of exact)")
+    ap.add_argument("--trainable", action="store_true",
+                    help="also the cases with every RY angle a parameter (*_trainable)")
     ap.add_argument("--cache", help="persistent compilation cache folder (cold + warm runs)")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--baseline", metavar="TREE",
@@ -163,12 +181,16 @@ def main(argv=None):
           "peer s (quoted) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     cases = ["gate16", "wire_gate19"]
+    if args.trainable:
+        cases += ["gate16_trainable", "wire_gate19_trainable"]
     if args.growth:
         cases += [f"gates{k}w6" for k in (1, 2, 3, 4)] + [f"gates2w{w}" for w in (4, 8, 10, 12)]
     trees = [("before", args.baseline), ("now", None)] if args.baseline else [("now", None)]
     for case in cases:
-        for mode in args.modes if case in PEER_EXACT else ["exact"]:
-            peer = (PEER_EXACT if mode == "exact" else PEER_SAMPLED).get(case)
+        modes = ["exact"] if case.startswith("gates") else [
+            m for m in args.modes if m != "grad" or case.endswith("_trainable")]
+        for mode in modes:
+            peer = {"exact": PEER_EXACT, "sampled": PEER_SAMPLED}.get(mode, {}).get(case)
             for code, tree in trees:
                 runs = [run_measurement(case, mode, args.timeout, args.cache, tree)]
                 load = os.getloadavg()[0]
