@@ -5,7 +5,9 @@ One walk (:func:`evolve`) drives every simulation mode; only the per-op update d
 tensors, channels as Kraus superoperators) and the trajectory update of
 :mod:`qjaxrob.trajectories`. A ``Repeat`` node becomes one ``lax.scan`` over its
 repetitions' parameter rows (:func:`repeat_rows`), so compile time does not grow with the
-repetition count. :func:`observable_value` and :func:`term_values` read Pauli-sum
+repetition count; repeated layers of a flat circuit are rolled the same way
+(:mod:`qjaxrob.rolling`), and long statevector runs with no repetition become interpreter
+programs (:mod:`qjaxrob.interpreter`: one scan over a block table). :func:`observable_value` and :func:`term_values` read Pauli-sum
 expectations off a final tensor.
 
 This module sits between the circuit IR (``circuit``, ``fusion``, ``channels``,
@@ -99,7 +101,8 @@ def _kernels(kernels=None):
 
 def statevector_op(dtype, kernels=None):
     """Per-op statevector update ``(state, op, params, x) -> state`` for gates, fused
-    blocks and markers (channels raise ``DensityMatrixOnlyError``); ``kernels``:
+    blocks, interpreter programs (:func:`qjaxrob.interpreter.run_program`) and markers
+    (channels raise ``DensityMatrixOnlyError``); ``kernels``:
     ``"auto"``/``"xla"``/``"pallas"``, default ``$QJAXROB_KERNELS`` (see :func:`_kernels`)."""
     matrix_kernel, diagonal_kernel = _kernels(kernels)
 
