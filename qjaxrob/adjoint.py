@@ -32,6 +32,13 @@ with a reversed ``lax.scan``):
 Gates without a known generator fall back to ``jax.grad`` of the local scalar
 ``2 Re <lam_k| U_k(theta) |psi_{k-1}>``.
 
+**Interpreted runs.** Long unrolled runs of 1-2 wire gates (at least ``interpret_blocks``
+fused blocks, as in the forward pass) are walked by the interpreter's reversed scan over
+the same block table (:func:`qjaxrob.interpreter.adjoint_program`: each block undone on
+``psi`` and ``lam``, its matrix's cotangent from one ``4 x 4`` contraction, then
+``jax.vjp`` of the vectorised matrix builder), so the backward walk of a circuit with no
+repetition compiles in constant time too.
+
 **What it supports.** Reverse mode: ``jax.grad``, ``jax.vjp``, ``jax.jacrev``, and
 higher orders built on them (``jax.hessian`` = ``jacfwd(jacrev)`` differentiates the
 backward walk itself with ordinary autodiff and matches backprop). Forward mode applied to
