@@ -12,7 +12,8 @@ observable <Z0>, complex128, parameter layout ``params[l*2n + r*n + q]`` (as
   n/2 entanglers (cnot/cz/crx/rzz) on a random pairing of the wires; ``2n`` parameters
   per layer. Nothing rolls, so long runs take the interpreter (``qjaxrob.interpreter``);
 * ``random-unrolled``: the same circuit with the interpreter off (``interpret_blocks=0``,
-  the op-by-op program) for the run-time trade-off;
+  the op-by-op program) for the run-time trade-off; ``random-interpreted``: forced on
+  (``interpret_blocks=1``, also below the default threshold);
 * ``naive``: plain JAX, one ``jnp.tensordot`` per gate, unrolled;
 * ``pennylane``: PennyLane ``default.qubit`` with the JAX interface under ``jax.jit``.
 
@@ -46,8 +47,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TOOLS = ("repeat", "loop", "random", "random-unrolled", "naive", "pennylane")
-QJR_TOOLS = ("repeat", "loop", "random", "random-unrolled")
+TOOLS = ("repeat", "loop", "random", "random-unrolled", "random-interpreted", "naive",
+         "pennylane")
+QJR_TOOLS = ("repeat", "loop", "random", "random-unrolled", "random-interpreted")
 MODES = ("forward", "grad", "adjoint")
 
 
@@ -80,8 +82,8 @@ def _qjr_fn(tool, mode, n, layers):
 
     if tool.startswith("random"):
         c = random_circuit(n, layers)
-        if tool == "random-unrolled":
-            return _unrolled_fn(c, mode)
+        if tool != "random":
+            return _engine_fn(c, mode, 0 if tool == "random-unrolled" else 1)
     elif tool == "repeat":
         c = hardware_efficient(n, layers)
     else:
@@ -96,8 +98,8 @@ def _qjr_fn(tool, mode, n, layers):
     return lambda p: qjr.expval(c, qjr.Z(0), p, dtype=jnp.complex128, diff=diff)
 
 
-def _unrolled_fn(c, mode):
-    """``c`` with the interpreter off (engine-level calls with ``interpret_blocks=0``)."""
+def _engine_fn(c, mode, blocks):
+    """``c`` through engine-level calls with ``interpret_blocks=blocks``."""
     import jax.numpy as jnp
 
     import qjaxrob as qjr
@@ -107,10 +109,10 @@ def _unrolled_fn(c, mode):
     x = jnp.zeros(0)
     if mode == "adjoint":
         return lambda p: adjoint_expval(c, (qjr.Z(0),), p, x, jnp.complex128, False,
-                                        interpret_blocks=0)[0]
+                                        interpret_blocks=blocks)[0]
 
     def f(p):
-        t = engine.final_tensor(c, p, x, jnp.complex128, False, interpret_blocks=0)
+        t = engine.final_tensor(c, p, x, jnp.complex128, False, interpret_blocks=blocks)
         return engine.observable_value(t, qjr.Z(0), False)
 
     return f

@@ -68,9 +68,10 @@ __all__ = [
 
 INTERPRET_MIN_BLOCKS = 24
 """Smallest run (in fused 2-wire blocks) that is interpreted. Measured (2-core CPU, n=10,
-complex128, first call CPU time): the interpreter compiles in ~0.55 s (forward) / ~1.5 s
-(gradient) for any length; the op-by-op program costs ~0.1 s / ~0.3-0.6 s per block, so
-24 blocks already take ~3 s / ~13 s. Run time: equal at n=10, but at n=16 the generic
+complex128, first call CPU time): the interpreter compiles in ~0.5 s (forward) / ~1.3-1.5 s
+(gradient) for any length and already wins at 9 blocks (op-by-op: 0.97 s / 2.9 s); at 23
+blocks the op-by-op program takes 2.2 s / 6.5 s. Run time: equal at n=10 from ~20
+blocks (1.6x slower forward at 9 blocks), but at n=16 the generic
 kernel makes the forward pass ~4.5x and the backprop gradient ~2x slower than the
 unrolled program (``benchmarks/README.md``, "Compile time"); ``interpret_blocks=0``
 turns the interpreter off."""
