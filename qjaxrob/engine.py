@@ -29,21 +29,36 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob import backend, channels
+from qjaxrob.checks import check_int
 from qjaxrob.circuit import Circuit, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
-from qjaxrob.checks import check_int
 from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
 from qjaxrob.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret, run_program
-from qjaxrob.kernels import (apply_diagonal_density, apply_kraus, apply_matrix_density,
-                             apply_permutation, density_pauli_expval, pauli_expval)
+from qjaxrob.kernels import (
+    apply_diagonal_density,
+    apply_kraus,
+    apply_matrix_density,
+    apply_permutation,
+    density_pauli_expval,
+    pauli_expval,
+)
 from qjaxrob.observables import PauliSum, split_word
 from qjaxrob.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
 
 __all__ = [
-    "zero_state", "repeat_rows", "evolve", "prepare_ops", "statevector_op", "density_op",
-    "channel_kraus",
-    "final_tensor", "term_values", "coefficients", "observable_value", "observable_values",
     "BATCHED_TERMS",
+    "channel_kraus",
+    "coefficients",
+    "density_op",
+    "evolve",
+    "final_tensor",
+    "observable_value",
+    "observable_values",
+    "prepare_ops",
+    "repeat_rows",
+    "statevector_op",
+    "term_values",
+    "zero_state",
 ]
 
 

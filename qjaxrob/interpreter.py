@@ -20,10 +20,11 @@ length. Here such a run is compiled once as a *program*:
    matrix function per gate type and ``K`` batched ``4 x 4`` products, whatever the
    number of gates.
 3. **Walk** (:func:`run_program`): one ``lax.scan`` over ``(wire pairs, matrices)``. Each
-   step applies its ``4 x 4`` matrix to *dynamic* wires with one generic kernel
-   (:func:`_pair_view`: a gather of the ``(2**(n-2), 4)`` amplitudes at the indices with
-   the pair's bits set, a product with ``M^T``, one gather back), so the
-   compiled program is the same for every wire pair.
+   step applies its ``4 x 4`` matrix to *dynamic* wires with one generic kernel: the
+   flat state is kept in the layout of the current pair (its two bits lowest,
+   :func:`_layout`), so a step is one relayout gather from the previous pair's layout
+   (index by bit arithmetic, :func:`_relayout`) and one ``(2**(n-2), 4) @ M^T`` product;
+   the compiled program is the same for every wire pair.
 
 **Why a generic kernel and not ``lax.switch`` over the circuit's distinct wire pairs**
 (measured, n=10, 200 blocks, complex128, 2-core CPU): the switch runs the forward pass
@@ -32,10 +33,10 @@ length. Here such a run is compiled once as a *program*:
 mode through ``switch`` in a scan keeps the residuals of *every* branch at every step
 (gradient run time grew 4x from 8 to 28 branches); ``jax.checkpoint`` on the step fixes
 the residuals but not the compile time (9 s). The generic kernel compiles in 0.5 s
-(forward) / 1.5 s (gradient) for any number of pairs; a step costs about two gathers of
-the state: as fast as the unrolled program at n=10, ~4.5x slower forward at n=16
-(``benchmarks/README.md``, "Compile time"), so only long runs are interpreted
-(:data:`INTERPRET_MIN_BLOCKS`).
+(forward) / 1.5 s (gradient) for any number of pairs; a step costs one gather of the
+state: as fast as the unrolled program at n=10; at n=16 the forward pass is ~4.5x slower
+and gradients within -15 %/+30 % (``benchmarks/README.md``, "Compile time"), so only long
+runs are interpreted (:data:`INTERPRET_MIN_BLOCKS`).
 
 Derivatives: the whole program is ordinary JAX (gathers, ``dot``, ``scan``), so backprop
 of any order and forward mode work unchanged. The adjoint method shares the program
@@ -62,8 +63,12 @@ from qjaxrob.fusion import fuse
 from qjaxrob.gates import GATES
 
 __all__ = [
-    "INTERPRET_MIN_BLOCKS", "Program", "interpret", "block_matrices", "run_program",
+    "INTERPRET_MIN_BLOCKS",
+    "Program",
     "adjoint_program",
+    "block_matrices",
+    "interpret",
+    "run_program",
 ]
 
 INTERPRET_MIN_BLOCKS = 24
@@ -72,9 +77,9 @@ complex128, first call CPU time): the interpreter compiles in ~0.5 s (forward) /
 (gradient) for any length and already wins at 9 blocks (op-by-op: 0.97 s / 2.9 s); at 23
 blocks the op-by-op program takes 2.2 s / 6.5 s. Run time: equal at n=10 from ~20
 blocks (1.6x slower forward at 9 blocks), but at n=16 the generic
-kernel makes the forward pass ~4.5x and the backprop gradient ~2x slower than the
-unrolled program (``benchmarks/README.md``, "Compile time"); ``interpret_blocks=0``
-turns the interpreter off."""
+kernel makes the forward pass ~4.5x slower than the unrolled program (gradients: backprop
+15 % faster, adjoint 30 % slower; ``benchmarks/README.md``, "Compile time");
+``interpret_blocks=0`` turns the interpreter off."""
 
 _SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires swapped
 

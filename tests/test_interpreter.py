@@ -188,10 +188,10 @@ def test_lowered_size_is_independent_of_depth(diff):
         assert len(interpret(c.ops, 4)) == 1  # the default threshold interprets both
         x = jnp.ones(c.n_inputs, jnp.float32)
         if diff == "forward":
-            def f(p, c=c):
+            def f(p, c=c, x=x):
                 return qjr.expval(c, qjr.Z(0), p, x)
         else:
-            f = jax.grad(lambda p, c=c: qjr.expval(c, qjr.Z(0), p, x, diff=diff))
+            f = jax.grad(lambda p, c=c, x=x: qjr.expval(c, qjr.Z(0), p, x, diff=diff))
         sizes.append(_program_size(jax.jit(f).lower(jnp.zeros(c.n_params, jnp.float32)).as_text()))
     assert abs(sizes[1] - sizes[0]) < 0.02 * sizes[0], sizes
 
