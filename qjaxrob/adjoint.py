@@ -429,7 +429,7 @@ def _gates_backward(ops, n_qubits, carry, grad_p, params, x, dtype, max_qubits, 
     return carry, grad_p
 
 
-def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits, min_blocks):
+def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
     """A ``Roll`` node walked backwards: one reversed ``lax.scan`` over its gathered rows;
     each repetition's slot gradients are added back at the indices of its table row."""
     psi, lam, grad_x = carry
@@ -438,7 +438,7 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits, min_bl
     def body(c, rows, block=op.block):
         p, xx = rows
         (psi, lam, gx), gp = _backward(block, (c[0], c[1], jnp.zeros_like(xx)), p, xx, dtype,
-                                       max_qubits, min_blocks)
+                                       max_qubits, 0)  # bodies are never interpreted
         return (psi, lam), (gp, gx)
 
     (psi, lam), (gp, gx) = jax.lax.scan(body, (psi, lam), (prows, xrows), reverse=True)
@@ -463,13 +463,12 @@ def _backward(circuit, carry, params, x, dtype, max_qubits, min_blocks):
                                             dtype, max_qubits, min_blocks)
             run = []
         if isinstance(op, Roll):
-            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits,
-                                           min_blocks)
+            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits)
             continue
         stride, start = op.block.n_params, op.param_offset
 
-        def body(c, p, block=op.block):
-            return _backward(block, c, p, x, dtype, max_qubits, min_blocks)
+        def body(c, p, block=op.block):  # bodies are never interpreted (as forwards)
+            return _backward(block, c, p, x, dtype, max_qubits, 0)
 
         carry, rows_grad = jax.lax.scan(body, carry, repeat_rows(op, params), reverse=True)
         if stride:

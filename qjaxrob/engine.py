@@ -198,12 +198,12 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     fusion; ``None``, the default: the backend's fusion policy for that kernel set,
     :func:`qjaxrob.backend.fusion_policy`). Density-matrix simulation is unfused.
 
-    Statevector runs of 1-2 wire gates left unrolled that fuse into at least
+    Top-level statevector runs of 1-2 wire gates left unrolled that fuse into at least
     ``interpret_blocks`` blocks (default :data:`qjaxrob.interpreter.INTERPRET_MIN_BLOCKS`;
     ``0`` disables, ``1`` interprets every run) are executed by the interpreter
     (:mod:`qjaxrob.interpreter`: one scan over a table of blocks, compile time flat in the
-    run's length; its generic kernel ignores ``kernels``). Density-matrix simulation is
-    never interpreted."""
+    run's length; its generic kernel ignores ``kernels``). ``Repeat``/``Roll`` bodies and
+    density-matrix simulation are never interpreted."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     n = circuit.n_qubits
     if mixed:
@@ -213,9 +213,12 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     if fuse_qubits is None:
         policy = backend.fusion_policy(kernels=kernels)
         fuse_qubits, cost = policy.max_qubits, policy.cost
+    # programs replace top-level runs only: the bodies of Repeat/Roll nodes keep their
+    # scanned blocks (a repeat-built circuit never takes the interpreter)
+    top = Circuit(n, interpret(roll(circuit.ops, n, roll_ops), n, interpret_blocks))
     prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
-                      cost=cost, interpret_blocks=interpret_blocks)
-    return evolve(circuit, zero_state(n, dtype), params, x, statevector_op(dtype, kernels),
+                      cost=cost)
+    return evolve(top, zero_state(n, dtype), params, x, statevector_op(dtype, kernels),
                   prepare)
 
 

@@ -118,6 +118,23 @@ def test_interpreted_equals_unrolled(rng):
         np.testing.assert_allclose(g1[1], g0[1], atol=1e-11)
 
 
+def test_repeat_bodies_are_never_interpreted(circuits, monkeypatch):
+    """Circuit.repeat (and rolled) bodies keep their scanned blocks: only top-level runs
+    become programs, so repeat-built circuits run exactly as before."""
+    calls = []
+    real = engine.run_program
+    monkeypatch.setattr(engine, "run_program", lambda *a: calls.append(1) or real(*a))
+    c = circuits[0]
+    p, x = jnp.zeros(c.n_params), jnp.zeros(c.n_inputs)
+    jax.eval_shape(lambda p: engine.final_tensor(qjr.Circuit.repeat(c, 2), p, x,
+                                                 jnp.complex64, False, interpret_blocks=1),
+                   jnp.zeros(2 * c.n_params))
+    assert calls == []
+    jax.eval_shape(lambda p: engine.final_tensor(c, p, x, jnp.complex64, False,
+                                                 interpret_blocks=1), p)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
 def test_interpreted_matches_reference(circuits, dtype, rng):
     """Values against the dense reference, backprop and adjoint gradients against its
