@@ -45,8 +45,10 @@ reads the block matrix's cotangent off one ``4 x 4`` contraction; ``jax.vjp`` of
 :func:`block_matrices` maps those to ``params``/``x``.
 
 Scope: unitary gates (gate table and ``unitary`` ops) on 1 or 2 wires in pure-state
-simulation. Wider gates, channels and ``Repeat``/``Roll`` nodes end a run (they keep
-their own paths); the density-matrix and trajectory walks never see programs.
+simulation, at the top level of a circuit. Wider gates, channels and ``Repeat``/``Roll``
+nodes end a run and keep their own paths (their bodies are never interpreted, so a
+``repeat``-built circuit runs exactly as without the interpreter); the density-matrix and
+trajectory walks never see programs.
 """
 
 from __future__ import annotations
