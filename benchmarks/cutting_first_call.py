@@ -22,7 +22,11 @@ later calls of ``partition`` + ``expval``. The persistent compilation cache is o
 
 Peer numbers (qiskit-addon-cutting 0.10.0 + Aer 0.18.2 on the same 2-core machine, from
 CUTTING.md section 7; the peer has no compile step, so its first call is its steady time)
-are quoted, not re-run, unless ``qiskit_addon_cutting`` is installed (it is not by default).
+are quoted unless ``qiskit_addon_cutting`` and ``qiskit_aer`` are installed; then the peer
+is run in the same session, each cell in its own fresh process like qjaxrob's (imports
+first, then its first call and the median of 3 later calls of cut + generate + run +
+reconstruct, ``benchmarks.cutting.qiskit_pipeline``; exact: ``ExactSampler``, sampled:
+Aer ``SamplerV2`` with 10000 shots per subexperiment).
 
 Usage::
 
@@ -36,6 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -134,6 +139,52 @@ def measure_one(case: str, mode: str):
             "fragments": [f.n_qubits for f in cc.fragments], "cuts": len(cc.cuts)}
 
 
+def measure_peer(case: str, mode: str):
+    """qiskit-addon-cutting + Aer on ``case`` (``gate16``/``wire_gate19``): first call and
+    median of 3 later calls of the whole pipeline, wall seconds."""
+    import numpy as np
+    from qiskit_aer.primitives import SamplerV2
+    from qiskit_addon_cutting.utils.simulation import ExactSampler
+
+    from benchmarks import cutting as peer
+
+    _, qc = peer.build(case, np.random.default_rng(0).uniform(-np.pi, np.pi, 64))
+    _, paulis = peer.observables(qc.num_qubits)
+
+    def call():
+        if mode == "exact":
+            return peer.qiskit_pipeline(qc, paulis, ExactSampler(), None)
+        return peer.qiskit_pipeline(qc, paulis, SamplerV2(), SHOTS)
+
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return {"first_s": first, "steady_s": statistics.median(times)}
+
+
+def peer_installed() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("qiskit_addon_cutting", "qiskit_aer"))
+
+
+def run_peer(case, mode, timeout):
+    """``measure_peer`` in a fresh process; ``None`` if it fails or times out."""
+    cmd = [sys.executable, "-m", "benchmarks.cutting_first_call", "--peer-one", case, mode]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_measurement(case, mode, timeout, cache=None, tree=None):
     """One fresh process; ``tree``: run the code of another checkout (its ``qjaxrob`` and
     first on ``PYTHONPATH``; the measuring code is this file in both cases)."""
@@ -161,6 +212,8 @@ def run_measurement(case, mode, timeout, cache=None, tree=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--one", nargs=2, metavar=("CASE", "MODE"))
+    ap.add_argument("--peer-one", nargs=2, metavar=("CASE", "MODE"),
+                    help="the peer (qiskit-addon-cutting + Aer) on one case, JSON")
     ap.add_argument("--growth", action="store_true", help="also cuts 1-4 and widths 4-12")
     ap.add_argument("--modes", nargs="+", default=["exact", "sampled"],
                     help="exact, sampled (shots=10000) and/or grad (jax.grad of exact)")
@@ -176,9 +229,13 @@ def main(argv=None):
     if args.one:
         print(json.dumps(measure_one(*args.one)))
         return
+    if args.peer_one:
+        print(json.dumps(measure_peer(*args.peer_one)))
+        return
+    live_peer = peer_installed()
     print(f"load average {os.getloadavg()}\n")
     print("| case | mode | code | fragments | first call s (CPU s) | steady s | error | load | "
-          "peer s (quoted) |")
+          + ("peer first / steady s (this run) |" if live_peer else "peer s (quoted) |"))
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     cases = ["gate16", "wire_gate19"]
     if args.trainable:
@@ -191,6 +248,9 @@ def main(argv=None):
             m for m in args.modes if m != "grad" or case.endswith("_trainable")]
         for mode in modes:
             peer = {"exact": PEER_EXACT, "sampled": PEER_SAMPLED}.get(mode, {}).get(case)
+            if peer is not None and live_peer:
+                r = run_peer(case, mode, args.timeout)
+                peer = f"{r['first_s']:.3f} / {r['steady_s']:.3f}" if r else "failed"
             for code, tree in trees:
                 runs = [run_measurement(case, mode, args.timeout, args.cache, tree)]
                 load = os.getloadavg()[0]
