@@ -16,6 +16,11 @@ until ``jax.clear_caches()``):
 * ``QJAXROB_KERNELS=pallas``: always the Pallas kernels (Triton on CUDA/ROCm, interpret
   mode elsewhere: slow, for tests).
 
+The choice applies to the op-by-op and rolled walks. Long top-level runs of 1-2 wire gates
+with no repetition run on :mod:`qjaxrob.interpreter`'s one generic kernel (a gather and a
+``4 x 4`` product, plain XLA) whatever the kernel set; ``interpret_blocks=0`` on the engine
+functions turns that off.
+
 The keyword ``kernels=`` of :func:`kernel_set` (and of the engine functions that pass it
 on) overrides the environment variable.
 
