@@ -211,19 +211,25 @@ def test_kak_gate_cuts_reconstruct_exactly_with_gradients():
 
 
 # ---- the fragment interpreter (qjaxrob/cutting/interpret.py) ------------------------------
-def interpreter_circuit(seed):
+def interpreter_circuit(seed, constant=False):
     """A random 5-6 qubit circuit in two groups of 2-4 qubits with 2 gate cuts (one at a
     traced angle) and a wire cut, so fragments of 2-4 qubits: constant and traced gates
     before and after the sites (constant prefix head, traced prefix tail, switch over blocks
-    after the sites), a Toffoli (3-qubit blocks) in the wide group, X/Y/Z words."""
+    after the sites), a Toffoli (3-qubit blocks) in the wide group, X/Y/Z words.
+    ``constant``: every angle a random constant instead (parameter-free fragments)."""
     rng = np.random.default_rng(seed)
+    fixed = np.random.default_rng(seed + 7).uniform(-np.pi, np.pi, 6)
+    if constant:
+        qjr_param, qjr_inp = (lambda i: float(fixed[i])), (lambda i: float(fixed[4 + i]))
+    else:
+        qjr_param, qjr_inp = qjr.param, qjr.inp
     n = int(rng.integers(5, 7))
     split = int(rng.integers(2, n - 2))
     groups = [list(range(split)), list(range(split, n))]
     c = qjr.Circuit(n)
     for q in range(n):
         c = c.ry(q, float(rng.uniform(-3, 3))).rz(q, float(rng.uniform(-3, 3)))
-    c = c.rx(0, qjr.param(0)).ry(n - 1, qjr.inp(0) * 1.3 + 0.2)
+    c = c.rx(0, qjr_param(0)).ry(n - 1, qjr_inp(0) * 1.3 + 0.2)
 
     def inside(c, k):
         for _ in range(k):
@@ -233,11 +239,11 @@ def interpreter_circuit(seed):
             if kind == 0:
                 c = c.cnot(a, b)
             elif kind == 1:
-                c = c.crx(a, b, qjr.param(1))
+                c = c.crx(a, b, qjr_param(1))
             elif kind == 2:
                 c = c.h(a).cz(a, b)
             else:
-                c = c.ry(a, qjr.param(2)).s(b)
+                c = c.ry(a, qjr_param(2)).s(b)
         return c
 
     c = inside(c, 3)
@@ -247,8 +253,8 @@ def interpreter_circuit(seed):
     if len(wide) >= 3:
         c = c.ccx(*wide[:3])
     c = c.cut(groups[1][-1]).cnot(groups[1][-1], groups[1][0])
-    c = c.rzz(groups[0][0], groups[1][-1], qjr.param(3), cut=True)
-    c = inside(c, 2).ry(groups[0][0], 0.4).rx(groups[1][-1], qjr.inp(1))
+    c = c.rzz(groups[0][0], groups[1][-1], qjr_param(3), cut=True)
+    c = inside(c, 2).ry(groups[0][0], 0.4).rx(groups[1][-1], qjr_inp(1))
     obs = (0.7 * qjr.pauli("Z" * n) + 0.4 * qjr.pauli("X" + "I" * (n - 2) + "Y")
            - 0.3 * qjr.pauli("IY" + "Z" * (n - 3) + "X") + 0.2 * qjr.I(0))
     params, x = rng.uniform(-np.pi, np.pi, 4), rng.uniform(-np.pi, np.pi, 2)
@@ -275,6 +281,30 @@ def test_interpreter_values_and_gradients_match_uncut(seed):
     fd = (expval_ref(c, obs, params + h * dp, x + h * dx)
           - expval_ref(c, obs, params - h * dp, x - h * dx)) / (2 * h)
     assert abs(float(gp @ dp + gx @ dx) - fd) < 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_parameter_free_fragments_match_uncut_and_compile_no_fragment_runs(seed):
+    """Parameter-free fragments are evaluated in NumPy at trace time (no scan left in the
+    traced program); values in both dtypes equal the dense reference on the uncut circuit
+    and the interpreter's traced run of the same circuit with the angles as parameters."""
+    c, obs, _, _ = interpreter_circuit(seed, constant=True)
+    traced, _, _, _ = interpreter_circuit(seed)
+    fixed = np.random.default_rng(seed + 7).uniform(-np.pi, np.pi, 6)
+    cc, cc_traced = quiet_partition(c), quiet_partition(traced)
+    assert c.n_params == c.n_inputs == 0 and len(cc.cuts) >= 2
+    ref = expval_ref(c, obs)
+    for dtype, tol in ((C128, 1e-9), (jnp.complex64, 2e-5)):
+        real = np.float64 if dtype == C128 else np.float32
+        got = cutting.expval(cc, obs, dtype=dtype)
+        other = cutting.expval(cc_traced, obs, fixed[:4].astype(real), fixed[4:].astype(real),
+                               dtype=dtype)
+        assert abs(float(got) - ref) < tol and abs(float(other) - ref) < tol, (dtype, got, ref)
+        assert got.dtype == real
+    jaxpr = str(jax.make_jaxpr(lambda: cutting.expval(cc, obs, dtype=C128))())
+    assert "scan" not in jaxpr and "scan" in str(
+        jax.make_jaxpr(lambda p, x: cutting.expval(cc_traced, obs, p, x, dtype=C128))(
+            fixed[:4], fixed[4:]))
 
 
 @pytest.mark.parametrize("where", ["first", "last", "single-qubit fragments"])

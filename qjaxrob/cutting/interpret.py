@@ -21,6 +21,12 @@ gathers: the batched states are the large ones). Measured on the issue's cases, 
 step here compiles 0.08 s faster but runs 2x slower, an unrolled part compiles 0.2-0.3 s
 slower (``benchmarks/cutting.md``, "First call").
 
+**Parameter-free fragments** (every op constant, NumPy QPD tables, no sharding, at most
+``_NUMPY_WORK`` amplitude updates) run entirely in NumPy at trace time, in complex128, with
+the same plan and indices (:func:`_np_rows`): their values are constants of the traced
+program, so XLA compiles only the contraction (issue 19: gate16's cold first call 0.30 ->
+0.05 s, ``benchmarks/cutting.md``).
+
 **Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
 state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
 so slot ``b`` ends as the branch ``b`` and its weight is ``prod_i s[bit_i(b)]`` (the signed
@@ -280,13 +286,14 @@ def _words(words, n):
     return np.array(xm, np.int32), np.array(zm, np.int32), np.array(ny)
 
 
-def _word_values(state, weights, words, n):
+def _word_values(state, weights, words, n, xp=jnp):
     """``(R, W)``: ``sum_b weights[r, b] <psi_rb| P_w |psi_rb>`` for ``state (R, B, 2**n)``.
 
     Words sharing an X/Y mask ``x`` share one pass: ``q = sum_b w_b conj(psi_b[k ^ x])
     psi_b[k]`` (the flip is a static reverse of the state's axes), then every such word is
     ``Re(i**y q . s_w)`` with its sign vector ``s_w[k] = (-1)**popcount(k & z)``: one
-    product with a ``(2**n, W_x)`` sign table."""
+    product with a ``(2**n, W_x)`` sign table. ``xp``: ``jnp`` (traced) or ``np`` (constant
+    states, evaluated at trace time)."""
     xm, zm, ny = _words(words, n)
     lead = state.shape[:-1]
     k = np.arange(2**n)
@@ -296,13 +303,13 @@ def _word_values(state, weights, words, n):
     cols, order = [], []
     for xmask, members in groups.items():
         axes = tuple(len(lead) + q for q in range(n) if (xmask >> (n - 1 - q)) & 1)
-        flipped = jnp.flip(state.reshape(lead + (2,) * n), axes).reshape(state.shape)
-        q = jnp.sum(weights[..., None] * (jnp.conj(flipped) * state), axis=1)
+        flipped = xp.flip(state.reshape(lead + (2,) * n), axes).reshape(state.shape)
+        q = xp.sum(weights[..., None] * (xp.conj(flipped) * state), axis=1)
         signs = np.stack([(1 - 2 * (np.bitwise_count(k & zm[w]).astype(int) & 1)) * 1j ** ny[w]
                           for w in members], axis=1)  # (2**n, W_x)
-        cols.append(jnp.real(q @ jnp.asarray(signs, state.dtype)))
+        cols.append(xp.real(q @ xp.asarray(signs, state.dtype)))
         order += members
-    return jnp.concatenate(cols, axis=1)[:, np.argsort(order)]
+    return xp.concatenate(cols, axis=1)[:, np.argsort(order)]
 
 
 def _site_indices(post, rows, bits, n_ops):
@@ -320,6 +327,30 @@ def _site_indices(post, rows, bits, n_ops):
     signs = [sign_off[s] + 2 * rows[:, s, None] + sel[s][None, :] for s in range(len(bits))
              if bits[s] >= 0]
     return idx, signs, n_b
+
+
+def _np_rows(frag, post, k, perms, invs, state, site_ops, idx, sign_idx, n_b, n_rows, words):
+    """``(R, len(words))`` float64 word values of a parameter-free fragment, all in NumPy
+    at trace time (complex128): the batched part as in :func:`run_rows` (same instruction
+    and sign indices), each instruction by gathering its block's wires to the front."""
+    n = frag.n_qubits
+    big = 2**k
+    weights = np.ones((n_rows, n_b))
+    if sign_idx:
+        flat = np.concatenate([np.asarray(sg, np.float64).reshape(-1) for _, sg, _ in site_ops])
+        for si in sign_idx:
+            weights = weights * flat[si]
+    state = np.broadcast_to(state, (n_rows, n_b, 2**n))
+    if post:
+        sites = [_embed(np.asarray(kr, np.complex128),
+                        next(p for kind, ref, _, p in post if kind == "site" and ref == s), k, np)
+                 for s, (kr, _, _) in enumerate(site_ops)]
+        table = np.concatenate([_gate_table(frag, post, k, None, None, np.complex128)]
+                               + [t.reshape((-1, big, big)) for t in sites])
+        for i, (_, _, bid, _) in enumerate(post):
+            s = state[..., perms[bid]].reshape(n_rows, n_b, big, -1)
+            state = (table[idx[i]] @ s).reshape(n_rows, n_b, -1)[..., invs[bid]]
+    return _word_values(state, weights, words, n, np)
 
 
 def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, params, x, dtype,
@@ -343,6 +374,16 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
         frag, tuple(site_pos), tuple(bool(b) for _, _, b in site_ops))
     real = jnp.finfo(dtype).dtype
     head = _const_head(frag, pre, k)
+    rows = np.asarray(rows)
+    n_ops = [ops[0].shape[0] for ops in site_ops]
+    idx, sign_idx, n_b = _site_indices(post, rows, bits, n_ops)
+    if (constrain is None and head == len(pre)
+            and all(frag.ops[ref].is_constant for kind, ref, _, _ in post if kind == "gate")
+            and all(isinstance(a, np.ndarray) for op in site_ops for a in op[:2])
+            and (len(post) + 1) * rows.shape[0] * n_b * 2**n <= _NUMPY_WORK):
+        state = _np_prefix(frag, pre, k, perms, invs)
+        return _np_rows(frag, post, k, perms, invs, state, site_ops, idx, sign_idx, n_b,
+                        rows.shape[0], words).astype(real)
     # the barrier keeps XLA from constant-folding a parameter-free fragment at compile time
     state = jax.lax.optimization_barrier(
         jnp.asarray(_np_prefix(frag, pre[:head], k, perms, invs), dtype))
@@ -351,8 +392,6 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
         bids = jnp.asarray([b for _, _, b, _ in pre[head:]], jnp.int32)
         state, _ = jax.lax.scan(_gather_step(jnp.asarray(perms), jnp.asarray(invs), 2**k),
                                 state, (table, bids))
-    rows = np.asarray(rows)
-    idx, sign_idx, n_b = _site_indices(post, rows, bits, [ops[0].shape[0] for ops in site_ops])
     state = jnp.broadcast_to(state, (rows.shape[0], n_b, 2**n))
     if constrain is not None:
         state = constrain(state)
