@@ -42,7 +42,7 @@ from qjaxrob.kernels import (
     density_pauli_expval,
     pauli_expval,
 )
-from qjaxrob.observables import PauliSum, split_word
+from qjaxrob.observables import PauliSum, pauli_masks, split_word
 from qjaxrob.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
 
 __all__ = [
@@ -232,25 +232,8 @@ _BATCH_ENTRIES = 2**22
 """Entries (terms x amplitudes) processed at once by the batched contraction."""
 
 
-def _pauli_masks(words, n: int):
-    """Static ``(x_masks, z_masks, phases)`` of Pauli words on n qubits: ``P = i**n_Y
-    X^x Z^z`` with bit ``n-1-w`` of a mask for wire w (``Y = i X Z``)."""
-    xs, zs, phases = [], [], []
-    for word in words:
-        x = z = ny = 0
-        for w, letter in word:
-            bit = 1 << (n - 1 - w)
-            x |= bit if letter in "XY" else 0
-            z |= bit if letter in "ZY" else 0
-            ny += letter == "Y"
-        xs.append(x)
-        zs.append(z)
-        phases.append(1j**ny)
-    return np.asarray(xs, np.int32), np.asarray(zs, np.int32), np.asarray(phases)
-
-
 def _batched_term_values(t, words, mixed: bool):
-    """``<P_k>`` for all words at once. With ``P = i**n_Y X^x Z^z`` (:func:`_pauli_masks`),
+    """``<P_k>`` for all words at once. With ``P = i**n_Y X^x Z^z`` (:func:`qjaxrob.observables.pauli_masks`),
     ``P[i, i ^ x] = i**n_Y (-1)**|(i ^ x) & z|`` is the only nonzero of row i, so a state gives
     ``<psi|P|psi> = i**n_Y sum_i conj(psi_i) (-1)**|(i^x) & z| psi_{i^x}`` and a density
     matrix ``Tr(P rho) = i**n_Y sum_i (-1)**|(i^x) & z| rho[i^x, i]``. Evaluated by
@@ -259,7 +242,7 @@ def _batched_term_values(t, words, mixed: bool):
     n = t.ndim // 2 if mixed else t.ndim
     dim = 2**n
     flat = t.reshape(-1)
-    xs, zs, phases = _pauli_masks(words, n)
+    xs, zs, phases = pauli_masks(words, n)
     idx = jnp.arange(dim, dtype=jnp.int32)
 
     def one(masks):

@@ -12,9 +12,11 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 from qjaxrob.errors import ObservableError, QjrTypeError, WireError
 
-__all__ = ["PauliSum", "X", "Y", "Z", "I", "pauli", "split_word"]
+__all__ = ["PauliSum", "X", "Y", "Z", "I", "pauli", "pauli_masks", "split_word"]
 
 # Product table of single-qubit Paulis: (a, b) -> (phase, letter) with a b = phase * letter.
 _PRODUCT = {
@@ -22,6 +24,24 @@ _PRODUCT = {
     ("Y", "Z"): (1j, "X"), ("Z", "Y"): (-1j, "X"),
     ("Z", "X"): (1j, "Y"), ("X", "Z"): (-1j, "Y"),
 }
+
+
+def pauli_masks(words, n: int):
+    """Static ``(x_masks, z_masks, phases)`` of Pauli words on n qubits: ``P = i**n_Y
+    X^x Z^z`` with bit ``n-1-w`` of a mask for wire w (``Y = i X Z``). Shapes ``(W,)``:
+    int32, int32, complex128."""
+    xs, zs, phases = [], [], []
+    for word in words:
+        x = z = ny = 0
+        for w, letter in word:
+            bit = 1 << (n - 1 - w)
+            x |= bit if letter in "XY" else 0
+            z |= bit if letter in "ZY" else 0
+            ny += letter == "Y"
+        xs.append(x)
+        zs.append(z)
+        phases.append(1j**ny)
+    return np.asarray(xs, np.int32), np.asarray(zs, np.int32), np.asarray(phases)
 
 
 def split_word(word: tuple) -> tuple[str, tuple[int, ...]]:

@@ -55,6 +55,7 @@ import numpy as np
 from qjaxrob.circuit import Circuit
 from qjaxrob.gates import GATES
 from qjaxrob.kernels import grouped_shape
+from qjaxrob.observables import pauli_masks
 
 __all__ = ["run_rows"]
 
@@ -271,21 +272,6 @@ def _block_apply(block, n):
     return apply
 
 
-def _words(words, n):
-    xm, zm, ny = [], [], []
-    for word in words:
-        x = z = y = 0
-        for wire, letter in word:
-            bit = 1 << (n - 1 - wire)
-            x |= bit if letter in "XY" else 0
-            z |= bit if letter in "ZY" else 0
-            y += letter == "Y"
-        xm.append(x)
-        zm.append(z)
-        ny.append(y % 4)
-    return np.array(xm, np.int32), np.array(zm, np.int32), np.array(ny)
-
-
 def _word_values(state, weights, words, n, xp=jnp):
     """``(R, W)``: ``sum_b weights[r, b] <psi_rb| P_w |psi_rb>`` for ``state (R, B, 2**n)``.
 
@@ -294,7 +280,7 @@ def _word_values(state, weights, words, n, xp=jnp):
     ``Re(i**y q . s_w)`` with its sign vector ``s_w[k] = (-1)**popcount(k & z)``: one
     product with a ``(2**n, W_x)`` sign table. ``xp``: ``jnp`` (traced) or ``np`` (constant
     states, evaluated at trace time)."""
-    xm, zm, ny = _words(words, n)
+    xm, zm, phases = pauli_masks(words, n)
     lead = state.shape[:-1]
     k = np.arange(2**n)
     groups = defaultdict(list)
@@ -305,7 +291,7 @@ def _word_values(state, weights, words, n, xp=jnp):
         axes = tuple(len(lead) + q for q in range(n) if (xmask >> (n - 1 - q)) & 1)
         flipped = xp.flip(state.reshape(lead + (2,) * n), axes).reshape(state.shape)
         q = xp.sum(weights[..., None] * (xp.conj(flipped) * state), axis=1)
-        signs = np.stack([(1 - 2 * (np.bitwise_count(k & zm[w]).astype(int) & 1)) * 1j ** ny[w]
+        signs = np.stack([(1 - 2 * (np.bitwise_count(k & zm[w]).astype(int) & 1)) * phases[w]
                           for w in members], axis=1)  # (2**n, W_x)
         cols.append(xp.real(q @ xp.asarray(signs, state.dtype)))
         order += members
