@@ -39,8 +39,10 @@ from qjaxrob.kernels import (
     apply_kraus,
     apply_matrix_density,
     apply_permutation,
+    density_diagonal,
     density_pauli_expval,
     pauli_expval,
+    z_signs,
 )
 from qjaxrob.observables import PauliSum, pauli_masks, split_word
 from qjaxrob.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
@@ -258,11 +260,59 @@ def _batched_term_values(t, words, mixed: bool):
     return jnp.real(vals * jnp.asarray(phases, t.dtype))
 
 
+SIGN_TABLE_ENTRIES = 2**16
+"""Largest static sign table (diagonal words x basis states) of :func:`_diagonal_values`;
+beyond it each word is one masked sum over the shared probabilities."""
+
+
+def _probabilities(t, mixed: bool):
+    """The flat computational-basis probabilities of a state (``|psi_i|^2`` as
+    ``re^2 + im^2``: smooth to every order, unlike ``abs``) or of a density tensor (its
+    real diagonal), shape ``(2**n,)``."""
+    if mixed:
+        return density_diagonal(t).reshape(-1)
+    flat = t.reshape(-1)
+    return jnp.real(flat) ** 2 + jnp.imag(flat) ** 2
+
+
+def _sign_table(z_masks, n: int) -> np.ndarray:
+    """``(W, 2**n)`` int8 table ``(-1)**|i & z_k|`` of Z masks (bit ``n-1-w`` = wire w)."""
+    basis = np.arange(2**n)
+    parity = np.zeros((len(z_masks), 2**n), np.int64)
+    for b in range(n):
+        parity ^= ((basis[None, :] & z_masks[:, None]) >> b) & 1
+    return (1 - 2 * parity).astype(np.int8)
+
+
+def _diagonal_values(t, words, mixed: bool):
+    """``<P_k>`` of words made of ``I``/``Z`` letters only, shape ``(W,)``: one pass for the
+    probabilities ``p``, then ``<Z^z> = sum_i (-1)**|i & z| p_i`` for every word at once,
+    as one product with a static ``(W, 2**n)`` sign table when it has at most
+    :data:`SIGN_TABLE_ENTRIES` entries (small registers, where the number of passes
+    dominates), else one masked sum per word over the same ``p``."""
+    n = t.ndim // 2 if mixed else t.ndim
+    p = _probabilities(t, mixed)
+    _, zs, _ = pauli_masks(words, n)
+    if len(words) * 2**n <= SIGN_TABLE_ENTRIES:
+        return jnp.asarray(_sign_table(zs, n), p.dtype) @ p
+    p = p.reshape((2,) * n)
+    return jnp.stack([jnp.sum(p * z_signs([w for w, _ in word], n, p.dtype))
+                      for word in words])
+
+
 def _all_term_values(t, words, mixed: bool):
     real = jnp.finfo(t.dtype).dtype
     if not words:
         return jnp.zeros((0,), real)
     n = t.ndim // 2 if mixed else t.ndim
+    diagonal = np.array([all(letter in "IZ" for _, letter in w) for w in words])
+    if diagonal.any():
+        vals = _diagonal_values(t, tuple(w for w, d in zip(words, diagonal) if d), mixed)
+        if diagonal.all():
+            return vals.astype(real)
+        rest = _all_term_values(t, tuple(w for w, d in zip(words, diagonal) if not d), mixed)
+        order = np.argsort(np.concatenate([np.flatnonzero(diagonal), np.flatnonzero(~diagonal)]))
+        return jnp.concatenate([vals.astype(real), rest])[order]
     if len(words) > BATCHED_TERMS and (4**n if mixed else 2**n) < 2**31:
         return _batched_term_values(t, words, mixed).astype(real)
     kernel = density_pauli_expval if mixed else pauli_expval
