@@ -98,6 +98,55 @@ def test_pooled_restarts_end_early(case):
     # a finished restart followed the same trajectory as in the run without stop
     np.testing.assert_allclose(np.asarray(first.distances)[done], d[done], rtol=1e-8)
     np.testing.assert_array_equal(np.asarray(first.steps_run)[done], n[done])
+    # two workers: the first match stops both shares; finished restarts are unchanged
+    both = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS,
+                          steps=STEPS, slots=3, stop_on_match=True, workers=2)
+    done = np.asarray(both.steps_run) > 0
+    assert float(both.distance) <= 1e-12 * scale
+    np.testing.assert_allclose(np.asarray(both.distances)[done], d[done], rtol=1e-8)
+    np.testing.assert_array_equal(np.asarray(both.steps_run)[done], n[done])
+
+
+def test_workers_split_the_restarts_without_changing_them(case):
+    """Shares on worker threads (8 restarts over 3 workers: padded shares of 3; pooled: 2
+    shares with 2 slots each) give every restart the result of the one-program run."""
+    model, _, _, grads, res = case
+    split = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS,
+                           steps=STEPS, workers=3)
+    np.testing.assert_allclose(split.xs, res.xs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(split.distances, res.distances, rtol=1e-8, atol=1e-20)
+    pooled = attacks.invert(model, grads, key=jax.random.key(3), restarts=RESTARTS,
+                            steps=STEPS, slots=3, stall_steps=STEPS + 1, match_tol=0.0,
+                            workers=2)
+    np.testing.assert_allclose(pooled.xs, res.xs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pooled.distances, res.distances, rtol=1e-8, atol=1e-20)
+    assert np.all(np.asarray(pooled.steps_run) == STEPS + 1)
+    assert inv.default_workers(RESTARTS) == 1  # fewer than MIN_SHARE restarts per core
+    assert 1 <= inv.default_workers(10**6)
+
+
+def test_a_match_in_another_worker_stops_a_pool(case):
+    """The cross-worker stop of ``stop_on_match``: with its event already set, a pool ends
+    before its first step; with no event it runs to its own match."""
+    model, x, y, grads, _ = case
+    target = inv.check_grads(model, grads)
+    x0s = jax.random.uniform(jax.random.key(3), (4, 1, 2), jnp.float64, 0.0, 2 * np.pi)
+    labels = jnp.full((4, 1), y, jnp.int32)
+    stop_id = next(inv._STOP_IDS)
+    inv._STOP_EVENTS[stop_id] = event = __import__("threading").Event()
+    try:
+        def run():
+            return inv._pooled_restarts(
+                model, target, x0s, labels, STEPS, "l2", "lbfgs", None, 2, 20,
+                jnp.asarray(1e-2), jnp.asarray(1e-12 * float(jnp.sum(target**2))),
+                jnp.asarray(True), jnp.asarray(stop_id, jnp.int32))
+        event.set()
+        assert np.all(np.asarray(run()[2]) == 0)
+        event.clear()
+        assert np.any(np.asarray(run()[2]) > 0)
+    finally:
+        inv._STOP_EVENTS.pop(stop_id)
+    assert not bool(inv._stop_requested(np.int32(stop_id)))
 
 
 def test_gradient_distance_formulas(rng):
@@ -215,7 +264,7 @@ def test_bad_input(case):
     for kw, name in (({"slots": 0}, "slots"), ({"slots": 2, "stall_steps": 0}, "stall_steps"),
                      ({"slots": 2, "stall_rtol": -1.0}, "stall_rtol"),
                      ({"slots": 2, "match_tol": -1.0}, "match_tol"),
-                     ({"stop_on_match": True}, "stop_on_match")):
+                     ({"stop_on_match": True}, "stop_on_match"), ({"workers": 0}, "workers")):
         with pytest.raises(ParameterError, match=name):
             attacks.invert(model, grads, key=key, **kw)
     with pytest.raises(ParameterError, match="PRNG key"):

@@ -31,6 +31,12 @@ no step is spent on a restart that has converged. ``stop_on_match`` ends the att
 first match (time to success). Like the peer's L-BFGS-B restarts (stop at ``gtol``), a
 restart's length is then set by convergence, not by a fixed step count.
 
+**Worker threads** (``invert(..., workers=W)``, default one per CPU core): the restarts are
+split into ``W`` equal shares, each run by the same compiled program on its own thread at
+once. One XLA CPU execution of a few-qubit program keeps about one core busy, so shares
+add cores (2 cores, 8 qubits: 1.6-2x the restarts per second). With ``stop_on_match`` a
+match in one share stops the others (a host callback in the pool's loop condition).
+
 **Labels** (iDLG, Zhao, Mopuri, Bilen, arXiv 2001.02610): for a model with a bias (``post``
 layer), ``dL/db = softmax(z) - onehot(y)`` is negative exactly at the true class, so
 ``label = argmin(grads.bias)`` (batch 1). Without a bias the label is unknown: restart ``r``
@@ -65,8 +71,12 @@ Kumar et al. (arXiv 2309.13002) is that the unknowns grow as ``prod (2 K_j + 1)`
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -75,6 +85,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import io_callback
 from tqdm.auto import tqdm
 
 from qjaxrob.checks import check_key, check_positive_int, check_real
@@ -94,6 +105,7 @@ __all__ = [
     "analytic_invert",
     "check_grads",
     "circular_error",
+    "default_workers",
     "encoded_fidelity",
     "encoding_period",
     "encoding_spectrum",
@@ -342,7 +354,7 @@ def _restarts(model, target, x0s, labels, steps, distance, optimizer, learning_r
 
 @eqx.filter_jit
 def _pooled_restarts(model, target, x0s, labels, steps, distance, optimizer, learning_rate,
-                     slots, stall_steps, stall_rtol, match_value, stop_on_match):
+                     slots, stall_steps, stall_rtol, match_value, stop_on_match, stop_id=None):
     """The restarts ``x0s`` (``(R, B, d)``) run ``slots`` at a time (one vmapped step per
     iteration of a ``lax.while_loop``). A restart ends after ``steps + 1`` evaluations, or
     when its best distance is ``<= match_value`` (matched), or when the best distance fell
@@ -368,7 +380,11 @@ def _pooled_restarts(model, target, x0s, labels, steps, distance, optimizer, lea
 
     def cond(c):
         ids, matched_any = c[0], c[-1]
-        return jnp.any(ids < n) & ~(stop_on_match & matched_any)
+        go = jnp.any(ids < n) & ~(stop_on_match & matched_any)
+        if stop_id is not None:  # another worker's restart matched (stop_on_match)
+            go = go & ~io_callback(
+                _stop_requested, jax.ShapeDtypeStruct((), jnp.bool_), stop_id)
+        return go
 
     def body(c):
         ids, x, state, best_x, best_v, age, hist, nxt, out_x, out_v, out_n, matched_any = c
@@ -404,6 +420,51 @@ def _pooled_restarts(model, target, x0s, labels, steps, distance, optimizer, lea
             jnp.full((n,), jnp.inf, x0s.dtype), jnp.zeros(n, jnp.int32), jnp.asarray(False))
     c = jax.lax.while_loop(cond, body, init)
     return c[8], c[9], c[10]
+
+
+MIN_SHARE = 16
+"""Fewest restarts per worker thread that :func:`default_workers` plans for: smaller
+vmapped shares lose more batching than another core gains (``benchmarks/README.md``)."""
+
+_STOP_EVENTS: dict = {}
+_STOP_IDS = itertools.count()
+
+
+def _stop_requested(stop_id):
+    event = _STOP_EVENTS.get(int(stop_id))
+    return np.asarray(event is not None and event.is_set())
+
+
+def default_workers(restarts: int) -> int:
+    """Worker threads :func:`invert` splits ``restarts`` over by default: on a CPU backend
+    the usable cores, at most one per :data:`MIN_SHARE` restarts (one XLA CPU execution
+    of a few-qubit program keeps about one core busy, so concurrent shares add cores);
+    on an accelerator 1 (one device runs the whole vmapped batch)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, restarts // MIN_SHARE))
+
+
+def _in_shares(run, arrays, workers: int):
+    """``run(*share)`` on ``workers`` threads at once, for equal shares of ``arrays`` split
+    along axis 0 (padded with copies of the last row, so that every share has one shape
+    and reuses one compiled program); the outputs are concatenated along axis 0 and
+    trimmed to the original length."""
+    n = arrays[0].shape[0]
+    if workers == 1:
+        return run(*arrays)
+    size = -(-n // workers)
+    pad = size * workers - n
+    if pad:
+        arrays = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in arrays]
+    shares = [[a[i * size:(i + 1) * size] for a in arrays] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        outs = list(pool.map(lambda share: run(*share), shares))
+    return tuple(jnp.concatenate(parts)[:n] for parts in zip(*outs))
 
 
 class InversionResult(NamedTuple):
@@ -444,7 +505,7 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
            label=None, optimizer: str = "lbfgs", learning_rate: float | None = None,
            batch: int = 1, init_range=None, slots: int | None = None, stall_steps: int = 20,
            stall_rtol: float = 1e-2, match_tol: float = 1e-12,
-           stop_on_match: bool = False) -> InversionResult:
+           stop_on_match: bool = False, workers: int | None = None) -> InversionResult:
     """Gradient-matching inversion (module docstring) of the gradient ``grads`` shared for
     ``batch`` examples.
 
@@ -478,6 +539,14 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
         stop_on_match: with ``slots``, stop the whole attack as soon as one restart matched
             (the attacker's time to success); restarts not finished by then keep their
             start point with distance ``inf`` and ``steps_run`` 0.
+        workers: threads that run equal shares of the restarts at once (each share one
+            vmapped program; with ``slots``, each share gets ``ceil(slots / workers)``
+            slots, and with ``stop_on_match`` a match in one share stops the others at
+            their next step). Each restart runs the same steps whatever ``workers``; only
+            the batch width changes, which can change float rounding (complex128: equal
+            to 1e-10; complex64: long trajectories can drift apart). Default
+            :func:`default_workers`: the CPU cores, one per :data:`MIN_SHARE` restarts at
+            most (2 cores, 8 qubits, pooled: 415 vs 201 restarts per second).
     """
     target = check_grads(model, grads)
     key = check_key(key, "invert")
@@ -511,11 +580,15 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
                              jnp.asarray(low, real), jnp.asarray(high, real))
     lr = None if learning_rate is None else check_real(learning_rate, "learning_rate", low=0.0,
                                                        low_open=True)
+    workers = default_workers(restarts) if workers is None else min(
+        check_positive_int(workers, "workers"), restarts)
+    target = target.astype(real)
     if slots is None:
         if stop_on_match:
             raise ParameterError("stop_on_match=True needs slots (the pooled restarts)")
-        xs, dists = _restarts(model, target.astype(real), x0s, labels, steps, distance,
-                              optimizer, lr)
+        xs, dists = _in_shares(
+            lambda x0, lab: _restarts(model, target, x0, lab, steps, distance, optimizer, lr),
+            (x0s, labels), workers)
         steps_run = jnp.full((restarts,), steps + 1, jnp.int32)
     else:
         slots = min(check_positive_int(slots, "slots"), restarts)
@@ -523,10 +596,26 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
         stall_rtol = check_real(stall_rtol, "stall_rtol", low=0.0)
         match_tol = check_real(match_tol, "match_tol", low=0.0)
         scale = float(jnp.sum(target**2)) if distance == "l2" else 1.0
-        xs, dists, steps_run = _pooled_restarts(
-            model, target.astype(real), x0s, labels, steps, distance, optimizer, lr, slots,
-            stall_steps, jnp.asarray(stall_rtol, real), jnp.asarray(match_tol * scale, real),
-            jnp.asarray(bool(stop_on_match)))
+        workers = min(workers, slots)
+        match_value = jnp.asarray(match_tol * scale, real)
+        stop_id = next(_STOP_IDS) if stop_on_match and workers > 1 else None
+        if stop_id is not None:
+            _STOP_EVENTS[stop_id] = threading.Event()
+
+        def pooled(x0, lab):
+            out = _pooled_restarts(
+                model, target, x0, lab, steps, distance, optimizer, lr, -(-slots // workers),
+                stall_steps, jnp.asarray(stall_rtol, real), match_value,
+                jnp.asarray(bool(stop_on_match)),
+                None if stop_id is None else jnp.asarray(stop_id, jnp.int32))
+            if stop_id is not None and bool(jnp.any(out[1] <= match_value)):
+                _STOP_EVENTS[stop_id].set()
+            return out
+
+        try:
+            xs, dists, steps_run = _in_shares(pooled, (x0s, labels), workers)
+        finally:
+            _STOP_EVENTS.pop(stop_id, None)
     best = jnp.argmin(jnp.where(jnp.isnan(dists), jnp.inf, dists))
     x, lab = xs[best], labels[best]
     if batch == 1:
