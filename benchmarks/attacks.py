@@ -78,14 +78,16 @@ def inversion_rates(n, restarts, loop_restarts, steps, repeats):
                 compile_batched_s=compile_b, compile_single_s=compile_s)
 
 
-def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, tol=1e-3):
+def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, tol=1e-3,
+                    workers=None):
     """Seconds per recovered input at ``n`` qubits (the scaling study's model, ``seeds``
     random models/inputs), with ``invert``: (a) ``slots`` restarts all together for each step
     count in ``fixed_steps`` (the same vmap width as the pool), (b) ``restarts`` restarts
     pooled through ``slots`` slots (each ending when it matches or stalls, at most
     ``max_steps`` steps), (c) the same pool with ``stop_on_match`` (time to the first
     match). A restart succeeds when every feature is within ``tol`` of ``x`` modulo the
-    period. Warm times (one compile per configuration, excluded), wall and CPU."""
+    period. ``workers``: ``invert``'s worker threads (``None``: its default). Warm times
+    (one compile per configuration, excluded), wall and CPU."""
     runs = [("fixed", s, None, False, slots) for s in fixed_steps]
     runs += [("pooled", max_steps, slots, False, restarts),
              ("first_match", max_steps, slots, True, restarts)]
@@ -104,7 +106,7 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
                    n_restarts=n_restarts):
             model, _, grads, k_inv, _ = case
             res = attacks.invert(model, grads, key=k_inv, restarts=n_restarts, steps=steps,
-                                 slots=sl, stop_on_match=stop)
+                                 slots=sl, stop_on_match=stop, workers=workers)
             return jax.block_until_ready(res)
 
         t0 = time.perf_counter()
@@ -125,7 +127,8 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
             evals += int(np.sum(np.asarray(res.steps_run)))
         rows.append({
             "n_qubits": n, "dtype": np.dtype(dtype).name, "mode": name, "max_steps": steps,
-            "width": sl, "seeds": seeds, "restarts_started": started, "successes": wins,
+            "width": sl, "workers": workers or inv.default_workers(n_restarts),
+            "seeds": seeds, "restarts_started": started, "successes": wins,
             "per_restart_success": wins / started, "mean_steps": evals / started,
             "wall_s": wall, "cpu_s": cpu, "restarts_per_s": started / wall,
             "s_per_success": (wall / wins) if wins else math.inf,
@@ -166,16 +169,20 @@ def main():
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--max-steps", type=int, default=200, help="pooled restarts' step cap")
     ap.add_argument("--complex64", action="store_true", help="simulate in complex64")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0],
+                    help="--success: invert's worker threads, one run each (0: its default)")
     args = ap.parse_args()
     out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
     if args.success:
         out["success"] = []
         dtype = jnp.complex64 if args.complex64 else jnp.complex128
         for n in args.qubits:
-            for row in time_to_success(n, args.seeds, args.restarts, args.slots,
-                                       args.fixed_steps, args.max_steps, dtype):
-                print(json.dumps(row, default=float), flush=True)
-                out["success"].append(row)
+            for w in args.workers:
+                for row in time_to_success(n, args.seeds, args.restarts, args.slots,
+                                           args.fixed_steps, args.max_steps, dtype,
+                                           workers=w or None):
+                    print(json.dumps(row, default=float), flush=True)
+                    out["success"].append(row)
     elif args.scaling:
         def show(r):
             print(json.dumps(r, default=float), flush=True)
