@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
-from helpers import TOL, circuits, random_inputs, random_unitary
+from helpers import TOL, circuits, finite_diff, random_inputs, random_unitary
 from qjaxrob.fusion import Block, block_apply_args, fuse
 from qjaxrob.kernels.structured import apply_permutation, monomial
 from qjaxrob.engine import final_tensor
@@ -164,3 +164,30 @@ def test_block_builder_mixed_sources_values_and_hessian(dtype, rng):
     p, x = jnp.asarray(p, real), jnp.asarray(x, real)
     np.testing.assert_allclose(np.asarray(hess(p, x, 2)), np.asarray(hess(p, x, 0)),
                                atol=100 * TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
+def test_product_prefix_state_and_gradients(dtype, rng):
+    """The 1-wire gates before any multi-wire gate on their wire (dense, diagonal,
+    constant, input- and parameter-driven, a 1-wire ``unitary``) prepare a product state;
+    gates after an entangler on their wire, and everything after a ``Repeat``, stay in
+    order. State and parameter gradient against the reference."""
+    from qjaxrob.engine import product_prefix
+    u = random_unitary(rng, 2)
+    c = (qjr.Circuit(4).ry(0, qjr.inp(0)).rz(0, qjr.param(0)).h(1).cnot(1, 2)
+         .rx(3, qjr.param(1)).unitary(u, 0).phase(2, qjr.param(2)).t(3).ry(1, qjr.inp(1)))
+    c = c + qjr.Circuit.repeat(qjr.Circuit(4).ry(3, qjr.param(0)), 2, param_offset=3)
+    c = c + qjr.Circuit(4).rx(0, qjr.param(5))
+    prefix, rest = product_prefix(c.ops)
+    names = [op.name for op in prefix]
+    assert names == ["ry", "rz", "h", "rx", "unitary", "t"]
+    assert [getattr(op, "name", None) for op in rest][:3] == ["cnot", "phase", "ry"]
+    p, x = rng.uniform(-np.pi, np.pi, 6), rng.uniform(-np.pi, np.pi, 2)
+    got = np.asarray(_state(c, jnp.asarray(p), jnp.asarray(x), dtype, 2))
+    np.testing.assert_allclose(got, statevector_ref(c, p, x), atol=TOL[dtype])
+    if dtype == jnp.complex128:
+        obs = qjr.Z(0) @ qjr.X(3) + qjr.Y(1)
+        f = lambda v, w: qjr.expval(c, obs, v, w, dtype=dtype)
+        g = np.asarray(jax.grad(f, argnums=(0, 1))(jnp.asarray(p), jnp.asarray(x))[1])
+        ref = finite_diff(lambda w: expval_ref(c, obs, p, w), x)
+        np.testing.assert_allclose(g, ref, atol=1e-7)
