@@ -222,10 +222,10 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     if fuse_qubits is None:
         policy = backend.fusion_policy(kernels=kernels)
         fuse_qubits, cost = policy.max_qubits, policy.cost
-    # programs replace top-level runs only: the bodies of Repeat/Roll nodes keep their
-    # scanned blocks (a repeat-built circuit never takes the interpreter)
     prefix, rest = product_prefix(circuit.ops)
     start = product_state(prefix, n, params, x, dtype) if prefix else zero_state(n, dtype)
+    # programs replace top-level runs only: the bodies of Repeat/Roll nodes keep their
+    # scanned blocks (a repeat-built circuit never takes the interpreter)
     top = Circuit(n, interpret(roll(rest, n, roll_ops), n, interpret_blocks))
     prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
                       cost=cost)
@@ -330,15 +330,25 @@ def _diagonal_values(t, words, mixed: bool):
     probabilities ``p``, then ``<Z^z> = sum_i (-1)**|i & z| p_i`` for every word at once,
     as one product with a static ``(W, 2**n)`` sign table when it has at most
     :data:`SIGN_TABLE_ENTRIES` entries (small registers, where the number of passes
-    dominates), else one masked sum per word over the same ``p``."""
+    dominates), else one masked sum per word over the same ``p``: traced one by one for up
+    to :data:`BATCHED_TERMS` words, beyond that one ``lax.map`` body over the masks (signs
+    from ``popcount(i & z)``, as :func:`_batched_term_values`)."""
     n = t.ndim // 2 if mixed else t.ndim
     p = _probabilities(t, mixed)
     _, zs, _ = pauli_masks(words, n)
     if len(words) * 2**n <= SIGN_TABLE_ENTRIES:
         return jnp.asarray(_sign_table(zs, n), p.dtype) @ p
-    p = p.reshape((2,) * n)
-    return jnp.stack([jnp.sum(p * z_signs([w for w, _ in word], n, p.dtype))
-                      for word in words])
+    if len(words) <= BATCHED_TERMS:
+        p = p.reshape((2,) * n)
+        return jnp.stack([jnp.sum(p * z_signs([w for w, _ in word], n, p.dtype))
+                          for word in words])
+    idx = jnp.arange(2**n, dtype=jnp.int32)
+
+    def one(z):
+        return jnp.sum(jnp.where(jax.lax.population_count(idx & z) & 1, -p, p))
+
+    batch = max(1, min(len(words), _BATCH_ENTRIES // 2**n))
+    return jax.lax.map(one, jnp.asarray(zs), batch_size=batch)
 
 
 def _all_term_values(t, words, mixed: bool):

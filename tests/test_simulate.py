@@ -51,16 +51,19 @@ def test_expval_of_a_list_returns_a_vector(rng):
     np.testing.assert_allclose(got, [expval_ref(c, o, p, x) for o in obs], atol=1e-12)
 
 
-@pytest.mark.parametrize("table", [True, False])
+@pytest.mark.parametrize("branch", ["table", "sums", "map"])
 @pytest.mark.parametrize("mixed", [False, True])
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
-def test_z_word_lists_match_reference_in_order(table, mixed, dtype, rng, monkeypatch):
+def test_z_word_lists_match_reference_in_order(branch, mixed, dtype, rng, monkeypatch):
     """Diagonal (I/Z) words are read from one probability vector, by the static sign table
-    or (table off) one masked sum per word; interleaved with other words the output keeps
-    the caller's order, and gradients match finite differences."""
+    or (table off) masked sums, traced one per word or in one ``lax.map``; interleaved with
+    other words the output keeps the caller's order, and gradients match finite
+    differences."""
     from qjaxrob import engine
-    if not table:
+    if branch != "table":
         monkeypatch.setattr(engine, "SIGN_TABLE_ENTRIES", 0)
+    if branch == "map":
+        monkeypatch.setattr(engine, "BATCHED_TERMS", 1)
     n = 4
     c = qjr.Circuit(n)
     for q in range(n):
