@@ -367,17 +367,18 @@ def _acquire(path: Path, what: str) -> int:
 
 
 @contextlib.contextmanager
-def locked(folder, what: str | None = None) -> Iterator[Path]:
+def locked(folder, what: str | None = None, *, name: str = LOCK_FILE) -> Iterator[Path]:
     """Holds the exclusive writer's lock of ``folder`` (created if needed) for the
     ``with`` block; yields the folder.
 
-    The lock file ``folder/.qjaxrob.lock`` records the owner's pid, host and start time
+    The lock file ``folder/name`` (default ``.qjaxrob.lock``; another name locks one file
+    of the folder, e.g. ``"run.npz.lock"``) records the owner's pid, host and start time
     and is removed on exit. A lock held by a live process raises ``LockError`` naming that
     owner (``what`` names the folder in the message); the kernel drops the lock of a
     process that died, so a lock file it left behind (stale) is simply taken over.
     """
     folder = make_folder(folder)
-    path = folder / LOCK_FILE
+    path = folder / name
     fd = _acquire(path, what or f"output folder {str(folder)!r}")
     try:
         yield folder
