@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.errors import ParameterError
+from qjaxrob.extras import require
 from qjaxrob.federated.clients import flatten, local_updates
 from qjaxrob.federated.rounds import (
     RoundPlan,
@@ -86,13 +87,7 @@ class FlowerResult(NamedTuple):
 
 
 def _flwr():
-    try:
-        import flwr
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the Flower adapter needs flwr: pip install 'qjaxrob[flower]'"
-        ) from exc
-    return flwr
+    return require("flwr", "flower", "the Flower adapter")
 
 
 def load_factory(spec: str):
