@@ -291,7 +291,7 @@ def _rebuild(template, leaves: list, name: str, path: Path):
     return jax.tree_util.tree_unflatten(treedef, new)
 
 
-def read_checkpoint(path, templates: dict, required=()) -> tuple[dict, dict]:
+def read_checkpoint(path, templates: dict, required=(), check=None) -> tuple[dict, dict]:
     """Reads a file written by :func:`write_checkpoint`.
 
     Args:
@@ -299,6 +299,9 @@ def read_checkpoint(path, templates: dict, required=()) -> tuple[dict, dict]:
         templates: name -> pytree with the structure, shapes and dtypes of the saved tree
             (e.g. a freshly initialised model, filtered like the saved one).
         required: names of extra arrays that must be present.
+        check: optional ``check(data)``, called with all entries (name -> NumPy array)
+            before any tree is rebuilt, e.g. to refuse a checkpoint of another
+            configuration with its own message.
 
     Returns:
         ``(trees, arrays)``: name -> rebuilt pytree (leaves as ``jax.Array``, keys re-wrapped
@@ -314,6 +317,8 @@ def read_checkpoint(path, templates: dict, required=()) -> tuple[dict, dict]:
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks the entries {missing}: it was "
                               f"written by something else")
+    if check is not None:
+        check(data)
     trees = {}
     for name, template in templates.items():
         keys = [k for k in data if k.startswith(f"{name}/")]
