@@ -245,7 +245,7 @@ def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: 
     paths = []
     if plots and records:
         try:
-            require("matplotlib", "plots", "study plots")
+            require("matplotlib", "plots", "plotting")
         except MissingDependencyError as exc:
             log(f"plots skipped: {exc}")
         else:
