@@ -11,8 +11,9 @@ full minibatches per epoch (the remainder, different each epoch, is skipped so e
 batch has one shape) as one ``lax.scan``. After each epoch it evaluates, updates the
 history, and (if ``checkpoint`` is a path) atomically rewrites a plain ``.npz`` with the
 model and optimizer-state leaves, the best model so far, the early-stopping counters and
-the history. Loading uses ``allow_pickle=False`` and rebuilds pytrees from the fresh model
-and ``optimizer.init``, so a resumed run continues bit-for-bit like an uninterrupted one.
+the history (:mod:`qjaxrob.storage`: never unpickled, a damaged file raises
+``CheckpointError``). Loading rebuilds pytrees from the fresh model and ``optimizer.init``,
+so a resumed run continues bit-for-bit like an uninterrupted one.
 
 Progress: before the first epoch, ``fit`` compiles the epoch and evaluation functions
 ahead of time (``.lower(...).compile()``, which fills the same cache the calls use) and
