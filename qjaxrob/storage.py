@@ -134,9 +134,17 @@ def dumps_line(record: dict, *, sort_keys: bool = False) -> str:
 
 
 def append_jsonl(path, record: dict, *, sort_keys: bool = False) -> None:
-    """Appends ``record`` to ``path`` as one line: a single ``write`` + ``flush`` + ``fsync``."""
-    line = dumps_line(record, sort_keys=sort_keys)
-    with open(path, "a", encoding="utf-8") as fh:
+    """Appends ``record`` to ``path`` as one line: a single ``write`` + ``flush`` + ``fsync``.
+
+    A file that ends in a partial line raises ``OutputError`` (the record would be glued to
+    it): call :func:`drop_partial_line` when a writer starts."""
+    line = dumps_line(record, sort_keys=sort_keys).encode("utf-8")
+    with open(path, "a+b") as fh:
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                raise OutputError(f"{str(path)!r} ends in a partial line: drop it "
+                                  f"(storage.drop_partial_line) before appending")
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())

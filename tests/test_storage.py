@@ -55,6 +55,8 @@ def test_jsonl_round_trip_and_interrupted_last_line(tmp_path):
     with open(p, "a") as fh:  # an append cut short
         fh.write('{"a": 2, "b')
     assert len(storage.read_jsonl(p)) == 3
+    with pytest.raises(OutputError, match="ends in a partial line"):  # never glued to it
+        storage.append_jsonl(p, {"a": 2})
     assert storage.drop_partial_line(p) and not storage.drop_partial_line(p)
     storage.append_jsonl(p, {"a": 2})
     assert [ln.record for ln in storage.read_jsonl(p)][-1] == {"a": 2}
