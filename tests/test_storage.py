@@ -23,6 +23,9 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path, m
     storage.write_atomic(p, "one")
     storage.write_atomic(p, b"two\xff")
     assert p.read_bytes() == b"two\xff" and os.listdir(tmp_path) == ["f.txt"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~umask  # like open(..., "w")
 
     def crash(src, dst):
         raise KeyboardInterrupt
