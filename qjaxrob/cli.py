@@ -24,7 +24,7 @@ import numpy as np
 
 import qjaxrob as qjr
 from qjaxrob import cache, experiments
-from qjaxrob.errors import QjrError
+from qjaxrob.errors import ParameterError, QjrError
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -73,10 +73,21 @@ def _print_result(res) -> None:
         print(f"plot:    {p}")
 
 
+def _resolve(study, args) -> dict:
+    """The study's config from the command line; a ``--config`` that cannot be read as text
+    (a folder, a binary file, no permission) is a ``ParameterError`` naming it."""
+    try:
+        return experiments.resolve(study, quick=args.quick, file=args.config,
+                                   overrides=args.set or (), seed=args.seed)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = ("it is not UTF-8 text (a binary file?)" if isinstance(exc, UnicodeDecodeError)
+                  else "it is a folder" if isinstance(exc, IsADirectoryError) else exc.strerror)
+        raise ParameterError(f"--config {args.config!r} cannot be read: {reason}") from None
+
+
 def _run(args) -> int:
     study = experiments.get_study(args.study)
-    config = experiments.resolve(study, quick=args.quick, file=args.config,
-                                 overrides=args.set or (), seed=args.seed)
+    config = _resolve(study, args)
     if config.get("dtype") == "complex128":
         jax.config.update("jax_enable_x64", True)
     out = args.out or f"results/{study.name}{'-quick' if args.quick else ''}"
@@ -112,6 +123,8 @@ def _simulate(args) -> int:
     if args.dtype == "complex128":
         jax.config.update("jax_enable_x64", True)
     n, dtype = args.qubits, np.dtype(args.dtype)
+    if args.layers < 1:
+        raise ParameterError(f"--layers must be >= 1, got {args.layers}")
     circuit = qjr.qml.hardware_efficient(n, args.layers)
     qjr.checks.check_memory(n, dtype, batch=max(args.batch, 1), what="qjaxrob simulate")
     if args.batch:

@@ -75,6 +75,19 @@ class ResourceError(QjrValueError):
     """A problem needs more memory than the backend can hold (checked before allocating)."""
 
 
+class OutputError(QjrValueError):
+    """An output folder or file cannot be used as asked: a path that is a file or cannot be
+    written, a damaged or foreign line in a results log, unreadable run metadata."""
+
+
+class CheckpointError(OutputError):
+    """A checkpoint file is missing, truncated or corrupt, or was not written by qjaxrob."""
+
+
+class LockError(OutputError):
+    """An output folder is locked by another live writer (the message names its pid and host)."""
+
+
 class QjrWarning(UserWarning):
     """Base class of every warning issued by qjaxrob."""
 

@@ -4,6 +4,9 @@
 Each case draws one bad value for one argument of one public call and keeps every other
 argument valid, so the error must come from that value's validation."""
 
+import tempfile
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,12 +15,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
+from qjaxrob import experiments, storage
 from qjaxrob.errors import QjrError
 
 C = qjr.Circuit(2).h(0).ry(1, qjr.param(0)).rx(0, qjr.inp(0)).cnot(0, 1)
 P, X = np.array([0.3], np.float32), np.array([0.2], np.float32)
 KEY = jax.random.key(0)
 CC = qjr.cutting.partition(qjr.Circuit(3).h(0).cnot(0, 1).cut(1).cnot(1, 2))
+VQC = qjr.qml.make_vqc(jax.random.key(0), 2, 2, layers=1)
+XS = np.full((4, 2), 0.3)
+GOOD_LINE = b'{"unit": {"size": 1}, "result": 0.5, "fingerprint": "f"}\n'
+
+
+FILES = tempfile.TemporaryDirectory(prefix="qjr-bad-inputs-")  # removed at exit
+
+
+def in_file(name: str, data: bytes) -> Path:
+    """``data`` written to a fresh file ``name`` (a folder per call: examples never share)."""
+    path = Path(tempfile.mkdtemp(dir=FILES.name)) / name
+    path.write_bytes(data)
+    return path
 
 not_int = st.one_of(st.floats(allow_nan=True), st.text(max_size=3), st.none(),
                     st.just([0]), st.just(True), st.complex_numbers())
@@ -72,6 +89,18 @@ CASES = {
     "cutting.expval(obs)": (bad_obs, lambda v: qjr.cutting.expval(CC, v)),
     "cutting.expval(shots)": (st.one_of(bad_shots, st.just(1)),
                               lambda v: qjr.cutting.expval(CC, qjr.Z(0), shots=v, key=KEY)),
+    "qml.evaluate(labels)": (
+        st.one_of(st.integers(min_value=2), st.integers(max_value=-1),
+                  st.floats(0.01, 0.99)).map(lambda v: np.full(4, v)) | st.just(np.zeros((4, 1))),
+        lambda v: qjr.qml.evaluate(VQC, XS, v)),
+    "read_checkpoint(bytes)": (st.binary(max_size=600),
+                               lambda v: storage.read_checkpoint(in_file("c.npz", v), {})),
+    "load_results(line)": (  # a damaged, non-record or foreign line before a good one
+        st.one_of(st.binary(max_size=60), st.sampled_from([b"{}", b"[]", b'{"unit": 1}',
+                                                           GOOD_LINE.replace(b'"f"', b'"g"')])),
+        lambda v: experiments.load_results(
+            in_file("results.jsonl", v.replace(b"\n", b" ") + b"\n" + GOOD_LINE).parent,
+            fingerprint="f")),
 }
 
 
@@ -96,3 +125,8 @@ def test_every_case_is_drawn_from_its_own_strategy():
     assert qjr.expval(C, qjr.Z(0), P, X).shape == ()
     assert qjr.sample(KEY, C, 4, P, X).shape == (4, 2)
     assert qjr.expval(C, qjr.Z(0), P, X, shots=10, key=KEY).dtype == jnp.float32
+    assert float(qjr.qml.evaluate(VQC, XS, np.ones(4, int))[1]) in (0.0, 1.0)
+    folder = in_file("results.jsonl", GOOD_LINE).parent
+    assert len(experiments.load_results(folder, fingerprint="f")) == 1
+    storage.write_checkpoint(folder / "c.npz", {})
+    assert storage.read_checkpoint(folder / "c.npz", {}) == ({}, {})

@@ -2,6 +2,7 @@
 the study runner, one-line errors with non-zero exit codes, help and version."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -152,3 +153,60 @@ def test_ctrl_c_exits_130_and_the_folder_resumes(tmp_path, capsys, monkeypatch):
     assert main(["run", "barren-plateaus", *TINY, "--out", str(out)]) == 0
     lines = [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
     assert [r["unit"]["layers"] for r in lines] == [1, 2]
+
+
+def one_line_error(capsys, argv) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qjaxrob: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path, capsys):
+    blob = tmp_path / "blob.toml"
+    blob.write_bytes(bytes(range(256)))
+    run = ["run", "barren-plateaus", *TINY]
+    cases = [
+        (run + ["--out", str(blob)], f"output folder {str(blob)!r} is a file, not a folder"),
+        (run + ["--out", str(blob / "sub")], f"{str(blob / 'sub')!r} cannot be created"),
+        (run + ["--config", str(blob), "--out", str(tmp_path / "o")],
+         f"--config {str(blob)!r} cannot be read: it is not UTF-8 text"),
+        (run + ["--config", str(tmp_path), "--out", str(tmp_path / "o")],
+         f"--config {str(tmp_path)!r} cannot be read: it is a folder"),
+        (["simulate", "--layers", "0"], "--layers must be >= 1, got 0"),
+        (["report", str(blob)], "holds no config.toml"),
+    ]
+    for argv, match in cases:
+        assert match in one_line_error(capsys, argv)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_a_one_line_error(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    err = one_line_error(capsys, ["run", "barren-plateaus", *TINY, "--out", str(ro / "x")])
+    assert "cannot be created: Permission denied" in err
+
+
+def test_damaged_folders_are_one_line_errors_that_say_what_to_do(tmp_path, capsys):
+    out = tmp_path / "bp"
+    argv = ["run", "barren-plateaus", *TINY, "--out", str(out)]
+    assert main(argv + ["--max-units", "1"]) == 0
+    capsys.readouterr()
+    meta = out / "metadata.json"
+    good_meta = meta.read_text()
+    meta.write_text(good_meta[:40])  # cut short
+    err = one_line_error(capsys, argv)
+    assert f"{str(meta)!r} is damaged" in err and "delete metadata.json to resume" in err
+    meta.unlink()  # what the message says: the folder resumes
+    assert main(argv) == 0
+    assert "2 units, 1 already done, 1 to run now" in capsys.readouterr().out
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines()
+    rec = json.loads(lines[1])
+    del rec["unit"]
+    results.write_text(lines[0] + "\n" + json.dumps(rec) + "\n")
+    for cmd in (["report", str(out)], argv):
+        err = one_line_error(capsys, cmd)
+        assert f"{str(results)!r} line 2 is not a study result" in err

@@ -194,3 +194,23 @@ def test_complex128_without_x64_is_refused_not_downcast():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={"JAX_ENABLE_X64": "0", "PATH": "", "JAX_PLATFORMS": "cpu"})
     assert "refused: dtype complex128 needs 64-bit JAX" in out.stdout, out.stderr
+
+
+def test_output_errors_are_value_errors():
+    from qjaxrob.errors import CheckpointError, LockError, OutputError
+
+    for cls in (OutputError, CheckpointError, LockError):
+        assert issubclass(cls, ValueError) and issubclass(cls, QjrError)
+    assert issubclass(CheckpointError, OutputError) and issubclass(LockError, OutputError)
+
+
+@pytest.mark.parametrize("module, call", [
+    ("sklearn.datasets", lambda: qjr.qml.data.iris()),
+    ("flwr", lambda: __import__("qjaxrob.federated.flower", fromlist=["x"])._flwr()),
+])
+def test_a_missing_extra_names_what_to_install(monkeypatch, module, call):
+    from qjaxrob.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # import fails
+    with pytest.raises(MissingDependencyError, match=r"needs \w+: pip install 'qjaxrob\[\w+\]'"):
+        call()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from qjaxrob import experiments
-from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.errors import OutputError, ParameterError, QjrTypeError
 from qjaxrob.experiments import Field, Study, configs, runner
 from qjaxrob.experiments.configs import tomllib  # tomli on Python 3.10
 
@@ -222,3 +222,90 @@ def test_every_study_config_resolves_and_round_trips(tmp_path):
             f.write_text(text)
             assert configs.resolve(study, file=f) == cfg
             assert len(study.units(cfg)) >= 1
+
+
+# ---- integrity of results.jsonl ---------------------------------------------------------------
+def test_lines_carry_the_fingerprint_of_study_config_and_seed(tmp_path):
+    study = make_study()
+    cfg = configs.resolve(study, quick=True)
+    res = runner.run(study, cfg, tmp_path / "a", progress=False)
+    fp = runner.fingerprint("toy", cfg)
+    assert [r["fingerprint"] for r in lines(tmp_path / "a")] == [fp, fp]
+    assert [r["fingerprint"] for r in res.records] == [fp, fp]
+    # the canonical JSON's SHA-256, and a function of every key, the seed and the study
+    text = json.dumps({"study": "toy", **cfg}, sort_keys=True, separators=(",", ":"))
+    assert fp == __import__("hashlib").sha256(text.encode()).hexdigest()[:16]
+    others = {runner.fingerprint("toy", {**cfg, "seed": 7}),
+              runner.fingerprint("toy", {**cfg, "scale": 1.25}),
+              runner.fingerprint("toy", {**cfg, "sizes": [2, 1]}),
+              runner.fingerprint("other", cfg)}
+    assert fp not in others and len(others) == 4
+    # a config read back from the folder (TOML) gives the same fingerprint
+    assert runner.fingerprint(*runner.load_config(tmp_path / "a")) == fp
+
+
+def test_a_foreign_line_is_refused_naming_file_and_line(tmp_path):
+    study = make_study()
+    cfg = configs.resolve(study)
+    runner.run(study, cfg, tmp_path / "mine", progress=False, max_units=3)
+    runner.run(study, configs.resolve(study, seed=7), tmp_path / "seed7", progress=False)
+    mine = tmp_path / "mine" / "results.jsonl"
+    before = mine.read_text()
+    pasted = (tmp_path / "seed7" / "results.jsonl").read_text().splitlines()[3]  # unit 4
+    mine.write_text(before + pasted + "\n")
+    summary = (tmp_path / "mine" / "summary.csv").read_text()
+    for call in (lambda: runner.run(study, cfg, tmp_path / "mine", progress=False),
+                 lambda: runner.report(study, tmp_path / "mine")):
+        with pytest.raises(OutputError, match=r"results.jsonl' line 4 belongs to another run "
+                                              r"\(config fingerprint '[0-9a-f]{16}', this "
+                                              r"run's is '[0-9a-f]{16}'"):
+            call()
+    assert (tmp_path / "mine" / "summary.csv").read_text() == summary  # nothing accepted
+    mine.write_text(before)  # the line removed: the unit is computed for this run
+    full = runner.run(study, cfg, tmp_path / "mine", progress=False)
+    assert strip(full.records) == strip(runner.run(study, cfg, tmp_path / "ref",
+                                                   progress=False).records)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda ls: ls + [ls[0]], r"line 3 repeats the unit \{\"size\":1\} of line 1"),
+    (lambda ls: [ls[0], "{not json", ls[1]], r"line 2 is damaged"),
+    (lambda ls: ls + [ls[0].replace('"size": 1', '"size": 9')],
+     r"line 3 holds the unit \{\"size\":9\}, which this configuration does not have"),
+    (lambda ls: ls + ['{"result": 1, "fingerprint": "x"}'], r"line 3 is not a study result"),
+])
+def test_damaged_repeated_or_unknown_lines_are_refused(tmp_path, edit, match):
+    study = make_study()
+    cfg = configs.resolve(study, quick=True)
+    runner.run(study, cfg, tmp_path, progress=False)
+    path = tmp_path / "results.jsonl"
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+    for call in (lambda: runner.run(study, cfg, tmp_path, progress=False),
+                 lambda: runner.report(study, tmp_path)):
+        with pytest.raises(OutputError, match=match):
+            call()
+
+
+def test_an_old_folder_without_fingerprints_is_reported_not_resumed(tmp_path):
+    study = make_study()
+    cfg = configs.resolve(study, quick=True)
+    res = runner.run(study, cfg, tmp_path, progress=False)
+    path = tmp_path / "results.jsonl"
+    old = [{k: v for k, v in r.items() if k != "fingerprint"} for r in lines(tmp_path)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    assert strip(runner.report(study, tmp_path).records) == \
+        [{k: v for k, v in r.items() if k != "fingerprint"} for r in strip(res.records)]
+    with pytest.raises(OutputError, match=r"line 1 carries no config fingerprint \(written by "
+                                          r"an older qjaxrob\).*qjaxrob report still reads"):
+        runner.run(study, cfg, tmp_path, progress=False)
+
+
+def test_plots_are_skipped_with_a_message_without_matplotlib(tmp_path, monkeypatch):
+    study = make_study()
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    logged = []
+    res = runner.run(study, configs.resolve(study, quick=True), tmp_path, progress=False,
+                     log=logged.append)
+    assert res.plots == [] and res.complete and (tmp_path / "summary.csv").exists()
+    assert any("plots skipped: plotting needs matplotlib: pip install 'qjaxrob[plots]'" in m
+               for m in logged)

@@ -3,6 +3,8 @@ hand-computed gradient steps, sharded == unsharded, resume == uninterrupted, the
 handed to gradient inversion, and bad configurations."""
 
 import json
+import os
+import re
 
 import equinox as eqx
 import jax
@@ -12,8 +14,9 @@ import optax
 import pytest
 
 from qjaxrob import federated as fed
+from qjaxrob import storage
 from qjaxrob.attacks import inversion
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import CheckpointError, LockError, OutputError, ParameterError
 from qjaxrob.qml import make_vqc
 from qjaxrob.qml.train import cross_entropy
 
@@ -221,3 +224,96 @@ def test_bad_round_configurations_raise(setup, tmp_path):
     first = fed.plan_round(state, data.n_clients, cfg).ids[0]
     with pytest.raises(ParameterError, match=f"client {first} sent a non-finite"):
         fed.federated_round(state, data, cfg)
+
+
+@pytest.fixture(scope="module")
+def finished_run(setup, tmp_path_factory):
+    """A finished 5-round run: (config, its folder's metrics.jsonl and checkpoint bytes)."""
+    model, data, test = setup
+    cfg = base_config(rounds=5)
+    out = tmp_path_factory.mktemp("finished")
+    _, recs = fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+    assert [r["round"] for r in recs] == [1, 2, 3, 4, 5]
+    return cfg, (out / "metrics.jsonl").read_text(), (out / "checkpoint.npz").read_bytes()
+
+
+def copy_run(finished, folder, metrics=None, checkpoint=None):
+    _, text, ckpt = finished
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text(text if metrics is None else metrics)
+    (folder / "checkpoint.npz").write_bytes(ckpt if checkpoint is None else checkpoint)
+    return folder
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda ls: ls[:2] + ['{"round": 3, "accur'] + ls[3:], r"line 3 is damaged"),
+    (lambda ls: ls[:2] + ["\x00\x00garbage"] + ls[3:], r"line 3 is damaged"),
+    (lambda ls: ls[:2] + ls[3:], r"lacks the metrics of rounds \[3\]"),
+    (lambda ls: ls[:3] + [ls[2]] + ls[3:], r"line 4 repeats round 3 of line 3"),
+    (lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:], r"line 4 holds round 3 after round 4"),
+    (lambda ls: ls[:2] + ['{"accuracy": 1.0}'] + ls[3:], r"line 3 has no valid round number"),
+])
+def test_resume_refuses_damaged_metrics_instead_of_dropping_them(setup, finished_run,
+                                                                 tmp_path, damage, match):
+    """A finished run whose metrics.jsonl was damaged is never 'resumed' into a file with a
+    round silently missing: the damage is refused naming the file and line, and the file is
+    left as it was."""
+    model, data, test = setup
+    cfg, text, _ = finished_run
+    bad = "\n".join(damage(text.splitlines())) + "\n"
+    out = copy_run(finished_run, tmp_path / "run", metrics=bad)
+    with pytest.raises(OutputError, match=r"metrics.jsonl'.* " + match):
+        fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+    assert (out / "metrics.jsonl").read_text() == bad
+
+
+def test_a_damaged_checkpoint_is_refused_naming_it(setup, finished_run, tmp_path):
+    model, data, test = setup
+    cfg, _, ckpt = finished_run
+    for i, bad in enumerate([ckpt[:100], ckpt[: len(ckpt) - 50], os.urandom(600), b""]):
+        out = copy_run(finished_run, tmp_path / f"run{i}", checkpoint=bad)
+        with pytest.raises(CheckpointError, match=r"checkpoint '.*run\d/checkpoint.npz'") as e:
+            fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+        assert "pickle" not in str(e.value)
+    # a checkpoint of another program (a qml.fit checkpoint) is named as such
+    out = copy_run(finished_run, tmp_path / "other")
+    storage.write_checkpoint(out / "checkpoint.npz", {"model": [np.zeros(2)]}, {"epoch": 1})
+    with pytest.raises(CheckpointError, match=r"lacks the entries \['key', 'round', 'config'\]"):
+        fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+
+
+def test_labels_outside_the_classes_are_refused_before_any_round(setup, tmp_path):
+    model, data, test = setup
+    cfg = base_config(rounds=1)
+    xte, yte = test
+    for bad, match in [(np.full(len(yte), 5), "test labels: label 5 outside the class range 0..1"),
+                       (yte - 1, "test labels: label -1 outside")]:
+        with pytest.raises(ParameterError, match=re.escape(match)):
+            fed.run(cfg, tmp_path / "t", model=model, data=data, test=(xte, bad),
+                    progress=False)
+    row = int(np.argmax(np.asarray(data.counts) < data.y.shape[1]))  # a client with padding
+    n = int(data.counts[row])
+    with pytest.raises(ParameterError, match="client training labels: label 5 outside"):
+        fed.run(cfg, tmp_path / "t", model=model, data=data._replace(y=data.y.at[row, 0].set(5)),
+                test=test, progress=False)
+    assert not (tmp_path / "t" / "metrics.jsonl").exists()
+    # padding rows beyond a client's count are not labels
+    padded = data._replace(y=data.y.at[row, n].set(5))
+    _, recs = fed.run(cfg, tmp_path / "p", model=model, data=padded, test=test, progress=False)
+    assert [r["round"] for r in recs] == [1]
+
+
+def test_a_second_writer_is_refused(setup, finished_run, tmp_path):
+    model, data, test = setup
+    cfg, text, _ = finished_run
+    out = copy_run(finished_run, tmp_path / "run")
+    with storage.locked(out):  # another process is writing here
+        with pytest.raises(LockError, match=rf"federated out_dir '.*run' is in use by another "
+                                            rf"writer \(pid {os.getpid()} on host"):
+            fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+    _, recs = fed.run(cfg, out, model=model, data=data, test=test, progress=False)
+    assert (out / "metrics.jsonl").read_text() == text and len(recs) == 5
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "metrics.jsonl"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        fed.run(cfg, tmp_path / "file", model=model, data=data, test=test, progress=False)

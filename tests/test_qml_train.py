@@ -1,5 +1,6 @@
 """Training: accuracy on two-moons, loss decrease, bit-exact resume, early stopping."""
 
+import os
 import re
 
 import equinox as eqx
@@ -132,3 +133,51 @@ def test_progress_reports_compile_time_separately(moons, capsys):
     t_again = float(re.findall(r"compile=([0-9.]+)s", again)[-1])
     assert "2/2" in first and t_first > 0.1  # a real compilation, reported on its own
     assert t_again < t_first  # cached: the second run compiles nothing
+
+
+def test_evaluate_checks_labels_and_matches_a_direct_computation(moons, model):
+    _, _, xte, yte = moons
+    loss, acc = train.evaluate(model, xte, yte)
+    logits = np.asarray(jax.vmap(model)(xte), np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert float(loss) == pytest.approx(-logp[np.arange(len(yte)), yte].mean(), rel=1e-6)
+    assert float(acc) == pytest.approx(np.mean(logits.argmax(-1) == np.asarray(yte)))
+    for bad, match in [(jnp.full(len(yte), 5), "label 5 outside the class range 0..1"),
+                       (yte.at[0].set(-1), "label -1 outside"),
+                       (yte.astype(float).at[1].set(0.5), "labels must be integers, got 0.5"),
+                       (yte[:-1], f"{len(yte)} examples but {len(yte) - 1} labels")]:
+        with pytest.raises(ParameterError, match=re.escape(match)):
+            train.evaluate(model, xte, bad)
+    # a model without an n_classes attribute: the class count comes from its logits
+    three = lambda x: jnp.stack([x[0], x[1], x[0] * x[1]])  # noqa: E731
+    with pytest.raises(ParameterError, match=re.escape("label 3 outside the class range 0..2")):
+        train.evaluate(three, xte, jnp.full(len(yte), 3),
+                       loss_fn=lambda m, x, y: jnp.zeros(()))
+    # under jit the labels are traced and not checked (the caller's responsibility)
+    jitted = jax.jit(lambda y: train.evaluate(model, xte, y)[1])
+    assert float(jitted(yte)) == pytest.approx(float(acc))
+
+
+def test_a_damaged_or_busy_checkpoint_is_refused(moons, model, tmp_path):
+    from qjaxrob import storage
+    from qjaxrob.errors import CheckpointError, LockError
+
+    xtr, ytr, _, _ = moons
+    kw = dict(batch_size=50, key=jax.random.key(5), progress=False)
+    ckpt = tmp_path / "run.npz"
+    _, first = train.fit(model, OPT, xtr, ytr, epochs=1, checkpoint=ckpt, **kw)
+    good = ckpt.read_bytes()
+    for damaged in (good[: len(good) // 2], bytes(np.random.default_rng(0).integers(
+            0, 256, 500, dtype=np.uint8))):
+        ckpt.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=re.escape(str(ckpt))) as exc:
+            train.fit(model, OPT, xtr, ytr, epochs=2, checkpoint=ckpt, **kw)
+        assert "pickle" not in str(exc.value)
+    ckpt.write_bytes(good)
+    with storage.locked(tmp_path, name="run.npz.lock"):  # another writer holds it
+        with pytest.raises(LockError, match=r"checkpoint '.*run.npz' is in use by another "
+                                            rf"writer \(pid {os.getpid()}"):
+            train.fit(model, OPT, xtr, ytr, epochs=2, checkpoint=ckpt, **kw)
+    _, hist = train.fit(model, OPT, xtr, ytr, epochs=2, checkpoint=ckpt, **kw)
+    assert len(hist["loss"]) == 2 and hist["loss"][0] == first["loss"][0]  # resumed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.npz"]

@@ -6,8 +6,8 @@ count and depth). ``run`` writes to ``out_dir``:
 * ``config.toml``   the full resolved configuration (re-usable with ``--config``);
 * ``metadata.json`` qjaxrob/jax/jaxlib/Python versions, backend and devices, seed, status,
   start/end time of every session that worked on the folder;
-* ``results.jsonl`` one line per finished unit (``{"unit": ..., "result": ..., "elapsed_s": ...}``),
-  appended and flushed as each unit ends;
+* ``results.jsonl`` one line per finished unit (``{"unit": ..., "result": ..., "elapsed_s": ...,
+  "fingerprint": ...}``), appended and flushed as each unit ends;
 * ``summary.csv``   the study's summary table, rebuilt from all results at the end;
 * ``*.png``         the study's plots (needs matplotlib: the ``plots`` extra).
 
@@ -15,18 +15,25 @@ count and depth). ``run`` writes to ``out_dir``:
 already in ``results.jsonl`` and appends the rest; a different configuration is refused
 (naming the differing keys). Each unit's PRNG key is ``fold_in(key(seed), crc32(unit))``,
 a function of the unit alone, so a resumed run produces exactly the lines of an
-uninterrupted one. A line is written with a single ``write`` + ``flush`` + ``fsync``; an
-interruption (Ctrl-C) can at worst leave a partial last line, which the next run drops, so
-the folder stays consistent. ``metadata.json`` and ``summary.csv`` are replaced atomically.
+uninterrupted one. Files are written through :mod:`qjaxrob.storage`: a line with a single
+``write`` + ``flush`` + ``fsync`` (an interruption can at worst leave a partial last line,
+which the next run drops), ``metadata.json`` and ``summary.csv`` atomically.
+
+**Integrity.** Every line carries the :func:`fingerprint` of the study and its resolved
+configuration (seed included). Resuming refuses, naming the file and line, a damaged line, a
+line of another run (another fingerprint, e.g. pasted from a ``--seed 7`` folder), a
+repeated unit or a unit this configuration does not have; lines without a fingerprint
+(written by older versions) are readable by :func:`report` but not resumed. One process
+writes a folder at a time: a second ``run`` gets ``LockError`` naming the owner's pid.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
 import json
-import os
 import platform
 import time
 import zlib
@@ -39,13 +46,16 @@ import jaxlib
 from tqdm import tqdm
 
 import qjaxrob
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import MissingDependencyError, OutputError, ParameterError
 from qjaxrob.experiments.configs import Field, dumps_toml, read_toml, validate
+from qjaxrob.extras import require
+from qjaxrob.storage import append_jsonl, drop_partial_line, locked, read_jsonl, write_atomic
 
 __all__ = [
     "SEED_FIELD",
     "RunResult",
     "Study",
+    "fingerprint",
     "load_config",
     "load_results",
     "report",
@@ -107,50 +117,88 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def fingerprint(study_name: str, config: dict) -> str:
+    """The identity of a run's results: the first 16 hex digits of the SHA-256 of the
+    canonical JSON of ``{"study": study_name, **config}`` (the resolved config, seed included)."""
+    text = unit_id({"study": study_name, **config})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def load_config(out_dir) -> tuple[str, dict]:
     """``(study name, config)`` from ``out_dir/config.toml``."""
     path = Path(out_dir) / "config.toml"
-    if not path.exists():
+    if not path.is_file():
         raise ParameterError(f"{str(out_dir)!r} holds no config.toml: not a study output folder")
-    data = read_toml(path)
+    try:
+        data = read_toml(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise OutputError(f"{str(path)!r} cannot be read ({reason}): restore it from the "
+                          f"command that made the folder, or choose another --out") from None
     name = data.pop("study", None)
     if not isinstance(name, str):
         raise ParameterError(f"{str(path)!r} does not name its study (study = \"...\")")
     return name, data
 
 
-def load_results(out_dir) -> list:
-    """The records of ``out_dir/results.jsonl`` (``[]`` if none); a partial last line left
-    by an interruption is ignored."""
+def load_results(out_dir, *, fingerprint: str | None = None, units=None,
+                 legacy: bool = False) -> list:
+    """The records of ``out_dir/results.jsonl`` (``[]`` if none), in file order; a partial
+    last line left by an interruption is ignored.
+
+    Args:
+        fingerprint: if given, every line must carry it (see :func:`fingerprint`).
+        units: if given, the unit ids (:func:`unit_id`) a line may hold.
+        legacy: with ``fingerprint``, also accept lines that carry none (older versions).
+
+    Raises:
+        OutputError: naming the file and line: a damaged line, a line without ``"unit"``
+            or ``"result"``, a foreign fingerprint, a missing one (unless ``legacy``), a
+            repeated unit, or a unit outside ``units``.
+    """
     path = Path(out_dir) / "results.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.endswith("\n"):
-                break  # interrupted mid-write: dropped, the unit reruns
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ParameterError(f"{str(path)!r} line {n} is not JSON: {line[:80]!r}") from None
+    where, records = {}, []
+    for n, rec in read_jsonl(path):
+        at = f"{str(path)!r} line {n}"
+        if not isinstance(rec.get("unit"), dict) or "result" not in rec:
+            raise OutputError(f"{at} is not a study result (it needs a \"unit\" object and a "
+                              f"\"result\"): remove the line (its unit reruns) or choose "
+                              f"another --out")
+        got = rec.get("fingerprint")
+        if fingerprint is not None and got != fingerprint and not (legacy and got is None):
+            if got is None:
+                raise OutputError(f"{at} carries no config fingerprint (written by an older "
+                                  f"qjaxrob), so it cannot be checked and resumed: choose "
+                                  f"another --out (qjaxrob report still reads this folder)")
+            raise OutputError(f"{at} belongs to another run (config fingerprint {got!r}, this "
+                              f"run's is {fingerprint!r}; copied from another folder?): "
+                              f"remove the line (its unit reruns) or choose another --out")
+        uid = unit_id(rec["unit"])
+        if uid in where:
+            raise OutputError(f"{at} repeats the unit {uid} of line {where[uid]}: remove "
+                              f"one of the two lines")
+        if units is not None and uid not in units:
+            raise OutputError(f"{at} holds the unit {uid}, which this configuration does "
+                              f"not have: remove the line or choose another --out")
+        where[uid] = n
+        records.append(rec)
     return records
 
 
-def _truncate_partial(path: Path) -> None:
-    """Drops a trailing partial line (no newline) from ``results.jsonl``."""
+def _read_metadata(path: Path, study: Study) -> dict:
+    """``metadata.json`` (a fresh one if absent), or ``OutputError`` saying what to do."""
     if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
+        return {"study": study.name, "question": study.question, "sessions": []}
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sessions"), list):
+        raise OutputError(f"{str(path)!r} is damaged (not the JSON object qjaxrob writes); "
+                          f"results.jsonl does not depend on it: delete metadata.json to "
+                          f"resume (a new one is written, the record of earlier sessions is "
+                          f"lost)")
+    return meta
 
 
 def _environment(seed: int) -> dict:
@@ -186,7 +234,7 @@ def _write_csv(path: Path, rows: list) -> None:
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: bool,
@@ -197,9 +245,11 @@ def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: 
     paths = []
     if plots and records:
         try:
-            paths = [Path(p) for p in study.plot(config, records, out_dir)]
-        except ImportError as exc:
+            require("matplotlib", "plots", "plotting")
+        except MissingDependencyError as exc:
             log(f"plots skipped: {exc}")
+        else:
+            paths = [Path(p) for p in study.plot(config, records, out_dir)]
     return RunResult(out_dir, records, summary, paths, complete)
 
 
@@ -209,22 +259,31 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
 
     ``max_units`` stops after that many new units (for tests and time-boxed sessions; the
     folder is left resumable). ``log`` receives one-line progress messages.
+
+    Raises:
+        ParameterError: an invalid config, or a folder holding another study or config.
+        OutputError: ``out_dir`` is a file or not writable; a damaged, foreign or repeated
+            ``results.jsonl`` line (named by file and line); a damaged ``metadata.json``.
+        LockError: another process is running into ``out_dir``.
     """
     config = validate(study.all_fields, config, study=study.name)
     missing = sorted(set(study.all_fields) - set(config))
     if missing:
         raise ParameterError(f"config for {study.name!r} lacks keys {missing}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked(out_dir, f"study folder {str(out_dir)!r}") as out_dir:
+        return _run_locked(study, config, out_dir, progress, max_units, plots, log)
+
+
+def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, plots,
+                log) -> RunResult:
     if (out_dir / "config.toml").exists():
         _check_same_config(out_dir, study, config)
     else:
-        _write_atomic(out_dir / "config.toml", dumps_toml(
+        write_atomic(out_dir / "config.toml", dumps_toml(
             {"study": study.name, **config},
             header=f"qjaxrob run {study.name} --config <this file>: {study.question}"))
     meta_path = out_dir / "metadata.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {
-        "study": study.name, "question": study.question, "sessions": []}
+    meta = _read_metadata(meta_path, study)
     meta.update(_environment(config["seed"]))
     session = {"started": _now(), "ended": None, "units_run": 0, "status": "running"}
     meta["sessions"].append(session)
@@ -235,13 +294,15 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
         raise ParameterError(f"study {study.name!r} produced repeated units; check the "
                              f"config lists for duplicates")
     results_path = out_dir / "results.jsonl"
-    _truncate_partial(results_path)
-    done = {unit_id(r["unit"]): r for r in load_results(out_dir)}
+    stamp = fingerprint(study.name, config)
+    drop_partial_line(results_path)
+    done = {unit_id(r["unit"]): r
+            for r in load_results(out_dir, fingerprint=stamp, units=set(ids))}
     pending = [(i, u) for i, (u, uid) in enumerate(zip(units, ids)) if uid not in done]
     if max_units is not None:
         pending = pending[:max_units]
     meta.update(units_total=len(units), units_done=len(done))
-    _write_atomic(meta_path, json.dumps(meta, indent=2))
+    write_atomic(meta_path, json.dumps(meta, indent=2))
     log(f"{len(units)} units, {len(done)} already done, {len(pending)} to run now")
 
     base = jax.random.key(config["seed"])
@@ -250,44 +311,44 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
     try:
         if pending:
             context = study.setup(config, jax.random.fold_in(base, 0)) if study.setup else None
-            with open(results_path, "a", encoding="utf-8") as fh:
-                for _, unit in pending:
-                    t0 = time.perf_counter()
-                    key = jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
-                    result = study.run_unit(config, context, unit, key)
-                    record = {"unit": unit, "result": result,
-                              "elapsed_s": round(time.perf_counter() - t0, 4)}
-                    fh.write(json.dumps(record, allow_nan=True) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                    done[unit_id(unit)] = record
-                    session["units_run"] += 1
-                    bar.update(1)
+            for _, unit in pending:
+                t0 = time.perf_counter()
+                key = jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
+                result = study.run_unit(config, context, unit, key)
+                record = {"unit": unit, "result": result,
+                          "elapsed_s": round(time.perf_counter() - t0, 4),
+                          "fingerprint": stamp}
+                append_jsonl(results_path, record)
+                done[unit_id(unit)] = record
+                session["units_run"] += 1
+                bar.update(1)
         status = "complete" if len(done) == len(units) else "partial"
     except BaseException as exc:
         session["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         session["ended"] = _now()
         meta.update(units_done=len(done), status=session["status"])
-        _write_atomic(meta_path, json.dumps(meta, indent=2))
+        write_atomic(meta_path, json.dumps(meta, indent=2))
         raise
     finally:
         bar.close()
     session["status"], session["ended"] = status, _now()
     meta.update(units_done=len(done), status=status)
-    _write_atomic(meta_path, json.dumps(meta, indent=2))
+    write_atomic(meta_path, json.dumps(meta, indent=2))
     records = [done[uid] for uid in ids if uid in done]
     return _finish(study, config, out_dir, records, status == "complete", plots, log)
 
 
 def report(study: Study, out_dir, *, plots: bool = True) -> RunResult:
-    """Rebuilds ``summary.csv`` and the plots of ``out_dir`` from its saved results."""
+    """Rebuilds ``summary.csv`` and the plots of ``out_dir`` from its saved results (lines
+    without a fingerprint, from older versions, are read; foreign or damaged ones refused)."""
     out_dir = Path(out_dir)
     name, config = load_config(out_dir)
     if name != study.name:
         raise ParameterError(f"{str(out_dir)!r} holds study {name!r}, not {study.name!r}")
     config = validate(study.all_fields, config, study=name, where=f" in {str(out_dir)!r}")
     ids = [unit_id(u) for u in study.units(config)]
-    done = {unit_id(r["unit"]): r for r in load_results(out_dir)}
+    done = {unit_id(r["unit"]): r for r in load_results(
+        out_dir, fingerprint=fingerprint(name, config), units=set(ids), legacy=True)}
     records = [done[uid] for uid in ids if uid in done]
     return _finish(study, config, out_dir, records, len(records) == len(ids), plots,
                    lambda s: None)

@@ -38,13 +38,11 @@ import argparse
 import contextlib
 import functools
 import importlib
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -52,14 +50,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.errors import ParameterError
+from qjaxrob.extras import require
 from qjaxrob.federated.clients import flatten, local_updates
 from qjaxrob.federated.rounds import (
     RoundPlan,
+    _check_labels,
     evaluate_round,
     init_state,
     plan_round,
     poison,
     server_update,
+)
+from qjaxrob.storage import (
+    append_jsonl,
+    locked,
+    make_folder,
+    read_checkpoint,
+    read_jsonl,
+    write_checkpoint,
 )
 
 # FlowerClient and QjrStrategy subclass flwr types and are built on first attribute access
@@ -86,13 +94,7 @@ class FlowerResult(NamedTuple):
 
 
 def _flwr():
-    try:
-        import flwr
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the Flower adapter needs flwr: pip install 'qjaxrob[flower]'"
-        ) from exc
-    return flwr
+    return require("flwr", "flower", "the Flower adapter")
 
 
 def load_factory(spec: str):
@@ -207,8 +209,7 @@ def _strategy_class():
                                     self.state.round)}
             self.records.append(rec)
             if self.metrics_path is not None:
-                with open(self.metrics_path, "a") as fh:
-                    fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                append_jsonl(self.metrics_path, rec, sort_keys=True)
             self.round_seconds.append(time.perf_counter() - self._t0)
             return self._params(), {"accuracy": rec["accuracy"]}
 
@@ -236,25 +237,27 @@ def __getattr__(name):
 def serve(factory: str, address: str, out_dir, *, wait_timeout: float = 60.0,
           round_timeout: float = 120.0):
     """Runs the Flower server for ``config.rounds`` rounds on ``address``; writes the
-    per-round JSON lines and ``flower_result.npz`` (final flat parameters) to ``out_dir``."""
+    per-round JSON lines and ``flower_result.npz`` (final flat parameters) to ``out_dir``,
+    which it locks for the run (a second server writing there gets ``LockError``)."""
     flwr = _flwr()
     model, data, test, config = load_factory(factory)
     config.check_clients(data.n_clients)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS_FILE).unlink(missing_ok=True)
-    strategy = _strategy_class()(model, data, test, config, wait_timeout=wait_timeout,
-                                 metrics_path=out / METRICS_FILE)
-    flwr.server.start_server(
-        server_address=address, strategy=strategy,
-        config=flwr.server.ServerConfig(num_rounds=config.rounds, round_timeout=round_timeout))
-    if strategy.state.round != config.rounds:
-        raise RuntimeError(f"Flower server finished {strategy.state.round} of "
-                           f"{config.rounds} rounds")
-    tmp = out / (RESULT_FILE + ".tmp.npz")
-    np.savez(tmp, params=np.asarray(flatten(strategy.state.model)[0]),
-             rounds=strategy.state.round, round_seconds=np.asarray(strategy.round_seconds))
-    os.replace(tmp, out / RESULT_FILE)
+    _check_labels(model, data, test)
+    with locked(out_dir, f"Flower out_dir {str(out_dir)!r}") as out:
+        (out / METRICS_FILE).unlink(missing_ok=True)
+        strategy = _strategy_class()(model, data, test, config, wait_timeout=wait_timeout,
+                                     metrics_path=out / METRICS_FILE)
+        flwr.server.start_server(
+            server_address=address, strategy=strategy,
+            config=flwr.server.ServerConfig(num_rounds=config.rounds,
+                                            round_timeout=round_timeout))
+        if strategy.state.round != config.rounds:
+            raise RuntimeError(f"Flower server finished {strategy.state.round} of "
+                               f"{config.rounds} rounds")
+        write_checkpoint(out / RESULT_FILE, {}, {
+            "params": np.asarray(flatten(strategy.state.model)[0]),
+            "rounds": strategy.state.round,
+            "round_seconds": np.asarray(strategy.round_seconds)})
     return strategy
 
 
@@ -281,8 +284,7 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
     ``finally`` (also on error or timeout). Returns a :class:`FlowerResult`. ``env`` is
     added to the child processes' environment (``JAX_ENABLE_X64`` follows this process's
     setting)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     address = f"127.0.0.1:{_free_port()}"
     child_env = dict(os.environ, **(env or {}))
     child_env["JAX_ENABLE_X64"] = "1" if jax.config.read("jax_enable_x64") else "0"
@@ -295,10 +297,9 @@ def run_local(factory: str, n_clients: int, out_dir, *, timeout: float = 300.0,
             _wait(procs, timeout, out)
         finally:
             _kill(procs)
-    with np.load(out / RESULT_FILE) as f:
-        params, seconds = f["params"], f["round_seconds"]
-    records = [json.loads(ln) for ln in (out / METRICS_FILE).read_text().splitlines()]
-    return FlowerResult(params, records, seconds)
+    _, result = read_checkpoint(out / RESULT_FILE, {}, required=("params", "round_seconds"))
+    records = [ln.record for ln in read_jsonl(out / METRICS_FILE)]
+    return FlowerResult(result["params"], records, result["round_seconds"])
 
 
 def _spawn_all(base, n_clients, out, env, procs, logs):

@@ -14,16 +14,17 @@ One round (:func:`federated_round`):
 :func:`run` repeats rounds up to ``config.rounds``, shows a tqdm bar, appends one JSON
 line of metrics per round to ``out_dir/metrics.jsonl`` (flushed and fsynced as the round
 ends) and then atomically rewrites ``out_dir/checkpoint.npz`` (global model, server
-optimizer state, DP state, PRNG key, round counter). On restart it loads the checkpoint,
-drops JSONL lines of rounds after it (a round whose line was written but whose checkpoint
-was not is recomputed identically), and continues: no round is repeated or lost, and the
-result equals an uninterrupted run.
+optimizer state, DP state, PRNG key, round counter), all through :mod:`qjaxrob.storage`.
+On restart it loads the checkpoint, drops JSONL lines of rounds after it (a round whose
+line was written but whose checkpoint was not is recomputed identically), and continues:
+no round is repeated or lost, and the result equals an uninterrupted run. What cannot be
+recomputed is refused (``OutputError`` naming the file and line): a damaged line, or a
+round the checkpoint covers missing from the metrics. One process writes an ``out_dir``
+at a time (a second gets ``LockError``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,12 +37,23 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import OutputError, ParameterError
 from qjaxrob.federated.aggregators import check_updates
 from qjaxrob.federated.clients import flatten, local_updates
 from qjaxrob.federated.config import FedConfig
 from qjaxrob.federated.sharding import client_sharding
 from qjaxrob.federated.splits import ClientData
+from qjaxrob.qml.data import check_labels
+from qjaxrob.qml.train import n_classes_of
+from qjaxrob.storage import (
+    append_jsonl,
+    drop_partial_line,
+    locked,
+    read_checkpoint,
+    read_jsonl,
+    write_checkpoint,
+    write_jsonl,
+)
 
 __all__ = [
     "RoundInfo",
@@ -240,92 +252,75 @@ def evaluate_round(model, test, config: FedConfig, rounds_done: int) -> dict:
             "backdoor_success": m.get("backdoor_success"), "epsilon": eps}
 
 
-# ---- checkpoints -------------------------------------------------------------------------
-def _leaves(tree):
-    out = []
-    for a in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(jnp.asarray(a).dtype, jax.dtypes.prng_key):
-            a = jax.random.key_data(a)
-        out.append(np.asarray(a))
-    return out
-
-
-def _rebuild(template, leaves, what, path):
-    flat, treedef = jax.tree_util.tree_flatten(template)
-    if len(flat) != len(leaves):
-        raise ParameterError(f"checkpoint {path}: {what} has {len(leaves)} leaves, expected "
-                             f"{len(flat)} (written by a different model or configuration)")
-    new = []
-    for t, v in zip(flat, leaves):
-        t = jnp.asarray(t)
-        if jnp.issubdtype(t.dtype, jax.dtypes.prng_key):
-            new.append(jax.random.wrap_key_data(jnp.asarray(v)))
-            continue
-        if t.shape != v.shape:
-            raise ParameterError(f"checkpoint {path}: {what} leaf shape {v.shape}, expected "
-                                 f"{t.shape} (written by a different model or configuration)")
-        new.append(jnp.asarray(v, t.dtype))
-    return jax.tree_util.tree_unflatten(treedef, new)
-
-
+# ---- checkpoints, metrics, inputs -------------------------------------------------------
 def _trees(state):
     return {"model": eqx.filter(state.model, eqx.is_array), "opt": state.opt_state,
             "priv": state.privacy_state}
 
 
 def _save(path: Path, state: ServerState, description: str) -> None:
-    out = {f"{name}/{i}": a for name, t in _trees(state).items()
-           for i, a in enumerate(_leaves(t))}
-    out["key"] = np.asarray(state.key)
-    out["round"] = np.asarray(state.round)
-    out["config"] = np.asarray(description)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **out)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_checkpoint(path, _trees(state), {"key": np.asarray(state.key),
+                                           "round": np.asarray(state.round),
+                                           "config": np.asarray(description)})
 
 
 def _load(path: Path, template: ServerState, description: str) -> ServerState:
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
-    if str(data["config"]) != description:
-        raise ParameterError(
-            f"checkpoint {path} was written with a different configuration:\n  "
-            f"{data['config']}\nvs now\n  {description}\n(use a new out_dir)"
-        )
-    trees = {}
-    for name, t in _trees(template).items():
-        keys = sorted((k for k in data if k.startswith(f"{name}/")),
-                      key=lambda k: int(k.split("/")[1]))
-        trees[name] = _rebuild(t, [data[k] for k in keys], name, path)
+    def same_config(data):
+        if str(data["config"]) != description:
+            raise ParameterError(
+                f"checkpoint {path} was written with a different configuration:\n  "
+                f"{data['config']}\nvs now\n  {description}\n(use a new out_dir)"
+            )
+
+    trees, data = read_checkpoint(path, _trees(template), required=("key", "round", "config"),
+                                  check=same_config)
     model = eqx.combine(trees["model"], template.model)
     return ServerState(model, trees["opt"], trees["priv"], jnp.asarray(data["key"]),
                        int(data["round"]))
 
 
-def _truncate_jsonl(path: Path, rounds_done: int) -> None:
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
+def _resume_metrics(path: Path, rounds_done: int) -> None:
+    """Keeps the metric lines of rounds ``1..rounds_done`` (the checkpoint's) in ``path``;
+    lines of later rounds (written before an interruption reached the checkpoint) and a
+    partial last line are removed, so those rounds are recomputed. A damaged line, or a
+    covered round missing or repeated, raises ``OutputError``: it cannot be recomputed."""
+    lines = read_jsonl(path)
+    for ln in lines:
+        r = ln.record.get("round")
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise OutputError(f"{str(path)!r} line {ln.number} has no valid round number "
+                              f"(round = {r!r}): restore the file or use a new out_dir")
+    keep = [ln for ln in lines if ln.record["round"] <= rounds_done]
+    seen = {}
+    for ln in keep:
+        r = ln.record["round"]
+        if r in seen:
+            raise OutputError(f"{str(path)!r} line {ln.number} repeats round {r} of line "
+                              f"{seen[r]}: restore the file or use a new out_dir")
+        if seen and r < max(seen):
+            raise OutputError(f"{str(path)!r} line {ln.number} holds round {r} after round "
+                              f"{max(seen)}: restore the file or use a new out_dir")
+        seen[r] = ln.number
+    missing = sorted(set(range(1, rounds_done + 1)) - set(seen))
+    if missing:
+        raise OutputError(f"{str(path)!r} lacks the metrics of rounds {missing}, which the "
+                          f"checkpoint (round {rounds_done}) covers and cannot recompute: "
+                          f"restore the file or use a new out_dir")
+    if len(keep) < len(lines) or drop_partial_line(path):
+        write_jsonl(path, [ln.record for ln in keep], sort_keys=True)
+
+
+def _check_labels(model, data: ClientData, test) -> None:
+    """The clients' labels (their first ``counts`` rows) and ``test``'s lie in the model's
+    class range (``ParameterError`` naming the label otherwise)."""
+    n = n_classes_of(model, data.x[0])
+    y = np.asarray(data.y)
+    valid = np.arange(y.shape[1])[None, :] < np.asarray(data.counts)[:, None]
+    for what, labels in (("client training labels", y[valid]), ("test labels", test[1])):
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by the interruption
-            continue
-        if rec.get("round", np.inf) <= rounds_done:
-            keep.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{ln}\n" for ln in keep))
-    os.replace(tmp, path)
-
-
-def _append(path: Path, record: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+            check_labels(labels, n)
+        except ParameterError as exc:
+            raise ParameterError(f"{what}: {exc}") from None
 
 
 def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: bool = True,
@@ -347,32 +342,38 @@ def run(config: FedConfig, out_dir, *, model, data: ClientData, test, progress: 
     Returns:
         ``(state, records)``: the final :class:`ServerState` and the list of all JSONL
         records of the run (including rounds done before a resume).
+
+    Raises:
+        ParameterError: a label outside the model's classes (clients' or ``test``'s), a
+            checkpoint written with another configuration or model.
+        OutputError: ``out_dir`` is a file or not writable; a damaged ``metrics.jsonl``
+            line, or a round the checkpoint covers missing from it.
+        CheckpointError: a damaged ``checkpoint.npz``.
+        LockError: another process is writing ``out_dir``.
     """
     config.check_clients(data.n_clients)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics, ckpt = out / METRICS_FILE, out / CHECKPOINT_FILE
-    description = config.describe()
-    state = init_state(model, config)
-    if ckpt.exists():
-        state = _load(ckpt, state, description)
-    _truncate_jsonl(metrics, state.round)
-    bar = tqdm(total=config.rounds, initial=state.round, disable=not progress,
-               desc="federated", unit="round")
-    try:
-        while state.round < config.rounds:
-            state, info = federated_round(state, data, config, root=root)
-            rec = {"round": state.round, "clients": info.ids.tolist(),
-                   "malicious": info.ids[info.malicious].tolist(),
-                   **evaluate_round(state.model, test, config, state.round)}
-            _append(metrics, rec)
-            _save(ckpt, state, description)
-            bar.update(1)
-            bar.set_postfix(acc=f"{rec['accuracy']:.3f}")
-            if on_round is not None:
-                on_round(state, info)
-    finally:
-        bar.close()
-    records = [json.loads(ln) for ln in metrics.read_text().splitlines()] \
-        if metrics.exists() else []
-    return state, records
+    _check_labels(model, data, test)
+    with locked(out_dir, f"federated out_dir {str(out_dir)!r}") as out:
+        metrics, ckpt = out / METRICS_FILE, out / CHECKPOINT_FILE
+        description = config.describe()
+        state = init_state(model, config)
+        if ckpt.exists():
+            state = _load(ckpt, state, description)
+        _resume_metrics(metrics, state.round)
+        bar = tqdm(total=config.rounds, initial=state.round, disable=not progress,
+                   desc="federated", unit="round")
+        try:
+            while state.round < config.rounds:
+                state, info = federated_round(state, data, config, root=root)
+                rec = {"round": state.round, "clients": info.ids.tolist(),
+                       "malicious": info.ids[info.malicious].tolist(),
+                       **evaluate_round(state.model, test, config, state.round)}
+                append_jsonl(metrics, rec, sort_keys=True)
+                _save(ckpt, state, description)
+                bar.update(1)
+                bar.set_postfix(acc=f"{rec['accuracy']:.3f}")
+                if on_round is not None:
+                    on_round(state, info)
+        finally:
+            bar.close()
+        return state, [ln.record for ln in read_jsonl(metrics)]

@@ -18,6 +18,7 @@ import numpy as np
 
 from qjaxrob.circuit import Circuit
 from qjaxrob.errors import ParameterError
+from qjaxrob.extras import require
 
 __all__ = [
     "Split", "train_test_split", "scale_to_range", "check_labels", "pca", "digits", "iris",
@@ -90,13 +91,8 @@ def pca(x, n_components: int) -> np.ndarray:
 
 
 def _sklearn(name):
-    try:
-        from sklearn import datasets
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"qjaxrob.qml.data.{name} needs scikit-learn (pip install scikit-learn)"
-        ) from exc
-    return datasets
+    # scikit-learn is installed by the "test" extra (there is no extra of its own)
+    return require("sklearn.datasets", "test", f"qjaxrob.qml.data.{name}")
 
 
 def digits(classes=(0, 1), n_features: int = 4, method: str = "pca"):
