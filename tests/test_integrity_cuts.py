@@ -115,3 +115,154 @@ def test_bad_inputs():
         integrity.pair_consistency(7, t, 0, shots=5)
     with pytest.raises(ParameterError, match="even"):
         integrity.symmetric_critical(7, 0.1)
+
+
+# ---- a one-cut circuit and its data -------------------------------------------------------
+import qjaxrob as qjr  # noqa: E402
+from qjaxrob.attacks import fragments as fr  # noqa: E402
+from qjaxrob.errors import CutError, QjrTypeError  # noqa: E402
+
+PAULI = [np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1, -1])]
+FLIP0 = np.stack([PAULI[1]] + [np.eye(2)] * 5)  # prepare |1> when asked for |0>
+
+
+def _circuit():
+    return (qjr.Circuit(3).ry(0, qjr.inp(0)).ry(1, qjr.param(0)).cnot(0, 1).rz(1, 0.4).cut(1)
+            .ry(1, qjr.param(1)).cnot(1, 2).ry(2, qjr.param(2)))
+
+
+P = np.array([0.3, 0.5, 0.7])
+X = np.array([0.9])
+OBS = qjr.Z(2) + 0.5 * qjr.Z(0) @ qjr.X(2)
+
+
+@pytest.fixture(scope="module")
+def case():
+    cc = qjr.cutting.partition(_circuit())
+    return cc, cuts.wire_cut_data(cc, OBS, P, X), fr.fragment_model(cc, OBS, P, X)
+
+
+def _attacked(case, vs):
+    cc, data, fm = case
+    return data._replace(downstream=fr.attacked_tensors(fm, vs)[cc.cuts[0].fragments[1]])
+
+
+def test_cliffords_and_relabelled_cut_is_exact(case, rng):
+    """24 distinct Cliffords; every relabelled table is the identity channel (Choi matrix
+    from the independent Peng sum) and reconstructs the uncut <O> exactly."""
+    cl = cuts.CLIFFORDS
+    assert cl.shape == (24, 2, 2) and len(cuts.MOVING) == 16
+    overlaps = np.abs(np.einsum("aji,bjk->abik", cl.conj(), cl).trace(axis1=2, axis2=3))
+    assert np.sum(np.isclose(overlaps, 2.0)) == 24  # distinct modulo phase
+    ident = sum(np.kron(np.outer(e, f), np.outer(e, f)) for e in np.eye(2) for f in np.eye(2))
+    for t in cuts.RELABELLED:
+        choi = sum(t[a, b] * np.kron(PAULI[a].T, cuts.PREPARED[b])
+                   for a in range(4) for b in range(6))
+        np.testing.assert_allclose(choi, ident, atol=1e-12)
+    cc, data, _ = case
+    ref = float(qjr.expval(_circuit(), OBS, P, X, dtype=jnp.complex128))
+    np.testing.assert_allclose(cuts.relabelled_values(data), ref, atol=1e-12)
+    for _ in range(3):  # other parameters and inputs
+        p, x = rng.uniform(-3, 3, 3), rng.uniform(-3, 3, 1)
+        d = cuts.wire_cut_data(cc, OBS, p, x)
+        ref = float(qjr.expval(_circuit(), OBS, p, x, dtype=jnp.complex128))
+        np.testing.assert_allclose(cuts.relabelled_values(d), ref, atol=1e-12)
+
+
+def test_relabelling_twirls_a_term_dependent_adversary(case, rng):
+    """flip0 tuned to Peng's table moves <O> by ~0.67; under secret relabelling the value
+    depends on the secret, and a uniform V gives the same value for every relabelling."""
+    vals = np.asarray(cuts.relabelled_values(_attacked(case, FLIP0)))
+    assert vals[0] == pytest.approx(float(fr.attacked_value(case[2], FLIP0)), abs=1e-12)
+    assert np.ptp(vals) > 0.5
+    v = np.linalg.qr(rng.normal(size=(2, 2)) + 1j * rng.normal(size=(2, 2)))[0]
+    uni = np.asarray(cuts.relabelled_values(_attacked(case, np.stack([v] * 6))))
+    assert np.ptp(uni) < 1e-12
+
+
+def test_cut_choi(rng):
+    honest = cuts.prepared_bloch(np.eye(2))
+    np.testing.assert_allclose(honest, BLOCH, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.eigvalsh(cuts.cut_choi(honest)), [0, 0, 0, 2],
+                               atol=1e-12)
+    vs = np.stack([np.linalg.qr(rng.normal(size=(2, 2)) + 1j * rng.normal(size=(2, 2)))[0]
+                   for _ in range(6)])
+    np.testing.assert_allclose(cuts.cut_choi(cuts.prepared_bloch(vs)), fr.effective_choi(vs),
+                               atol=1e-12)
+
+
+def test_redundancy_level_power_and_cost(case):
+    """Honest: 2000 runs at the level. A uniform V = RY(0.6) moves every entry: with 25% of
+    the 12 entries rerun at 2000 shots it is caught in >= 90% of 400 runs; flip0 moves 2 of
+    the 12 entries, so a 3-entry subset catches it with probability 1 - C(10,3)/C(12,3)."""
+    _, data, _ = case
+    honest = data.downstream
+    res = cuts.redundancy(jax.random.key(0), honest, honest, shots=50, fraction=0.5,
+                          alpha=0.05, trials=2000)
+    assert_level(np.asarray(res.flagged), 0.05) and res.cost == 0.5
+    ry = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    uni = _attacked(case, np.stack([ry] * 6)).downstream
+    res = cuts.redundancy(jax.random.key(1), uni, honest, shots=2000, fraction=0.25,
+                          alpha=0.05, trials=400)
+    assert res.rate >= 0.9 and res.cost == 0.25
+    flip = _attacked(case, FLIP0).downstream
+    res = cuts.redundancy(jax.random.key(2), flip, honest, shots=2000, fraction=0.25,
+                          alpha=0.05, trials=2000)
+    expect = 1 - 120 / 220
+    lo, hi = binom.ppf([0.0005, 0.9995], 2000, expect) / 2000
+    assert lo <= res.rate <= hi
+    none = cuts.redundancy(jax.random.key(3), flip, honest, shots=10, fraction=0.0)
+    assert none.rate == 0.0 and none.cost == 0.0
+
+
+def test_relabelling_level_and_power(case):
+    _, data, _ = case
+    for shots in (20, 500):
+        res = cuts.relabelling(jax.random.key(shots), data, shots=shots, alpha=0.05,
+                               trials=2000)
+        assert_level(np.asarray(res.flagged), 0.05)
+    res = cuts.relabelling(jax.random.key(1), _attacked(case, FLIP0), shots=1000, alpha=0.05,
+                           trials=400)
+    assert res.rate >= 0.9
+
+
+def test_physicality_level_power_and_blindness(rng):
+    """Honest and uniform-V preparations (a CP map: cannot see) stay at the level over 2000
+    runs; flip0 (lambda_min = -0.618) is caught in >= 90% of 400 runs at 1000 shots."""
+    v = np.linalg.qr(rng.normal(size=(2, 2)) + 1j * rng.normal(size=(2, 2)))[0]
+    for vs, shots in ((np.eye(2), 10), (np.eye(2), 1000), (v, 200)):
+        res = cuts.physicality(jax.random.key(shots), cuts.prepared_bloch(vs), shots=shots,
+                               alpha=0.05, trials=2000)
+        assert_level(np.asarray(res.flagged), 0.05) and res.cost == 3.0
+    res = cuts.physicality(jax.random.key(5), cuts.prepared_bloch(FLIP0), shots=1000,
+                           alpha=0.05, trials=400)
+    assert res.rate >= 0.9
+
+
+def test_checks_bad_inputs(case):
+    cc, data, _ = case
+    key = jax.random.key(0)
+    t = data.downstream
+    for frac in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="fraction"):
+            cuts.redundancy(key, t, t, shots=10, fraction=frac)
+    with pytest.raises(ParameterError, match="same shape"):
+        cuts.redundancy(key, t, t[:3], shots=10)
+    for alpha in (0.0, 1.0):
+        with pytest.raises(ParameterError, match="alpha"):
+            cuts.relabelling(key, data, shots=10, alpha=alpha)
+        with pytest.raises(ParameterError, match="alpha"):
+            cuts.physicality(key, BLOCH, shots=10, alpha=alpha)
+        with pytest.raises(ParameterError, match="alpha"):
+            cuts.redundancy(key, t, t, shots=10, alpha=alpha)
+    with pytest.raises(ParameterError, match="shape"):
+        cuts.physicality(key, np.zeros((4, 3)), shots=10)
+    with pytest.raises(QjrTypeError):
+        cuts.relabelling(key, (1, 2, 3), shots=10)
+    gate = qjr.cutting.partition(qjr.Circuit(2).h(0).cnot(0, 1, cut=True))
+    with pytest.raises(CutError, match="gate cut"):
+        cuts.wire_cut_data(gate, qjr.Z(1))
+    two = qjr.cutting.partition(qjr.Circuit(3).h(0).cnot(0, 1).cut(1).cnot(1, 2).cut(2)
+                                .ry(2, 0.3))
+    with pytest.raises(CutError, match="exactly one cut"):
+        cuts.wire_cut_data(two, qjr.Z(2))

@@ -10,11 +10,20 @@ consistency, redundant execution, secret Clifford relabelling, physicality of th
 from qjaxrob.defenses.integrity import cuts
 from qjaxrob.defenses.integrity.cuts import (
     CheckResult,
+    WireCutData,
     check_alpha,
     consistency_violations,
+    cut_choi,
     exact_atol,
     pair_consistency,
     pair_test,
+    physicality,
+    prepared_bloch,
+    redundancy,
+    relabelled_coeffs,
+    relabelled_values,
+    relabelling,
     sample_counts,
     symmetric_critical,
+    wire_cut_data,
 )
