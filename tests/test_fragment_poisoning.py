@@ -19,13 +19,14 @@ N = 4
 
 
 def _circuit():
-    """RY(x_q) encoding on 4 wires, block A on wires 0-2, wire cut on 2, block B on 2-3:
-    fragment B holds the encoding of feature 3."""
+    """RY(x_q) encoding on 4 wires, block A on wires 0-2 (with an RX, so the cut wire's Y
+    component is nonzero), wire cut on 2, block B on 2-3: fragment B holds the encoding of
+    feature 3."""
     c = qjr.Circuit(N)
     for q in range(N):
         c = c.ry(q, qjr.inp(q))
     c = c.ry(0, qjr.param(0)).ry(1, qjr.param(1)).ry(2, qjr.param(2)).cnot(0, 1).cnot(1, 2)
-    return c.cut(2).ry(2, qjr.param(3)).ry(3, qjr.param(4)).cnot(2, 3)
+    return c.rx(2, 0.6).cut(2).ry(2, qjr.param(3)).ry(3, qjr.param(4)).cnot(2, 3)
 
 
 OBS = qjr.Z(3)
@@ -60,6 +61,7 @@ def test_policy_values_against_references(cc, rng):
     assert _value(cc, pol, p, x) == pytest.approx(float(ref), abs=1e-12)
     # biased terms and dropped terms: a hand contraction of the single cut's data
     data = cuts.wire_cut_data(cc, OBS, p, x)
+    assert np.abs(np.asarray(data.upstream)[2]).max() > 0.05  # <Y> on the cut wire enters
     peng = np.asarray(qjr.cutting.qpd.wire_table().coeffs).real
     bias = np.zeros((6, 1))
     bias[[0, 3]] = -0.3

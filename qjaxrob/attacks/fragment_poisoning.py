@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from qjaxrob.attacks.fragments import attacked_value, budget_radius, fragment_model, su2
+from qjaxrob.attacks.fragments import attacked_tensors, budget_radius, fragment_model, su2
 from qjaxrob.checks import (check_dtype, check_int, check_key, check_positive_int,
                             check_real)
 from qjaxrob.cutting import CutCircuit
@@ -53,8 +53,10 @@ __all__ = [
     "biased_terms",
     "dropped",
     "evaluate",
+    "executor_active",
     "honest",
     "policy_value",
+    "reported_tensor",
     "reweighted",
     "stamp",
     "term_dependent",
@@ -180,27 +182,49 @@ def _with(policy: Policy, **fields) -> Policy:
 
 
 # ---- the reconstruction under a policy ------------------------------------------------------
+def reported_tensor(fm, policy: Policy, x):
+    """The downstream fragment tensor the executor reports for ``fm`` (a
+    ``fragments.fragment_model`` at input ``x``) under ``policy``: its unitaries applied to
+    the prepared states (``fragments.attacked_tensors``), then its bias added to the results
+    of the biased states (clipped to ``[-1, 1]``); honest where a trigger does not match.
+    This is what the integrity checks see; the server's reweighting does not enter it."""
+    cdt = jnp.complex128 if fm.honest.dtype == jnp.float64 else jnp.complex64
+    g = attacked_tensors(fm, jnp.asarray(policy.vs).astype(cdt))[fm.fragment]
+    g = jnp.moveaxis(g, fm.axis, 0)
+    bias = jnp.asarray(policy.bias).astype(g.dtype).reshape((6,) + (1,) * (g.ndim - 1))
+    g = jnp.moveaxis(jnp.clip(g + bias, -1.0, 1.0), 0, fm.axis)
+    if not policy.trigger_features:
+        return g
+    return jnp.where(_triggered(policy, x), g, fm.tensors[fm.fragment])
+
+
+def _contract(fm, tensors, scale):
+    """The QPD contraction of ``tensors`` (every fragment, as reported) with the cuts'
+    coefficients, the attacked cut's multiplied by ``scale``: ``<O>``."""
+    j = fm.labels[fm.fragment][fm.axis] // 2
+    operands = []
+    for i, c in enumerate(fm.coeffs):
+        operands += [c * jnp.asarray(scale).astype(c.dtype) if i == j else c, [2 * i, 2 * i + 1]]
+    term = 2 * len(fm.coeffs)
+    for t, lab in zip(tensors, fm.labels):
+        operands += [t, list(lab) + [term]]
+    return jnp.dot(jnp.einsum(*operands, [term]), fm.term_coeffs)
+
+
 def policy_value(cc: CutCircuit, obs: PauliSum, policy: Policy, params, x, *,
                  cut_index: int = 0, dtype=jnp.complex64):
-    """The reconstructed ``<O>`` at ``params``/``x`` (one example) under ``policy``;
-    traceable (``jit``/``vmap``/``grad``)."""
+    """The reconstructed ``<O>`` at ``params``/``x`` (one example) under ``policy``: the
+    server contracts the executor's ``reported_tensor`` (all six prepared states' results)
+    with its coefficients; traceable (``jit``/``vmap``/``grad``)."""
     fm = fragment_model(cc, obs, params, x, cut_index=cut_index, dtype=dtype)
-    real = fm.honest.dtype
-    cdt = jnp.complex128 if real == jnp.float64 else jnp.complex64
-    coeffs = list(fm.coeffs)
-    coeffs[cut_index] = coeffs[cut_index] * policy.scale.astype(real)
-    g = jnp.moveaxis(fm.tensors[fm.fragment], fm.axis, 0)
-    shape = (6,) + (1,) * (g.ndim - 1)
-    biased = jnp.clip(g + policy.bias.astype(real).reshape(shape), -1.0, 1.0)
     tensors = list(fm.tensors)
-    tensors[fm.fragment] = jnp.moveaxis(biased, 0, fm.axis)
-    adv = eqx.tree_at(lambda m: (m.coeffs, m.tensors), fm, (tuple(coeffs), tuple(tensors)))
-    attacked = attacked_value(adv, policy.vs.astype(cdt))
-    if not policy.trigger_features:
-        return attacked
-    clean = eqx.tree_at(lambda m: m.coeffs, fm, tuple(coeffs))
-    on = _triggered(policy, x)
-    return jnp.where(on, attacked, attacked_value(clean, jnp.eye(2, dtype=cdt)))
+    tensors[fm.fragment] = reported_tensor(fm, policy, x)
+    return _contract(fm, tensors, policy.scale)
+
+
+def executor_active(policy: Policy, x) -> bool:
+    """Whether the executor's perturbation acts at input ``x`` (always without a trigger)."""
+    return bool(_triggered(policy, x)) if policy.trigger_features else True
 
 
 def _triggered(policy: Policy, x):
