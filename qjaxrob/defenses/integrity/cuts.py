@@ -31,14 +31,17 @@ attack              pair        redundancy   relabelling     physicality
 ==================  ==========  ===========  ==============  =================
 uniform ``V``       cannot see  sees         cannot see      cannot see
 term ``V_b``        sees        sees         sees            sees (non-CP)
-biased terms        sees        sees         sees            sees if non-CP
+biased results      sees        sees         sees            cannot see
 ==================  ==========  ===========  ==============  =================
 
 A uniform ``V`` on the prepared states is an honest circuit with one more gate: every
 statistic of the executor's own results (pair sums, the relabelled reconstructions, the
 Choi matrix of its preparations, which is that of the unitary channel ``V``) is that of an
 honest run of that circuit. Only a comparison with something the adversary does not
-control, a second executor (``redundancy``), can reveal it.
+control, a second executor (``redundancy``), can reveal it. A bias on reported results
+leaves the prepared states honest, so the physicality audit (which measures the states)
+cannot see it. Dishonest post-processing by the server that runs these checks is outside
+what any of them can see.
 """
 
 from __future__ import annotations
