@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+import qjaxrob as qjr
+from qjaxrob.attacks import fragments as fr
 from qjaxrob.defenses import integrity
 from qjaxrob.defenses.integrity import cuts
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import CutError, ParameterError, QjrTypeError
 
 BLOCH = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]], float)
 
@@ -118,9 +120,6 @@ def test_bad_inputs():
 
 
 # ---- a one-cut circuit and its data -------------------------------------------------------
-import qjaxrob as qjr  # noqa: E402
-from qjaxrob.attacks import fragments as fr  # noqa: E402
-from qjaxrob.errors import CutError, QjrTypeError  # noqa: E402
 
 PAULI = [np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1, -1])]
 FLIP0 = np.stack([PAULI[1]] + [np.eye(2)] * 5)  # prepare |1> when asked for |0>

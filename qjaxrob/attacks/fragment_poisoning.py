@@ -257,7 +257,7 @@ class PoisonedTraining(NamedTuple):
     loss: jax.Array
 
 
-def _check_inputs(cc, obs, x, y):
+def _check_inputs(cc, x, y):
     if not isinstance(cc, CutCircuit):
         raise QjrTypeError(f"expected a CutCircuit from qjr.cutting.partition, got "
                            f"{type(cc).__name__}")
@@ -308,7 +308,7 @@ def train(cc: CutCircuit, obs: PauliSum, x, y, policy: Policy | None = None, *, 
         raise QjrTypeError(f"policy must be a Policy, got {type(policy).__name__}")
     if not isinstance(obs, PauliSum):
         raise QjrTypeError(f"obs must be a PauliSum, got {type(obs).__name__}")
-    x, y = _check_inputs(cc, obs, x, y)
+    x, y = _check_inputs(cc, x, y)
     steps = check_positive_int(steps, "steps")
     lr = check_real(learning_rate, "learning_rate", low=0.0, low_open=True)
     dt = check_dtype(dtype)
@@ -326,7 +326,7 @@ def evaluate(cc: CutCircuit, obs: PauliSum, params: dict, x, y, policy: Policy |
     whose label is not ``target``, the fraction classified as ``target`` once the trigger
     is stamped on (``stamp``); ``nan`` without a trigger or without such examples."""
     policy = honest() if policy is None else policy
-    x, y = _check_inputs(cc, obs, x, y)
+    x, y = _check_inputs(cc, x, y)
     target = _terms([target], 2, "target")[0]
     dt = check_dtype(dtype)
     x = x.astype(np.finfo(dt).dtype)
