@@ -381,20 +381,22 @@ def relabelled_values(data: WireCutData):
 def relabelling(key, data: WireCutData, *, shots: int, alpha: float = 0.01,
                 trials: int = 200) -> CheckResult:
     """Secret relabelling as a test: per trial a secret Clifford ``C`` (from the 16 that move
-    the identity term's pair, ``MOVING``); the statistic is the difference of the relabelled
-    and the standard reconstructions from the same shot estimates (``shots`` per entry of
-    ``upstream`` and ``downstream``). Honest: mean ``0``; McDiarmid's inequality (one shot
-    changes the difference by at most ``(2 / shots) |w_t| x`` a row or column sum of the
-    tables' difference) gives the threshold ``sqrt(sum c^2 ln(2 / alpha) / 2)``, the largest
-    over the 16 Cliffords.
+    the identity term's pair, ``MOVING``); ``D`` is the difference of the relabelled and
+    the standard reconstructions from the same shot estimates (``shots`` per entry of
+    ``upstream`` and ``downstream``). Given the upstream estimates ``A_hat``, ``D = sum_{b,t}
+    w_t u[b, t] B_hat[b, t]`` with ``u = (T_C - T_0)^T A_hat``; an honest executor's results
+    satisfy ``sum_b (T_C - T_0)[a, b] B[b, t] = 0``, so ``E[D | A_hat] = 0`` and one shot moves
+    ``D`` by at most ``(2 / shots) |w_t u[b, t]|``. Hoeffding's inequality, conditional on
+    ``A_hat``: the statistic ``|D| / sqrt(sum c^2)`` (``sum c^2 = (4 / shots) sum (w u)^2``)
+    exceeds ``sqrt(ln(2 / alpha) / 2)`` with probability at most ``alpha``.
 
     Peng's decomposition is Clifford covariant except for the identity term, so the two
-    tables differ only in which pair of states serves ``Tr(rho)``: the statistic is
-    ``1/2 sum_t w_t A_I (B_P+ + B_P- - B_0 - B_1)``, a pair-consistency test weighted by
-    the upstream identity results, weaker than ``pair_test`` on the same shots. What the
-    relabelling adds is the secret: an adversary tuned to the standard table achieves only
-    the Clifford average of its effect (``relabelled_values``). Cannot see a uniform ``V``.
-    Cost: none (the same runs, another classical post-processing)."""
+    tables differ only in which pair of states serves ``Tr(rho)``: ``D = 1/2 sum_t w_t
+    A_I (B_P+ + B_P- - B_0 - B_1)``, a pair-consistency test weighted by the upstream
+    identity results, weaker than ``pair_test`` on the same shots. What the relabelling adds
+    is the secret: an adversary tuned to the standard table achieves only the Clifford
+    average of its effect (``relabelled_values``). Cannot see a uniform ``V``. Cost: none (the
+    same runs, another classical post-processing)."""
     shots = check_positive_int(shots, "shots")
     trials = check_positive_int(trials, "trials")
     alpha = check_alpha(alpha)
@@ -402,18 +404,15 @@ def relabelling(key, data: WireCutData, *, shots: int, alpha: float = 0.01,
         raise QjrTypeError(f"expected WireCutData from wire_cut_data, got {type(data).__name__}")
     k_c, k_a, k_b = jax.random.split(check_key(key, "relabelling"), 3)
     which = jax.random.choice(k_c, jnp.asarray(MOVING), (trials,))
-    diffs = RELABELLED[MOVING] - RELABELLED[0]
-    w2 = float(jnp.sum(data.weights**2))
-    sum_c2 = max(4.0 / shots * w2 * (np.sum(np.abs(d).sum(0) ** 2) + np.sum(np.abs(d).sum(1)
-                                                                           ** 2))
-                 for d in diffs)
-    thr = math.sqrt(sum_c2 * math.log(2.0 / alpha) / 2.0)
     a_hat = 2.0 * sample_counts(k_a, data.upstream, shots, trials) / shots - 1.0
     b_hat = 2.0 * sample_counts(k_b, data.downstream, shots, trials) / shots - 1.0
     tables = jnp.asarray(RELABELLED, a_hat.dtype)
-    diff = tables[which] - tables[0]
-    stat = jnp.abs(jnp.einsum("nab,nat,nbt,t->n", diff, a_hat, b_hat,
-                              data.weights.astype(a_hat.dtype)))
+    w = data.weights.astype(a_hat.dtype)
+    wu = jnp.einsum("nab,nat,t->nbt", tables[which] - tables[0], a_hat, w)
+    d = jnp.einsum("nbt,nbt->n", wu, b_hat)
+    sum_c2 = 4.0 / shots * jnp.sum(wu**2, axis=(1, 2))
+    stat = jnp.abs(d) / jnp.sqrt(jnp.maximum(sum_c2, 1e-300))
+    thr = math.sqrt(math.log(2.0 / alpha) / 2.0)
     flagged = stat > thr
     return CheckResult(stat, thr, flagged, float(jnp.mean(flagged)), 0.0)
 
