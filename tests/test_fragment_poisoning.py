@@ -104,12 +104,14 @@ def test_zero_budget_trains_exactly_as_honest(cc, rng):
     key = jax.random.key(3)
     hon = fp.train(cc, OBS, x, y, key=key, steps=15)
     assert hon.history["theta"].shape == (16, 5) and hon.loss.shape == (15,)
+    compiled = fp._train._cache_size()
     for pol in (fp.uniform(0.0), fp.term_dependent(0.0, rng.normal(size=(6, 3))),
                 fp.biased_terms(0.0, [1, 2]), fp.reweighted(0.0, rng.uniform(-1, 1, (4, 6))),
                 fp.dropped(0.0, [(0, 0)])):
         out = fp.train(cc, OBS, x, y, pol, key=key, steps=15)
         for k in ("theta", "w", "b"):
             np.testing.assert_array_equal(out.params[k], hon.params[k])
+    assert fp._train._cache_size() == compiled  # every policy reused honest training's program
     theta0 = hon.history["theta"][0]
     vals = jax.vmap(lambda xi: qjr.expval(_uncut(), OBS, theta0, xi))(x)
     ref = optax.sigmoid_binary_cross_entropy(vals, y.astype(np.float32)).mean()

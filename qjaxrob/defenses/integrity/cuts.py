@@ -13,7 +13,7 @@ false-positive rate is at most ``alpha`` at every shot count, by a finite-sample
 normal approximation), with a stated cost in extra shots. The simulation helpers
 (``pair_consistency``, ``redundancy``, ``relabelling``, ``physicality``) draw the shot
 counts from exact per-entry values for ``trials`` independent repetitions (one binomial per
-entry, vmapped) and return a :class:`CheckResult`; the core tests (``pair_test``, ...) take
+entry) and return a :class:`CheckResult`; ``pair_test`` is the pair-consistency test on
 observed counts.
 
 **Exact tail bound.** Let ``S`` be a sum of ``N`` independent Bernoulli variables with mean
