@@ -115,6 +115,8 @@ def test_bad_inputs():
         integrity.pair_consistency(key, np.zeros((4, 2)), 0, shots=5)
     with pytest.raises(ParameterError, match="PRNG key"):
         integrity.pair_consistency(7, t, 0, shots=5)
+    with pytest.raises(ParameterError, match="at most"):
+        integrity.pair_consistency(key, t, 0, shots=2**24 + 1)
     with pytest.raises(ParameterError, match="even"):
         integrity.symmetric_critical(7, 0.1)
 

@@ -141,13 +141,18 @@ def exact_atol(dtype) -> float:
     return float(1024 * np.finfo(dt).eps)
 
 
+_MAX_SHOTS = 1 << 24
 _CHUNK = 1 << 16  # binomials drawn per compiled call: one compilation serves every shape
 
 
 def sample_counts(key, values, shots: int, trials: int):
     """``(trials,) + values.shape`` int counts of +1 outcomes: one ``Bin(shots, (1 + v) / 2)``
-    per entry and trial (the executor's report of ``values`` from ``shots`` shots)."""
+    per entry and trial (the executor's report of ``values`` from ``shots`` shots; at most
+    ``2**24``, where float32 counts stay exact integers)."""
     trials = check_positive_int(trials, "trials")
+    if check_positive_int(shots, "shots") > _MAX_SHOTS:
+        raise ParameterError(f"shots must be at most {_MAX_SHOTS} (exact float32 counts), got "
+                             f"{shots}")
     p = jnp.clip((1.0 + jnp.asarray(values, jnp.float32)) / 2, 0.0, 1.0)
     flat = jnp.broadcast_to(p, (trials,) + p.shape).reshape(-1)
     n = flat.shape[0]
