@@ -122,21 +122,24 @@ def test_zero_budget_trains_exactly_as_honest(cc, rng):
 
 
 def test_evaluate_clean_accuracy_and_attack_success(cc, rng):
+    """Against the uncut circuit (honest inputs) and the uncut circuit with V inserted at the
+    cut (triggered inputs: the trigger policy's executor applies a uniform V)."""
     x, y = _data(rng, 32)
-    res = fp.PoisonedTraining({"theta": rng.uniform(-3, 3, 5).astype(np.float32),
-                               "w": np.float32(1.5), "b": np.float32(-0.1)}, None, None)
+    params = {"theta": rng.uniform(-3, 3, 5).astype(np.float32), "w": np.float32(1.5),
+              "b": np.float32(-0.1)}
     pol = fp.triggered(fp.uniform(2.0), [3], [3.1], tol=0.01)
-    ev = fp.evaluate(cc, OBS, res.params, x, y, pol)
-    pred = np.asarray(jax.vmap(lambda xi: fp.policy_value(cc, OBS, fp.honest(),
-                                                          res.params["theta"], xi))(x))
-    pred = (res.params["w"] * pred + res.params["b"] > 0).astype(int)
-    assert ev["clean_accuracy"] == pytest.approx(np.mean(pred == y))  # no input triggers
+    ev = fp.evaluate(cc, OBS, params, x, y, pol)
+
+    def predict(circuit, xs):
+        vals = jax.vmap(lambda xi: qjr.expval(circuit, OBS, params["theta"], xi))(xs)
+        return (params["w"] * np.asarray(vals) + params["b"] > 0).astype(int)
+
+    assert ev["clean_accuracy"] == pytest.approx(np.mean(predict(_uncut(), x) == y))
     trig = np.asarray(fp.stamp(pol, x[y != 1]))
-    vals = jax.vmap(lambda xi: fp.policy_value(cc, OBS, fp.uniform(2.0), res.params["theta"],
-                                               xi))(trig)
-    asr = np.mean(np.asarray(res.params["w"] * vals + res.params["b"] > 0))
+    v = np.asarray(fp.uniform(2.0).vs[0])
+    asr = np.mean(predict(fr.uncut_with(cc, 0, v), trig) == 1)
     assert ev["attack_success_rate"] == pytest.approx(asr)
-    assert np.isnan(fp.evaluate(cc, OBS, res.params, x, y)["attack_success_rate"])
+    assert np.isnan(fp.evaluate(cc, OBS, params, x, y)["attack_success_rate"])
 
 
 def test_bad_inputs(cc, rng):
