@@ -203,8 +203,9 @@ def test_bad_input(case):
 @pytest.mark.parametrize("shots", [1, 3, 10, 30])
 def test_detect_level_holds_at_few_shots(case, shots):
     """4000 honest repetitions (one vmapped call): the false-positive count is within the
-    99.9% binomial quantile of alpha = 0.01 (the normal-approximation detector it replaces
-    flagged 0.019-0.025 at 10 shots: about 80-100 here, above the bound of 61)."""
+    99.9% binomial quantile of alpha = 0.01, 61 (the normal-approximation detector it
+    replaces flagged 99-133 at 3 shots and 94-112 at 10 on this fragment, two keys each;
+    the calibrated one 2-12)."""
     _, fm = case
     trials, alpha = 4000, 0.01
     res = attacks.detect(fm, shots=shots, key=jax.random.key(shots), trials=trials,
