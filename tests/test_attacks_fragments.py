@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import random_unitary
 from scipy.linalg import expm
+from scipy.stats import binom
 
 import qjaxrob as qjr
 from qjaxrob import attacks
@@ -190,3 +191,40 @@ def test_bad_input(case):
         attacks.detect(fm, [np.zeros((4, 2)), np.zeros((5, 2))])
     with pytest.raises(ParameterError, match="PRNG key"):
         attacks.detect(fm, shots=10)
+    for alpha in (0.0, 1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="alpha"):
+            attacks.detect(fm, shots=10, key=jax.random.key(0), alpha=alpha)
+        with pytest.raises(ParameterError, match="alpha"):
+            attacks.detect(fm, alpha=alpha)
+    with pytest.raises(ParameterError, match="atol"):
+        attacks.detect(fm, atol=-1.0)
+
+
+@pytest.mark.parametrize("shots", [1, 3, 10, 30])
+def test_detect_level_holds_at_few_shots(case, shots):
+    """4000 honest repetitions (one vmapped call): the false-positive count is within the
+    99.9% binomial quantile of alpha = 0.01, 61 (the normal-approximation detector it
+    replaces flagged 99-133 at 3 shots and 94-112 at 10 on this fragment, two keys each;
+    the calibrated one 2-12)."""
+    _, fm = case
+    trials, alpha = 4000, 0.01
+    res = attacks.detect(fm, shots=shots, key=jax.random.key(shots), trials=trials,
+                         alpha=alpha)
+    assert res.flagged.shape == (trials,)
+    assert int(res.flagged.sum()) <= binom.ppf(0.999, trials, alpha)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_detect_exact_tolerance_follows_dtype(dtype):
+    """A pure global phase rounded to the simulation's precision is honest; a term-dependent
+    flip is flagged in both precisions."""
+    cc = qjr.cutting.partition(_circuit())
+    fm = fr.fragment_model(cc, OBS, P.astype(np.float32 if dtype == jnp.complex64 else float),
+                           X.astype(np.float32 if dtype == jnp.complex64 else float),
+                           dtype=dtype)
+    phase = (np.exp(0.7j) * np.eye(2)).astype(dtype)
+    res = attacks.detect(fm, fr.attacked_tensors(fm, phase))
+    assert not bool(res.flagged[0]) and res.threshold == pytest.approx(
+        1024 * np.finfo(np.finfo(dtype).dtype).eps)
+    flip0 = np.stack([PAULI[1]] + [np.eye(2)] * 5).astype(dtype)
+    assert attacks.detect(fm, fr.attacked_tensors(fm, flip0)).rate == 1.0

@@ -6,7 +6,9 @@ Submodules: ``evasion`` (``fgsm``, ``pgd``, ``attack_model``, ``robust_accuracy_
 ``inversion`` (gradient matching with vmapped restarts, iDLG labels, the analytic
 trigonometric solve, the Fourier-tower encoding and the scaling study), ``fragments``
 (uniform and term-dependent perturbations of a wire cut's prepared states, the
-physicality detector).
+physicality detector), ``fragment_poisoning`` (training a cut classifier while one
+fragment's executor follows an adversarial policy, or the server post-processes
+dishonestly).
 """
 
 from qjaxrob.attacks import evasion, fragments, inversion, state
@@ -39,3 +41,8 @@ from qjaxrob.attacks.state import (
     state_attack_model,
     state_robust_accuracy_curve,
 )
+
+# ---- training-time attacks on cut classifiers ---------------------------------------------
+from qjaxrob.attacks import fragment_poisoning
+from qjaxrob.attacks.fragment_poisoning import Policy as FragmentPolicy
+from qjaxrob.attacks.fragment_poisoning import train as poison_cut_training

@@ -34,17 +34,14 @@ a tiny contraction.
 **Detector.** Honest results satisfy ``B_0 + B_1 = B_+ + B_- = B_{+i} + B_{-i}`` (each pair of
 prepared states sums to ``I``) for every other index of the fragment tensor. A uniform ``V``
 keeps these relations; a term-dependent one generally breaks them. ``detect`` tests them
-from shot estimates (each entry ``B`` estimated from ``shots`` +-1 outcomes, variance
-``(1 - B^2) / shots``): ``z = violation / sqrt(sum of the four variances)``, flagged when
-``max |z|`` exceeds the Bonferroni-corrected two-sided normal quantile at level ``alpha``
-(the false-positive rate on honest runs is then at most about ``alpha``).
+from shot estimates with the calibrated ``qjr.defenses.integrity.pair_test`` (an exact
+binomial bound: the false-positive rate on honest runs is at most ``alpha`` at every shot
+count).
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
-from statistics import NormalDist
 from typing import NamedTuple
 
 import equinox as eqx
@@ -54,9 +51,11 @@ import numpy as np
 import optax
 
 from qjaxrob import cutting
-from qjaxrob.checks import check_key, check_positive_int, check_probability, check_real
+from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import CutCircuit, qpd
+from qjaxrob.defenses.integrity.cuts import (check_alpha, consistency_violations, exact_atol,
+                                             pair_consistency)
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
 from qjaxrob.observables import PauliSum
 from qjaxrob.simulate import expval
@@ -368,18 +367,10 @@ def compare_uncut(cc: CutCircuit, obs: PauliSum, params=None, x=None, *, cut_ind
 
 
 # ---- the detector ---------------------------------------------------------------------------
-def consistency_violations(tensor, axis: int):
-    """``(B_0 + B_1) - (B_+ + B_-)`` and ``(B_0 + B_1) - (B_{+i} + B_{-i})`` along the
-    prepare ``axis`` of a downstream fragment tensor; shape ``(2,) + other axes``. Zero for
-    honest (and uniformly perturbed) fragments."""
-    g = jnp.moveaxis(jnp.asarray(tensor), axis, 0)
-    s = g[0] + g[1]
-    return jnp.stack([s - g[2] - g[3], s - g[4] - g[5]])
-
-
 class Detection(NamedTuple):
-    """``detect`` outcome: ``statistic`` (max ``|z|`` per trial, or the max exact violation),
-    ``threshold``, ``flagged`` per trial, and the flagged ``rate``."""
+    """``detect`` outcome: ``statistic`` (per trial: the largest shot-estimated pair-sum
+    violation, or the exact one), ``threshold``, ``flagged`` per trial, and the flagged
+    ``rate``."""
 
     statistic: jax.Array
     threshold: float
@@ -387,47 +378,29 @@ class Detection(NamedTuple):
     rate: float
 
 
-@partial(jax.jit, static_argnames=("axis", "shots", "trials"))
-def _shot_statistic(key, t, axis, shots, trials):
-    """``max |z|`` of the consistency violations, per trial of shot-estimated entries."""
-    p = jnp.clip((1.0 + t) / 2, 0.0, 1.0)
-    k = jax.random.binomial(key, shots, jnp.broadcast_to(p, (trials,) + t.shape))
-    est = 2.0 * k / shots - 1.0
-    var = jnp.maximum(1.0 - est**2, 1.0 / shots) / shots  # floor: no zero-variance z-scores
-
-    def z(e, v):
-        viol = consistency_violations(e, axis)
-        vv = jnp.moveaxis(v, axis, 0)
-        s_var = vv[0] + vv[1]
-        tot = jnp.stack([s_var + vv[2] + vv[3], s_var + vv[4] + vv[5]])
-        return jnp.max(jnp.abs(viol) / jnp.sqrt(tot))
-
-    return jax.vmap(z)(est, var)
-
-
 def detect(fm: FragmentModel, tensors=None, *, shots: int | None = None, key=None,
-           trials: int = 200, alpha: float = 0.01, atol: float = 1e-9) -> Detection:
-    """Physicality (consistency) test of the downstream fragment results of ``fm``'s cut.
+           trials: int = 200, alpha: float = 0.01, atol: float | None = None) -> Detection:
+    """Physicality (pair-consistency) test of the downstream fragment results of ``fm``'s cut.
 
     ``tensors``: the fragment tensors reported (default: the honest ones of ``fm``; use
     ``attacked_tensors`` or ``qjr.cutting.fragment_values`` of a perturbed circuit).
-    Without ``shots`` the exact violations are compared with ``atol``; with ``shots`` each
-    entry is estimated from ``shots`` +-1 outcomes (``trials`` independent repetitions, one
-    binomial per entry) and tested at level ``alpha`` (module docstring)."""
+    Without ``shots`` the exact violations are compared with ``atol`` (default
+    ``qjr.defenses.integrity.exact_atol`` of the reported tensors' dtype: results computed in
+    complex64 anywhere, the unitaries included, carry float32 rounding and belong in
+    float32). With ``shots`` each entry is estimated from ``shots`` +-1 outcomes
+    (``trials`` independent repetitions) and tested by the calibrated
+    ``qjr.defenses.integrity.pair_test``: false-positive rate at most ``alpha`` at every shot
+    count (an exact binomial bound, not a normal approximation)."""
+    alpha = check_alpha(alpha)
     t = jnp.real(jnp.asarray((fm.tensors if tensors is None else tensors)[fm.fragment]))
     if t.shape != fm.tensors[fm.fragment].shape:
         raise ParameterError(f"tensors[{fm.fragment}] must have shape "
                              f"{fm.tensors[fm.fragment].shape}, got {t.shape}")
     if shots is None:
+        atol = exact_atol(t.dtype) if atol is None else check_real(atol, "atol", low=0.0)
         stat = jnp.max(jnp.abs(consistency_violations(t, fm.axis)))
         flagged = (stat > atol)[None]
         return Detection(stat[None], float(atol), flagged, float(flagged.mean()))
-    shots = check_positive_int(shots, "shots")
-    trials = check_positive_int(trials, "trials")
-    alpha = check_probability(alpha, "alpha")
-    key = check_key(key, "detect")
-    n_checks = int(np.prod(consistency_violations(t, fm.axis).shape))
-    z_crit = NormalDist().inv_cdf(1.0 - alpha / (2 * n_checks))
-    stat = _shot_statistic(key, t, fm.axis, shots, trials)
-    flagged = stat > z_crit
-    return Detection(stat, float(z_crit), flagged, float(flagged.mean()))
+    res = pair_consistency(check_key(key, "detect"), t, fm.axis, shots=shots, alpha=alpha,
+                           trials=trials)
+    return Detection(res.statistic, res.threshold, res.flagged, res.rate)

@@ -15,6 +15,7 @@ from qjaxrob.experiments import (
     barren_plateaus,
     configs,
     cut_ansatz,
+    cut_integrity,
     cut_perturbation,
     evasion_scaling,
     inversion_scaling,
@@ -28,7 +29,7 @@ from qjaxrob.experiments.configs import Field, resolve
 from qjaxrob.experiments.runner import RunResult, Study, load_results, report, run
 
 _MODULES = (inversion_scaling, evasion_scaling, qdp_tradeoff, qfl_byzantine,
-            barren_plateaus, cut_perturbation, cut_ansatz)
+            barren_plateaus, cut_perturbation, cut_ansatz, cut_integrity)
 
 __all__ = ["Field", "RunResult", "Study", "configs", "get_study", "load_results", "plots",
            "report", "resolve", "run", "run_study", "runner", "studies", "training"]
