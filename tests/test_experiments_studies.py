@@ -44,10 +44,33 @@ def test_barren_plateaus_quick(tmp_path):
         glob = [by(rec, n_qubits=n, layers=layers)[0]["var_mean_global"] for n in cfg["qubits"]]
         assert all(a > b for a, b in pairwise(glob)), glob  # vanishes with qubits
     for row in res.summary:
-        assert row["slope_per_qubit"] < 0
+        assert row["slope_per_qubit"] < 0 and row["power_exponent"] < 0
+        assert 0 <= row["r2_exp"] <= 1 and 0 <= row["r2_power"] <= 1
+        assert row["better_fit"] == ("exp" if row["r2_exp"] >= row["r2_power"] else "power")
     slope = {(r["cost"], r["layers"]): r["slope_per_qubit"] for r in res.summary}
     deep = max(cfg["layers"])
     assert slope[("local", deep)] > slope[("global", deep)]  # local costs decay slower
+
+
+def test_barren_plateaus_summary_names_the_better_decay_law():
+    """Summary of the product-RX closed forms (Cerezo et al. 2021): the global cost
+    (1/8)(3/8)^(n-1) is exponential, the local cost 1/(8 n^2) a power law with exponent -2;
+    the summary fits both laws to each and names the right one."""
+    study = experiments.get_study("barren-plateaus")
+    ns = [2, 4, 6, 8, 10]
+    recs = [{"unit": {"n_qubits": n, "layers": 1},
+             "result": {"var_mean_global": 0.125 * 0.375 ** (n - 1),
+                        "var_mean_local": 1 / (8 * n**2)}} for n in ns]
+    rows = {r["cost"]: r for r in study.summarize({"layers": [1]}, recs)}
+    assert rows["global"]["better_fit"] == "exp" and rows["local"]["better_fit"] == "power"
+    assert rows["global"]["slope_per_qubit"] == pytest.approx(np.log(0.375))
+    assert rows["global"]["r2_exp"] == pytest.approx(1.0)
+    assert rows["global"]["r2_power"] < 0.99
+    assert rows["local"]["power_exponent"] == pytest.approx(-2.0)
+    assert rows["local"]["r2_power"] == pytest.approx(1.0)
+    assert rows["local"]["r2_exp"] < 0.99
+    two = study.summarize({"layers": [1]}, recs[:2])  # two sizes: both laws fit exactly
+    assert all(r["better_fit"] is None for r in two)
 
 
 def test_barren_plateaus_closed_forms_and_resume(tmp_path):
