@@ -37,6 +37,11 @@ def by(records, **match):
             if all(json.loads(k)[a] == b for a, b in match.items())]
 
 
+def by_unit(records, **match):
+    return [json.loads(k) for k in records if all(json.loads(k)[a] == b
+                                                  for a, b in match.items())]
+
+
 def test_barren_plateaus_quick(tmp_path):
     rec, res = results("barren-plateaus", tmp_path)
     cfg = configs.resolve(experiments.get_study("barren-plateaus"), quick=True)
@@ -191,3 +196,10 @@ def test_qfl_byzantine_quick(tmp_path):
     acc = {a: by(rec, fraction=0.25, aggregator=a, attack="sign_flip")[0]["accuracy"]
            for a in ("fedavg", "krum", "median")}
     assert acc["krum"] > acc["fedavg"] + 0.2 and acc["median"] > acc["fedavg"] + 0.2
+    # the DP half: DP-FedAvg replaces the rule, one unit per (attack, fraction)
+    dp = by(rec, dp=True)
+    cfg = configs.resolve(experiments.get_study("qfl-byzantine"), quick=True)
+    assert len(dp) == len(cfg["attacks"]) * len(cfg["fractions"])
+    assert all(r["aggregator"] == "dp_fedavg" for r in by_unit(rec, dp=True))
+    assert all(0 < r["epsilon"] < float("inf") for r in dp)
+    assert all(r["epsilon"] is None for r in by(rec, dp=False))
