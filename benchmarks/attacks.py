@@ -25,30 +25,17 @@ import argparse
 import json
 import math
 import os
-import statistics
-import time
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-
 import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
+from benchmarks import harness
 from qjaxrob import attacks
 from qjaxrob.attacks import inversion as inv
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "attacks.json")
-
-
-def _median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def inversion_rates(n, restarts, loop_restarts, steps, repeats):
@@ -64,14 +51,11 @@ def inversion_rates(n, restarts, loop_restarts, steps, repeats):
 
     batched = jax.jit(jax.vmap(one))
     single = jax.jit(one)
-    t0 = time.perf_counter()
-    jax.block_until_ready(batched(x0s))
-    compile_b = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(single(x0s[0]))
-    compile_s = time.perf_counter() - t0
-    tb = _median_time(lambda: batched(x0s), repeats)
-    tl = _median_time(lambda: [single(x0s[i]) for i in range(loop_restarts)], repeats)
+    compile_b = harness.timed_call(batched, x0s)[1]
+    compile_s = harness.timed_call(single, x0s[0])[1]
+    tb = harness.median_time(lambda: batched(x0s), min_reps=repeats)
+    tl = harness.median_time(lambda: [single(x0s[i]) for i in range(loop_restarts)],
+                             min_reps=repeats)
     return dict(n_qubits=n, steps=steps, restarts=restarts, loop_restarts=loop_restarts,
                 batched_s=tb, loop_s=tl, batched_restarts_per_s=restarts / tb,
                 loop_restarts_per_s=loop_restarts / tl, speedup=(restarts / tb) / (loop_restarts / tl),
@@ -109,16 +93,13 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
                                  slots=sl, stop_on_match=stop, workers=workers)
             return jax.block_until_ready(res)
 
-        t0 = time.perf_counter()
-        attack(cases[0])
-        compile_s = time.perf_counter() - t0
+        compile_s = harness.timed_call(attack, cases[0])[1]
         wall = cpu = 0.0
         wins = started = evals = 0
         for case in cases:
-            t0, c0 = time.perf_counter(), time.process_time()
-            res = attack(case)
-            wall += time.perf_counter() - t0
-            cpu += time.process_time() - c0
+            res, w, c = harness.timed_call(attack, case)
+            wall += w
+            cpu += c
             errs = np.asarray(jax.vmap(inv.circular_error, in_axes=(0, None, None))(
                 res.xs[:, 0], case[1], case[4])).max(axis=1)
             ran = np.asarray(res.steps_run) > 0
@@ -146,8 +127,7 @@ def pgd_step_time(n, batch, steps, repeats):
     def run(s):
         return attacks.attack_model(model, x, y, 0.1, steps=s).x_adv
 
-    jax.block_until_ready(run(steps))
-    t = _median_time(lambda: run(steps), repeats)
+    t = harness.median_time(run, steps, warmup=True, min_reps=repeats)
     # steps gradient evaluations + the final loss and both accuracy passes
     return {"n_qubits": n, "batch": batch, "steps": steps, "seconds_total": t,
             "seconds_per_step": t / (steps + 1)}
@@ -172,6 +152,7 @@ def main():
     ap.add_argument("--workers", type=int, nargs="+", default=[0],
                     help="--success: invert's worker threads, one run each (0: its default)")
     args = ap.parse_args()
+    harness.enable_x64()
     out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
     if args.success:
         out["success"] = []
@@ -181,15 +162,13 @@ def main():
                 for row in time_to_success(n, args.seeds, args.restarts, args.slots,
                                            args.fixed_steps, args.max_steps, dtype,
                                            workers=w or None):
-                    print(json.dumps(row, default=float), flush=True)
+                    harness.print_row(row)
                     out["success"].append(row)
     elif args.scaling:
-        def show(r):
-            print(json.dumps(r, default=float), flush=True)
-
         rows = attacks.inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
                                          seeds=args.seeds, restarts=args.restarts,
-                                         steps=args.steps, progress=False, on_row=show)
+                                         steps=args.steps, progress=False,
+                                         on_row=harness.print_row)
         out["scaling"] = rows
     else:
         out["inversion"] = []

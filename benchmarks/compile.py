@@ -1,6 +1,6 @@
 """First-call (trace + compile + run) times of the hardware-efficient ansatz, qjaxrob vs peers.
 
-Workload (issue 11): HEA on n qubits, L layers of RY and RZ on every qubit then a CNOT ring,
+Workload: HEA on n qubits, L layers of RY and RZ on every qubit then a CNOT ring,
 observable <Z0>, complex128, parameter layout ``params[l*2n + r*n + q]`` (as
 ``qjr.qml.hardware_efficient``). Circuits:
 
@@ -39,12 +39,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from benchmarks import harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOOLS = ("repeat", "loop", "random", "random-unrolled", "random-interpreted", "naive",
@@ -174,7 +172,7 @@ def measure_one(tool, mode, n, layers):
     """``{"first_s", "steady_s", "value"}`` of one fresh first call (this process)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    harness.enable_x64()
     jax.config.update("jax_enable_compilation_cache", False)
     import jax.numpy as jnp
     import numpy as np
@@ -189,30 +187,16 @@ def measure_one(tool, mode, n, layers):
     p = jnp.asarray(np.random.default_rng(0).uniform(-np.pi, np.pi, 2 * n * layers))
     jax.block_until_ready(p)
     jax.clear_caches()
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = jax.block_until_ready(fn(p))
-    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(p))
-        times.append(time.perf_counter() - t0)
+    out, first, first_cpu = harness.timed_call(fn, p)
+    steady = harness.median_time(fn, p, min_reps=3)
     value = float(out) if mode == "forward" else float(jnp.sum(out))
-    return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": statistics.median(times), "value": value}
+    return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": steady, "value": value}
 
 
 def run_measurement(tool, mode, n, layers, timeout):
-    cmd = [sys.executable, "-m", "benchmarks.compile", "--one", tool, mode, str(n), str(layers)]
-    root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
-    try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout, check=False,
-                              env=env)
-    except subprocess.TimeoutExpired:
-        return {"first_s": None, "note": f"> {timeout} s (killed)"}
-    if proc.returncode != 0:
-        return {"first_s": None, "note": "failed: " + proc.stderr.strip().splitlines()[-1][:120]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return harness.run_fresh(["-m", "benchmarks.compile", "--one", tool, mode, n, layers],
+                             timeout=timeout, env=env)
 
 
 def _fmt(r):
@@ -247,9 +231,9 @@ def main(argv=None):
                 r = run_measurement(tool, mode, args.qubits, layers, args.timeout)
                 r.update(tool=tool, mode=mode, n=args.qubits, layers=layers)
                 rows.append(r)
-                print(json.dumps(r), flush=True)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "load_average": os.getloadavg(), "argv": sys.argv[1:]}
+                harness.print_row(r)
+    meta = {"machine": harness.machine(), "load_average": harness.load_average(),
+            "argv": sys.argv[1:]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"\nload average {meta['load_average']}\n")

@@ -23,24 +23,22 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from qiskit import QuantumCircuit  # noqa: E402
-from qiskit.quantum_info import PauliList  # noqa: E402
-from qiskit_addon_cutting import (  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import PauliList
+from qiskit_addon_cutting import (
     cut_wires, expand_observables, generate_cutting_experiments, partition_problem,
     reconstruct_expectation_values)
-from qiskit_addon_cutting.instructions import CutWire  # noqa: E402
-from qiskit_addon_cutting.utils.simulation import ExactSampler  # noqa: E402
-from qiskit_aer.primitives import SamplerV2  # noqa: E402
+from qiskit_addon_cutting.instructions import CutWire
+from qiskit_addon_cutting.utils.simulation import ExactSampler
+from qiskit_aer.primitives import SamplerV2
 
-import qjaxrob as qjr  # noqa: E402
-from qjaxrob import cutting  # noqa: E402
+import qjaxrob as qjr
+from benchmarks import harness
+from qjaxrob import cutting
 
 WORDS = [(0, "Z", 15, "Z"), (3, "X", 12, "X"), (7, "Y", 8, "Z")]
 COEFFS = [1.0, 0.5, -0.3]
@@ -109,19 +107,16 @@ def qiskit_pipeline(qc, paulis, sampler, shots):
 
 
 def timed(fn, repeats):
-    out = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, statistics.median(times)
+    """``(value, median seconds)`` of ``repeats`` calls after one untimed warm-up call."""
+    out = fn()
+    return out, harness.median_time(fn, min_reps=repeats, max_reps=repeats)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
+    harness.enable_x64()
     repeats, shots = (1, 1000) if args.quick else (3, 10000)
     thetas = np.random.default_rng(0).uniform(-np.pi, np.pi, 64)
     rows = []
@@ -130,9 +125,8 @@ def main(argv=None):
         obs, paulis = observables(c.n_qubits)
         truth = float(qjr.expval(c, obs, dtype=jnp.complex128))
         cc = cutting.partition(c)
-        t0 = time.perf_counter()
-        jax.block_until_ready(cutting.expval(cc, obs, dtype=jnp.complex128))
-        compile_s = time.perf_counter() - t0
+        compile_s = harness.timed_call(cutting.expval, cc, obs, None, None,
+                                       dtype=jnp.complex128)[1]
         (q_exact, terms, n_sub), tq = timed(
             lambda: qiskit_pipeline(qc, paulis, ExactSampler(), None), repeats)
         mine, tj = timed(lambda: float(jax.block_until_ready(
@@ -141,9 +135,9 @@ def main(argv=None):
                      abs(mine - truth), compile_s, ""))
         q_errs, q_times = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
-            q_s, _, _ = qiskit_pipeline(qc, paulis, SamplerV2(), shots)
-            q_times.append(time.perf_counter() - t)
+            (q_s, _, _), t, _ = harness.timed_call(qiskit_pipeline, qc, paulis, SamplerV2(),
+                                                   shots)
+            q_times.append(t)
             q_errs.append(q_s - truth)
         per_partition = n_sub // 2
         for label, n_shots in (("equal fragment runs", shots * per_partition // len(WORDS)),
@@ -152,9 +146,7 @@ def main(argv=None):
             run = lambda: jax.block_until_ready(cutting.expval(  # noqa: E731
                 cutting.partition(c), obs, dtype=jnp.complex128, shots=n_shots, key=next(keys),
                 return_stderr=True))
-            t0 = time.perf_counter()
-            run()
-            compile_s = time.perf_counter() - t0
+            compile_s = harness.timed_call(run)[1]
             (mine_s, _), tjs = timed(run, repeats)
             outs = [run() for _ in range(100)]
             j_errs = [float(e) - truth for e, _ in outs]

@@ -43,11 +43,12 @@ import argparse
 import importlib.util
 import json
 import os
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+if __package__:
+    from benchmarks import harness
+else:  # run by path (run_measurement, e.g. against a --baseline tree): the harness beside it
+    import harness
 
 PEER_EXACT = {"gate16": 0.565, "wire_gate19": 1.182}
 PEER_SAMPLED = {"gate16": 27.021, "wire_gate19": 70.202}  # 10k shots per subexperiment
@@ -99,7 +100,7 @@ def build(case: str):
 def measure_one(case: str, mode: str):
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    harness.enable_x64()
     import jax.numpy as jnp
     import numpy as np
 
@@ -121,20 +122,14 @@ def measure_one(case: str, mode: str):
         return jax.block_until_ready(cutting.expval(cc, obs, params, dtype=jnp.complex128,
                                                     shots=SHOTS, key=next(keys)))
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    value = call()
-    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
+    value, first, first_cpu = harness.timed_call(call)
+    steady = harness.median_time(call, min_reps=7)
     if mode == "grad":
         truth = jax.grad(lambda p: qjr.expval(c, obs, p, dtype=jnp.complex128))(params)
     else:
         truth = qjr.expval(c, obs, params, dtype=jnp.complex128)
     cc = cutting.partition(c)
-    return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": statistics.median(times),
+    return {"first_s": first, "first_cpu_s": first_cpu, "steady_s": steady,
             "error": float(np.max(np.abs(np.asarray(value) - np.asarray(truth)), initial=0.0)),
             "fragments": [f.n_qubits for f in cc.fragments], "cuts": len(cc.cuts)}
 
@@ -156,15 +151,8 @@ def measure_peer(case: str, mode: str):
             return peer.qiskit_pipeline(qc, paulis, ExactSampler(), None)
         return peer.qiskit_pipeline(qc, paulis, SamplerV2(), SHOTS)
 
-    t0 = time.perf_counter()
-    call()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return {"first_s": first, "steady_s": statistics.median(times)}
+    first = harness.timed_call(call)[1]
+    return {"first_s": first, "steady_s": harness.median_time(call, min_reps=3)}
 
 
 def peer_installed() -> bool:
@@ -173,22 +161,14 @@ def peer_installed() -> bool:
 
 def run_peer(case, mode, timeout):
     """``measure_peer`` in a fresh process; ``None`` if it fails or times out."""
-    cmd = [sys.executable, "-m", "benchmarks.cutting_first_call", "--peer-one", case, mode]
-    root = Path(__file__).resolve().parent.parent
-    try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    if proc.returncode != 0:
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    r = harness.run_fresh(["-m", "benchmarks.cutting_first_call", "--peer-one", case, mode],
+                          timeout=timeout)
+    return None if r.get("first_s") is None else r
 
 
 def run_measurement(case, mode, timeout, cache=None, tree=None):
     """One fresh process; ``tree``: run the code of another checkout (its ``qjaxrob`` and
     first on ``PYTHONPATH``; the measuring code is this file in both cases)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", case, mode]
     env = dict(os.environ)
     if cache:
         env["JAX_COMPILATION_CACHE_DIR"] = cache
@@ -196,17 +176,11 @@ def run_measurement(case, mode, timeout, cache=None, tree=None):
     else:
         env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
         env["QJAXROB_CACHE_DIR"] = "off"
-    root = Path(tree).resolve() if tree else Path(__file__).resolve().parent.parent
+    root = Path(tree).resolve() if tree else harness.ROOT
     if tree:
         env["PYTHONPATH"] = str(root)
-    try:
-        proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout,
-                              check=False, env=env)
-    except subprocess.TimeoutExpired:
-        return {"first_s": None, "note": f"> {timeout} s"}
-    if proc.returncode != 0:
-        return {"first_s": None, "note": "failed: " + proc.stderr.strip().splitlines()[-1][:160]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return harness.run_fresh([Path(__file__).resolve(), "--one", case, mode], timeout=timeout,
+                             env=env, cwd=root)
 
 
 def main(argv=None):
@@ -233,7 +207,7 @@ def main(argv=None):
         print(json.dumps(measure_peer(*args.peer_one)))
         return
     live_peer = peer_installed()
-    print(f"load average {os.getloadavg()}\n")
+    print(f"load average {harness.load_average()}\n")
     print("| case | mode | code | fragments | first call s (CPU s) | steady s | error | load | "
           + ("peer first / steady s (this run) |" if live_peer else "peer s (quoted) |"))
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -253,7 +227,7 @@ def main(argv=None):
                 peer = f"{r['first_s']:.3f} / {r['steady_s']:.3f}" if r else "failed"
             for code, tree in trees:
                 runs = [run_measurement(case, mode, args.timeout, args.cache, tree)]
-                load = os.getloadavg()[0]
+                load = harness.load_average()[0]
                 if args.cache:
                     runs.append(run_measurement(case, mode, args.timeout, args.cache, tree))
                 for tag, r in zip(("", " (warm cache)") if args.cache else ("",), runs):

@@ -27,17 +27,14 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import qjaxrob as qjr  # noqa: E402
+import qjaxrob as qjr
+from benchmarks import harness
 
 LAYERS, P, TRAJECTORIES = 4, 0.01, 1000
 
@@ -132,12 +129,7 @@ def timed(fn, reps: int, budget_s: float):
     """(value, median seconds, calls) after one untimed warm-up call; stops early once
     ``budget_s`` is spent (at least one timed call)."""
     value = fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps and (not times or time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+    times = harness.call_times(fn, min_reps=reps, max_reps=reps, budget_s=budget_s)
     return value, statistics.median(times), len(times)
 
 
@@ -198,6 +190,7 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5, help="timed calls per cell (median)")
     ap.add_argument("--budget", type=float, default=60.0, help="max seconds of timed calls per cell")
     args = ap.parse_args(argv)
+    harness.enable_x64()
     sizes = (6, 8) if args.quick else (6, 8, 10, 12)
     rows = run(sizes, args.reps, args.budget)
     table = markdown(rows, "python -m benchmarks.density " + " ".join(argv or sys.argv[1:]))

@@ -31,7 +31,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import harness
 from qjaxrob import federated as fed
 from qjaxrob.qml import make_vqc
 
@@ -65,21 +65,14 @@ def flower_factory():
                  int(os.environ["QJR_BENCH_ROUNDS"]))
 
 
-def _ready(state):
-    jax.block_until_ready(jax.tree_util.tree_leaves(state.model))
-
-
 def time_vmapped(model, data, cfg, repeats):
+    """Seconds of ``repeats`` warm rounds from the same state (each ended when the new global
+    model is ready), that state and the round's ``RoundInfo``."""
     state = fed.init_state(model, cfg)
-    state, _ = fed.federated_round(state, data, cfg)
-    _ready(state)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        new, info = fed.federated_round(state, data, cfg)
-        _ready(new)
-        times.append(time.perf_counter() - t)
-    return times, state, info
+    state = jax.block_until_ready(fed.federated_round(state, data, cfg)[0])  # warm-up
+    times = harness.call_times(lambda: fed.federated_round(state, data, cfg)[0].model,
+                               min_reps=repeats, max_reps=repeats)
+    return times, state, fed.federated_round(state, data, cfg)[1]
 
 
 _one_client = jax.jit(fed.client_update, static_argnums=6)
@@ -96,13 +89,9 @@ def loop_round(state, data, cfg):
 
 
 def time_loop(model, data, cfg, repeats, state, vmapped_updates):
-    loop_round(state, data, cfg)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        new, updates = loop_round(state, data, cfg)
-        _ready(new)
-        times.append(time.perf_counter() - t)
+    _, updates = loop_round(state, data, cfg)  # warm-up
+    times = harness.call_times(lambda: loop_round(state, data, cfg)[0].model,
+                               min_reps=repeats, max_reps=repeats)
     diff = float(jnp.max(jnp.abs(updates - vmapped_updates)))
     return times, diff
 
@@ -150,7 +139,7 @@ def main(argv=None):
             print(f"n={n:4d} q={q}: " + ", ".join(cells) + f"  (|dU| {diff:.1e})", flush=True)
     meta = {"jax": jax.__version__, "backend": jax.default_backend(),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "load_avg": os.getloadavg(), "command": " ".join([sys.executable, *sys.argv])}
+            "load_avg": harness.load_average(), "command": " ".join([sys.executable, *sys.argv])}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 

@@ -41,15 +41,18 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
-
-jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
-from qjaxrob.kernels import pallas
+import numpy as np
 
 import qjaxrob as qjr
 from qjaxrob import kernels as xla_kernels
+from qjaxrob.kernels import pallas
 from qjaxrob.qml import hardware_efficient
+
+if __package__:
+    from benchmarks import harness
+else:  # run by path (python3 benchmarks/gpu.py): the harness beside it
+    import harness
 
 SECTIONS = ("bw", "check", "memory", "kernel", "forward", "grad", "batched", "density", "traj", "cut",
             "first")
@@ -67,20 +70,14 @@ def left() -> float:
 def emit(**row):
     row["t"] = round(time.time() - T0, 1)
     ROWS.append(row)
-    print(json.dumps(row, default=str), flush=True)
+    harness.print_row(row, default=str)
 
 
 def timeit(fn, *args, min_time=0.3, max_reps=20):
     """``(out, first_s, median_s, min_s)``: the first call (compile + run) and the median
     of at least 3 more, each ended by ``block_until_ready``."""
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t0
-    ts = []
-    while len(ts) < 3 or (sum(ts) < min_time and len(ts) < max_reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        ts.append(time.perf_counter() - t0)
+    out, first, _ = harness.timed_call(fn, *args)
+    ts = harness.call_times(fn, *args, min_reps=3, min_time=min_time, max_reps=max_reps)
     return out, first, statistics.median(ts), min(ts)
 
 
@@ -348,11 +345,7 @@ def custatevec(n, L=4, ref=None):
         cp.cuda.Device().synchronize()
 
     run()
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t0)
+    ts = harness.call_times(run, min_reps=5)
     pr = cp.abs(sv.reshape(2, -1)) ** 2
     val = float(pr[0].sum() - pr[1].sum())
     lib.custatevecDestroy(handle)
@@ -446,9 +439,8 @@ def first_call(n, L, what, ks="xla"):
     p = hea_params(n, L)
     fn = qjr_fn(n, L, jnp.complex64, "adjoint" if what == "adjoint" else "backprop")
     fn = jax.jit(fn if what == "forward" else jax.grad(fn))
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(p))
-    emit(case="first_call", kernels=ks, n=n, L=L, what=what, seconds=time.perf_counter() - t0)
+    emit(case="first_call", kernels=ks, n=n, L=L, what=what,
+         seconds=harness.timed_call(fn, p)[1])
 
 
 # ---- report -------------------------------------------------------------------------------
@@ -479,6 +471,7 @@ def main(argv=None):
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (checks the script on CPU)")
     ap.add_argument("--peers", type=int, default=int(os.environ.get("PEERS", "1")))
     args = ap.parse_args(argv)
+    harness.enable_x64()
     sections = args.sections.split(",")
     smoke = args.smoke
     CFG["budget"] = float(os.environ.get("BENCH_BUDGET", "300"))

@@ -11,13 +11,13 @@ one run); "run" the median of 5 further calls (block_until_ready).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
+from benchmarks import harness
 
 
 def circuit(n: int, layers: int = 2) -> qjr.Circuit:
@@ -53,16 +53,10 @@ def main():
         for terms in (int(t) for t in args.terms.split(",")):
             obs = observable(args.qubits, terms)
             grad = jax.jit(jax.grad(lambda q, o=obs, d=diff: qjr.expval(c, o, q, diff=d)))
-            t0 = time.perf_counter()
-            grad(p).block_until_ready()
-            first = time.perf_counter() - t0
-            runs = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                grad(p).block_until_ready()
-                runs.append(time.perf_counter() - t0)
+            first = harness.timed_call(grad, p)[1]
+            run = harness.median_time(grad, p, min_reps=5)
             print(f"{diff:8s} terms={terms:4d} first={first:7.2f} s "
-                  f"run={np.median(runs) * 1e3:8.3f} ms", flush=True)
+                  f"run={run * 1e3:8.3f} ms", flush=True)
 
 
 if __name__ == "__main__":

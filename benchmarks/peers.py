@@ -32,14 +32,12 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import qjaxrob as qjr  # noqa: E402
-from qjaxrob.qml import hardware_efficient  # noqa: E402
+import qjaxrob as qjr
+from benchmarks import harness
+from qjaxrob.qml import hardware_efficient
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DT = jnp.complex128
@@ -49,11 +47,8 @@ TOL = 1e-8
 def timeit(fn, *args, min_time=0.5, max_reps=30, min_reps=3):
     """(median, min, max) seconds of ``fn(*args)`` after one warm-up call."""
     jax.block_until_ready(fn(*args))
-    times = []
-    while len(times) < min_reps or (sum(times) < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
+    times = harness.call_times(fn, *args, min_reps=min_reps, min_time=min_time,
+                               max_reps=max_reps)
     return statistics.median(times), min(times), max(times)
 
 
@@ -278,9 +273,7 @@ def first_call(table, n, layers, what, engine="qjaxrob"):
     else:
         fn = pennylane_fn(n, layers, "default.qubit")
     fn = jax.jit(fn if what == "forward" else jax.grad(fn))
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(p))
-    dt = time.perf_counter() - t0
+    out, dt, _ = harness.timed_call(fn, p)
     ref = jax.jit(qjr_forward(n, layers) if what == "forward" else
                   jax.grad(qjr_forward(n, layers)))(p)
     name = engine if engine == "qjaxrob" else "pennylane default.qubit+jit"
@@ -342,6 +335,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
     ap.add_argument("--kernels", action="store_true", help="also time single kernels at n=20")
     args = ap.parse_args(argv)
+    harness.enable_x64()
     peers = available_peers()
     table = Table()
     if args.quick:
@@ -369,7 +363,7 @@ def main(argv=None):
     stem = "peers-quick" if args.quick else "peers"
     meta = dict(machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
                 jax=jax.__version__, platform=platform.platform(), dtype="complex128",
-                when=time.strftime("%Y-%m-%d %H:%M:%S"))
+                when=time.strftime("%Y-%m-%d %H:%M:%S"), load_average=harness.load_average())
     (RESULTS / f"{stem}.json").write_text(json.dumps(dict(meta=meta, rows=table.rows), indent=1))
     with open(RESULTS / f"{stem}.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(table.rows[0]))

@@ -18,16 +18,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-
 import jax.numpy as jnp
 import numpy as np
 import pennylane as qml
+
+from benchmarks import harness
 
 DEVICES = ("default.qubit", "qjaxrob.qubit")
 
@@ -46,23 +43,6 @@ def hea(n: int, layers: int):
     return qfunc
 
 
-def first_call(fn, arg):
-    """(seconds of trace + compile + run of a fresh jit, its result)."""
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(arg))
-    return time.perf_counter() - t0, out
-
-
-def median_time(fn, arg, min_time=0.5, max_reps=50, min_reps=5):
-    """Median seconds of ``fn(arg)`` (already compiled)."""
-    times = []
-    while len(times) < min_reps or (sum(times) < min_time and len(times) < max_reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def run(n: int, layers: int) -> dict:
     params = jnp.asarray(np.random.default_rng(n).uniform(-np.pi, np.pi, 2 * n * layers))
     out, values = {}, {}
@@ -70,8 +50,9 @@ def run(n: int, layers: int) -> dict:
         node = qml.QNode(hea(n, layers), qml.device(name, wires=n), interface="jax")
         out[name] = {}
         for what, fn in (("forward", jax.jit(node)), ("grad", jax.jit(jax.grad(node)))):
-            first, values[name, what] = first_call(fn, params)
-            out[name][what] = (first, median_time(fn, params))
+            values[name, what], first, _ = harness.timed_call(fn, params)  # fresh jit
+            out[name][what] = (first, harness.median_time(fn, params, min_reps=5,
+                                                          min_time=0.5, max_reps=50))
     for what in ("forward", "grad"):
         diff = float(jnp.max(jnp.abs(values[DEVICES[0], what] - values[DEVICES[1], what])))
         assert diff < 1e-9, f"devices disagree on the {what}: {diff}"
@@ -83,6 +64,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--layers", type=int, default=4)
     args = parser.parse_args()
+    harness.enable_x64()
     sizes = (4, 8) if args.quick else (8, 12)
     print(f"HEA, L={args.layers}, <Z0>, jax.jit, complex128; medians (first call in brackets)\n")
     print("| n | what | default.qubit | qjaxrob.qubit | ratio default/qjaxrob |")

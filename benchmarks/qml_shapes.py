@@ -12,43 +12,32 @@ Rows are printed as JSON lines (the engine's readout and product-state changes o
 
 from __future__ import annotations
 
-import json
-import statistics
-import time
+import argparse
 
 import jax
 import jax.numpy as jnp
 
 import qjaxrob as qjr
+from benchmarks import harness
 from qjaxrob.qml import angle_encoding, hardware_efficient
 
 BATCHED = [(4, 2, 256), (6, 4, 64), (8, 2, 256), (10, 3, 256)]
 UNBATCHED = [(16, 2), (20, 2)]
 
 
-def _median_ms(fn, *args, repeats=11):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
-
-
-def _first_s(fn, *args):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - t
+def _median_ms(fn, *args):
+    return 1e3 * harness.median_time(fn, *args, min_reps=11)
 
 
 def _row(kind, n, layers, batch, fwd, grad, args):
-    cf, cg = _first_s(fwd, *args), _first_s(grad, *args)
+    cf, cg = harness.timed_call(fwd, *args)[1], harness.timed_call(grad, *args)[1]
     return {"kind": kind, "n_qubits": n, "layers": layers, "batch": batch,
             "forward_ms": _median_ms(fwd, *args), "grad_ms": _median_ms(grad, *args),
             "forward_first_s": cf, "grad_first_s": cg}
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     for n, layers, batch in BATCHED:
         c = angle_encoding(n).circuit + hardware_efficient(n, layers)
         obs = [qjr.Z(w) for w in range(n)]
@@ -60,7 +49,7 @@ def main():
 
         fwd = jax.jit(values)
         grad = jax.jit(jax.value_and_grad(lambda t, xs: jnp.mean(values(t, xs) ** 2)))
-        print(json.dumps(_row("batched", n, layers, batch, fwd, grad, (theta, xs))), flush=True)
+        harness.print_row(_row("batched", n, layers, batch, fwd, grad, (theta, xs)))
     for n, layers in UNBATCHED:
         c = angle_encoding(n).circuit + hardware_efficient(n, layers)
         theta = jnp.linspace(0.0, 1.0, c.n_params, dtype=jnp.float32)
@@ -71,7 +60,7 @@ def main():
 
         fwd = jax.jit(value)
         grad = jax.jit(jax.grad(value, argnums=(0, 1)))
-        print(json.dumps(_row("unbatched", n, layers, 1, fwd, grad, (theta, x))), flush=True)
+        harness.print_row(_row("unbatched", n, layers, 1, fwd, grad, (theta, x)))
 
 
 if __name__ == "__main__":

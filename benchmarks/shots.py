@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 import qjaxrob as qjr
+from benchmarks import harness
 from benchmarks.observable_terms import circuit
-
-
-def _time(f, *args):
-    t = time.perf_counter()
-    jax.block_until_ready(f(*args))
-    return time.perf_counter() - t
 
 
 def main(argv=None):
@@ -49,12 +43,12 @@ def main(argv=None):
     exact = jax.jit(jax.grad(lambda q: qjr.expval(c, obs, q)))
     print(f"{a.qubits} qubits, {c.n_params} parameters, {2 * c.n_params} shifted circuits")
     for name, f in (("value", value), ("grad (parameter shift)", grad)):
-        print(f"{name}: first call {_time(f, shots[0], key):.2f} s")
+        print(f"{name}: first call {harness.timed_call(f, shots[0], key)[1]:.2f} s")
         for n in shots:
-            runs = [_time(f, n, jax.random.fold_in(key, i)) for i in range(5)]
+            runs = [harness.timed_call(f, n, jax.random.fold_in(key, i))[1] for i in range(5)]
             print(f"  shots={n:>7}: median {1e3 * statistics.median(runs):.2f} ms")
-    print(f"exact backprop grad: first call {_time(exact, p):.2f} s, "
-          f"median {1e3 * statistics.median(_time(exact, p) for _ in range(5)):.2f} ms")
+    print(f"exact backprop grad: first call {harness.timed_call(exact, p)[1]:.2f} s, "
+          f"median {1e3 * harness.median_time(exact, p, min_reps=5):.2f} ms")
 
 
 if __name__ == "__main__":

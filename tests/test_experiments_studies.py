@@ -37,6 +37,11 @@ def by(records, **match):
             if all(json.loads(k)[a] == b for a, b in match.items())]
 
 
+def by_unit(records, **match):
+    return [json.loads(k) for k in records if all(json.loads(k)[a] == b
+                                                  for a, b in match.items())]
+
+
 def test_barren_plateaus_quick(tmp_path):
     rec, res = results("barren-plateaus", tmp_path)
     cfg = configs.resolve(experiments.get_study("barren-plateaus"), quick=True)
@@ -44,10 +49,33 @@ def test_barren_plateaus_quick(tmp_path):
         glob = [by(rec, n_qubits=n, layers=layers)[0]["var_mean_global"] for n in cfg["qubits"]]
         assert all(a > b for a, b in pairwise(glob)), glob  # vanishes with qubits
     for row in res.summary:
-        assert row["slope_per_qubit"] < 0
+        assert row["slope_per_qubit"] < 0 and row["power_exponent"] < 0
+        assert 0 <= row["r2_exp"] <= 1 and 0 <= row["r2_power"] <= 1
+        assert row["better_fit"] == ("exp" if row["r2_exp"] >= row["r2_power"] else "power")
     slope = {(r["cost"], r["layers"]): r["slope_per_qubit"] for r in res.summary}
     deep = max(cfg["layers"])
     assert slope[("local", deep)] > slope[("global", deep)]  # local costs decay slower
+
+
+def test_barren_plateaus_summary_names_the_better_decay_law():
+    """Summary of the product-RX closed forms (Cerezo et al. 2021): the global cost
+    (1/8)(3/8)^(n-1) is exponential, the local cost 1/(8 n^2) a power law with exponent -2;
+    the summary fits both laws to each and names the right one."""
+    study = experiments.get_study("barren-plateaus")
+    ns = [2, 4, 6, 8, 10]
+    recs = [{"unit": {"n_qubits": n, "layers": 1},
+             "result": {"var_mean_global": 0.125 * 0.375 ** (n - 1),
+                        "var_mean_local": 1 / (8 * n**2)}} for n in ns]
+    rows = {r["cost"]: r for r in study.summarize({"layers": [1]}, recs)}
+    assert rows["global"]["better_fit"] == "exp" and rows["local"]["better_fit"] == "power"
+    assert rows["global"]["slope_per_qubit"] == pytest.approx(np.log(0.375))
+    assert rows["global"]["r2_exp"] == pytest.approx(1.0)
+    assert rows["global"]["r2_power"] < 0.99
+    assert rows["local"]["power_exponent"] == pytest.approx(-2.0)
+    assert rows["local"]["r2_power"] == pytest.approx(1.0)
+    assert rows["local"]["r2_exp"] < 0.99
+    two = study.summarize({"layers": [1]}, recs[:2])  # two sizes: both laws fit exactly
+    assert all(r["better_fit"] is None for r in two)
 
 
 def test_barren_plateaus_closed_forms_and_resume(tmp_path):
@@ -140,13 +168,23 @@ def test_evasion_scaling_quick(tmp_path):
 
 
 def test_qdp_tradeoff_quick(tmp_path):
-    rec, _ = results("qdp-tradeoff", tmp_path)
+    """More noise buys privacy and certified radius and, with the noise inside the
+    classifier, costs accuracy; probabilities and rotation spreads are kept apart."""
+    rec, res = results("qdp-tradeoff", tmp_path)
+    cfg = configs.resolve(experiments.get_study("qdp-tradeoff"), quick=True)
+    for row in res.summary:
+        want = (sorted(cfg["sigmas"]) if row["channel"] == "random_rotation"
+                else sorted(cfg["levels"]))
+        assert row["parameter"] == ("sigma" if row["channel"] == "random_rotation" else "p")
+        assert row["level"] in want
     for r in rec.values():
         lv = r["levels"]
+        assert lv[-1]["accuracy"] < lv[0]["accuracy"] - 0.05  # the accuracy cost shows
         eps = [v["epsilon"] for v in lv]
         assert all(a > b for a, b in pairwise(eps))  # more noise, more privacy
-        radius = [v["mean_dp_radius"] for v in lv]
-        assert all(a <= b for a, b in pairwise(radius))
+        # the DP radius first grows with the noise (kappa falls), until the noise inside
+        # the circuit erases the margins it certifies
+        assert lv[1]["mean_dp_radius"] > lv[0]["mean_dp_radius"]
         for v in lv:
             assert 0 <= v["certified_accuracy_dp"] <= v["accuracy"] <= 1
 
@@ -158,3 +196,10 @@ def test_qfl_byzantine_quick(tmp_path):
     acc = {a: by(rec, fraction=0.25, aggregator=a, attack="sign_flip")[0]["accuracy"]
            for a in ("fedavg", "krum", "median")}
     assert acc["krum"] > acc["fedavg"] + 0.2 and acc["median"] > acc["fedavg"] + 0.2
+    # the DP half: DP-FedAvg replaces the rule, one unit per (attack, fraction)
+    dp = by(rec, dp=True)
+    cfg = configs.resolve(experiments.get_study("qfl-byzantine"), quick=True)
+    assert len(dp) == len(cfg["attacks"]) * len(cfg["fractions"])
+    assert all(r["aggregator"] == "dp_fedavg" for r in by_unit(rec, dp=True))
+    assert all(0 < r["epsilon"] < float("inf") for r in dp)
+    assert all(r["epsilon"] is None for r in by(rec, dp=False))

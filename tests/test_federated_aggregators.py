@@ -220,3 +220,24 @@ def test_misshaped_updates_are_rejected():
             fed.median(bad)
     with pytest.raises(ParameterError, match="real"):
         fed.fedavg(np.ones((2, 2), complex))
+
+
+def test_ragged_updates_name_the_row_lengths():
+    for rule in (fed.fedavg, fed.median, lambda v: fed.krum(v, 0)):
+        with pytest.raises(ParameterError, match=r"lengths \[2, 1, 2\]"):
+            rule([[1.0, 2.0], [3.0], [4.0, 5.0]])
+
+
+def test_fedconfig_checks_the_aggregator_at_construction():
+    """A rule name without hyper-parameters becomes that rule; one that needs them, an
+    unknown name or a non-callable is refused when the config is built, naming it."""
+    cfg = fed.FedConfig(clients_per_round=2, rounds=1, aggregator="median")
+    u = np.random.default_rng(1).normal(size=(5, 3))
+    np.testing.assert_allclose(cfg.aggregator(u, np.ones(5)), np.median(u, axis=0), rtol=1e-6)
+    assert cfg.aggregator == fed.aggregator("median")
+    with pytest.raises(ParameterError, match="aggregator 'krum' needs hyper-parameters.*f"):
+        fed.FedConfig(clients_per_round=2, rounds=1, aggregator="krum")
+    with pytest.raises(ParameterError, match="unknown aggregator 'mean'"):
+        fed.FedConfig(clients_per_round=2, rounds=1, aggregator="mean")
+    with pytest.raises(QjrTypeError, match=r"aggregator must be a callable.*got 3 \(int\)"):
+        fed.FedConfig(clients_per_round=2, rounds=1, aggregator=3)

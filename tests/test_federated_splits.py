@@ -1,6 +1,7 @@
 """Client data splits: partitions, label and quantity skew, stacking, bad configurations."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -94,3 +95,52 @@ def test_bad_split_configurations_raise():
         fed.stack_clients(np.ones((4, 2)), np.zeros(4), [])
     with pytest.raises(ParameterError, match="PRNG key"):
         fed.iid_split(0, 10, 2)
+
+
+def test_stack_clients_refuses_float_indices_naming_the_value():
+    x, y = np.ones((6, 2)), np.array([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ParameterError, match=r"client 1: indices must be integers.*1\.5"):
+        fed.stack_clients(x, y, [np.array([0, 1]), np.array([2.0, 1.5])])
+    with pytest.raises(ParameterError, match=r"client 0: indices must be integers.*2\.0"):
+        fed.stack_clients(x, y, [np.array([2.0, 3.0]), np.array([4])])  # no truncation
+    with pytest.raises(ParameterError, match="client 0: indices must be integers.*True"):
+        fed.stack_clients(x, y, [np.array([True, False]), np.array([4])])
+    with pytest.raises(ParameterError, match=r"client 1 has index 6 outside \[0, 6\)"):
+        fed.stack_clients(x, y, [np.array([0]), np.array([6])])
+
+
+@pytest.mark.parametrize("bad", [-1, 5, 0.5])
+def test_stack_clients_checks_labels_naming_the_value(bad):
+    x, y = np.ones((6, 2)), np.array([0, 1, 0, 1, 0, 1], float)
+    y[4] = bad
+    parts = [np.arange(3), np.arange(3, 6)]
+    with pytest.raises(ParameterError, match=f"label.*{bad}"):
+        fed.stack_clients(x, y, parts, n_classes=2)
+    if bad != 5:  # without n_classes only the model knows that 5 is out of range
+        with pytest.raises(ParameterError, match=f"label.*{bad}"):
+            fed.stack_clients(x, y, parts)
+
+
+@pytest.mark.parametrize("bad", [-1, 2, 5])
+def test_training_refuses_labels_outside_the_models_classes(bad):
+    """Labels -1 (would wrap to the last class) and >= n_classes never reach training: the
+    round checks the stacked labels against the model, naming the label, even for client
+    data built by hand; padding rows are not checked."""
+    from qjaxrob import qml
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, np.pi, (11, 2)).astype(np.float32)
+    y = rng.integers(0, 2, 11)
+    parts = fed.iid_split(jax.random.key(3), len(x), 3)  # sizes 4, 4, 3: one padding row
+    good = fed.stack_clients(x, y, parts, n_classes=2)
+    model = qml.make_vqc(jax.random.key(1), n_features=2, n_classes=2)
+    cfg = fed.FedConfig(clients_per_round=3, rounds=1, batch_size=4)
+    ys = np.asarray(good.y).copy()
+    ys[1, 2] = bad
+    with pytest.raises(ParameterError, match=f"label {bad} outside the class range 0..1"):
+        fed.federated_round(fed.init_state(model, cfg), good._replace(y=jnp.asarray(ys)), cfg)
+    ys = np.asarray(good.y).copy()
+    ys[2, 3] = bad  # a padding row (client 2 holds 3 examples)
+    state, info = fed.federated_round(fed.init_state(model, cfg),
+                                      good._replace(y=jnp.asarray(ys)), cfg)
+    assert np.all(np.isfinite(np.asarray(info.aggregate)))

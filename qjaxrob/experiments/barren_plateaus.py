@@ -8,20 +8,19 @@ parameter vectors ``theta ~ U[0, 2pi)^P`` and computes, from ONE simulation per 
 
 * global ``C_G = 1 - P(0...0)``; local ``C_L = (1/2)(1 - (1/n) sum_q <Z_q>)``.
 
-It records ``Var[dC/dtheta_k]`` (sample variance, ddof=1) averaged over all parameters and
-for the first parameter, and fits ``log Var = slope * n + intercept`` per cost and depth
-(``qml.fit_decay``, exponential decay as in McClean et al., Nat. Commun. 9, 4812, 2018).
-``exp(slope)`` is the variance ratio per added qubit; a barren plateau is a slope that stays
-negative as depth grows. The ansatz ``product_rx`` (one RX per qubit) has closed forms,
+It records ``Var[dC/dtheta_k]`` (``qml.landscape.gradient_variance``, sample variance,
+ddof=1) averaged over all parameters and for the first parameter, and fits per cost and
+depth both decay laws (``qml.fit_decay``): exponential, ``log Var = slope * n +
+intercept`` (McClean et al., Nat. Commun. 9, 4812, 2018), and power law, ``log Var =
+exponent * log n + intercept``, each with its ``R^2``; ``better_fit`` names the law that
+fits better. ``exp(slope)`` is the variance ratio per added qubit; a barren plateau is
+exponential decay that stays as depth grows, while a shallow local cost decays only
+polynomially (Cerezo et al.). The ansatz ``product_rx`` (one RX per qubit) has closed forms,
 ``Var[dC_G/dtheta_0] = (1/8)(3/8)^(n-1)`` and ``Var[dC_L/dtheta_0] = 1/(8 n^2)``.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
@@ -30,7 +29,7 @@ from qjaxrob.experiments import plots
 from qjaxrob.experiments.configs import Field
 from qjaxrob.experiments.runner import Study
 
-COSTS = ("global", "local")
+COSTS = qml.landscape.COSTS  # ("global", "local")
 ANSATZE = ("hardware_efficient", "strongly_entangling", "product_rx")
 
 FIELDS = {
@@ -53,37 +52,38 @@ def build_ansatz(name: str, n: int, layers: int) -> qjr.Circuit:
     return getattr(qml, name)(n, layers)
 
 
-def costs(circuit: qjr.Circuit, params, dtype):
-    """``(C_G, C_L)`` of ``circuit`` at ``params`` from one probability vector."""
-    n = circuit.n_qubits
-    p = qjr.probs(circuit, params, dtype=dtype)
-    bits = (np.arange(2**n)[:, None] >> np.arange(n - 1, -1, -1)) & 1
-    z = jnp.asarray(1 - 2 * bits, p.dtype).T @ p  # <Z_q>, q = 0..n-1
-    return jnp.stack([1.0 - p[0], 0.5 * (1.0 - jnp.mean(z))])
-
-
-@partial(jax.jit, static_argnames=("circuit", "n_samples", "dtype"))
-def gradient_variances(key, circuit, n_samples, dtype):
-    """``Var[dC/dtheta_k]`` for both costs, shape ``(2, P)`` (rows: global, local)."""
-    real = np.finfo(np.dtype(dtype)).dtype
-    thetas = jax.random.uniform(key, (n_samples, circuit.n_params), real, 0.0, 2 * np.pi)
-    grads = jax.vmap(jax.jacrev(lambda t: costs(circuit, t, dtype)))(thetas)  # (S, 2, P)
-    return jnp.var(grads, axis=0, ddof=1)
-
-
 def units(config):
     return [{"n_qubits": n, "layers": l} for l in config["layers"] for n in config["qubits"]]
 
 
 def run_unit(config, context, unit, key):
     c = build_ansatz(config["ansatz"], unit["n_qubits"], unit["layers"])
-    var = np.asarray(gradient_variances(key, c, config["n_samples"],
-                                        np.dtype(config["dtype"])), np.float64)
+    var = np.asarray(qml.landscape.gradient_variance(key, c, COSTS, config["n_samples"],
+                                                     dtype=np.dtype(config["dtype"])),
+                     np.float64)
     out = {"n_params": c.n_params}
     for i, cost in enumerate(COSTS):
         out[f"var_mean_{cost}"] = float(var[i].mean())
         out[f"var_first_{cost}"] = float(var[i, 0])
     return out
+
+
+def decay_fits(pts) -> dict:
+    """Both decay laws fitted to ``[(n, Var)]``: the exponential rate (``slope_per_qubit``,
+    ``ratio_per_qubit = exp(slope)``), the power-law exponent, the ``R^2`` of ``log Var``
+    of each, and ``better_fit`` (``"exp"`` or ``"power"``, the larger ``R^2``; ``None``
+    with fewer than three sizes, where both fit exactly)."""
+    row = dict.fromkeys(("slope_per_qubit", "ratio_per_qubit", "r2_exp", "power_exponent",
+                         "r2_power", "better_fit"))
+    if len(pts) < 2 or not all(v > 0 for _, v in pts):
+        return row
+    exp = qml.fit_decay(*zip(*pts), model="exp")
+    power = qml.fit_decay(*zip(*pts), model="power")
+    row.update(slope_per_qubit=exp.slope, ratio_per_qubit=float(np.exp(exp.slope)),
+               r2_exp=exp.r_squared, power_exponent=power.slope, r2_power=power.r_squared)
+    if len(pts) >= 3:
+        row["better_fit"] = "exp" if exp.r_squared >= power.r_squared else "power"
+    return row
 
 
 def summarize(config, records):
@@ -92,14 +92,10 @@ def summarize(config, records):
         for layers in config["layers"]:
             pts = sorted((r["unit"]["n_qubits"], r["result"][f"var_mean_{cost}"])
                          for r in records if r["unit"]["layers"] == layers)
-            row = {"cost": cost, "layers": layers, "qubits": " ".join(str(n) for n, _ in pts),
-                   "var_min_qubits": pts[0][1] if pts else None,
-                   "var_max_qubits": pts[-1][1] if pts else None,
-                   "slope_per_qubit": None, "ratio_per_qubit": None}
-            if len(pts) >= 2 and all(v > 0 for _, v in pts):
-                fit = qml.fit_decay(*zip(*pts), model="exp")
-                row.update(slope_per_qubit=fit.slope, ratio_per_qubit=float(np.exp(fit.slope)))
-            rows.append(row)
+            rows.append({"cost": cost, "layers": layers,
+                         "qubits": " ".join(str(n) for n, _ in pts),
+                         "var_min_qubits": pts[0][1] if pts else None,
+                         "var_max_qubits": pts[-1][1] if pts else None, **decay_fits(pts)})
     return rows
 
 

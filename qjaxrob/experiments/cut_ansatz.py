@@ -27,7 +27,6 @@ import numpy as np
 import qjaxrob as qjr
 from qjaxrob import qml
 from qjaxrob.experiments import plots
-from qjaxrob.experiments.barren_plateaus import gradient_variances
 from qjaxrob.experiments.configs import Field
 from qjaxrob.experiments.runner import Study
 from qjaxrob.experiments.training import accuracy, fit_full_batch
@@ -63,8 +62,8 @@ def run_unit(config, context, unit, key):
     model = qml.make_vqc(k_model, n_features=n, n_classes=2, ansatz=name, layers=layers)
     model = fit_full_batch(model, x[tr], y[tr], steps=config["train_steps"],
                            learning_rate=config["learning_rate"])
-    var = np.asarray(gradient_variances(k_var, c, config["n_samples"], np.dtype("complex64")),
-                     np.float64)
+    var = np.asarray(qml.landscape.gradient_variance(k_var, c, ("global", "local"),
+                                                     config["n_samples"]), np.float64)
     return {
         "n_params": c.n_params,
         "boundary_crossings": qml.boundary_crossings(c, n // 2),

@@ -12,10 +12,11 @@ aggregates with one rule of ``qjr.federated`` (``fedavg``, ``krum`` and ``multi_
 with ``f`` = the number of malicious clients, ``median``, ``trimmed_mean`` with
 ``beta = fraction``, ``norm_clip`` with ``tau``, ``geometric_median``), or, with ``dp``,
 with client-level DP-FedAvg (``qjr.defenses.privacy.dp_fedavg``: clipping at ``tau`` plus
-Gaussian noise, epsilon from ``dp-accounting``; the robust rule is then not used, so the DP
-rows show what DP alone does against the attack). Each unit is one (aggregator, attack,
-fraction, dp) cell: final test accuracy, attack success (test error for untargeted attacks,
-flipped-label rate for label flipping) and epsilon. Expected: FedAvg collapses under
+Gaussian noise, epsilon from ``dp-accounting``; it replaces the aggregation rule, so the DP
+rows, aggregator ``"dp_fedavg"``, show what DP alone does against the attack). Each unit is
+one (aggregator, attack, fraction) cell without DP, or one (attack, fraction) cell with
+it: final test accuracy, attack success (test error for untargeted attacks, flipped-label
+rate for label flipping) and epsilon. Expected: FedAvg collapses under
 sign flipping while Krum and the median hold.
 """
 
@@ -44,7 +45,7 @@ FIELDS = {
                      choices=ATTACKS),
     "fractions": Field([0.0, 0.1, 0.2, 0.3], "fraction of malicious clients",
                        quick=[0.0, 0.25], low=0.0, high=0.49),
-    "dp": Field([False, True], "without / with client-level DP-FedAvg", quick=[False]),
+    "dp": Field([False, True], "without / with client-level DP-FedAvg (replaces the rule)"),
     "n_qubits": Field(4, "classifier qubits (= features)", quick=2, low=1, high=12),
     "layers": Field(2, "hardware-efficient ansatz depth", low=1),
     "n_clients": Field(20, "clients (all take part in every round)", quick=8, low=3),
@@ -92,10 +93,15 @@ def setup(config, key):
     return {"data": data, "test": (x[n_train:], y[n_train:]), "model": model}
 
 
+DP_AGGREGATOR = "dp_fedavg"
+
+
 def units(config):
+    """One unit per (aggregator, attack, fraction) without DP; with DP the rule is replaced
+    by DP-FedAvg, so one unit per (attack, fraction), aggregator ``"dp_fedavg"``."""
     return [{"aggregator": a, "attack": t, "fraction": float(f), "dp": bool(d)}
             for d in config["dp"] for t in config["attacks"] for f in config["fractions"]
-            for a in config["aggregators"]]
+            for a in ([DP_AGGREGATOR] if d else config["aggregators"])]
 
 
 def run_unit(config, ctx, unit, key):
@@ -113,7 +119,8 @@ def run_unit(config, ctx, unit, key):
         cfg = federated.FedConfig(
             clients_per_round=n, rounds=config["rounds"], local_steps=config["local_steps"],
             batch_size=config["batch_size"], client_optimizer=optax.sgd(config["client_lr"]),
-            aggregator=_aggregator(unit["aggregator"], f, n, unit["fraction"], config["tau"]),
+            aggregator=(federated.aggregator("fedavg") if unit["dp"] else
+                        _aggregator(unit["aggregator"], f, n, unit["fraction"], config["tau"])),
             malicious=malicious, poison_updates=poison_updates if f else None,
             poison_data=poison_data if f else None,
             attack_target=poison_data.target if (f and poison_data is not None) else None,
@@ -133,17 +140,19 @@ def summarize(config, records):
 
 
 def plot(config, records, out_dir):
-    panels = [(t, d) for d in config["dp"] for t in config["attacks"]]
-    fig, axes = plots.figure(len(panels), width=3.6)
-    for ax, (attack, dp) in zip(axes, panels):
-        for agg in config["aggregators"]:
+    fig, axes = plots.figure(len(config["attacks"]), width=3.6)
+    rules = [a for a in config["aggregators"] if False in config["dp"]]
+    rules += [DP_AGGREGATOR] if True in config["dp"] else []
+    for ax, attack in zip(axes, config["attacks"]):
+        for agg in rules:
             pts = sorted((r["unit"]["fraction"], r["result"]["accuracy"]) for r in records
-                         if r["unit"]["attack"] == attack and r["unit"]["dp"] == dp
-                         and r["unit"]["aggregator"] == agg and "accuracy" in r["result"])
+                         if r["unit"]["attack"] == attack and r["unit"]["aggregator"] == agg
+                         and "accuracy" in r["result"])
             if pts:
-                ax.plot(*zip(*pts), "o-", label=agg)
+                ax.plot(*zip(*pts), "s--" if agg == DP_AGGREGATOR else "o-",
+                        label="DP-FedAvg" if agg == DP_AGGREGATOR else agg)
         ax.set(xlabel="malicious fraction", ylabel="test accuracy", ylim=(-0.05, 1.05),
-               title=f"{attack}" + (", DP-FedAvg" if dp else ""))
+               title=attack)
     axes[0].legend(fontsize=7)
     return [plots.save(fig, out_dir, "qfl_byzantine")]
 

@@ -58,6 +58,24 @@ def _is_traced(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 
 
+def _as_array(updates, name: str) -> np.ndarray:
+    """``np.asarray(updates)``, or ``ParameterError`` naming the row lengths of ragged
+    rows (or the value that is not a number)."""
+    try:
+        return np.asarray(updates)
+    except (ValueError, TypeError) as exc:
+        try:
+            lengths = [len(row) for row in updates]
+        except TypeError:
+            lengths = None
+        if lengths is not None and len(set(lengths)) > 1:
+            raise ParameterError(
+                f"{name} rows must all have one length (dim), got rows of lengths {lengths}"
+            ) from None
+        raise ParameterError(f"{name} must be a 2-D array of numbers, got {updates!r:.200}: "
+                             f"{exc}") from None
+
+
 def check_updates(updates, name: str = "updates", client_ids=None):
     """``updates`` as a 2-D float array ``(n_clients, dim)`` with finite rows.
 
@@ -65,7 +83,7 @@ def check_updates(updates, name: str = "updates", client_ids=None):
     if given, else the row index): eagerly for concrete values, through
     ``equinox.branched_error_if`` under ``jit``."""
     if not (_is_traced(updates) or isinstance(updates, jax.Array)):
-        updates = np.asarray(updates)
+        updates = _as_array(updates, name)
     if updates.ndim != 2 or updates.shape[0] < 1:
         raise ParameterError(
             f"{name} must have shape (n_clients >= 1, dim), got shape {tuple(updates.shape)}"

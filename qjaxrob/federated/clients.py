@@ -20,10 +20,14 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["client_update", "flatten", "local_updates", "unflatten"]
+from qjaxrob.qml.data import check_labels
+
+__all__ = ["check_client_labels", "client_update", "flatten", "local_updates", "n_classes_of",
+           "unflatten"]
 
 
 def flatten(model):
@@ -122,13 +126,37 @@ def client_update(model, key, x, y, count, malicious, spec):
     return w0 - _train_steps(to_model, w0, k_train, x, y, count, spec)
 
 
-@eqx.filter_jit
+def n_classes_of(model, example) -> int:
+    """The number of classes of ``model``: its ``n_classes`` attribute, else the length of
+    its logits for one ``example`` (``jax.eval_shape``, nothing computed)."""
+    n = getattr(model, "n_classes", None)
+    return int(n) if n is not None else int(jax.eval_shape(model, example).shape[-1])
+
+
+def check_client_labels(model, x, y, counts) -> None:
+    """Raises ``ParameterError`` naming the first label of a valid row (``< counts[i]``)
+    outside ``0..n_classes-1`` of ``model`` (``qjaxrob.qml.data.check_labels``); traced
+    labels are not checked (check them before ``jit``)."""
+    if any(isinstance(a, jax.core.Tracer) for a in (x, y, counts)):
+        return
+    y, counts = np.asarray(y), np.asarray(counts)
+    valid = np.arange(y.shape[-1]) < counts[..., None]
+    check_labels(y[valid], n_classes_of(model, jnp.asarray(x)[(0,) * (x.ndim - 1)]))
+
+
 def local_updates(model, key, ids, x, y, counts, malicious, spec):
     """All clients of a round at once: ``(m, dim)`` updates for the stacked client axis
     (``ids`` ``(m,)`` client ids, ``x`` ``(m, max_n, n_features)``, ``y`` ``(m, max_n)``,
     ``counts`` ``(m,)``, ``malicious`` ``(m,)`` bool). Client ``i`` uses the key
     ``fold_in(key, ids[i])``, so its update does not depend on which other clients were
-    sampled or on the layout (a sharded client axis gives the same result)."""
+    sampled or on the layout (a sharded client axis gives the same result). Concrete
+    labels are checked against the model's classes first (:func:`check_client_labels`)."""
+    check_client_labels(model, x, y, counts)
+    return _local_updates(model, key, ids, x, y, counts, malicious, spec)
+
+
+@eqx.filter_jit
+def _local_updates(model, key, ids, x, y, counts, malicious, spec):
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
     return jax.vmap(client_update, in_axes=(None, 0, 0, 0, 0, 0, None))(
         model, keys, x, y, counts, malicious, spec)

@@ -35,7 +35,8 @@ from collections.abc import Callable
 import optax
 
 from qjaxrob.checks import check_int, check_positive_int
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.federated.aggregators import AGGREGATORS
 from qjaxrob.federated.aggregators import aggregator as _make_aggregator
 
 __all__ = ["MODES", "ClientSpec", "FedConfig"]
@@ -45,6 +46,27 @@ MODES = ("fedavg", "fedsgd")
 DEFAULT_CLIENT_OPTIMIZER = optax.sgd(0.1)
 DEFAULT_SERVER_OPTIMIZER = optax.sgd(1.0)
 DEFAULT_AGGREGATOR = _make_aggregator("fedavg")
+
+
+def _check_aggregator(rule):
+    """``rule`` if callable; a name of a rule without hyper-parameters (``"fedavg"``,
+    ``"median"``, ...) becomes that rule; anything else raises naming the value."""
+    if isinstance(rule, str):
+        if rule not in AGGREGATORS:
+            raise ParameterError(f"unknown aggregator {rule!r}; choose from {AGGREGATORS} or "
+                                 "pass a callable rule(updates, weights)")
+        try:
+            return _make_aggregator(rule)
+        except ParameterError as exc:
+            raise ParameterError(
+                f"aggregator {rule!r} needs hyper-parameters ({exc}): pass "
+                f"qjr.federated.aggregator({rule!r}, ...) with them, e.g. "
+                "aggregator('krum', f=2)"
+            ) from None
+    if not callable(rule):
+        raise QjrTypeError(f"aggregator must be a callable rule(updates, weights) or a rule "
+                           f"name, got {rule!r} ({type(rule).__name__})")
+    return rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +104,9 @@ class FedConfig:
         client_optimizer / server_optimizer: ``optax`` transformations (defaults
             ``sgd(0.1)`` / ``sgd(1.0)``).
         aggregator: ``rule(updates, weights) -> (dim,)`` (default FedAvg weighted by
-            client example counts; see :func:`~qjaxrob.federated.aggregator`).
+            client example counts; see :func:`~qjaxrob.federated.aggregator`), or the
+            name of a rule without hyper-parameters (``"fedavg"``, ``"median"``,
+            ``"geometric_median"``, ``"fltrust"``); checked at construction.
         malicious: ids of the malicious clients.
         seed: base of every PRNG key of the run.
         shard: lay the client axis of each round out over all local devices.
@@ -111,6 +135,7 @@ class FedConfig:
     shard: bool = False
 
     def __post_init__(self):
+        object.__setattr__(self, "aggregator", _check_aggregator(self.aggregator))
         check_positive_int(self.clients_per_round, "clients_per_round")
         check_int(self.rounds, "rounds", minimum=0)
         if self.mode not in MODES:

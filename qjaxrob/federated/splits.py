@@ -25,6 +25,7 @@ import numpy as np
 
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
+from qjaxrob.qml.data import check_labels
 
 __all__ = [
     "ClientData",
@@ -133,21 +134,39 @@ def quantity_skew_split(key, n_examples: int, n_clients: int, alpha: float, *,
     return [np.sort(p) for p in np.split(perm, np.cumsum(sizes)[:-1])]
 
 
-def stack_clients(x, y, parts) -> ClientData:
-    """Gathers ``x[part]``, ``y[part]`` per client and zero-pads them to the largest part."""
+def _check_part(i: int, p, n: int) -> np.ndarray:
+    p = np.asarray(p)
+    if p.ndim != 1 or p.size == 0:
+        raise ParameterError(f"client {i} has no examples (part of shape {p.shape})")
+    if not np.issubdtype(p.dtype, np.integer):
+        frac = p[np.mod(p, 1) != 0] if p.dtype.kind == "f" else p[:0]
+        shown = frac[0].item() if frac.size else p[0].item()
+        raise ParameterError(f"client {i}: indices must be integers (never truncated), got "
+                             f"index {shown!r} of dtype {p.dtype}")
+    bad = p[(p < 0) | (p >= n)]
+    if bad.size:
+        raise ParameterError(f"client {i} has index {bad[0].item()} outside [0, {n})")
+    return p.astype(np.int64)
+
+
+def stack_clients(x, y, parts, *, n_classes: int | None = None) -> ClientData:
+    """Gathers ``x[part]``, ``y[part]`` per client and zero-pads them to the largest part.
+
+    ``y`` holds integer class labels (``qjaxrob.qml.data.check_labels``): with
+    ``n_classes`` each must lie in ``0..n_classes-1``; without it they must be non-negative
+    (the model's class count is checked again when clients train). ``parts`` are integer
+    index arrays into ``x``."""
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ParameterError(
             f"need x of shape (n, n_features) and y of shape (n,), got {x.shape} and {y.shape}"
         )
-    parts = [np.asarray(p, np.int64) for p in parts]
+    if n_classes is None:
+        n_classes = int(np.max(y, initial=0)) + 1 if y.size and np.all(np.isfinite(y)) else 1
+    y = check_labels(y, check_positive_int(n_classes, "n_classes"))
+    parts = [_check_part(i, p, x.shape[0]) for i, p in enumerate(parts)]
     if not parts:
         raise ParameterError("stack_clients needs at least one client part, got none")
-    for i, p in enumerate(parts):
-        if p.ndim != 1 or p.size == 0:
-            raise ParameterError(f"client {i} has no examples (part of shape {p.shape})")
-        if p.min() < 0 or p.max() >= x.shape[0]:
-            raise ParameterError(f"client {i} has an index outside [0, {x.shape[0]})")
     max_n = max(p.size for p in parts)
     xs = np.zeros((len(parts), max_n, x.shape[1]), x.dtype)
     ys = np.zeros((len(parts), max_n), np.int32)

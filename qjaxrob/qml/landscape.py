@@ -6,16 +6,20 @@ For a circuit ``U(theta)`` on ``n`` qubits started in ``|0...0>`` the two refere
 * global: ``C_G = 1 - <0...0| rho |0...0>`` (one minus the all-zeros probability);
 * local:  ``C_L = 1 - (1/n) sum_q P(wire q = 0) = (1/2)(1 - (1/n) sum_q <Z_q>)``.
 
+``cost_values`` evaluates any of them from one simulated probability vector.
 ``gradient_variance`` draws ``theta ~ U[0, 2pi)^P`` and returns ``Var[dC/dtheta_k]`` for
-every parameter ``k`` from one ``vmap`` of ``jax.grad`` over the draws. ``fit_decay`` fits
-``log Var = slope * n + intercept`` (exponential decay, McClean et al., Nat. Commun. 9,
-4812, 2018) or ``log Var = slope * log n + intercept`` (power law). Checkable closed forms
+every parameter ``k`` (and every cost, for a tuple of costs) from one ``vmap`` of
+``jax.jacrev`` over the draws. ``fit_decay`` fits ``log Var = slope * n + intercept``
+(exponential decay, McClean et al., Nat. Commun. 9, 4812, 2018) or
+``log Var = slope * log n + intercept`` (power law), with the coefficient of determination
+of ``log Var`` so that the two models can be compared. Checkable closed forms
 for the product-``RX`` circuit: ``Var[dC_G/dtheta_1] = (1/8)(3/8)^(n-1)``,
 ``Var[dC_L/dtheta_1] = 1/(8 n^2)``.
 """
 
 from __future__ import annotations
 
+from functools import cache, partial
 from typing import NamedTuple
 
 import jax
@@ -24,52 +28,92 @@ import numpy as np
 
 from qjaxrob.circuit import Circuit
 from qjaxrob.errors import ParameterError
-from qjaxrob.observables import Z
-from qjaxrob.simulate import expval, probs
+from qjaxrob.simulate import probs
 
-__all__ = ["global_cost", "local_cost", "gradient_variance", "variance_scaling", "DecayFit",
-           "fit_decay"]
+__all__ = ["COSTS", "cost_values", "global_cost", "local_cost", "gradient_variance",
+           "variance_scaling", "DecayFit", "fit_decay"]
+
+
+def _global_from_probs(p, n: int):
+    return 1.0 - p[0]
+
+
+def _local_from_probs(p, n: int):
+    t = p.reshape((2,) * n)
+    p0 = jnp.stack([jnp.sum(jnp.take(t, 0, axis=q)) for q in range(n)])  # P(wire q = 0)
+    return 1.0 - jnp.mean(p0)
+
+
+_FROM_PROBS = {"global": _global_from_probs, "local": _local_from_probs}
+COSTS = tuple(_FROM_PROBS)
+
+
+def _check_names(costs) -> tuple:
+    names = tuple(costs)
+    bad = [c for c in names if c not in _FROM_PROBS]
+    if bad or not names:
+        raise ParameterError(f"costs must be a non-empty tuple of 'global'/'local', got "
+                             f"{costs!r}")
+    return names
+
+
+def cost_values(circuit: Circuit, params, costs=COSTS, *, dtype=jnp.complex64):
+    """The named costs (``"global"``, ``"local"``) at ``params`` from ONE probability
+    vector, shape ``(len(costs),)``."""
+    names = _check_names(costs)
+    p = probs(circuit, params, dtype=dtype)
+    return jnp.stack([_FROM_PROBS[c](p, circuit.n_qubits) for c in names])
 
 
 def global_cost(circuit: Circuit, params, *, dtype=jnp.complex64):
     """``1 - P(|0...0>)`` (scalar)."""
-    return 1.0 - probs(circuit, params, dtype=dtype)[0]
+    return cost_values(circuit, params, ("global",), dtype=dtype)[0]
 
 
 def local_cost(circuit: Circuit, params, *, dtype=jnp.complex64):
-    """``(1/2)(1 - (1/n) sum_q <Z_q>)`` (scalar)."""
-    n = circuit.n_qubits
-    z = expval(circuit, [Z(q) for q in range(n)], params, dtype=dtype)
-    return 0.5 * (1.0 - jnp.mean(z))
+    """``1 - (1/n) sum_q P(wire q = 0) = (1/2)(1 - (1/n) sum_q <Z_q>)`` (scalar)."""
+    return cost_values(circuit, params, ("local",), dtype=dtype)[0]
 
 
-_COSTS = {"global": global_cost, "local": local_cost}
+@cache
+def _named_costs(names: tuple):
+    return partial(cost_values, costs=names)  # one object per tuple: one jit cache entry
 
 
 def _cost_fn(cost):
+    """A function ``(circuit, params, dtype=) -> scalar or (k,)`` for ``cost``."""
     if callable(cost):
         return cost
-    if cost not in _COSTS:
-        raise ParameterError(f"cost must be 'global', 'local' or a callable, got {cost!r}")
-    return _COSTS[cost]
+    if isinstance(cost, tuple):
+        return _named_costs(_check_names(cost))
+    if cost not in _FROM_PROBS:
+        raise ParameterError(f"cost must be 'global', 'local', a tuple of them or a callable, "
+                             f"got {cost!r}")
+    return {"global": global_cost, "local": local_cost}[cost]
+
+
+@partial(jax.jit, static_argnames=("circuit", "fn", "n_samples", "dtype"))
+def _variance(key, circuit, fn, n_samples, dtype):
+    real = np.finfo(np.dtype(dtype)).dtype
+    thetas = jax.random.uniform(key, (n_samples, circuit.n_params), real, 0.0, 2 * np.pi)
+    grads = jax.vmap(jax.jacrev(lambda t: fn(circuit, t, dtype=dtype)))(thetas)
+    return jnp.var(grads, axis=0, ddof=1)
 
 
 def gradient_variance(key, circuit: Circuit, cost="global", n_samples: int = 200, *,
                       dtype=jnp.complex64):
     """``Var[dC/dtheta_k]`` over ``n_samples`` draws ``theta ~ U[0, 2pi)^P``, shape ``(P,)``.
 
-    ``cost`` is ``"global"``, ``"local"`` or a callable ``(circuit, params, dtype=) ->
-    scalar``. The sample variance uses ``ddof=1``.
+    ``cost`` is ``"global"``, ``"local"``, a callable ``(circuit, params, dtype=) ->
+    scalar``, or a tuple of names such as ``("global", "local")``: then every cost comes
+    from the same draws and one simulation per draw, shape ``(len(cost), P)``. The sample
+    variance uses ``ddof=1``.
     """
     if circuit.n_params == 0:
         raise ParameterError("gradient_variance needs a circuit with trainable parameters")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ParameterError(f"n_samples must be an int >= 2, got {n_samples!r}")
-    fn = _cost_fn(cost)
-    real = np.finfo(np.dtype(dtype)).dtype
-    thetas = jax.random.uniform(key, (n_samples, circuit.n_params), real, 0.0, 2 * np.pi)
-    grads = jax.vmap(jax.grad(lambda t: fn(circuit, t, dtype=dtype)))(thetas)
-    return jnp.var(grads, axis=0, ddof=1)
+    return _variance(key, circuit, _cost_fn(cost), n_samples, np.dtype(dtype))
 
 
 def variance_scaling(key, n_qubits, ansatz, cost="global", n_samples: int = 200, *,
@@ -91,17 +135,21 @@ def variance_scaling(key, n_qubits, ansatz, cost="global", n_samples: int = 200,
 
 class DecayFit(NamedTuple):
     """Least-squares fit ``log Var = slope * t + intercept`` with ``t = n`` (``"exp"``) or
-    ``t = log n`` (``"power"``)."""
+    ``t = log n`` (``"power"``); ``r_squared`` is the coefficient of determination of
+    ``log Var`` (1 for an exact fit; comparable between the two models, which have the
+    same data and number of coefficients)."""
 
     slope: float
     intercept: float
     model: str
+    r_squared: float
 
 
 def fit_decay(n_qubits, variances, model: str = "exp") -> DecayFit:
     """Fits the decay of ``variances`` with the qubit counts ``n_qubits``: ``"exp"`` gives
     the rate ``slope`` in ``Var ~ exp(slope * n)`` (``slope = log(3/8)`` for the product-RX
-    global cost), ``"power"`` the exponent in ``Var ~ n^slope``."""
+    global cost), ``"power"`` the exponent in ``Var ~ n^slope`` (``-2`` for the product-RX
+    local cost). Fit both and compare ``r_squared`` to say which law describes the data."""
     n = np.asarray(n_qubits, np.float64)
     v = np.asarray(variances, np.float64)
     if n.shape != v.shape or n.size < 2:
@@ -111,5 +159,9 @@ def fit_decay(n_qubits, variances, model: str = "exp") -> DecayFit:
     if model not in ("exp", "power"):
         raise ParameterError(f"model must be 'exp' or 'power', got {model!r}")
     t = n if model == "exp" else np.log(n)
-    slope, intercept = np.polyfit(t, np.log(v), 1)
-    return DecayFit(float(slope), float(intercept), model)
+    y = np.log(v)
+    slope, intercept = np.polyfit(t, y, 1)
+    ss_res = float(np.sum((y - (slope * t + intercept)) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+    return DecayFit(float(slope), float(intercept), model, r2)
