@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from qjaxrob.attacks import optimize
 from qjaxrob.attacks.evasion import check_eps, example_loss
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.circuit import Circuit, param
@@ -173,21 +174,8 @@ def _attack_one(model, shadow, w, x, y, target, key, budget, steps, step_size, i
     phi0 = jnp.zeros((shadow.n_phi,), real)
     if key is not None:
         phi0 = pull_back(init_scale * jax.random.uniform(key, phi0.shape, real, -1.0, 1.0))
-    opt = optax.adam(step_size)
-    value_and_grad = jax.value_and_grad(loss)
-
-    def body(carry, _):
-        phi, state, best_phi, best_v = carry
-        v, g = value_and_grad(phi)
-        better = sign * v > best_v
-        best_phi = jnp.where(better, phi, best_phi)
-        best_v = jnp.where(better, sign * v, best_v)
-        upd, state = opt.update(-sign * g, state, phi)
-        return (pull_back(optax.apply_updates(phi, upd)), state, best_phi, best_v), None
-
-    init = (phi0, opt.init(phi0), phi0, jnp.asarray(-jnp.inf, real))
-    (phi, _, best_phi, best_v), _ = jax.lax.scan(body, init, None, length=steps)
-    phi = jnp.where(sign * loss(phi) > best_v, phi, best_phi)
+    phi, _ = optimize.best_iterate(optax.adam(step_size), lambda p: -sign * loss(p), phi0,
+                                   steps, project=lambda p, _: pull_back(p))
     return StateAttackResult(phi, infid(phi), loss(phi), _splice(shadow, model, phi)(x))
 
 
