@@ -6,7 +6,7 @@ the same restarts) and seconds per PGD step on a batch of 256.
     python -m benchmarks.attacks --scaling --qubits 2 3 4 5 6 7 8   # the scaling-study table
     python -m benchmarks.attacks --success --qubits 8 --seeds 8      # time to success
 
-Inversion model: the scaling study's (``qjaxrob.attacks.inversion.inversion_scaling``):
+Inversion model: the scaling study's (``qjaxrob.experiments.inversion_scaling.study_model``):
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
 ``<Z_q>`` of every wire through a trainable linear layer, complex128, one example with an
 iDLG label. A restart is ``--steps`` L-BFGS steps (``invert``'s default: ``optax.lbfgs``
@@ -38,6 +38,7 @@ import numpy as np
 import qjaxrob as qjr
 from qjaxrob import attacks
 from qjaxrob.attacks import inversion as inv
+from qjaxrob.experiments.inversion_scaling import inversion_scaling, study_model
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "attacks.json")
 
@@ -52,7 +53,7 @@ def _median_time(fn, repeats):
 
 
 def inversion_rates(n, restarts, loop_restarts, steps, repeats):
-    model = inv._study_model(jax.random.key(n), "angle", n, 2, 0, jnp.complex128)
+    model = study_model(jax.random.key(n), "angle", n, 2, 0, jnp.complex128)
     x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0, 2 * np.pi)
     grads = inv.shared_gradient(model, x[None], jnp.array([1]))
     target = inv.check_grads(model, grads)
@@ -94,7 +95,7 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
     cases = []
     for s in range(seeds):
         k_model, k_x, k_y, k_inv = jax.random.split(jax.random.fold_in(jax.random.key(0), s), 4)
-        model = inv._study_model(k_model, "angle", n, 2, 0, dtype)
+        model = study_model(k_model, "angle", n, 2, 0, dtype)
         period = inv.encoding_period(model.encoding)
         real = model.params.dtype
         x = jax.random.uniform(k_x, (n,), real) * jnp.asarray(period, real)
@@ -187,9 +188,9 @@ def main():
         def show(r):
             print(json.dumps(r, default=float), flush=True)
 
-        rows = attacks.inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
-                                         seeds=args.seeds, restarts=args.restarts,
-                                         steps=args.steps, progress=False, on_row=show)
+        rows = inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
+                                 seeds=args.seeds, restarts=args.restarts,
+                                 steps=args.steps, progress=False, on_row=show)
         out["scaling"] = rows
     else:
         out["inversion"] = []

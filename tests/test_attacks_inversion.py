@@ -10,7 +10,9 @@ import pytest
 import qjaxrob as qjr
 from qjaxrob import attacks
 from qjaxrob.attacks import inversion as inv
+from qjaxrob.attacks.inversion import restarts as rs
 from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.experiments.inversion_scaling import inversion_scaling
 
 RESTARTS, STEPS = 8, 60
 
@@ -132,21 +134,18 @@ def test_a_match_in_another_worker_stops_a_pool(case):
     target = inv.check_grads(model, grads)
     x0s = jax.random.uniform(jax.random.key(3), (4, 1, 2), jnp.float64, 0.0, 2 * np.pi)
     labels = jnp.full((4, 1), y, jnp.int32)
-    stop_id = next(inv._STOP_IDS)
-    inv._STOP_EVENTS[stop_id] = event = __import__("threading").Event()
-    try:
+    with rs.StopSignal() as signal:
         def run():
-            return inv._pooled_restarts(
-                model, target, x0s, labels, STEPS, "l2", "lbfgs", None, 2, 20,
-                jnp.asarray(1e-2), jnp.asarray(1e-12 * float(jnp.sum(target**2))),
-                jnp.asarray(True), jnp.asarray(stop_id, jnp.int32))
-        event.set()
+            return rs.pooled_restarts(
+                qjr.qml.train.cross_entropy, model, target, x0s, labels, STEPS, "l2", "lbfgs",
+                None, 2, 20, jnp.asarray(1e-2), jnp.asarray(1e-12 * float(jnp.sum(target**2))),
+                jnp.asarray(True), jnp.asarray(signal.id, jnp.int32))
+        signal.set()
         assert np.all(np.asarray(run()[2]) == 0)
-        event.clear()
+        signal.clear()
         assert np.any(np.asarray(run()[2]) > 0)
-    finally:
-        inv._STOP_EVENTS.pop(stop_id)
-    assert not bool(inv._stop_requested(np.int32(stop_id)))
+        signal.set()
+    assert not bool(rs.StopSignal.requested(np.int32(signal.id)))  # closed with the call
 
 
 def test_gradient_distance_formulas(rng):
@@ -175,7 +174,7 @@ def test_analytic_solve_agrees_with_gradient_matching(case):
 
 def test_scaling_study_rows(case):
     rows, seen = [], []
-    rows = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+    rows = inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
                                      seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
                                      on_row=seen.append)
     assert len(rows) == 1 and seen == rows
@@ -188,7 +187,7 @@ def test_scaling_study_rows(case):
     assert row["restarts_to_success"] == pytest.approx(1 / row["restart_success_rate"])
     assert row["restarts_per_s"] == pytest.approx(RESTARTS / row["time_s"])
     assert row["slots"] is None and row["mean_steps"] == STEPS + 1
-    pooled = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+    pooled = inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
                                        seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
                                        slots=3)[0]
     assert pooled["slots"] == 3 and pooled["success"] and pooled["label_ok"]
