@@ -305,3 +305,61 @@ def test_invert_three_qubits_with_unknown_label():
                   and int(res.label) == yt) for xt, yt in ((x, int(y)), (x + np.pi, 1 - int(y)))]
     assert any(found)
     assert float(res.distance) <= 1e-20
+
+
+# ---- any differentiable loss: a published plain-circuit model ---------------------------------
+def _plain_circuit_case(n=3):
+    """A model that is not a VQC: RY angle encoding + hardware-efficient ansatz, trained with
+    the MSE of the mean of ``<Z_q>`` against known real targets."""
+    circ = qjr.qml.angle_encoding(n).circuit + qjr.qml.hardware_efficient(n, 2)
+    obs = [qjr.Z(q) for q in range(n)]
+
+    def loss(params, x, y):
+        f = jax.vmap(lambda xi: jnp.mean(qjr.expval(circ, obs, params, xi,
+                                                    dtype=jnp.complex128)))(x)
+        return jnp.mean((f - y) ** 2)
+
+    params = jax.random.uniform(jax.random.key(0), (circ.n_params,), jnp.float64, -np.pi, np.pi)
+    x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0.0, 2 * np.pi)
+    y = jnp.array([1.0])
+    return loss, params, x, y, jax.grad(loss)(params, x[None], y)
+
+
+def test_invert_a_plain_circuit_loss():
+    """``invert(loss, grads, params=...)`` recovers the secret input of a non-VQC model
+    (compared with the true ``x`` modulo 2 pi), and its gradient reproduces the shared one."""
+    loss, params, x, y, grads = _plain_circuit_case()
+    res = attacks.invert(loss, grads, key=jax.random.key(2), params=params, label=y,
+                         n_features=3, restarts=8, steps=80)
+    assert np.max(np.asarray(inv.circular_error(res.x, x, 2 * np.pi))) <= 1e-4
+    np.testing.assert_allclose(jax.grad(loss)(params, res.x[None], y), grads, atol=1e-8)
+    assert res.xs.shape == (8, 1, 3) and float(res.label) == 1.0
+    assert float(res.distance) == float(np.min(np.asarray(res.distances)))
+
+
+def test_invert_loss_bad_input():
+    loss, params, _, y, grads = _plain_circuit_case()
+    key = jax.random.key(0)
+    with pytest.raises(QjrTypeError, match="params="):
+        attacks.invert(loss, grads, key=key, label=y, n_features=3)
+    with pytest.raises(ParameterError, match="label="):
+        attacks.invert(loss, grads, key=key, params=params, n_features=3)
+    with pytest.raises(ParameterError, match="n_features"):
+        attacks.invert(loss, grads, key=key, params=params, label=y)
+    with pytest.raises(ParameterError, match=r"batch size 1.*\(2,\)"):
+        attacks.invert(loss, grads, key=key, params=params, label=jnp.ones(2), n_features=3)
+    with pytest.raises(ParameterError, match="structure"):
+        attacks.invert(loss, grads[:-1], key=key, params=params, label=y, n_features=3)
+    with pytest.raises(QjrTypeError, match="int"):
+        attacks.invert(3, grads, key=key)
+
+
+def test_invert_checks_vqc_labels(case):
+    model, _, _, grads, _ = case
+    key = jax.random.key(0)
+    with pytest.raises(ParameterError, match="integers, got 0.5"):
+        attacks.invert(model, grads, key=key, label=0.5)
+    with pytest.raises(ParameterError, match="label -1"):
+        attacks.invert(model, grads, key=key, label=-1)
+    with pytest.raises(ParameterError, match="params= and n_features="):
+        attacks.invert(model, grads, key=key, params=model.params)
