@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from qjaxrob.attacks import optimize
-from qjaxrob.attacks.evasion import check_eps, example_loss
+from qjaxrob.attacks.evasion import check_eps, check_model_labels, example_loss
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.circuit import Circuit, param
 from qjaxrob.errors import ParameterError, QjrTypeError
@@ -222,19 +222,21 @@ def state_attack_model(model: VQC, x, y, budget, *, steps: int = 100, step_size:
     """``state_attack`` on every example of ``x`` ``(B, d)``, labels ``y`` ``(B,)``, vmapped
     in one jit; ``key`` is split per example. Robust accuracy:
     ``mean(argmax(res.logits, -1) == y)``."""
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if isinstance(model, VQC):
-        x = x.astype(model.params.dtype)  # attack in the model's own precision
+    model = _check_model(model)
+    x = jnp.asarray(x).astype(model.params.dtype)  # attack in the model's own precision
+    y = jnp.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ParameterError(
             f"state_attack_model needs x of shape (B, d) and y of shape (B,), got {x.shape}, "
             f"{y.shape}")
+    y = check_model_labels(model, y, x)
     shadow, w, budget, steps, step_size = _prepare(model, budget, steps, step_size, entangling)
     keys = None if key is None else jax.random.split(check_key(key, "state_attack"), x.shape[0])
     if targets is not None:
         targets = jnp.asarray(targets)
         if targets.shape != y.shape:
             raise ParameterError(f"targets must have shape {y.shape}, got {targets.shape}")
+        targets = check_model_labels(model, targets, x, "targets")
     return _attack_batch(model, shadow, w, x, y, targets, keys, budget, steps, step_size,
                          float(init_scale))
 
