@@ -11,7 +11,8 @@ Inversion model: the scaling study's (``qjaxrob.experiments.inversion_scaling.st
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
 ``<Z_q>`` of every wire through a trainable linear layer, complex128, one example with an
 iDLG label. A restart is ``--steps`` L-BFGS steps (``invert``'s default: ``optax.lbfgs``
-without line search, steps clipped to norm 0.5) on the L2 gradient distance. "batched": all restarts in one vmapped jit call; "loop": the same
+without line search, steps clipped to norm 0.5) on the L2 gradient distance. "batched": all
+restarts in one vmapped jit call; "loop": the same
 restarts one after another through a jitted single-restart function (the peer
 ``ajbarea/csci739-qfl-privacy`` loops restarts in Python, 0.87 s each at 8 qubits). Timings
 are medians of ``--repeats`` warm runs (compile excluded, reported separately), with

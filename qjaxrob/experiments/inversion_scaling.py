@@ -5,14 +5,15 @@ An honest-but-curious server sees the gradient one client shares for one example
 reconstructs the example by gradient matching (``qjr.attacks.invert``: vmapped random
 restarts, L-BFGS or Adam, iDLG label inference). Each unit is one (encoding, qubits, depth,
 re-uploading) configuration, run for ``seeds`` random models and inputs (``seed_row``: one
-model from ``study_model``, one secret example, one attack); encodings are ``angle`` (one RY feature per qubit) and
-``fourier_tower`` (one feature on all qubits as RX(5^(k-1) gamma x), the "inherent
-privacy" construction of Kumar et al., arXiv 2309.13002). Recorded per unit: the success
-rate over seeds (every feature within ``tol`` modulo the encoding's period), the fraction
-of restarts that succeed, restarts needed per success (``1 / rate``), the attack's speed
-(restarts per second, compile excluded) and time to success. The claim under test: the
-Fourier tower makes inversion no better than guessing from m = 3 qubits (Kumar et al.)
-versus recovery whenever parameters >= unknowns (Papadopoulos et al., arXiv 2504.12806).
+model from ``study_model``, one secret example, one attack); encodings are ``angle`` (one
+RY feature per qubit) and ``fourier_tower`` (one feature on all qubits as RX(5^(k-1) gamma
+x), the "inherent privacy" construction of Kumar et al., arXiv 2309.13002). Recorded per
+unit: the success rate over seeds (every feature within ``tol`` modulo the encoding's
+period), the fraction of restarts that succeed, restarts needed per success (``1 / rate``),
+the attack's speed (restarts per second, compile excluded) and time to success. The claim
+under test: the Fourier tower makes inversion no better than guessing from m = 3 qubits
+(Kumar et al.) versus recovery whenever parameters >= unknowns (Papadopoulos et al., arXiv
+2504.12806).
 """
 
 from __future__ import annotations
