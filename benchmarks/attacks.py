@@ -5,18 +5,21 @@ the same restarts) and seconds per PGD step on a batch of 256.
     python -m benchmarks.attacks --qubits 4 8 --restarts 64 --steps 50
     python -m benchmarks.attacks --scaling --qubits 2 3 4 5 6 7 8   # the scaling-study table
     python -m benchmarks.attacks --success --qubits 8 --seeds 8      # time to success
+    python -m benchmarks.attacks --success --peer-circuit 8 --qubits 8 --seeds 8  # peer's model
 
-Inversion model: the scaling study's (``qjaxrob.attacks.inversion.inversion_scaling``):
+Inversion model: the scaling study's (``qjaxrob.experiments.inversion_scaling.study_model``):
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
 ``<Z_q>`` of every wire through a trainable linear layer, complex128, one example with an
 iDLG label. A restart is ``--steps`` L-BFGS steps (``invert``'s default: ``optax.lbfgs``
-without line search, steps clipped to norm 0.5) on the L2 gradient distance. "batched": all restarts in one vmapped jit call; "loop": the same
+without line search, steps clipped to norm 0.5) on the L2 gradient distance. "batched": all
+restarts in one vmapped jit call; "loop": the same
 restarts one after another through a jitted single-restart function (the peer
 ``ajbarea/csci739-qfl-privacy`` loops restarts in Python, 0.87 s each at 8 qubits). Timings
 are medians of ``--repeats`` warm runs (compile excluded, reported separately), with
 ``block_until_ready``. Results go to ``benchmarks/results/attacks.json``. ``--success``:
 seconds per recovered input, fixed step counts vs pooled restarts (``time_to_success``;
-``benchmarks/results/attacks_success.json``).
+``benchmarks/results/attacks_success.json``). ``--peer-circuit REPS``: the same on the peer's
+own model and success criterion (``peer_time_to_success``), the like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import qjaxrob as qjr
 from benchmarks import harness
 from qjaxrob import attacks
 from qjaxrob.attacks import inversion as inv
+from qjaxrob.experiments.inversion_scaling import inversion_scaling, study_model
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "attacks.json")
 
 
 def inversion_rates(n, restarts, loop_restarts, steps, repeats):
-    model = inv._study_model(jax.random.key(n), "angle", n, 2, 0, jnp.complex128)
+    model = study_model(jax.random.key(n), "angle", n, 2, 0, jnp.complex128)
     x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0, 2 * np.pi)
     grads = inv.shared_gradient(model, x[None], jnp.array([1]))
     target = inv.check_grads(model, grads)
@@ -62,35 +66,24 @@ def inversion_rates(n, restarts, loop_restarts, steps, repeats):
                 compile_batched_s=compile_b, compile_single_s=compile_s)
 
 
-def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, tol=1e-3,
-                    workers=None):
-    """Seconds per recovered input at ``n`` qubits (the scaling study's model, ``seeds``
-    random models/inputs), with ``invert``: (a) ``slots`` restarts all together for each step
-    count in ``fixed_steps`` (the same vmap width as the pool), (b) ``restarts`` restarts
-    pooled through ``slots`` slots (each ending when it matches or stalls, at most
-    ``max_steps`` steps), (c) the same pool with ``stop_on_match`` (time to the first
-    match). A restart succeeds when every feature is within ``tol`` of ``x`` modulo the
-    period. ``workers``: ``invert``'s worker threads (``None``: its default). Warm times
-    (one compile per configuration, excluded), wall and CPU."""
+def _runs(restarts, slots, fixed_steps, max_steps):
+    """(mode, steps, pool width, stop_on_match, restarts) of the time-to-success runs."""
     runs = [("fixed", s, None, False, slots) for s in fixed_steps]
-    runs += [("pooled", max_steps, slots, False, restarts),
-             ("first_match", max_steps, slots, True, restarts)]
-    cases = []
-    for s in range(seeds):
-        k_model, k_x, k_y, k_inv = jax.random.split(jax.random.fold_in(jax.random.key(0), s), 4)
-        model = inv._study_model(k_model, "angle", n, 2, 0, dtype)
-        period = inv.encoding_period(model.encoding)
-        real = model.params.dtype
-        x = jax.random.uniform(k_x, (n,), real) * jnp.asarray(period, real)
-        y = jax.random.randint(k_y, (), 0, 2)
-        cases.append((model, x, inv.shared_gradient(model, x[None], y[None]), k_inv, period))
+    return runs + [("pooled", max_steps, slots, False, restarts),
+                   ("first_match", max_steps, slots, True, restarts)]
+
+
+def _success_rows(cases, runs, tol, workers, meta):
+    """Times ``attacks.invert`` on every case (``(model or loss, grads, invert keywords, x,
+    key, period)``) for every run; a restart succeeds when every feature is within ``tol``
+    of ``x`` modulo the period. Warm times (one compile per run, excluded), wall and CPU."""
     rows = []
     for name, steps, sl, stop, n_restarts in runs:
         def attack(case, steps=steps, sl=None if name == "fixed" else sl, stop=stop,
                    n_restarts=n_restarts):
-            model, _, grads, k_inv, _ = case
-            res = attacks.invert(model, grads, key=k_inv, restarts=n_restarts, steps=steps,
-                                 slots=sl, stop_on_match=stop, workers=workers)
+            model, grads, kwargs, _, key, _ = case
+            res = attacks.invert(model, grads, key=key, restarts=n_restarts, steps=steps,
+                                 slots=sl, stop_on_match=stop, workers=workers, **kwargs)
             return jax.block_until_ready(res)
 
         compile_s = harness.timed_call(attack, cases[0])[1]
@@ -101,21 +94,96 @@ def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, to
             wall += w
             cpu += c
             errs = np.asarray(jax.vmap(inv.circular_error, in_axes=(0, None, None))(
-                res.xs[:, 0], case[1], case[4])).max(axis=1)
+                res.xs[:, 0], case[3], case[5])).max(axis=1)
             ran = np.asarray(res.steps_run) > 0
             wins += int(np.sum((errs <= tol) & ran))
             started += int(np.sum(ran))
             evals += int(np.sum(np.asarray(res.steps_run)))
         rows.append({
-            "n_qubits": n, "dtype": np.dtype(dtype).name, "mode": name, "max_steps": steps,
-            "width": sl, "workers": workers or inv.default_workers(n_restarts),
-            "seeds": seeds, "restarts_started": started, "successes": wins,
+            **meta, "mode": name, "max_steps": steps, "width": sl,
+            "workers": workers or inv.default_workers(n_restarts), "seeds": len(cases),
+            "restarts_started": started, "successes": wins,
             "per_restart_success": wins / started, "mean_steps": evals / started,
             "wall_s": wall, "cpu_s": cpu, "restarts_per_s": started / wall,
             "s_per_success": (wall / wins) if wins else math.inf,
             "cpu_s_per_success": (cpu / wins) if wins else math.inf,
             "ms_per_restart_step": 1e3 * wall / evals, "compile_s": compile_s})
     return rows
+
+
+def time_to_success(n, seeds, restarts, slots, fixed_steps, max_steps, dtype, tol=1e-3,
+                    workers=None):
+    """Seconds per recovered input at ``n`` qubits (the scaling study's model, ``seeds``
+    random models/inputs), with ``invert``: (a) ``slots`` restarts all together for each step
+    count in ``fixed_steps`` (the same vmap width as the pool), (b) ``restarts`` restarts
+    pooled through ``slots`` slots (each ending when it matches or stalls, at most
+    ``max_steps`` steps), (c) the same pool with ``stop_on_match`` (time to the first
+    match). A restart succeeds when every feature is within ``tol`` of ``x`` modulo the
+    period. ``workers``: ``invert``'s worker threads (``None``: its default)."""
+    cases = []
+    for s in range(seeds):
+        k_model, k_x, k_y, k_inv = jax.random.split(jax.random.fold_in(jax.random.key(0), s), 4)
+        model = study_model(k_model, "angle", n, 2, 0, dtype)
+        period = inv.encoding_period(model.encoding)
+        real = model.params.dtype
+        x = jax.random.uniform(k_x, (n,), real) * jnp.asarray(period, real)
+        y = jax.random.randint(k_y, (), 0, 2)
+        cases.append((model, inv.shared_gradient(model, x[None], y[None]), {}, x, k_inv,
+                      period))
+    return _success_rows(cases, _runs(restarts, slots, fixed_steps, max_steps), tol, workers,
+                         {"model": "study", "n_qubits": n, "dtype": np.dtype(dtype).name})
+
+
+def peer_circuit(n, reps, layers=1):
+    """The peer's re-uploading circuit (``ajbarea/csci739-qfl-privacy``, ``qflp/circuit.py``):
+    ``reps`` times {``RY(x_q)`` on every wire; ``layers`` blocks of ``RY(theta)`` on every
+    wire, ``RZ(theta)`` on every wire, CNOT chain 0->1->...->n-1}; params in the peer's
+    order ``(rep, layer, wire, RY/RZ)``, ``2 reps layers n`` of them."""
+    block = qjr.Circuit(n)
+    for q in range(n):
+        block = block.ry(q, qjr.inp(q))
+    for lay in range(layers):
+        for q in range(n):
+            block = block.ry(q, qjr.param(2 * (lay * n + q)))
+        for q in range(n):
+            block = block.rz(q, qjr.param(2 * (lay * n + q) + 1))
+        for q in range(n - 1):
+            block = block.cnot(q, q + 1)
+    return qjr.Circuit.repeat(block, reps)
+
+
+def peer_loss(circuit, dtype):
+    """The peer's client loss: ``mean_b (f(x_b) - y_b)^2`` with ``f`` the mean of ``<Z_q>``."""
+    obs = [qjr.Z(q) for q in range(circuit.n_qubits)]
+
+    def loss(params, x, y):
+        f = jax.vmap(lambda xi: jnp.mean(qjr.expval(circuit, obs, params, xi, dtype=dtype)))(x)
+        return jnp.mean((f - y) ** 2)
+
+    return loss
+
+
+def peer_time_to_success(n, reps, seeds, restarts, slots, fixed_steps, max_steps, dtype,
+                         tol=0.05, workers=None):
+    """``time_to_success`` on the peer's own model and protocol: ``peer_circuit(n, reps)``
+    (``reps = 8``, ``n = 8``: 128 params, 120 effective), MSE loss with the known label
+    ``y = 1``, ``theta ~ U[0, 2 pi)``, ``x ~ U[0, pi)^n``, restarts from ``U[0, pi)``,
+    success when every feature is within ``tol = 0.05`` rad of ``x`` modulo ``2 pi``."""
+    circuit = peer_circuit(n, reps)
+    loss = peer_loss(circuit, dtype)
+    real = jnp.float64 if dtype == jnp.complex128 else jnp.float32
+    y = jnp.ones((1,), real)
+    cases = []
+    for s in range(seeds):
+        k_theta, k_x, k_inv = jax.random.split(jax.random.fold_in(jax.random.key(1), s), 3)
+        theta = jax.random.uniform(k_theta, (circuit.n_params,), real, 0.0, 2 * np.pi)
+        x = jax.random.uniform(k_x, (n,), real, 0.0, np.pi)
+        grads = jax.grad(loss)(theta, x[None], y)
+        cases.append((loss, grads, dict(params=theta, label=y, n_features=n,
+                                        init_range=(0.0, np.pi)), x, k_inv, 2 * np.pi))
+    return _success_rows(cases, _runs(restarts, slots, fixed_steps, max_steps), tol, workers,
+                         {"model": f"peer {n}q {reps}x1", "n_qubits": n,
+                          "dtype": np.dtype(dtype).name})
 
 
 def pgd_step_time(n, batch, steps, repeats):
@@ -151,6 +219,9 @@ def main():
     ap.add_argument("--complex64", action="store_true", help="simulate in complex64")
     ap.add_argument("--workers", type=int, nargs="+", default=[0],
                     help="--success: invert's worker threads, one run each (0: its default)")
+    ap.add_argument("--peer-circuit", type=int, default=0, metavar="REPS",
+                    help="--success on the peer's own model (re-uploading circuit with REPS "
+                         "repetitions, MSE on the mean <Z>, 0.05 rad success), e.g. 8")
     args = ap.parse_args()
     harness.enable_x64()
     out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
@@ -159,16 +230,22 @@ def main():
         dtype = jnp.complex64 if args.complex64 else jnp.complex128
         for n in args.qubits:
             for w in args.workers:
-                for row in time_to_success(n, args.seeds, args.restarts, args.slots,
+                if args.peer_circuit:
+                    rows = peer_time_to_success(n, args.peer_circuit, args.seeds,
+                                                args.restarts, args.slots, args.fixed_steps,
+                                                args.max_steps, dtype, workers=w or None)
+                else:
+                    rows = time_to_success(n, args.seeds, args.restarts, args.slots,
                                            args.fixed_steps, args.max_steps, dtype,
-                                           workers=w or None):
+                                           workers=w or None)
+                for row in rows:
                     harness.print_row(row)
                     out["success"].append(row)
     elif args.scaling:
-        rows = attacks.inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
-                                         seeds=args.seeds, restarts=args.restarts,
-                                         steps=args.steps, progress=False,
-                                         on_row=harness.print_row)
+        rows = inversion_scaling(tuple(args.qubits), key=jax.random.key(0),
+                                 seeds=args.seeds, restarts=args.restarts,
+                                 steps=args.steps, progress=False,
+                                 on_row=harness.print_row)
         out["scaling"] = rows
     else:
         out["inversion"] = []
@@ -183,6 +260,7 @@ def main():
             out["pgd"].append(row)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     path = (RESULTS.replace(".json", "_scaling.json") if args.scaling else
+            RESULTS.replace(".json", "_peer.json") if args.success and args.peer_circuit else
             RESULTS.replace(".json", "_success.json") if args.success else RESULTS)
     with open(path, "w") as f:
         json.dump(out, f, indent=1, default=float)

@@ -210,3 +210,43 @@ def test_bad_input_raises_clear_errors(moons):
     with pytest.raises(ParameterError, match="pure-state"):
         attacks.attacked_model(noisy, np.zeros(15))
     assert evasion.NORMS == ("linf", "l2")
+
+
+def test_labels_are_checked_at_every_entry_point(moons):
+    """Out-of-range, negative and fractional labels (and targets) raise ``ParameterError``
+    naming the label instead of leaving rows unattacked or returning a nan loss."""
+    model, x, y = moons
+    xs = x[:4]
+    for bad, msg in ((jnp.array([0, 1, 5, 0]), "label 5"), (jnp.array([0, -1, 1, 0]), "label -1"),
+                     (jnp.array([0.0, 1.5, 1.0, 0.0]), "integers, got 1.5")):
+        with pytest.raises(ParameterError, match=msg):
+            attacks.attack_model(model, xs, bad, 0.1, steps=2)
+        with pytest.raises(ParameterError, match=msg):
+            attacks.state_attack_model(model, xs, bad, 0.1, steps=2)
+    with pytest.raises(ParameterError, match="label 5"):
+        attacks.state_attack(model, xs[0], 5, 0.1, steps=2)
+    with pytest.raises(ParameterError, match="targets: label 2"):
+        attacks.attack_model(model, xs, y[:4], 0.1, steps=2, targets=jnp.full(4, 2))
+    with pytest.raises(ParameterError, match="targets: label 3"):
+        attacks.state_attack_model(model, xs, y[:4], 0.1, steps=2, targets=jnp.full(4, 3))
+    # integer-valued float labels are labels
+    res = attacks.attack_model(model, xs, y[:4].astype(jnp.float32), 0.1, method="fgsm")
+    ref = attacks.attack_model(model, xs, y[:4], 0.1, method="fgsm")
+    np.testing.assert_array_equal(res.x_adv, ref.x_adv)
+
+
+def test_bounds_of_the_wrong_shape_are_refused(moons):
+    model, x, y = moons
+    loss = lambda v: jnp.sum(v**2)
+    v = jnp.ones(2)
+    for bounds, msg in (((jnp.zeros(3), jnp.ones(3)), r"low of shape \(3,\)"),
+                        ((0.0, jnp.ones((2, 2))), r"high of shape \(2, 2\)")):
+        with pytest.raises(ParameterError, match=msg):
+            attacks.fgsm(loss, v, 0.1, bounds=bounds)
+        with pytest.raises(ParameterError, match="one example's shape"):
+            attacks.pgd(loss, v, 0.1, steps=2, step_size=0.1, bounds=bounds)
+        with pytest.raises(ParameterError, match="one example's shape"):
+            attacks.attack_model(model, x[:2], y[:2], 0.1, bounds=bounds)
+    # per-feature and scalar bounds broadcast to the example and are accepted
+    out = attacks.fgsm(loss, v, 0.5, bounds=(jnp.zeros(2), jnp.array([1.2, 1.0])))
+    np.testing.assert_allclose(out, [1.2, 1.0])

@@ -10,7 +10,9 @@ import pytest
 import qjaxrob as qjr
 from qjaxrob import attacks
 from qjaxrob.attacks import inversion as inv
+from qjaxrob.attacks.inversion import restarts as rs
 from qjaxrob.errors import ParameterError, QjrTypeError
+from qjaxrob.experiments.inversion_scaling import inversion_scaling
 
 RESTARTS, STEPS = 8, 60
 
@@ -132,21 +134,18 @@ def test_a_match_in_another_worker_stops_a_pool(case):
     target = inv.check_grads(model, grads)
     x0s = jax.random.uniform(jax.random.key(3), (4, 1, 2), jnp.float64, 0.0, 2 * np.pi)
     labels = jnp.full((4, 1), y, jnp.int32)
-    stop_id = next(inv._STOP_IDS)
-    inv._STOP_EVENTS[stop_id] = event = __import__("threading").Event()
-    try:
+    with rs.StopSignal() as signal:
         def run():
-            return inv._pooled_restarts(
-                model, target, x0s, labels, STEPS, "l2", "lbfgs", None, 2, 20,
-                jnp.asarray(1e-2), jnp.asarray(1e-12 * float(jnp.sum(target**2))),
-                jnp.asarray(True), jnp.asarray(stop_id, jnp.int32))
-        event.set()
+            return rs.pooled_restarts(
+                qjr.qml.train.cross_entropy, model, target, x0s, labels, STEPS, "l2", "lbfgs",
+                None, 2, 20, jnp.asarray(1e-2), jnp.asarray(1e-12 * float(jnp.sum(target**2))),
+                jnp.asarray(True), jnp.asarray(signal.id, jnp.int32))
+        signal.set()
         assert np.all(np.asarray(run()[2]) == 0)
-        event.clear()
+        signal.clear()
         assert np.any(np.asarray(run()[2]) > 0)
-    finally:
-        inv._STOP_EVENTS.pop(stop_id)
-    assert not bool(inv._stop_requested(np.int32(stop_id)))
+        signal.set()
+    assert not bool(rs.StopSignal.requested(np.int32(signal.id)))  # closed with the call
 
 
 def test_gradient_distance_formulas(rng):
@@ -175,7 +174,7 @@ def test_analytic_solve_agrees_with_gradient_matching(case):
 
 def test_scaling_study_rows(case):
     rows, seen = [], []
-    rows = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+    rows = inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
                                      seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
                                      on_row=seen.append)
     assert len(rows) == 1 and seen == rows
@@ -188,7 +187,7 @@ def test_scaling_study_rows(case):
     assert row["restarts_to_success"] == pytest.approx(1 / row["restart_success_rate"])
     assert row["restarts_per_s"] == pytest.approx(RESTARTS / row["time_s"])
     assert row["slots"] is None and row["mean_steps"] == STEPS + 1
-    pooled = attacks.inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
+    pooled = inversion_scaling((2,), key=jax.random.key(1), encodings=("angle",),
                                        seeds=1, restarts=RESTARTS, steps=STEPS, progress=False,
                                        slots=3)[0]
     assert pooled["slots"] == 3 and pooled["success"] and pooled["label_ok"]
@@ -306,3 +305,61 @@ def test_invert_three_qubits_with_unknown_label():
                   and int(res.label) == yt) for xt, yt in ((x, int(y)), (x + np.pi, 1 - int(y)))]
     assert any(found)
     assert float(res.distance) <= 1e-20
+
+
+# ---- any differentiable loss: a published plain-circuit model ---------------------------------
+def _plain_circuit_case(n=3):
+    """A model that is not a VQC: RY angle encoding + hardware-efficient ansatz, trained with
+    the MSE of the mean of ``<Z_q>`` against known real targets."""
+    circ = qjr.qml.angle_encoding(n).circuit + qjr.qml.hardware_efficient(n, 2)
+    obs = [qjr.Z(q) for q in range(n)]
+
+    def loss(params, x, y):
+        f = jax.vmap(lambda xi: jnp.mean(qjr.expval(circ, obs, params, xi,
+                                                    dtype=jnp.complex128)))(x)
+        return jnp.mean((f - y) ** 2)
+
+    params = jax.random.uniform(jax.random.key(0), (circ.n_params,), jnp.float64, -np.pi, np.pi)
+    x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0.0, 2 * np.pi)
+    y = jnp.array([1.0])
+    return loss, params, x, y, jax.grad(loss)(params, x[None], y)
+
+
+def test_invert_a_plain_circuit_loss():
+    """``invert(loss, grads, params=...)`` recovers the secret input of a non-VQC model
+    (compared with the true ``x`` modulo 2 pi), and its gradient reproduces the shared one."""
+    loss, params, x, y, grads = _plain_circuit_case()
+    res = attacks.invert(loss, grads, key=jax.random.key(2), params=params, label=y,
+                         n_features=3, restarts=8, steps=80)
+    assert np.max(np.asarray(inv.circular_error(res.x, x, 2 * np.pi))) <= 1e-4
+    np.testing.assert_allclose(jax.grad(loss)(params, res.x[None], y), grads, atol=1e-8)
+    assert res.xs.shape == (8, 1, 3) and float(res.label) == 1.0
+    assert float(res.distance) == float(np.min(np.asarray(res.distances)))
+
+
+def test_invert_loss_bad_input():
+    loss, params, _, y, grads = _plain_circuit_case()
+    key = jax.random.key(0)
+    with pytest.raises(QjrTypeError, match="params="):
+        attacks.invert(loss, grads, key=key, label=y, n_features=3)
+    with pytest.raises(ParameterError, match="label="):
+        attacks.invert(loss, grads, key=key, params=params, n_features=3)
+    with pytest.raises(ParameterError, match="n_features"):
+        attacks.invert(loss, grads, key=key, params=params, label=y)
+    with pytest.raises(ParameterError, match=r"batch size 1.*\(2,\)"):
+        attacks.invert(loss, grads, key=key, params=params, label=jnp.ones(2), n_features=3)
+    with pytest.raises(ParameterError, match="structure"):
+        attacks.invert(loss, grads[:-1], key=key, params=params, label=y, n_features=3)
+    with pytest.raises(QjrTypeError, match="int"):
+        attacks.invert(3, grads, key=key)
+
+
+def test_invert_checks_vqc_labels(case):
+    model, _, _, grads, _ = case
+    key = jax.random.key(0)
+    with pytest.raises(ParameterError, match="integers, got 0.5"):
+        attacks.invert(model, grads, key=key, label=0.5)
+    with pytest.raises(ParameterError, match="label -1"):
+        attacks.invert(model, grads, key=key, label=-1)
+    with pytest.raises(ParameterError, match="params= and n_features="):
+        attacks.invert(model, grads, key=key, params=model.params)

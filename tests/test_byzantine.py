@@ -141,3 +141,22 @@ def test_attack_and_backdoor_metrics_match_numpy():
     assert m["attack_success"] == pytest.approx(np.mean(pred == 1 - y))
     assert m["backdoor_success"] == pytest.approx(np.mean(pred_t[y != 1] == 1))
     assert m["epsilon"] is None
+
+
+def test_alie_z_refuses_undefined_rounds():
+    """``alie_z`` is finite only for n >= 3 and f < floor(n/2 + 1): elsewhere it raises,
+    naming n and f, instead of returning -inf or nan."""
+    for n, f in [(2, 5), (2, 1), (10, 6), (10, 10), (5, -1)]:
+        with pytest.raises(ParameterError, match=rf"n={n}, f={f}"):
+            byz.alie_z(n, f)
+    for n, f in [(3, 0), (3, 1), (10, 5)]:
+        assert np.isfinite(float(byz.alie_z(n, f)))
+
+
+def test_backdoor_feature_outside_the_data_is_refused():
+    bd = byz.Backdoor(features=(10,), value=1.0, target=0)
+    x = jnp.zeros((4, 2))
+    with pytest.raises(ParameterError, match="feature 10 is outside examples of 2 features"):
+        bd(x, jnp.zeros(4, jnp.int32), 4, jax.random.key(0))
+    with pytest.raises(ParameterError, match="feature 10"):
+        bd.trigger(x[0])

@@ -119,3 +119,42 @@ def test_bad_inputs_name_the_value():
         enc.iqp_encoding(3, entangle="ring")
     with pytest.raises(ParameterError, match="3 qubits"):
         enc.reuploading(enc.angle_encoding(2), hardware_efficient(3, 1), 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype, atol", [(jnp.complex128, 1e-12), (jnp.complex64, 2e-6)])
+def test_state_encoding_prepares_any_state(rng, n, dtype, atol):
+    """``(Re psi, Im psi)`` (any scale) prepares ``psi / ||psi||`` up to a global phase."""
+    psi = rng.normal(size=2**n) + 1j * rng.normal(size=2**n)
+    e = enc.state_encoding(n)
+    assert e.n_features == 2 * 2**n and e.circuit.n_inputs == 2 * (2**n - 1)
+    real_dtype = np.float64 if dtype == jnp.complex128 else np.float32
+    out = encode(e, (3.7 * np.concatenate([psi.real, psi.imag])).astype(real_dtype), dtype)
+    psi = psi / np.linalg.norm(psi)
+    phase = np.vdot(psi, out) / abs(np.vdot(psi, out))
+    np.testing.assert_allclose(out, phase * psi, atol=atol)
+    # a real state with zeros and signs (zero amplitudes get phase 0)
+    real = np.zeros(2**n)
+    real[0], real[-1] = -0.6, 0.8
+    x = np.concatenate([real, 0 * real]).astype(real_dtype)
+    np.testing.assert_allclose(np.abs(np.vdot(encode(e, x, dtype), real)), 1.0, atol=atol)
+
+
+def test_state_encoding_gradient_and_bad_input(rng):
+    e = enc.state_encoding(2)
+    x = jnp.asarray(rng.normal(size=8))
+
+    def fid(v):
+        out = qjr.statevector(e.circuit, x=e.features(v), dtype=C128)
+        target = (x[:4] + 1j * x[4:]) / jnp.linalg.norm(x)
+        return jnp.abs(jnp.vdot(target, out)) ** 2
+
+    g = np.asarray(jax.grad(fid)(x + 0.01))
+    h = 1e-6
+    fd = [(fid(x + 0.01 + h * np.eye(8)[i]) - fid(x + 0.01 - h * np.eye(8)[i])) / (2 * h)
+          for i in range(8)]
+    np.testing.assert_allclose(g, fd, atol=1e-7)
+    with pytest.raises(ParameterError, match="state encoding needs a finite, non-zero"):
+        e.features(jnp.zeros(8))
+    with pytest.raises(ParameterError, match=r"shape \(8,\)"):
+        e.features(jnp.zeros(4))

@@ -3,15 +3,16 @@ adversarial cut fragments, Byzantine client behaviours.
 
 Submodules: ``evasion`` (``fgsm``, ``pgd``, ``attack_model``, ``robust_accuracy_curve``),
 ``state`` (learned near-identity unitaries after the encoding, infidelity budget),
-``inversion`` (gradient matching with vmapped restarts, iDLG labels, the analytic
-trigonometric solve, the Fourier-tower encoding and the scaling study), ``fragments``
+``inversion`` (a package: gradient matching with vmapped or pooled restarts for a VQC or
+any differentiable loss, iDLG labels, the analytic trigonometric solve), ``optimize`` (the
+best-iterate optimiser scan every attack uses), ``fragments``
 (uniform and term-dependent perturbations of a wire cut's prepared states, the
 physicality detector), ``fragment_poisoning`` (training a cut classifier while one
 fragment's executor follows an adversarial policy, or the server post-processes
 dishonestly).
 """
 
-from qjaxrob.attacks import evasion, fragments, inversion, state
+from qjaxrob.attacks import evasion, fragments, inversion, optimize, state
 from qjaxrob.attacks import byzantine
 from qjaxrob.attacks.evasion import (
     AttackResult,
@@ -31,7 +32,6 @@ from qjaxrob.attacks.inversion import (
     analytic_invert,
     fourier_tower_encoding,
     invert,
-    inversion_scaling,
 )
 from qjaxrob.attacks.state import (
     StateAttackResult,

@@ -19,6 +19,7 @@ gives its definition.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +107,12 @@ class Scaling:
 def alie_z(n, f):
     """``z_max = Phi^{-1}((n - f - s) / (n - f))`` with ``s = floor(n/2 + 1) - f``
     (Baruch et al., NeurIPS 2019, as implemented in their code); ``n``, ``f`` may be traced."""
+    if not (isinstance(n, jax.core.Tracer) or isinstance(f, jax.core.Tracer)):
+        nn, ff = float(n), float(f)
+        if not (nn >= 3 and 0 <= ff < math.floor(nn / 2 + 1)):
+            raise ParameterError(
+                f"alie_z needs n >= 3 clients and 0 <= f < floor(n/2 + 1) malicious ones (a "
+                f"finite z), got n={n!r}, f={f!r}")
     s = jnp.floor(n / 2 + 1) - f
     return norm.ppf((n - f - s) / (n - f))
 
@@ -186,7 +193,11 @@ class Backdoor:
             raise ParameterError("Backdoor fraction must be > 0")
 
     def trigger(self, x):
-        """One example ``x`` ``(n_features,)`` with the trigger stamped on."""
+        """One example ``x`` ``(n_features,)`` with the trigger stamped on; a trigger
+        feature outside ``x`` is a ``ParameterError``."""
+        if max(self.features) >= x.shape[-1]:
+            raise ParameterError(f"Backdoor feature {max(self.features)} is outside examples "
+                                 f"of {x.shape[-1]} features")
         return x.at[jnp.asarray(self.features)].set(self.value)
 
     def __call__(self, x, y, count, key):

@@ -33,6 +33,7 @@ import optax
 
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
+from qjaxrob.qml.data import check_labels
 
 __all__ = [
     "NORMS",
@@ -40,6 +41,7 @@ __all__ = [
     "attack_model",
     "check_bounds",
     "check_eps",
+    "check_model_labels",
     "check_norm",
     "example_loss",
     "fgsm",
@@ -68,14 +70,24 @@ def check_norm(norm) -> str:
     return norm
 
 
-def check_bounds(bounds):
-    """``None`` or ``(low, high)`` as arrays with ``low <= high`` everywhere."""
+def check_bounds(bounds, shape=None):
+    """``None`` or ``(low, high)`` as arrays with ``low <= high`` everywhere; with ``shape``
+    (one example's), ``low`` and ``high`` must broadcast to it without changing it."""
     if bounds is None:
         return None
     try:
         low, high = bounds
     except (TypeError, ValueError):
         raise ParameterError(f"bounds must be None or a pair (low, high), got {bounds!r}") from None
+    if shape is not None:
+        for name, b in (("low", low), ("high", high)):
+            try:
+                ok = np.broadcast_shapes(np.shape(b), tuple(shape)) == tuple(shape)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ParameterError(f"bounds {name} of shape {np.shape(b)} does not broadcast "
+                                     f"to one example's shape {tuple(shape)}")
     if not (_traced(low) or _traced(high)):
         lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
@@ -83,6 +95,21 @@ def check_bounds(bounds):
         if np.any(lo > hi):
             raise ParameterError(f"bounds need low <= high, got low={low!r} > high={high!r}")
     return jnp.asarray(low), jnp.asarray(high)
+
+
+def check_model_labels(model, y, x, name: str = "labels"):
+    """``y`` checked by ``qjr.qml.data.check_labels`` against the classes of ``model``
+    (``model.n_classes``, else the length of its logits on ``x[0]``); traced labels pass
+    through unchecked. Returns ``y`` as an int32 array; errors start with ``name``."""
+    if _traced(y):
+        return y
+    n_classes = getattr(model, "n_classes", None)
+    if n_classes is None:
+        n_classes = jax.eval_shape(model, x[0]).shape[-1]
+    try:
+        return jnp.asarray(check_labels(y, n_classes))
+    except ParameterError as e:
+        raise ParameterError(f"{name}: {e}") from None
 
 
 def _check_x(x):
@@ -137,7 +164,7 @@ def fgsm(loss_fn, x, eps, *, norm: str = "linf", bounds=None):
     ``loss_fn`` at ``x`` (``sign`` for ``linf``, the unit gradient for ``l2``), clipped to
     ``bounds``. Returns ``x_adv`` of the shape of ``x``."""
     x = _check_x(x)
-    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds)
+    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds, x.shape)
     g = jax.grad(loss_fn)(x)
     return _clip(x + eps * _direction(g, norm), bounds)
 
@@ -148,7 +175,7 @@ def pgd(loss_fn, x, eps, *, steps: int, step_size, norm: str = "linf", key=None,
     gradient evaluations plus one final loss evaluation. ``key``: random start inside the
     ball (``None``: start at ``x``). Returns the best iterate, shape of ``x``."""
     x = _check_x(x)
-    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds)
+    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds, x.shape)
     steps = check_positive_int(steps, "steps")
     step_size = check_eps(step_size, "step_size")
     sign = -1.0 if targeted else 1.0
@@ -232,7 +259,8 @@ def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", s
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ParameterError(
             f"attack_model needs x of shape (B, d) and y of shape (B,), got {x.shape}, {y.shape}")
-    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds)
+    y = check_model_labels(model, y, x)
+    eps, norm, bounds = check_eps(eps), check_norm(norm), check_bounds(bounds, x.shape[1:])
     steps = check_positive_int(steps, "steps")
     step_size = 2.5 * eps / steps if step_size is None else check_eps(step_size, "step_size")
     keys = None if key is None else jax.random.split(check_key(key, "attack_model"), x.shape[0])
@@ -240,6 +268,7 @@ def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", s
         targets = jnp.asarray(targets)
         if targets.shape != y.shape:
             raise ParameterError(f"targets must have shape {y.shape}, got {targets.shape}")
+        targets = check_model_labels(model, targets, x, "targets")
     real = x.dtype
     return _attack_batch(model, x, y, targets, keys, jnp.asarray(eps, real),
                          jnp.asarray(step_size, real), method, norm, steps, bounds)

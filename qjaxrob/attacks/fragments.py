@@ -51,6 +51,7 @@ import numpy as np
 import optax
 
 from qjaxrob import cutting
+from qjaxrob.attacks import optimize
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.circuit import Circuit
 from qjaxrob.cutting import CutCircuit, qpd
@@ -320,20 +321,8 @@ def _optimize(fm, starts, radius, mode, objective, steps, step_size):
     opt = optax.adam(step_size)
 
     def run(a0):
-        def body(carry, _):
-            a, state, best_a, best_v = carry
-            v, g = jax.value_and_grad(loss)(a)
-            better = v < best_v
-            best_a = jnp.where(better, a, best_a)
-            best_v = jnp.where(better, v, best_v)
-            upd, state = opt.update(g, state, a)
-            return (_project_ball(optax.apply_updates(a, upd), radius), state, best_a,
-                    best_v), None
-
-        init = (a0, opt.init(a0), a0, jnp.asarray(jnp.inf, a0.dtype))
-        (a, _, best_a, best_v), _ = jax.lax.scan(body, init, None, length=steps)
-        v = loss(a)
-        return jnp.where(v < best_v, a, best_a), jnp.minimum(v, best_v)
+        return optimize.best_iterate(opt, loss, a0, steps,
+                                     project=lambda a, _: _project_ball(a, radius))
 
     a_all, v_all = jax.vmap(run)(starts)
     return a_all[jnp.argmin(v_all)]
