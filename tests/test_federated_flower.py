@@ -1,7 +1,6 @@
-"""The Flower adapter: one server and three client processes on 127.0.0.1 give the same
-rounds as the in-process simulation with the same seed."""
-
-import os
+"""The Flower adapter (Message API): a SuperLink, a ServerApp and three SuperNodes on
+127.0.0.1 give the same rounds as the in-process simulation with the same seed; a
+missing, failed, malformed or non-finite client reply is rejected naming the client."""
 
 import jax
 import numpy as np
@@ -10,46 +9,135 @@ from test_federated_rounds import CLIENT_OPT, blobs, make_setup
 
 from qjaxrob import federated as fed
 from qjaxrob.attacks import byzantine as byz
+from qjaxrob.errors import ParameterError
 
 pytest.importorskip("flwr")
 
-ROUNDS = 3
+ROUNDS = 2
 
 
 def factory():
-    """3 clients (2 sampled per round), client 1 flips its sign; run by every process."""
+    """3 clients (2 sampled per round: 0 and 2 with seed 7), client 2 flips its sign."""
     model, _, test = make_setup()
     x, y = blobs(2, 48)
     data = fed.stack_clients(x, y, fed.iid_split(jax.random.key(3), len(x), 3))
     config = fed.FedConfig(clients_per_round=2, rounds=ROUNDS, local_steps=2, batch_size=4,
-                           client_optimizer=CLIENT_OPT, malicious=(1,),
+                           client_optimizer=CLIENT_OPT, malicious=(2,),
                            poison_updates=byz.SignFlip(1.0), seed=7)
     return model, data, test, config
 
 
-@pytest.mark.slow
-def test_flower_processes_match_in_process_simulation(tmp_path):
-    from qjaxrob.federated import flower
-
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
-    path = os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])
-    params, records, seconds = flower.run_local("test_federated_flower:factory", 3, tmp_path / "flwr",
-                                       timeout=240, env={"PYTHONPATH": path})
+def factory_fltrust():
+    """All 3 clients each round, client 2 flips its sign, FLTrust with a root set."""
     model, data, test, config = factory()
+    config = fed.FedConfig(clients_per_round=3, rounds=1, local_steps=2, batch_size=4,
+                           client_optimizer=CLIENT_OPT, malicious=(2,),
+                           poison_updates=byz.SignFlip(1.0), seed=11,
+                           aggregator=fed.aggregator("fltrust"))
+    return model, data, test, config, blobs(5, 8)
+
+
+def _compare(result, spec, tmp_path):
+    model, data, test, config, root = __import__("qjaxrob.federated.flower",
+                                                 fromlist=["x"]).load_factory(spec)
     state, expect = fed.run(config, tmp_path / "sim", model=model, data=data, test=test,
-                            progress=False)
+                            root=root, progress=False)
+    params, records, seconds = result
     np.testing.assert_allclose(params, fed.flatten(state.model)[0], rtol=1e-9, atol=1e-12)
     assert [r["clients"] for r in records] == [r["clients"] for r in expect]
-    assert len(seconds) == ROUNDS and np.all(seconds > 0)
-    assert any(r["malicious"] == [1] for r in expect)  # the attacker took part
+    assert len(seconds) == config.rounds and np.all(seconds > 0)
+    assert any(r["malicious"] for r in expect)  # the attacker took part
     for r, e in zip(records, expect):
         assert r["accuracy"] == pytest.approx(e["accuracy"], abs=1e-9)
         assert r["loss"] == pytest.approx(e["loss"], rel=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["test_federated_flower:factory",
+                                  "test_federated_flower:factory_fltrust"])
+def test_superlink_and_supernodes_match_in_process_run(tmp_path, spec):
+    from qjaxrob.federated import flower
+
+    tests_dir = str(__import__("pathlib").Path(__file__).resolve().parent)
+    result = flower.run_local(spec, 3, tmp_path / "flwr", timeout=300,
+                              env={"PYTHONPATH": tests_dir})
+    _compare(result, spec, tmp_path)
+    assert not list((tmp_path / "flwr").glob(".qjaxrob.lock"))  # the ServerApp finished
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch):
+    """Messages made outside a Flower runtime need the task's run and node ids."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 5)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 9)
+
+
+def _reply(content):
+    from flwr.app import Message, RecordDict
+
+    msg = Message(RecordDict(), dst_node_id=5, message_type="train")
+    return Message(content, reply_to=msg)
+
+
+def _content(cid, update):
+    from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+
+    return RecordDict({"update": ArrayRecord([np.asarray(update)]),
+                       "meta": ConfigRecord({"cid": cid})})
+
+
+@pytest.mark.parametrize("update, match", [
+    (np.array([0.1, np.nan, 0.3]), "client 4: sent a non-finite"),
+    (np.array([0.1, np.inf, 0.3]), "client 4: sent a non-finite"),
+    (np.zeros(2), r"client 4: malformed update.*\(3,\)"),
+    (np.zeros((3, 1)), "client 4: malformed update"),
+    (np.array([1, 2, 3]), "client 4: malformed update"),
+])
+def test_bad_client_reply_is_rejected_naming_the_client(update, match):
+    from qjaxrob.federated.flower import parse_reply
+
+    with pytest.raises(ParameterError, match=match):
+        parse_reply(_reply(_content(4, update)), 4, 3)
+
+
+def test_reply_without_records_or_with_another_id_is_rejected():
+    from flwr.app import RecordDict
+
+    from qjaxrob.federated.flower import parse_reply
+
+    with pytest.raises(ParameterError, match="client 4: malformed reply"):
+        parse_reply(_reply(RecordDict()), 4, 3)
+    with pytest.raises(ParameterError, match="client 4: reply claims client id 2"):
+        parse_reply(_reply(_content(2, np.zeros(3))), 4, 3)
+    good = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_array_equal(parse_reply(_reply(_content(4, good)), 4, 3), good)
+
+
+def test_strategy_names_a_sampled_client_that_sent_nothing_or_nan():
+    from qjaxrob.federated.flower import QjrStrategy
+
+    model, data, test, config = factory()
+    s = QjrStrategy(model, data, test, config)
+    plan = s.plan()
+    dim = s.dim
+    first, second = (int(i) for i in plan.ids)
+    with pytest.raises(ParameterError, match=rf"clients \[{second}\] sent no reply"):
+        s.finish({first: _reply(_content(first, np.zeros(dim)))})
+    bad = np.zeros(dim)
+    bad[0] = np.nan
+    with pytest.raises(ParameterError, match=f"client {second}: sent a non-finite"):
+        s.finish({first: _reply(_content(first, np.zeros(dim))),
+                  second: _reply(_content(second, bad))})
+    assert s.state.round == 0  # nothing was applied
+
+
 def test_factory_spec_errors():
-    from qjaxrob.errors import ParameterError
     from qjaxrob.federated import flower
 
     with pytest.raises(ParameterError, match="module:function"):
         flower.load_factory("no_colon")
+    with pytest.raises(ParameterError, match="must return"):
+        flower.load_factory("builtins:tuple")
