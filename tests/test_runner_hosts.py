@@ -172,3 +172,28 @@ def test_single_process_settings_need_no_initialisation(monkeypatch):
 def test_bad_device_count_raises(tmp_path, devices, match):
     with pytest.raises(ParameterError, match=match):
         experiments.run(STUDY, CONFIG, tmp_path / "x", progress=False, devices=devices)
+
+
+@pytest.mark.slow
+def test_process_zero_failing_stops_the_others_with_its_error(tmp_path):
+    out = tmp_path / "a_file"
+    out.write_text("not a folder")
+    procs = _two_processes(out, _port())
+    texts = _finish(procs, timeout=200)
+    assert procs[0].returncode == 1 and "qjaxrob: error:" in texts[0]
+    assert procs[1].returncode == 1, texts[1][-2000:]
+    assert "process 1: process 0 stopped: OutputError" in texts[1]
+
+
+@pytest.mark.slow
+def test_processes_started_with_different_counts_stop_with_a_clear_error(tmp_path):
+    port = _port()
+    args = ["--out", str(tmp_path / "s"), "--coordinator", f"127.0.0.1:{port}"]
+    procs = [_cli([*args, "--num-processes", "2", "--process-id", "0"]),
+             _cli([*args, "--num-processes", "3", "--process-id", "1"])]
+    texts = _finish(procs, timeout=200)
+    assert [p.returncode for p in procs] == [1, 1], texts
+    told = "JAX reports process 1 of 2 (the coordinator's count), but this process was " \
+           "started as 1 of 3"
+    assert told in texts[1]
+    assert f"process 0: process 1 stopped: ParameterError: {told}" in texts[0]

@@ -40,6 +40,7 @@ writes a folder at a time: a second ``run`` gets ``LockError`` naming the owner'
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -232,7 +233,7 @@ def _environment(seed: int) -> dict:
 ENV_COORDINATOR = "QJAXROB_COORDINATOR"
 ENV_NUM_PROCESSES = "QJAXROB_NUM_PROCESSES"
 ENV_PROCESS_ID = "QJAXROB_PROCESS_ID"
-KV_TIMEOUT_MS = 24 * 3600 * 1000  # the longest wait for another process's unit result
+POLL_MS = 1000  # how often a waiting process checks whether another one stopped
 
 
 def _env_or(value, env: str, what: str):
@@ -291,9 +292,11 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
                                num_processes=num_processes, process_id=process_id,
                                heartbeat_timeout_seconds=int(heartbeat_timeout))
     if jax.process_count() != num_processes or jax.process_index() != process_id:
-        raise ParameterError(f"JAX reports process {jax.process_index()} of "
-                             f"{jax.process_count()}, but this process was started as "
-                             f"{process_id} of {num_processes}")
+        exc = ParameterError(f"JAX reports process {jax.process_index()} of "
+                             f"{jax.process_count()} (the coordinator's count), but this "
+                             f"process was started as {process_id} of {num_processes}")
+        _abort(exc)
+        raise exc
     return process_id, num_processes
 
 
@@ -302,6 +305,27 @@ def _kv():
     from jax._src import distributed
 
     return distributed.global_state.client
+
+
+def _abort(exc) -> None:
+    """Tells the other processes that this one stopped, and why."""
+    with contextlib.suppress(jax.errors.JaxRuntimeError):  # already told
+        _kv().key_value_set(f"qjaxrob/abort/{jax.process_index()}",
+                            f"{type(exc).__name__}: {exc}")
+
+
+def _await(kv, key: str) -> str:
+    """The value of ``key``, waiting for it; ``ParameterError`` if another process
+    reported that it stopped (:func:`_abort`) meanwhile."""
+    while True:
+        try:
+            return kv.blocking_key_value_get(key, POLL_MS)
+        except jax.errors.JaxRuntimeError as exc:
+            if "DEADLINE_EXCEEDED" not in str(exc):
+                raise
+        for k, why in kv.key_value_dir_get("qjaxrob/abort/"):
+            raise ParameterError(f"process {jax.process_index()}: process "
+                                 f"{k.rsplit('/', 1)[-1]} stopped: {why}")
 
 
 def _local_devices(devices) -> list:
@@ -383,8 +407,14 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
     devs = _local_devices(devices)
     if jax.process_index() != 0:
         return _run_follower(study, config, Path(out_dir), devs, log)
-    with locked(out_dir, f"study folder {str(out_dir)!r}") as out_dir:
-        return _run_locked(study, config, out_dir, progress, max_units, plots, log, devs)
+    try:
+        with locked(out_dir, f"study folder {str(out_dir)!r}") as out_dir:
+            return _run_locked(study, config, out_dir, progress, max_units, plots, log,
+                               devs)
+    except Exception as exc:
+        if jax.process_count() > 1:
+            _abort(exc)
+        raise
 
 
 def _unit_key(base, unit):
@@ -422,32 +452,34 @@ def _records(study, config, context, units, base, stamp, devs):
 
 def _run_follower(study, config, out_dir: Path, devs, log) -> RunResult:
     """A process other than 0: computes its share of the pending units (published by
-    process 0) and hands each record to process 0 through the coordination service."""
+    process 0) and hands each record to process 0 through the coordination service; on
+    failure it tells the others why (:func:`_abort`)."""
     kv, me, n_proc = _kv(), jax.process_index(), jax.process_count()
-    plan = json.loads(kv.blocking_key_value_get("qjaxrob/plan", KV_TIMEOUT_MS))
-    stamp = fingerprint(study.name, config)
-    if plan["fingerprint"] != stamp or plan["processes"] != n_proc:
-        raise ParameterError(
-            f"process {me} runs study {study.name!r} with config fingerprint {stamp!r} on "
-            f"{n_proc} processes, but process 0 runs fingerprint {plan['fingerprint']!r} "
-            f"on {plan['processes']}: start every process with the same command")
-    units = study.units(config)
-    mine = [(j, units[i]) for j, i in enumerate(plan["pending"]) if j % n_proc == me]
-    log(f"process {me}: {len(mine)} of {len(plan['pending'])} pending units")
     records = []
-    if mine:
-        base = jax.random.key(config["seed"])
-        context = study.setup(config, jax.random.fold_in(base, 0)) if study.setup else None
-        try:
-            for (j, _), rec in zip(mine, _records(study, config, context,
-                                                  [u for _, u in mine], base, stamp, devs)):
+    try:
+        plan = json.loads(_await(kv, "qjaxrob/plan"))
+        mine = [j for j in range(len(plan["pending"])) if j % n_proc == me]
+        stamp = fingerprint(study.name, config)
+        if plan["fingerprint"] != stamp or plan["processes"] != n_proc:
+            raise ParameterError(
+                f"process {me} runs study {study.name!r} with config fingerprint {stamp!r} "
+                f"on {n_proc} processes, but process 0 runs fingerprint "
+                f"{plan['fingerprint']!r} on {plan['processes']}: start every process "
+                f"with the same command")
+        units = study.units(config)
+        log(f"process {me}: {len(mine)} of {len(plan['pending'])} pending units")
+        if mine:
+            base = jax.random.key(config["seed"])
+            context = (study.setup(config, jax.random.fold_in(base, 0)) if study.setup
+                       else None)
+            todo = [units[plan["pending"][j]] for j in mine]
+            for j, rec in zip(mine, _records(study, config, context, todo, base, stamp,
+                                             devs)):
                 kv.key_value_set(f"qjaxrob/unit/{j}", json.dumps(rec))
                 records.append(rec)
-        except Exception as exc:
-            j = mine[len(records)][0]
-            kv.key_value_set(f"qjaxrob/unit/{j}", json.dumps(
-                {"error": f"{type(exc).__name__}: {exc}", "process": me}))
-            raise
+    except Exception as exc:
+        _abort(exc)
+        raise
     return RunResult(out_dir, records, [], [], False)
 
 
@@ -464,11 +496,7 @@ def _gathered(study, config, context, pending, base, stamp, devs):
         if j % n_proc == 0:
             yield next(own)
             continue
-        rec = json.loads(kv.blocking_key_value_get(f"qjaxrob/unit/{j}", KV_TIMEOUT_MS))
-        if "error" in rec:
-            raise ParameterError(f"process {rec['process']} failed on unit "
-                                 f"{unit_id(pending[j])}: {rec['error']}")
-        yield rec
+        yield json.loads(_await(kv, f"qjaxrob/unit/{j}"))
 
 
 def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, plots,
