@@ -7,6 +7,11 @@ commands:
   qjaxrob report DIR            rebuild summary.csv and the plots of DIR from its results
   qjaxrob simulate [options]    time a hardware-efficient ansatz (value, gradient)
 
+A study's units can be laid over local devices (run --devices N|all) and over hosts:
+start the same run command on every process with --coordinator HOST:PORT
+--num-processes P --process-id I (or QJAXROB_COORDINATOR, QJAXROB_NUM_PROCESSES,
+QJAXROB_PROCESS_ID); process 0 writes the folder.
+
 Errors from bad input print one line and exit with status 1; Ctrl-C during a run exits
 with status 130 and leaves the folder consistent (run the same command again to resume).
 """

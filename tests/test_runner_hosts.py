@@ -197,3 +197,24 @@ def test_processes_started_with_different_counts_stop_with_a_clear_error(tmp_pat
            "started as 1 of 3"
     assert told in texts[1]
     assert f"process 0: process 1 stopped: ParameterError: {told}" in texts[0]
+
+
+def test_each_unit_runs_on_its_device(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    def run_unit(config, context, unit, key):
+        x = jax.jit(lambda a: a * unit["i"])(jnp.ones(2))
+        return {"device": list(x.devices())[0].id, "key_device": list(key.devices())[0].id,
+                "value": float(x[0])}
+
+    toy = runner.Study("toy", "where do units run?", {},
+                       lambda c: [{"i": i} for i in range(6)], run_unit,
+                       lambda c, r: [], lambda c, r, o: [])
+    devs = jax.local_devices()[:3]
+    res = experiments.run(toy, {"seed": 0}, tmp_path / "toy", progress=False, plots=False,
+                          devices=3)
+    got = [r["result"] for r in res.records]
+    assert [g["device"] for g in got] == [devs[i % 3].id for i in range(6)]
+    assert [g["key_device"] for g in got] == [g["device"] for g in got]
+    assert [g["value"] for g in got] == [float(i) for i in range(6)]
