@@ -26,9 +26,10 @@ worker threads, and the results are appended in unit order. After
 process: process 0 locks the folder, decides the pending units and publishes them through
 JAX's coordination service; pending unit ``j`` runs on process ``j mod P``; process 0
 gathers every result and alone writes the folder, so the files equal a one-process run's
-(up to ``elapsed_s``) and resume works as above. A process that dies is reported by JAX's
+(up to ``elapsed_s``) and resume works as above. A process that stops with an error
+tells the others, which exit with its reason; one that dies (killed) is reported by JAX's
 coordination service, which stops the others (naming the dead task) after its heartbeat
-timeout; the units already written stay, and the same command resumes.
+timeout. Either way the units already written stay, and the same command resumes.
 
 **Integrity.** Every line carries the :func:`fingerprint` of the study and its resolved
 configuration (seed included). Resuming refuses, naming the file and line, a damaged line, a
