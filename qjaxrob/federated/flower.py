@@ -249,6 +249,7 @@ def serve(grid, factory: str, out_dir, *, wait_timeout: float = 60.0,
         strategy = QjrStrategy(model, data, test, config, root,
                                metrics_path=out / METRICS_FILE)
         node_of = _node_ids(grid, data.n_clients, wait_timeout)
+        cid_of = {node: cid for cid, node in node_of.items()}
         seconds = []
         for _ in range(config.rounds):
             t0 = time.perf_counter()
@@ -256,7 +257,6 @@ def serve(grid, factory: str, out_dir, *, wait_timeout: float = 60.0,
             content = strategy.train_content()
             msgs = [app.Message(content, dst_node_id=node_of[int(i)],
                                 message_type=app.MessageType.TRAIN) for i in plan.ids]
-            cid_of = {v: k for k, v in node_of.items()}
             replies = {cid_of[r.metadata.src_node_id]: r
                        for r in grid.send_and_receive(msgs, timeout=round_timeout)}
             strategy.finish(replies)
