@@ -2,6 +2,8 @@
 127.0.0.1 give the same rounds as the in-process simulation with the same seed; a
 missing, failed, malformed or non-finite client reply is rejected naming the client."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -38,8 +40,9 @@ def factory_fltrust():
 
 
 def _compare(result, spec, tmp_path):
-    model, data, test, config, root = __import__("qjaxrob.federated.flower",
-                                                 fromlist=["x"]).load_factory(spec)
+    from qjaxrob.federated import flower
+
+    model, data, test, config, root = flower.load_factory(spec)
     state, expect = fed.run(config, tmp_path / "sim", model=model, data=data, test=test,
                             root=root, progress=False)
     params, records, seconds = result
@@ -58,7 +61,7 @@ def _compare(result, spec, tmp_path):
 def test_superlink_and_supernodes_match_in_process_run(tmp_path, spec):
     from qjaxrob.federated import flower
 
-    tests_dir = str(__import__("pathlib").Path(__file__).resolve().parent)
+    tests_dir = str(Path(__file__).resolve().parent)
     result = flower.run_local(spec, 3, tmp_path / "flwr", timeout=300,
                               env={"PYTHONPATH": tests_dir})
     _compare(result, spec, tmp_path)
