@@ -144,3 +144,58 @@ def test_factory_spec_errors():
         flower.load_factory("no_colon")
     with pytest.raises(ParameterError, match="must return"):
         flower.load_factory("builtins:tuple")
+
+
+def _config(kind):
+    """The server-side variants the Flower strategy must reproduce."""
+    from qjaxrob.defenses import privacy
+
+    kw = {"dp": {"server_privacy": privacy.dp_fedavg(0.5, 0.8, 3)},
+          "fltrust": {"aggregator": fed.aggregator("fltrust")},
+          "median": {"aggregator": fed.aggregator("median")}}[kind]
+    return fed.FedConfig(clients_per_round=3, rounds=2, local_steps=2, batch_size=4,
+                         client_optimizer=CLIENT_OPT, malicious=(2,),
+                         poison_updates=byz.SignFlip(1.0), seed=5, **kw)
+
+
+def factory_dp():
+    return (*factory()[:3], _config("dp"))
+
+
+def factory_fltrust_root():
+    return (*factory()[:3], _config("fltrust"), blobs(5, 8))
+
+
+def factory_median():
+    return (*factory()[:3], _config("median"))
+
+
+class _Context:
+    def __init__(self, cid, spec):
+        self.node_config, self.run_config = {"cid": cid}, {"factory": spec}
+
+
+@pytest.mark.parametrize("name", ["factory_dp", "factory_fltrust_root", "factory_median"])
+def test_strategy_with_client_app_handlers_equals_federated_rounds(name):
+    """The ServerApp's strategy fed by the ClientApp's train handler (no processes)
+    follows federated_round for DP-FedAvg, FLTrust and the median, round by round."""
+    from flwr.app import Message, MessageType
+
+    from qjaxrob.federated import flower
+
+    spec = f"test_federated_flower:{name}"
+    model, data, test, config, root = flower.load_factory(spec)
+    strategy = flower.QjrStrategy(model, data, test, config, root)
+    state = fed.init_state(model, config)
+    for _ in range(config.rounds):
+        plan = strategy.plan()
+        content = strategy.train_content()
+        replies = {int(i): flower._client_train(
+            Message(content, dst_node_id=int(i) + 1, message_type=MessageType.TRAIN),
+            _Context(int(i), spec)) for i in plan.ids}
+        strategy.finish(replies)
+        state, info = fed.federated_round(state, data, config, root=root)
+        np.testing.assert_array_equal(plan.ids, info.ids)
+        np.testing.assert_allclose(fed.flatten(strategy.state.model)[0],
+                                   fed.flatten(state.model)[0], rtol=1e-9, atol=1e-12)
+    assert strategy.records[-1]["malicious"] == [2]
