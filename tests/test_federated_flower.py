@@ -63,8 +63,10 @@ def test_superlink_and_supernodes_match_in_process_run(tmp_path, spec):
 
     tests_dir = str(Path(__file__).resolve().parent)
     result = flower.run_local(spec, 3, tmp_path / "flwr", timeout=300,
-                              env={"PYTHONPATH": tests_dir})
+                              env={"PYTHONPATH": tests_dir,
+                                   "QJAXROB_CACHE_DIR": str(tmp_path / "jax_cache")})
     _compare(result, spec, tmp_path)
+    assert any((tmp_path / "jax_cache").iterdir())  # the apps shared their compiled code
     assert not list((tmp_path / "flwr").glob(".qjaxrob.lock"))  # the ServerApp finished
 
 

@@ -16,6 +16,10 @@ that each run a ``ClientApp`` in their own processes.
   :func:`server_update` (aggregator or DP-FedAvg). Evaluation is centralised
   (:func:`evaluate_round`), one JSON line per round.
 
+Flower starts a fresh process for every message a SuperNode receives, so the apps turn on
+qjaxrob's persistent compilation cache (:mod:`qjaxrob.cache`; ``QJAXROB_CACHE_DIR=off``
+turns it off): a client compiles its update once per machine, not once per round.
+
 With the same factory and seed the result equals :func:`~qjaxrob.federated.run` (up to
 floating-point round-off of a one-client vs an m-client ``vmap``); that in-process loop
 stays the fast path for studies.
@@ -54,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob
+from qjaxrob import cache
 from qjaxrob.errors import MissingDependencyError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.federated.clients import flatten, local_updates
@@ -268,6 +273,7 @@ def serve(grid, factory: str, out_dir, *, wait_timeout: float = 60.0,
 
 
 def _server_main(grid, context):
+    cache.enable()
     rc = context.run_config
     serve(grid, str(rc["factory"]), str(rc["out"]),
           wait_timeout=float(rc.get("wait-timeout", 60.0)),
@@ -281,6 +287,7 @@ def _client_query(msg, context):
 
 
 def _client_train(msg, context):
+    cache.enable()  # each message runs in a fresh process: reuse its compiled programs
     app = _flwr("flwr.app")
     cid = int(context.node_config["cid"])
     model, data, _, config, _ = load_factory(str(context.run_config["factory"]))
