@@ -7,6 +7,11 @@ commands:
   qjaxrob report DIR            rebuild summary.csv and the plots of DIR from its results
   qjaxrob simulate [options]    time a hardware-efficient ansatz (value, gradient)
 
+A study's units can be laid over local devices (run --devices N|all) and over hosts:
+start the same run command on every process with --coordinator HOST:PORT
+--num-processes P --process-id I (or QJAXROB_COORDINATOR, QJAXROB_NUM_PROCESSES,
+QJAXROB_PROCESS_ID); process 0 writes the folder.
+
 Errors from bad input print one line and exit with status 1; Ctrl-C during a run exits
 with status 130 and leaves the folder consistent (run the same command again to resume).
 """
@@ -90,15 +95,22 @@ def _run(args) -> int:
     config = _resolve(study, args)
     if config.get("dtype") == "complex128":
         jax.config.update("jax_enable_x64", True)
+    pid, n_proc = experiments.runner.init_distributed(
+        args.coordinator, args.num_processes, args.process_id,
+        heartbeat_timeout=args.heartbeat_timeout)
     out = args.out or f"results/{study.name}{'-quick' if args.quick else ''}"
+    hosts = f", process {pid} of {n_proc}" if n_proc > 1 else ""
     print(f"qjaxrob run {study.name} -> {out}  (jax {jax.__version__}, backend "
-          f"{jax.default_backend()})")
+          f"{jax.default_backend()}{hosts})")
     for key, value in config.items():
         print(f"  {key} = {value}")
     print("compiling and running (the first unit includes compilation)...", flush=True)
     try:
-        res = experiments.run(study, config, out, progress=not args.no_progress,
-                              max_units=args.max_units, log=print)
+        res = experiments.run(study, config, out, progress=not args.no_progress and pid == 0,
+                              max_units=args.max_units, log=print, devices=args.devices)
+        if pid != 0:
+            print(f"process {pid}: {len(res.records)} units computed; process 0 writes {out}")
+            return 0
     except KeyboardInterrupt:
         done = len(experiments.load_results(out))
         print(f"\ninterrupted: {done} finished units are saved in {out}; run the same "
@@ -193,6 +205,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _devices(text: str):
+    return "all" if text == "all" else _positive_int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjaxrob", description=__doc__,
                                      formatter_class=_Formatter)
@@ -228,6 +244,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-units", type=_positive_int, default=None,
                    help="stop after this many new units (re-run to continue; default: all)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--devices", type=_devices, default=None,
+                   help="lay the units over N local devices (or 'all'); default: the "
+                        "default device")
+    p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
+                   help="multi-host run: process 0's address for jax.distributed.initialize "
+                        "(env QJAXROB_COORDINATOR); start the same command on every process")
+    p.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="multi-host run: the number of processes (env QJAXROB_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=_nonneg_int, default=None,
+                   help="multi-host run: this process's id, 0 writes the results "
+                        "(env QJAXROB_PROCESS_ID)")
+    p.add_argument("--heartbeat-timeout", type=_positive_int, default=100,
+                   help="multi-host run: seconds after which a silent process counts as dead "
+                        "and the others stop (rerun the same command to resume)")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("report", help="rebuild summary.csv and plots from saved results",

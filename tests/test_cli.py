@@ -210,3 +210,38 @@ def test_damaged_folders_are_one_line_errors_that_say_what_to_do(tmp_path, capsy
     for cmd in (["report", str(out)], argv):
         err = one_line_error(capsys, cmd)
         assert f"{str(results)!r} line 2 is not a study result" in err
+
+
+@pytest.mark.slow
+def test_run_over_two_devices_equals_one_device(tmp_path, capsys):
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--devices", "2"])):
+        out = tmp_path / name
+        assert main(["run", "barren-plateaus", *TINY, "--out", str(out), *extra]) == 0
+        lines = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+        runs[name] = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in lines]
+    capsys.readouterr()
+    assert runs["two"] == runs["one"] and len(runs["one"]) == 2
+
+
+@pytest.mark.parametrize("argv, env, match", [
+    (["--num-processes", "2", "--process-id", "5"], {}, "process_id must be in 0..1"),
+    (["--num-processes", "2", "--process-id", "0"], {"QJAXROB_NUM_PROCESSES": "4"},
+     "inconsistent process count: 2 given, but QJAXROB_NUM_PROCESSES='4'"),
+    (["--devices", "1000000"], {}, "devices = 1000000 exceeds the"),
+])
+def test_run_distribution_errors_exit_1(tmp_path, capsys, monkeypatch, argv, env, match):
+    for k in ("QJAXROB_COORDINATOR", "QJAXROB_NUM_PROCESSES", "QJAXROB_PROCESS_ID"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["run", "barren-plateaus", *TINY, "--out", str(tmp_path / "x"), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qjaxrob: error: ") and "\n" not in err and match in err
+
+
+def test_run_devices_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "barren-plateaus", "--devices", "0"])
+    assert exc.value.code == 2
+    capsys.readouterr()

@@ -19,6 +19,18 @@ uninterrupted one. Files are written through :mod:`qjaxrob.storage`: a line with
 ``write`` + ``flush`` + ``fsync`` (an interruption can at worst leave a partial last line,
 which the next run drops), ``metadata.json`` and ``summary.csv`` atomically.
 
+**Devices and hosts.** ``devices=k`` lays the pending units over ``k`` local devices: unit
+``j`` of a process runs under ``jax.default_device`` of device ``j mod k`` in one of ``k``
+worker threads, and the results are appended in unit order. After
+:func:`init_distributed` (``jax.distributed.initialize``) the same program runs on every
+process: process 0 locks the folder, decides the pending units and publishes them through
+JAX's coordination service; pending unit ``j`` runs on process ``j mod P``; process 0
+gathers every result and alone writes the folder, so the files equal a one-process run's
+(up to ``elapsed_s``) and resume works as above. A process that stops with an error
+tells the others, which exit with its reason; one that dies (killed) is reported by JAX's
+coordination service, which stops the others (naming the dead task) after its heartbeat
+timeout. Either way the units already written stay, and the same command resumes.
+
 **Integrity.** Every line carries the :func:`fingerprint` of the study and its resolved
 configuration (seed included). Resuming refuses, naming the file and line, a damaged line, a
 line of another run (another fingerprint, e.g. pasted from a ``--seed 7`` folder), a
@@ -29,15 +41,18 @@ writes a folder at a time: a second ``run`` gets ``LockError`` naming the owner'
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
 import io
 import json
+import os
 import platform
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,6 +71,7 @@ __all__ = [
     "RunResult",
     "Study",
     "fingerprint",
+    "init_distributed",
     "load_config",
     "load_results",
     "report",
@@ -215,6 +231,120 @@ def _environment(seed: int) -> dict:
     }
 
 
+ENV_COORDINATOR = "QJAXROB_COORDINATOR"
+ENV_NUM_PROCESSES = "QJAXROB_NUM_PROCESSES"
+ENV_PROCESS_ID = "QJAXROB_PROCESS_ID"
+POLL_MS = 1000  # how often a waiting process checks whether another one stopped
+
+
+def _env_or(value, env: str, what: str):
+    """``value``, else the environment variable ``env`` (both given and different: a
+    ``ParameterError`` naming both)."""
+    text = os.environ.get(env)
+    if text is None or text == "":
+        return value
+    if what != "coordinator":
+        try:
+            got = int(text)
+        except ValueError:
+            raise ParameterError(f"{env}={text!r} is not an integer") from None
+    else:
+        got = text
+    if value is not None and value != got:
+        raise ParameterError(f"inconsistent {what}: {value!r} given, but {env}={text!r}")
+    return got
+
+
+def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
+                     heartbeat_timeout: int = 100) -> tuple:
+    """Joins the processes of a multi-host run (``jax.distributed.initialize``) before any
+    JAX computation; each argument falls back to ``QJAXROB_COORDINATOR`` /
+    ``QJAXROB_NUM_PROCESSES`` / ``QJAXROB_PROCESS_ID``. Nothing given: one process, no
+    initialisation. ``heartbeat_timeout`` (seconds): after it, JAX declares a silent
+    process dead and stops the others. Returns ``(process_id, num_processes)``.
+
+    Raises:
+        ParameterError: an argument and its environment variable differ; a process count
+            below 1 or a process id outside ``0..num_processes-1``; several processes
+            without a coordinator address; JAX reporting another process count.
+    """
+    coordinator = _env_or(coordinator, ENV_COORDINATOR, "coordinator")
+    num_processes = _env_or(num_processes, ENV_NUM_PROCESSES, "process count")
+    process_id = _env_or(process_id, ENV_PROCESS_ID, "process id")
+    if coordinator is None and num_processes is None and process_id is None:
+        return 0, 1
+    if num_processes is None or process_id is None:
+        raise ParameterError(f"a distributed run needs the process count and the process "
+                             f"id, got num_processes={num_processes!r}, "
+                             f"process_id={process_id!r}")
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) \
+            or num_processes < 1:
+        raise ParameterError(f"num_processes must be an integer >= 1, got {num_processes!r}")
+    if isinstance(process_id, bool) or not isinstance(process_id, int) \
+            or not 0 <= process_id < num_processes:
+        raise ParameterError(f"process_id must be in 0..{num_processes - 1} (num_processes "
+                             f"= {num_processes}), got {process_id!r}")
+    if num_processes == 1:
+        return 0, 1
+    if not coordinator:
+        raise ParameterError(f"{num_processes} processes need a coordinator address "
+                             f"(host:port of process 0)")
+    jax.distributed.initialize(coordinator_address=coordinator,
+                               num_processes=num_processes, process_id=process_id,
+                               heartbeat_timeout_seconds=int(heartbeat_timeout))
+    if jax.process_count() != num_processes or jax.process_index() != process_id:
+        exc = ParameterError(f"JAX reports process {jax.process_index()} of "
+                             f"{jax.process_count()} (the coordinator's count), but this "
+                             f"process was started as {process_id} of {num_processes}")
+        _abort(exc)
+        raise exc
+    return process_id, num_processes
+
+
+def _kv():
+    """JAX's coordination-service key-value store (the channel between processes)."""
+    from jax._src import distributed
+
+    return distributed.global_state.client
+
+
+def _abort(exc) -> None:
+    """Tells the other processes that this one stopped, and why."""
+    with contextlib.suppress(jax.errors.JaxRuntimeError):  # already told
+        _kv().key_value_set(f"qjaxrob/abort/{jax.process_index()}",
+                            f"{type(exc).__name__}: {exc}")
+
+
+def _await(kv, key: str) -> str:
+    """The value of ``key``, waiting for it; ``ParameterError`` if another process
+    reported that it stopped (:func:`_abort`) meanwhile."""
+    while True:
+        try:
+            return kv.blocking_key_value_get(key, POLL_MS)
+        except jax.errors.JaxRuntimeError as exc:
+            if "DEADLINE_EXCEEDED" not in str(exc):
+                raise
+        for k, why in kv.key_value_dir_get("qjaxrob/abort/"):
+            raise ParameterError(f"process {jax.process_index()}: process "
+                                 f"{k.rsplit('/', 1)[-1]} stopped: {why}")
+
+
+def _local_devices(devices) -> list:
+    """The devices units are laid over: ``None`` (the default device), ``"all"`` or a
+    count ``k`` (the first ``k`` local devices)."""
+    local = jax.local_devices()
+    if devices is None:
+        return []
+    if devices == "all":
+        return local
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ParameterError(f"devices must be 'all' or an integer >= 1, got {devices!r}")
+    if devices > len(local):
+        raise ParameterError(f"devices = {devices} exceeds the {len(local)} local devices "
+                             f"of this process ({local[0].platform})")
+    return local[:devices]
+
+
 def _check_same_config(out_dir: Path, study: Study, config: dict) -> None:
     name, saved = load_config(out_dir)
     if name != study.name:
@@ -254,11 +384,16 @@ def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: 
 
 
 def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units=None,
-        plots: bool = True, log: Callable[[str], Any] = lambda s: None) -> RunResult:
+        plots: bool = True, log: Callable[[str], Any] = lambda s: None,
+        devices=None) -> RunResult:
     """Runs the pending units of ``study`` with the resolved ``config`` into ``out_dir``.
 
     ``max_units`` stops after that many new units (for tests and time-boxed sessions; the
-    folder is left resumable). ``log`` receives one-line progress messages.
+    folder is left resumable). ``log`` receives one-line progress messages. ``devices``:
+    ``None`` (the default device), ``"all"`` or ``k``: the units are laid over that many
+    local devices. In a multi-process run (:func:`init_distributed`) every process calls
+    ``run`` with the same arguments; process 0 writes the folder and returns the full
+    result; the others return their own records, no summary, ``complete=False``.
 
     Raises:
         ParameterError: an invalid config, or a folder holding another study or config.
@@ -270,12 +405,103 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
     missing = sorted(set(study.all_fields) - set(config))
     if missing:
         raise ParameterError(f"config for {study.name!r} lacks keys {missing}")
-    with locked(out_dir, f"study folder {str(out_dir)!r}") as out_dir:
-        return _run_locked(study, config, out_dir, progress, max_units, plots, log)
+    devs = _local_devices(devices)
+    if jax.process_index() != 0:
+        return _run_follower(study, config, Path(out_dir), devs, log)
+    try:
+        with locked(out_dir, f"study folder {str(out_dir)!r}") as out_dir:
+            return _run_locked(study, config, out_dir, progress, max_units, plots, log,
+                               devs)
+    except Exception as exc:
+        if jax.process_count() > 1:
+            _abort(exc)
+        raise
+
+
+def _unit_key(base, unit):
+    return jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
+
+
+def _compute(study, config, context, unit, base, stamp, device) -> dict:
+    """One unit's record (run on ``device`` when given)."""
+    t0 = time.perf_counter()
+    if device is None:
+        result = study.run_unit(config, context, unit, _unit_key(base, unit))
+    else:
+        with jax.default_device(device):
+            result = study.run_unit(config, context, unit, _unit_key(base, unit))
+    return {"unit": unit, "result": result, "elapsed_s": round(time.perf_counter() - t0, 4),
+            "fingerprint": stamp}
+
+
+def _records(study, config, context, units, base, stamp, devs):
+    """Yields the records of ``units`` in order, laid over ``devs`` (threads)."""
+    if len(devs) <= 1:
+        for unit in units:
+            yield _compute(study, config, context, unit, base, stamp,
+                           devs[0] if devs else None)
+        return
+    pool = ThreadPoolExecutor(len(devs), thread_name_prefix="qjaxrob-unit")
+    try:
+        futures = [pool.submit(_compute, study, config, context, u, base, stamp,
+                               devs[j % len(devs)]) for j, u in enumerate(units)]
+        for f in futures:
+            yield f.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_follower(study, config, out_dir: Path, devs, log) -> RunResult:
+    """A process other than 0: computes its share of the pending units (published by
+    process 0) and hands each record to process 0 through the coordination service; on
+    failure it tells the others why (:func:`_abort`)."""
+    kv, me, n_proc = _kv(), jax.process_index(), jax.process_count()
+    records = []
+    try:
+        plan = json.loads(_await(kv, "qjaxrob/plan"))
+        mine = [j for j in range(len(plan["pending"])) if j % n_proc == me]
+        stamp = fingerprint(study.name, config)
+        if plan["fingerprint"] != stamp or plan["processes"] != n_proc:
+            raise ParameterError(
+                f"process {me} runs study {study.name!r} with config fingerprint {stamp!r} "
+                f"on {n_proc} processes, but process 0 runs fingerprint "
+                f"{plan['fingerprint']!r} on {plan['processes']}: start every process "
+                f"with the same command")
+        units = study.units(config)
+        log(f"process {me}: {len(mine)} of {len(plan['pending'])} pending units")
+        if mine:
+            base = jax.random.key(config["seed"])
+            context = (study.setup(config, jax.random.fold_in(base, 0)) if study.setup
+                       else None)
+            todo = [units[plan["pending"][j]] for j in mine]
+            for j, rec in zip(mine, _records(study, config, context, todo, base, stamp,
+                                             devs)):
+                kv.key_value_set(f"qjaxrob/unit/{j}", json.dumps(rec))
+                records.append(rec)
+    except Exception as exc:
+        _abort(exc)
+        raise
+    return RunResult(out_dir, records, [], [], False)
+
+
+def _gathered(study, config, context, pending, base, stamp, devs):
+    """Process 0's view: the records of ``pending`` in order, its own share computed
+    here, the others' read from the coordination service."""
+    n_proc = jax.process_count()
+    if n_proc == 1:
+        yield from _records(study, config, context, pending, base, stamp, devs)
+        return
+    kv = _kv()
+    own = _records(study, config, context, pending[::n_proc], base, stamp, devs)
+    for j in range(len(pending)):
+        if j % n_proc == 0:
+            yield next(own)
+            continue
+        yield json.loads(_await(kv, f"qjaxrob/unit/{j}"))
 
 
 def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, plots,
-                log) -> RunResult:
+                log, devs) -> RunResult:
     if (out_dir / "config.toml").exists():
         _check_same_config(out_dir, study, config)
     else:
@@ -301,9 +527,14 @@ def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, 
     pending = [(i, u) for i, (u, uid) in enumerate(zip(units, ids)) if uid not in done]
     if max_units is not None:
         pending = pending[:max_units]
-    meta.update(units_total=len(units), units_done=len(done))
+    meta.update(units_total=len(units), units_done=len(done),
+                processes=jax.process_count(), unit_devices=max(len(devs), 1))
     write_atomic(meta_path, json.dumps(meta, indent=2))
     log(f"{len(units)} units, {len(done)} already done, {len(pending)} to run now")
+    if jax.process_count() > 1:
+        _kv().key_value_set("qjaxrob/plan", json.dumps(
+            {"pending": [i for i, _ in pending], "fingerprint": stamp,
+             "processes": jax.process_count()}))
 
     base = jax.random.key(config["seed"])
     bar = tqdm(total=len(units), initial=len(done), desc=study.name, unit="unit",
@@ -311,15 +542,10 @@ def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, 
     try:
         if pending:
             context = study.setup(config, jax.random.fold_in(base, 0)) if study.setup else None
-            for _, unit in pending:
-                t0 = time.perf_counter()
-                key = jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
-                result = study.run_unit(config, context, unit, key)
-                record = {"unit": unit, "result": result,
-                          "elapsed_s": round(time.perf_counter() - t0, 4),
-                          "fingerprint": stamp}
+            for record in _gathered(study, config, context, [u for _, u in pending], base,
+                                    stamp, devs):
                 append_jsonl(results_path, record)
-                done[unit_id(unit)] = record
+                done[unit_id(record["unit"])] = record
                 session["units_run"] += 1
                 bar.update(1)
         status = "complete" if len(done) == len(units) else "partial"
