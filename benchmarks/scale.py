@@ -27,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import harness
+
+ROOT = harness.ROOT
 ARGS = ["--quick", "--set", "qubits=[2, 3, 4, 5]", "--set", "layers=[1, 2]", "--set",
         "n_samples=8", "--no-progress"]
 
@@ -50,7 +52,7 @@ def one(k: int, folder: Path) -> dict:
     busy = sum(json.loads(ln)["elapsed_s"] for ln in lines)
     return {"devices": k, "units": len(lines), "wall_s": round(wall, 2),
             "units_per_s_wall": round(len(lines) / wall, 3),
-            "unit_seconds_sum": round(busy, 2)}
+            "unit_seconds_sum": round(busy, 2), "load_average": harness.load_average()}
 
 
 def main(argv=None) -> int:
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
             first = first or folder
             row["equal_to_first"] = _records(folder) == _records(first)
             rows.append(row)
-            print(json.dumps(row), flush=True)
+            harness.print_row(row)
     return 0 if all(r["equal_to_first"] for r in rows) else 1
 
 
