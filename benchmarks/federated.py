@@ -10,8 +10,8 @@ each round, FedAvg with 2 local SGD steps on minibatches of 8, server sgd(1.0). 
 * ``loop``: the same client function jitted once for a single client and called in a
   Python loop over the clients, then the same server step; the updates are checked
   against the vmapped ones (max |difference| reported).
-* ``flower``: :func:`qjaxrob.federated.flower.run_local`, one server and n client processes
-  (gRPC on loopback); median server-side round time of rounds 2.. (round 1 includes the
+* ``flower``: :func:`qjaxrob.federated.flower.run_local`, a SuperLink and n SuperNode
+  processes on loopback running the Message-API apps; median server-side round time of rounds 2.. (round 1 includes the
   clients connecting and compiling). Flower's in-process simulation engine needs Ray,
   which is not installed here.
 
