@@ -234,3 +234,29 @@ def test_interop_imports_no_peer_package():
             "print(sorted(m for m in ('openqasm3', 'qiskit', 'pennylane') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("angle, message", [
+    ("exp(1000)", r"cannot evaluate exp\(1000\.0\) \(math range error\)"),
+    ("log(-1)", r"cannot evaluate log\(-1\.0\) \(math domain error\)"),
+    ("2**5000", r"cannot evaluate 2\.0 \*\* 5000\.0"),
+    ("(-8)**0.5", r"is not a finite real angle"),
+    ("1/0", r"division by zero"),
+    ("sin(1, 2)", r"sin\(\) takes one argument, got 2"),
+])
+def test_bad_constant_expressions_name_the_line(angle, message):
+    for header in ("OPENQASM 3.0;\nqubit[2] q;\n",
+                   'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\n'):
+        n = header.count("\n") + 1
+        with pytest.raises(ConversionError, match=rf"line {n}: .*{message}.*'rx\("):
+            qjr.from_qasm(header + f"rx({angle}) q[0];")
+    # inside a gate definition, the line of the definition's statement
+    src = f"OPENQASM 3.0;\ngate g a {{\n  rx({angle}) a;\n}}\nqubit q;\ng q;"
+    with pytest.raises(ConversionError, match=rf"line 3: .*{message}"):
+        qjr.from_qasm(src)
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "// only a comment\n", "/* a\nblock */"])
+def test_empty_program_is_a_clear_error(text):
+    with pytest.raises(ConversionError, match="empty"):
+        qjr.from_qasm(text)

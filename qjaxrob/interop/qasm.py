@@ -36,7 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError
+from qjaxrob.errors import ConversionError, QjrError
+from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
@@ -53,6 +54,7 @@ _FUNCTIONS = {"sin": math.sin, "cos": math.cos, "tan": math.tan, "arcsin": math.
               "arccos": math.acos, "arctan": math.atan, "exp": math.exp, "log": math.log,
               "sqrt": math.sqrt}
 _KNOWN_INCLUDES = ("qelib1.inc", "stdgates.inc")
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 _IGNORED = ("QuantumBarrier", "Pragma")
 _REJECTED = {
     "QuantumReset": "reset is not supported",
@@ -68,16 +70,12 @@ _REJECTED = {
 
 
 def _parse(text: str):
+    parser = require("openqasm3.parser", "qasm", "from_qasm (the OpenQASM parser, openqasm3[parser])")
+    if not _COMMENTS.sub("", text).strip():
+        raise ConversionError("the OpenQASM program is empty (no statements)")
     try:
-        from openqasm3.parser import QASM3ParsingError, parse
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "from_qasm needs the OpenQASM parser: pip install 'qjaxrob[qasm]' "
-            "(openqasm3[parser])"
-        ) from exc
-    try:
-        return parse(text)
-    except QASM3ParsingError as exc:
+        return parser.parse(text)
+    except parser.QASM3ParsingError as exc:
         raise ConversionError(_parse_error_message(text, exc)) from exc
 
 
@@ -166,17 +164,34 @@ class _Converter:
                 return lhs - rhs
             if op == "*" and (lhs.is_const or rhs.is_const):
                 return rhs.scale(lhs.const) if lhs.is_const else lhs.scale(rhs.const)
-            if op == "/" and rhs.is_const and rhs.const != 0.0:
+            if op == "/" and rhs.is_const:
+                if rhs.const == 0.0:
+                    self.fail(node, "division by zero in an angle expression")
                 return lhs.scale(1.0 / rhs.const)
             if op == "**" and lhs.is_const and rhs.is_const:
-                return Linear(lhs.const**rhs.const)
+                return self.evaluate(node, "**", pow, lhs.const, rhs.const)
             self.fail(node, f"the angle expression is not affine in the parameters (operator {op})")
         if kind == "FunctionCall" and node.name.name in _FUNCTIONS:
+            name = node.name.name
             args = [self.value(a, env) for a in node.arguments]
-            if len(args) == 1 and args[0].is_const:
-                return Linear(_FUNCTIONS[node.name.name](args[0].const))
-            self.fail(node, f"{node.name.name}() of a parameter is not affine")
+            if len(args) != 1:
+                self.fail(node, f"{name}() takes one argument, got {len(args)}")
+            if not args[0].is_const:
+                self.fail(node, f"{name}() of a parameter is not affine")
+            return self.evaluate(node, name, _FUNCTIONS[name], args[0].const)
         self.fail(node, f"unsupported expression ({kind})")
+
+    def evaluate(self, node, name: str, function, *args) -> Linear:
+        """``function(*args)`` as a constant; a math error or a non-finite or complex result
+        fails naming the statement."""
+        call = f"{args[0]!r} ** {args[1]!r}" if name == "**" else f"{name}({args[0]!r})"
+        try:
+            result = function(*args)
+        except (ArithmeticError, ValueError) as exc:
+            self.fail(node, f"cannot evaluate {call} ({exc})")
+        if isinstance(result, complex) or not math.isfinite(result):
+            self.fail(node, f"{call} = {result!r} is not a finite real angle")
+        return Linear(float(result))
 
     def integer(self, node, env) -> int:
         v = self.value(node, env)
