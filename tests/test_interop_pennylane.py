@@ -2,6 +2,7 @@
 tapes give the same state; QNodes give the same values and, under jax.jit, the same
 jax.grad; shots, other interfaces and bad input."""
 
+import importlib
 import sys
 
 import jax
@@ -242,3 +243,10 @@ def test_device_rejects_what_it_cannot_do():
                                    diff_method="backprop"), 10)
     with pytest.raises(qml.exceptions.QuantumFunctionError, match="backprop"):
         node(jnp.array(0.1))
+
+
+def test_device_without_pennylane_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pennylane", None)
+    monkeypatch.delitem(sys.modules, "qjaxrob.interop.device", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"qjaxrob.qubit device .*qjaxrob\[pennylane\]"):
+        importlib.import_module("qjaxrob.interop.device")

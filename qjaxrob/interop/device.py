@@ -42,24 +42,21 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import MissingDependencyError, ParameterError
+from qjaxrob.errors import ParameterError
+from qjaxrob.extras import require
 from qjaxrob.interop.pennylane import convert_tape, supported_operation
 
-try:
-    import pennylane as qml
-    from pennylane.devices import Device, ExecutionConfig
-    from pennylane.devices.preprocess import (
-        decompose,
-        no_sampling,
-        validate_device_wires,
-        validate_measurements,
-    )
-    from pennylane.devices.qubit import measure, measure_with_samples
-    from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement
-except ImportError as exc:  # the device is only loaded through PennyLane's plugin entry point
-    raise MissingDependencyError(
-        "the qjaxrob.qubit device needs PennyLane: pip install 'qjaxrob[pennylane]'"
-    ) from exc
+# the device is only loaded through PennyLane's plugin entry point; one guard for the extra
+qml = require("pennylane", "pennylane", "the qjaxrob.qubit device")
+from pennylane.devices import Device, ExecutionConfig  # noqa: E402
+from pennylane.devices.preprocess import (  # noqa: E402
+    decompose,
+    no_sampling,
+    validate_device_wires,
+    validate_measurements,
+)
+from pennylane.devices.qubit import measure, measure_with_samples  # noqa: E402
+from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement  # noqa: E402
 
 __all__ = ["QjaxrobQubit"]
 

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError, QjrTypeError
+from qjaxrob.errors import ConversionError, QjrError, QjrTypeError
+from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
@@ -46,13 +47,7 @@ _SPECIAL = ("Rot", "GlobalPhase", "QubitUnitary", "Identity")
 
 
 def import_pennylane():
-    try:
-        import pennylane
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "PennyLane interop needs PennyLane: pip install 'qjaxrob[pennylane]'"
-        ) from exc
-    return pennylane
+    return require("pennylane", "pennylane", "PennyLane interop")
 
 
 def supported_operation(op) -> bool:

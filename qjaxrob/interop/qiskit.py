@@ -32,7 +32,8 @@ import numbers
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError, QjrTypeError
+from qjaxrob.errors import ConversionError, QjrError, QjrTypeError
+from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
@@ -47,14 +48,8 @@ _IGNORED = ("barrier",)
 
 
 def _import_qiskit():
-    try:
-        import qiskit
-        from qiskit.circuit import ParameterExpression
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "from_qiskit needs Qiskit: pip install 'qjaxrob[qiskit]'"
-        ) from exc
-    return qiskit, ParameterExpression
+    qiskit = require("qiskit", "qiskit", "from_qiskit")
+    return qiskit, require("qiskit.circuit", "qiskit", "from_qiskit").ParameterExpression
 
 
 def _linear(value, slots: dict, expression_type, where: str) -> Linear:
