@@ -116,6 +116,9 @@ class _Walker:
         if getattr(op, "blocks", ()) or name in ("reset", "delay") or op.num_clbits:
             raise ConversionError(f"{where}: {name!r} is not supported (no reset, delay, "
                                   "classical control or control flow)")
+        if name == "PauliEvolution":
+            self.pauli_evolution(op, qubits, where)
+            return
         params = tuple(op.params)
         spec = STANDARD_GATES.get(name)
         if spec is not None and spec[:2] == (len(qubits), len(params)):
@@ -135,6 +138,35 @@ class _Walker:
         if definition is None:
             raise ConversionError(f"{where}: gate {name!r} has no qjaxrob form, matrix or definition")
         self.circuit(definition, list(qubits), f"{where} -> ")
+
+    def pauli_evolution(self, op, qubits, where: str):
+        """``PauliEvolutionGate(H, t)`` means the exact ``exp(-i t H)`` (its ``definition`` is
+        a product-formula approximation): a constant time is converted through the exact
+        matrix; a parametric time needs commuting terms, each then its own exponential
+        (exact, from the one-term gate's definition); otherwise it is refused."""
+        operator = op.operator
+        if isinstance(operator, list):
+            operator = sum(operator[1:], operator[0])
+        operator = operator.simplify(atol=0.0)
+        time = op.params[0]
+        if not (isinstance(time, self.expression_type) and time.parameters):
+            matrix = np.asarray(op.to_matrix(), dtype=complex)
+            self.items.append((where, ("unitary", matrix, tuple(reversed(qubits)))))
+            return
+        paulis = operator.paulis
+        for i in range(len(paulis)):
+            clash = np.flatnonzero(~paulis.commutes(paulis[i]))
+            if clash.size:
+                raise ConversionError(
+                    f"{where}: PauliEvolutionGate with a parametric time {time} and "
+                    f"non-commuting terms {paulis[i].to_label()} and "
+                    f"{paulis[int(clash[0])].to_label()} has no exact qjaxrob form (its "
+                    "definition is a product-formula approximation); bind the time first"
+                )
+        gate_type = type(op)
+        for pauli, coeff in zip(paulis, operator.coeffs):
+            term = gate_type(type(operator)([pauli], [coeff]), time=time)
+            self.circuit(term.definition, list(qubits), f"{where} -> term {pauli.to_label()}: ")
 
 
 def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
