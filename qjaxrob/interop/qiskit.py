@@ -19,7 +19,10 @@ several parameters are split exactly, see ``gatelib``); anything else raises.
 
 Gates: Qiskit's standard names with an exact qjaxrob form (``gatelib.STANDARD_GATES``),
 then any gate with constant parameters through its matrix, then any gate through its
-``definition``; ``global_phase`` is kept exactly. ``barrier`` is ignored, final
+``definition``; ``global_phase`` is kept exactly. ``PauliEvolutionGate(H, t)`` is the exact
+``exp(-i t H)`` (not its product-formula ``definition``): through its matrix for a bound
+``t``, one exponential per term when ``t`` is a parameter and the terms commute, and
+refused when they do not. ``barrier`` is ignored, final
 measurements are dropped (nothing may follow on a measured qubit); ``reset``, control
 flow, ``delay`` and anything else raise ``ConversionError`` naming the instruction and
 its index in ``qc.data``.
