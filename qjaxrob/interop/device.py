@@ -15,22 +15,27 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
   lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
   QNode then reuses the key drawn when it was traced).
 
-Gradients: the device is differentiable by JAX, so with ``interface="jax"`` PennyLane
-uses ``diff_method="backprop"`` (also what ``"best"`` resolves to for analytic tapes):
-``jax.grad`` and ``jax.jit`` go straight through qjaxrob; ``diff="adjoint"`` makes the
-expectation-value path use qjaxrob's adjoint-method gradient instead of reverse-mode
-backprop (same values, memory independent of depth). Other interfaces, and tapes with
-shots, get PennyLane's gradient transforms (parameter shift by default).
+Gradients: with ``interface="jax"`` PennyLane uses ``diff_method="backprop"`` (also what
+``"best"`` resolves to for analytic tapes): ``jax.grad`` and ``jax.jit`` go straight
+through qjaxrob; ``diff="adjoint"`` makes the expectation-value path use qjaxrob's
+adjoint-method gradient instead of reverse-mode backprop (same values, memory independent
+of depth). With autograd (PennyLane's NumPy interface) backprop runs the differentiated
+parameters through JAX, ``jax.vjp`` serving as autograd's derivative (any order;
+``qjaxrob.interop.autograd_bridge``). Torch and TensorFlow are not declared, so PennyLane
+uses its gradient transforms for them, as for tapes with shots (parameter shift).
 
-PennyLane's own device test suite passes against this device (2026-12-01, PennyLane 0.45.1;
-needs ``flaky``): analytic, ``test_measurements test_gates_with_expval test_return_system
-test_wires test_tracker test_gradients_jax test_gates test_templates
-test_compare_default_qubit test_properties``: 380 passed, 31 skipped, 12 xfailed (one
-error: ``test_supports_broadcasting`` wants the ``pytest-mock`` fixture); with
-``--shots=10000``, ``test_measurements test_return_system``: 76 passed, 7 skipped, 1 xfailed::
+Samples are drawn from the state renormalised in float64 (a complex64 state of a deep
+circuit can miss norm 1 by more than PennyLane's sampler allows). Under ``jax.jit``
+without backprop PennyLane runs the device inside a host callback; the device then
+preprocesses and converts each circuit once at trace time, so an unsupported operation
+or a ``qjaxrob.errors`` error is raised as itself, not as a ``JaxRuntimeError``.
 
-    cd $(python -c "import os, pennylane.devices.tests as t; print(os.path.dirname(t.__file__))")
-    JAX_ENABLE_X64=1 python -m pytest -q test_gates.py --device=qjaxrob.qubit --skip-ops
+PennyLane's own device test suite (PennyLane 0.45.1; needs ``flaky`` and ``pytest-mock``),
+run from a checkout whose ``qjaxrob`` is first on ``sys.path``::
+
+    D=$(python -c "import os, pennylane.devices.tests as t; print(os.path.dirname(t.__file__))")
+    python -m pytest $D --device=qjaxrob.qubit -q -p no:cacheprovider
+    python -m pytest $D --device=qjaxrob.qubit --shots=10000 -q -p no:cacheprovider
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import GradientError, ParameterError
 from qjaxrob.extras import require
+from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
 from qjaxrob.interop.pennylane import convert_tape, supported_operation
 
 # the device is only loaded through PennyLane's plugin entry point; one guard for the extra
@@ -61,7 +67,7 @@ from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasur
 __all__ = ["QjaxrobQubit"]
 
 _JAX = {qml.math.Interface.JAX, qml.math.Interface.JAX_JIT}
-_BACKPROP_INTERFACES = _JAX | {qml.math.Interface.NUMPY}
+_BACKPROP_INTERFACES = _JAX | {qml.math.Interface.NUMPY, qml.math.Interface.AUTOGRAD}
 _PAULI = {"X": qjr.X, "Y": qjr.Y, "Z": qjr.Z}
 
 
@@ -111,7 +117,9 @@ class QjaxrobQubit(Device):
 
     # ---- configuration -----------------------------------------------------------------
     def supports_derivatives(self, execution_config=None, circuit=None) -> bool:
-        """Backprop through qjaxrob: analytic tapes, JAX (or NumPy) interface."""
+        """Backprop on analytic tapes for the JAX interfaces (through qjaxrob) and for
+        autograd / NumPy (through JAX, ``autograd_bridge``); torch and TensorFlow get
+        ``False``, so PennyLane falls back to its gradient transforms."""
         if execution_config is None:
             return True
         if execution_config.gradient_method not in ("backprop", "best"):
@@ -126,7 +134,7 @@ class QjaxrobQubit(Device):
         if method == "best":
             method = "backprop"
         jaxish = config.interface in _JAX
-        return replace(
+        config = replace(
             config,
             gradient_method=method,
             use_device_gradient=method == "backprop",
@@ -134,6 +142,20 @@ class QjaxrobQubit(Device):
             grad_on_execution=False,
             convert_to_numpy=not (jaxish and (method == "backprop" or self._prng_key is not None)),
         )
+        if circuit is not None and config.interface is qml.math.Interface.JAX_JIT \
+                and not config.use_device_gradient:
+            self._dry_run(circuit, config)
+        return config
+
+    def _dry_run(self, circuit, config):
+        """Preprocesses and converts ``circuit`` once, now. Under ``jax.jit`` without
+        backprop, PennyLane runs the device's preprocessing and execution inside a host
+        callback, where any error (an unsupported operation or measurement, a
+        ``qjaxrob.errors`` error) would reach the user as an opaque ``JaxRuntimeError``;
+        here, at trace time, it is raised as itself."""
+        tapes, _ = self.preprocess_transforms(config)((circuit,))
+        for tape in tapes:
+            self._convert(tape)
 
     def preprocess_transforms(self, execution_config=None):
         config = execution_config or ExecutionConfig()
@@ -167,14 +189,38 @@ class QjaxrobQubit(Device):
             return self._dtype
         return np.dtype(np.complex128 if jax.config.jax_enable_x64 else np.complex64)
 
-    def _run(self, tape):
+    def _convert(self, tape):
+        """``(tape, circuit, params, n_wires)``: the tape on wires ``0..n-1`` and its
+        qjaxrob circuit and parameters."""
         wire_order = list(self.wires) if self.wires is not None else tape.wires.tolist()
         if wire_order != list(range(len(wire_order))):
             (tape,), _ = qml.map_wires(tape, {label: i for i, label in enumerate(wire_order)})
             wire_order = list(range(len(wire_order)))
+        real = np.finfo(self._dtype_now()).dtype
+        return (tape, *convert_tape(tape, wire_order, real), len(wire_order))
+
+    def _run(self, tape):
+        values = tape.get_parameters(trainable_only=False)
+        boxed = [i for i, v in enumerate(values) if is_boxed(v)]
+        if boxed:
+            return self._run_autograd(tape, boxed, values)
+        return self._run_plain(tape)
+
+    def _run_autograd(self, tape, boxed, values):
+        """Backprop for the autograd (NumPy) interface: the tape's differentiated
+        parameters run through JAX, with ``jax.vjp`` as autograd's derivative."""
+        if any(np.iscomplexobj(autograd_value(values[i])) for i in boxed):
+            raise GradientError("autograd backprop on qjaxrob.qubit differentiates real gate "
+                                "and observable parameters only")
+
+        def fn(*xs):
+            return self._run_plain(tape.bind_new_parameters(list(xs), boxed))
+
+        return autograd_call(fn, *[values[i] for i in boxed])
+
+    def _run_plain(self, tape):
         dtype = self._dtype_now()
-        real = np.finfo(dtype).dtype
-        circuit, params = convert_tape(tape, wire_order, real)
+        tape, circuit, params, n_wires = self._convert(tape)
         traced = any(isinstance(v, jax.Array) for op in tape.operations for v in op.data)
         traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
                                if m.obs is not None for v in m.obs.data)
@@ -183,12 +229,10 @@ class QjaxrobQubit(Device):
                                   and m.obs.pauli_rep is not None for m in mps):
             out = self._pauli_expvals(circuit, params, mps, dtype)
         else:
-            state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * len(wire_order))
+            state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * n_wires)
             if not tape.shots:
                 out = [measure(m, state) for m in mps]
             else:
-                if not isinstance(state, jax.core.Tracer):
-                    state = np.asarray(state)          # NumPy sampling: no eager JAX dispatch
                 return _to_numpy_unless(traced, self._sampled(tape, state))
         return _to_numpy_unless(traced, out[0] if len(out) == 1 else tuple(out))
 
@@ -225,6 +269,14 @@ class QjaxrobQubit(Device):
         return out
 
     def _sampled(self, tape, state):
+        """Samples from ``state``, renormalised first: in float64 for a concrete state (a
+        complex64 state of a deep circuit misses norm 1 by more than PennyLane's sampler
+        allows), in its own dtype when traced."""
+        if isinstance(state, jax.core.Tracer):
+            state = state / jnp.linalg.norm(state)
+        else:
+            state = np.asarray(state, np.complex128)
+            state = state / np.linalg.norm(state)
         key = None
         if self._prng_key is not None:
             self._prng_key, key = jax.random.split(self._prng_key)

@@ -14,7 +14,9 @@ without a qjaxrob form are first decomposed by PennyLane (``qml.devices.preproce
 decompose``); gates kept as they are: Pauli gates, ``Hadamard S T SX`` and their adjoints,
 ``RX RY RZ PhaseShift U1 U2 U3 Rot``, ``CNOT CY CZ SWAP ISWAP CSWAP Toffoli``,
 ``CRX CRY CRZ ControlledPhaseShift IsingXX IsingYY IsingZZ``, ``GlobalPhase``
-(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped).
+(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped), and
+operations PennyLane cannot decompose but gives a concrete matrix of at most 8 wires
+(``DoubleExcitationPlus``/``Minus``, ``BlockEncode``...), as constant unitaries.
 Measurements of the tape are ignored here (the device handles them).
 """
 
@@ -50,12 +52,24 @@ def import_pennylane():
     return require("pennylane", "pennylane", "PennyLane interop")
 
 
+_MAX_MATRIX_WIRES = 8
+
+
+def _by_matrix(op) -> bool:
+    """An operation without a decomposition but with a concrete matrix of at most
+    ``_MAX_MATRIX_WIRES`` wires (``DoubleExcitationPlus``, ``BlockEncode``...): converted
+    through its matrix (constant: its parameters are not trainable ``params``)."""
+    qml = import_pennylane()
+    return (not op.has_decomposition and op.has_matrix and len(op.wires) <= _MAX_MATRIX_WIRES
+            and not any(qml.math.is_abstract(d) for d in op.data))
+
+
 def supported_operation(op) -> bool:
     """Whether ``convert_tape`` takes ``op`` as it is (else PennyLane decomposes it)."""
     if op.name == "QubitUnitary":
         qml = import_pennylane()
-        return not qml.math.is_abstract(op.data[0]) and len(op.wires) <= 8
-    return op.name in _FIXED or op.name in _SPECIAL
+        return not qml.math.is_abstract(op.data[0]) and len(op.wires) <= _MAX_MATRIX_WIRES
+    return op.name in _FIXED or op.name in _SPECIAL or _by_matrix(op)
 
 
 def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
@@ -64,6 +78,9 @@ def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
         return [], slot
     if op.name == "QubitUnitary":
         return [("unitary", np.asarray(op.data[0], dtype=complex), wires)], slot
+    if op.name not in _FIXED and op.name not in _SPECIAL:   # _by_matrix
+        matrix = np.asarray(op.matrix(wire_order=op.wires), dtype=complex)
+        return [("unitary", matrix, wires)], slot
     n = len(op.data)
     angles = tuple(Linear.var("param", slot + i) for i in range(n))
     if op.name == "GlobalPhase":
