@@ -358,3 +358,41 @@ def test_errors_under_jit_with_shots_are_raised_as_themselves():
     node = qml.set_shots(qml.QNode(shadow, dev, interface="jax"), 100)
     with pytest.raises(qml.exceptions.DeviceError, match="shadow"):
         jax.jit(node)(0.3)
+
+
+def test_broadcast_tape_runs_as_one_vmapped_program():
+    """A broadcast batch (AngleEmbedding of a batch + StronglyEntanglingLayers) is one
+    execution, not one tape per element, with default.qubit's values and gradients;
+    broadcasts that cannot be vmapped (shots, broadcast matrices) are expanded."""
+    rng = np.random.default_rng(11)
+    x, w = jnp.asarray(rng.normal(size=(4, 3))), jnp.asarray(rng.normal(size=(1, 3, 3)))
+
+    def qfunc(x, w):
+        qml.AngleEmbedding(x, wires=range(3))
+        qml.StronglyEntanglingLayers(w, wires=range(3))
+        return qml.expval(qml.Z(0) @ qml.X(2)), qml.probs(wires=[1]), qml.var(qml.Y(1))
+
+    dev = QjaxrobQubit(wires=3, dtype=jnp.complex128)
+    ours = qml.QNode(qfunc, dev, interface="jax")
+    ref = qml.QNode(qfunc, qml.device("default.qubit", wires=3), interface="jax")
+    with qml.Tracker(dev) as tracker:
+        got = ours(x, w)
+    assert tracker.totals["executions"] == 1
+    for a, b in zip(got, ref(x, w)):
+        assert np.shape(a) == np.shape(b) and np.shape(a)[0] == 4
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+    def loss(node):
+        return jax.grad(lambda w: jnp.sum(node(x, w)[0] ** 2))
+
+    np.testing.assert_allclose(loss(ours)(w), loss(ref)(w), atol=1e-10)
+
+    def matrices(t):
+        qml.QubitUnitary(jnp.stack([qml.matrix(qml.RY(a, 0)) for a in t]), wires=0)
+        return qml.expval(qml.Z(0))
+
+    t = jnp.array([0.1, 0.9, 2.0])
+    with qml.Tracker(dev) as tracker:
+        vals = qml.QNode(matrices, dev)(t)
+    assert tracker.totals["executions"] == 3
+    np.testing.assert_allclose(vals, np.cos(t), atol=1e-12)

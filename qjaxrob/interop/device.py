@@ -10,6 +10,10 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
 * every other analytic measurement (``probs``, ``var``, ``state``, ``density_matrix``,
   ``expval`` of ``Hermitian``...) is PennyLane's ``devices.qubit.measure`` applied to
   qjaxrob's statevector;
+* a broadcast tape (a batch of angles, e.g. ``AngleEmbedding`` of a data batch) runs as
+  one ``jax.vmap`` over the batch, not one tape per element (``pennylane.vmappable``:
+  analytic tapes whose broadcast operations are gates with scalar angles; other
+  broadcasts are expanded);
 * with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
   (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
   lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
@@ -50,7 +54,7 @@ import qjaxrob as qjr
 from qjaxrob.errors import GradientError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
-from qjaxrob.interop.pennylane import convert_tape, supported_operation
+from qjaxrob.interop.pennylane import convert_tape, supported_operation, vmappable
 
 # the device is only loaded through PennyLane's plugin entry point; one guard for the extra
 qml = require("pennylane", "pennylane", "the qjaxrob.qubit device")
@@ -85,6 +89,15 @@ def _to_numpy_unless(keep_jax: bool, out):
     if keep_jax:
         return out
     return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v), out)
+
+
+@qml.transform
+def _expand_unless_vmappable(tape):
+    """Broadcast tapes that ``vmappable`` accepts stay one tape (run as one ``vmap``);
+    others are expanded into one tape per batch element."""
+    if tape.batch_size is None or vmappable(tape):
+        return (tape,), lambda results: results[0]
+    return qml.transforms.broadcast_expand(tape)
 
 
 class QjaxrobQubit(Device):
@@ -165,7 +178,7 @@ class QjaxrobQubit(Device):
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, analytic_measurements=_analytic_ok,
                               sample_measurements=_sample_ok, name=self.name)
-        program.add_transform(qml.transforms.broadcast_expand)
+        program.add_transform(_expand_unless_vmappable)
         if config.gradient_method == "backprop":
             program.add_transform(no_sampling, name="backprop + qjaxrob.qubit")
         return program
@@ -225,9 +238,18 @@ class QjaxrobQubit(Device):
         traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
                                if m.obs is not None for v in m.obs.data)
         mps = tape.measurements
+        batched = params.ndim == 2      # a broadcast tape: one vmap over the batch
         if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs is not None
                                   and m.obs.pauli_rep is not None for m in mps):
-            out = self._pauli_expvals(circuit, params, mps, dtype)
+            if batched:
+                out = list(jax.vmap(
+                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype)))(params))
+            else:
+                out = self._pauli_expvals(circuit, params, mps, dtype)
+        elif batched:
+            states = jax.vmap(lambda p: qjr.statevector(circuit, p, dtype=dtype))(params)
+            states = states.reshape((-1,) + (2,) * n_wires)
+            out = [measure(m, states, is_state_batched=True) for m in mps]
         else:
             state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * n_wires)
             if not tape.shots:

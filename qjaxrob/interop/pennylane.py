@@ -36,7 +36,8 @@ from qjaxrob.interop.gatelib import (
     expand_standard,
 )
 
-__all__ = ["convert_tape", "from_pennylane", "import_pennylane", "supported_operation"]
+__all__ = ["convert_tape", "from_pennylane", "import_pennylane", "supported_operation",
+           "vmappable"]
 
 _FIXED = {"PauliX": "x", "PauliY": "y", "PauliZ": "z", "Hadamard": "h", "S": "s", "T": "t",
           "SX": "sx", "Adjoint(S)": "sdg", "Adjoint(T)": "tdg", "Adjoint(SX)": "sxdg",
@@ -99,7 +100,9 @@ def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
 def convert_tape(tape, wire_order, real_dtype=None) -> tuple[qjr.Circuit, jnp.ndarray]:
     """``(circuit, params)`` for a tape of supported operations (see ``supported_operation``);
     ``wire_order[i]`` is the PennyLane label of qjaxrob wire ``i``. ``params`` keeps the
-    tape's values (possibly JAX tracers) as a 1-D array of ``real_dtype``."""
+    tape's values (possibly JAX tracers) as a 1-D array of ``real_dtype``, or, for a
+    broadcast tape (angles with a leading batch axis, see :func:`vmappable`), a
+    ``(batch, n_params)`` array to ``vmap`` over."""
     index = {label: i for i, label in enumerate(wire_order)}
     c = qjr.Circuit(len(index))
     values, slot = [], 0
@@ -124,7 +127,25 @@ def convert_tape(tape, wire_order, real_dtype=None) -> tuple[qjr.Circuit, jnp.nd
         real_dtype = jnp.zeros(()).dtype
     if not values:
         return c, jnp.zeros((0,), real_dtype)
-    return c, jnp.stack([jnp.asarray(v, real_dtype) for v in values])
+    arrays = [jnp.asarray(v, real_dtype) for v in values]
+    sizes = {a.shape[0] for a in arrays if a.ndim == 1}
+    if sizes:   # a broadcast tape: (batch, n_params), unbroadcast angles repeated
+        (size,) = sizes
+        return c, jnp.stack([jnp.broadcast_to(a, (size,)) for a in arrays], axis=-1)
+    return c, jnp.stack(arrays)
+
+
+def vmappable(tape) -> bool:
+    """Whether a broadcast tape runs as one ``vmap`` over its parameters: analytic, and
+    every broadcast operation a gate with scalar angles (no broadcast matrices, state
+    preparations or observables)."""
+    if tape.shots:
+        return False
+    if any(m.obs is not None and getattr(m.obs, "batch_size", None) is not None
+           for m in tape.measurements):
+        return False
+    return all(op.batch_size is None or op.name in _FIXED or op.name in ("Rot", "GlobalPhase")
+               for op in tape.operations)
 
 
 def _default_wire_order(tape) -> list:
