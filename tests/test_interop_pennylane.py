@@ -165,7 +165,8 @@ def test_adjoint_option_gives_the_same_energy_gradient(reference):
     np.testing.assert_allclose(grad, energy_grad, atol=1e-10)
 
 
-def test_autograd_interface_uses_parameter_shift():
+def test_autograd_interface_gradients_match_default_qubit():
+    """diff_method="best" with autograd: backprop through JAX (autograd_bridge)."""
     from pennylane import numpy as pnp
 
     def qfunc(a):
@@ -253,6 +254,7 @@ def test_device_without_pennylane_is_a_clear_error(monkeypatch):
         importlib.import_module("qjaxrob.interop.device")
 
 
+@pytest.mark.slow
 def test_autograd_backprop_goes_through_jax():
     """Backprop is declared for JAX and autograd/NumPy (torch: no, PennyLane falls back):
     autograd gradients, Hessians and state gradients come from jax.vjp and match the
@@ -360,6 +362,7 @@ def test_errors_under_jit_with_shots_are_raised_as_themselves():
         jax.jit(node)(0.3)
 
 
+@pytest.mark.slow
 def test_broadcast_tape_runs_as_one_vmapped_program():
     """A broadcast batch (AngleEmbedding of a batch + StronglyEntanglingLayers) is one
     execution, not one tape per element, with default.qubit's values and gradients;
