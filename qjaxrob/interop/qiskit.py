@@ -199,3 +199,12 @@ def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
         except QjrError as exc:
             raise ConversionError(f"{where}: {exc}") from exc
     return c
+
+
+def __getattr__(name: str):
+    """``Estimator`` (Qiskit's ``BaseEstimatorV2`` on qjaxrob) is imported on first use, so
+    this module loads without Qiskit's primitives."""
+    if name == "Estimator":
+        from qjaxrob.interop.primitives import Estimator
+        return Estimator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
