@@ -1,6 +1,7 @@
-"""qjaxrob.interop.qiskit.Estimator (Qiskit's BaseEstimatorV2) against Qiskit's own
-StatevectorEstimator on the same PUBs: broadcasting of parameter values against
-observables, circuits without parameters, precision, and refused circuits."""
+"""qjaxrob.interop.qiskit.Estimator and Sampler (Qiskit's V2 primitives) against Qiskit:
+StatevectorEstimator on the same PUBs (broadcasting of parameter values against
+observables, circuits without parameters, precision, refused circuits), and sampled
+register distributions against Statevector's exact marginals."""
 
 import numpy as np
 import pytest
@@ -64,3 +65,50 @@ def test_unsupported_instruction_names_it():
     qc.reset(1)
     with pytest.raises(ConversionError, match=r"instruction 1 \(reset"):
         Estimator().run([(qc, SparsePauliOp("ZZ"))]).result()
+
+
+def _measured_circuit():
+    from qiskit import ClassicalRegister
+    qc = real_amplitudes(3, reps=1)
+    a, b = ClassicalRegister(2, "a"), ClassicalRegister(2, "b")
+    qc.add_register(a)
+    qc.add_register(b)
+    qc.measure(2, a[0])
+    qc.measure(0, a[1])
+    qc.measure(1, b[1])          # b[0] is never written: always 0
+    return qc
+
+
+def test_sampler_matches_the_exact_distributions():
+    """Per register and parameter row, outcome frequencies over 4000 shots lie within 5
+    binomial standard deviations of the exact marginals (Qiskit's Statevector, register
+    clbit j = its measured qubit, clbit 0 least significant); same data layout as
+    StatevectorSampler."""
+    from qiskit.primitives import BaseSamplerV2, StatevectorSampler
+    from qiskit.quantum_info import Statevector
+
+    from qjaxrob.interop.qiskit import Sampler
+    qc = _measured_circuit()
+    shots = 4000
+    values = np.random.default_rng(2).uniform(-3, 3, (3, qc.num_parameters))
+    ours = Sampler(seed=5).run([(qc, values)], shots=shots).result()[0]
+    ref = StatevectorSampler(seed=5).run([(qc, values)], shots=shots).result()[0]
+    assert isinstance(Sampler(), BaseSamplerV2)
+    for name in ("a", "b"):
+        mine, theirs = getattr(ours.data, name), getattr(ref.data, name)
+        assert (mine.shape, mine.num_shots, mine.num_bits) == (theirs.shape, theirs.num_shots,
+                                                               theirs.num_bits)
+    for row in range(3):
+        bound = qc.assign_parameters(values[row])
+        bound.remove_final_measurements()
+        state = Statevector(bound)
+        for name, qubits in (("a", [2, 0]), ("b", [1])):
+            exact = state.probabilities(qubits)
+            if name == "b":     # clbit 1 holds qubit 1, clbit 0 stays 0: values 0 or 2
+                exact = np.array([exact[0], 0.0, exact[1], 0.0])
+            counts = getattr(ours.data, name)[row].get_int_counts()
+            freq = np.array([counts.get(k, 0) for k in range(len(exact))]) / shots
+            sigma = np.sqrt(np.maximum(exact * (1 - exact), 1e-12) / shots)
+            assert np.all(np.abs(freq - exact) <= 5 * sigma + 1e-12), (name, row, freq, exact)
+    again = Sampler(seed=5).run([(qc, values)], shots=shots).result()[0]
+    assert again.data.a.get_counts() == ours.data.a.get_counts()      # seeded

@@ -3,7 +3,7 @@
 * ``from_qasm(text, inputs=())`` / ``to_qasm(circuit)``: OpenQASM 2 and 3 (extra ``qasm``);
 * ``from_qiskit(qc, inputs=())``: a Qiskit ``QuantumCircuit`` (extra ``qiskit``);
   Qiskit qubit k becomes wire k, so the flat statevectors differ by a bit reversal;
-* ``qjaxrob.interop.qiskit.Estimator``: Qiskit's ``BaseEstimatorV2`` on qjaxrob
+* ``qjaxrob.interop.qiskit.Estimator`` / ``Sampler``: Qiskit's V2 primitives on qjaxrob
   (``qjaxrob.interop.primitives``);
 * ``from_pennylane(tape_or_qfunc, *args, wires=None, **kwargs)``: a PennyLane tape or
   quantum function (extra ``pennylane``), returning ``(circuit, params)``;

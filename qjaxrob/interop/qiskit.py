@@ -202,9 +202,9 @@ def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
 
 
 def __getattr__(name: str):
-    """``Estimator`` (Qiskit's ``BaseEstimatorV2`` on qjaxrob) is imported on first use, so
-    this module loads without Qiskit's primitives."""
-    if name == "Estimator":
-        from qjaxrob.interop.primitives import Estimator
-        return Estimator
+    """``Estimator`` and ``Sampler`` (Qiskit's V2 primitives on qjaxrob) are imported on
+    first use, so this module loads without Qiskit's primitives."""
+    if name in ("Estimator", "Sampler"):
+        from qjaxrob.interop import primitives
+        return getattr(primitives, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
