@@ -1,4 +1,4 @@
-"""qjaxrob.interop.qiskit.Estimator and Sampler (Qiskit's V2 primitives) against Qiskit:
+"""qjaxrob.interop.primitives.Estimator and Sampler (Qiskit's V2 primitives) against Qiskit:
 StatevectorEstimator on the same PUBs (broadcasting of parameter values against
 observables, circuits without parameters, precision, refused circuits), and sampled
 register distributions against Statevector's exact marginals."""
@@ -14,7 +14,7 @@ from qiskit.circuit.library import efficient_su2, real_amplitudes
 from qiskit.primitives import BaseEstimatorV2, StatevectorEstimator
 from qiskit.quantum_info import SparsePauliOp
 
-from qjaxrob.interop.qiskit import Estimator
+from qjaxrob.interop.primitives import Estimator
 
 
 def _pubs(rng):
@@ -87,7 +87,7 @@ def test_sampler_matches_the_exact_distributions():
     from qiskit.primitives import BaseSamplerV2, StatevectorSampler
     from qiskit.quantum_info import Statevector
 
-    from qjaxrob.interop.qiskit import Sampler
+    from qjaxrob.interop.primitives import Sampler
     qc = _measured_circuit()
     shots = 4000
     values = np.random.default_rng(2).uniform(-3, 3, (3, qc.num_parameters))

@@ -200,11 +200,3 @@ def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
             raise ConversionError(f"{where}: {exc}") from exc
     return c
 
-
-def __getattr__(name: str):
-    """``Estimator`` and ``Sampler`` (Qiskit's V2 primitives on qjaxrob) are imported on
-    first use, so this module loads without Qiskit's primitives."""
-    if name in ("Estimator", "Sampler"):
-        from qjaxrob.interop import primitives
-        return getattr(primitives, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
