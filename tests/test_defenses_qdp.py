@@ -10,7 +10,13 @@ from reference import embed, flat_ops, kraus_ref, op_unitary, resolve
 
 import qjaxrob as qjr
 from qjaxrob import defenses
-from qjaxrob.errors import ParameterError, ProbabilityError, QjrTypeError, WireError
+from qjaxrob.errors import (
+    MatrixError,
+    ParameterError,
+    ProbabilityError,
+    QjrTypeError,
+    WireError,
+)
 
 F64 = jnp.complex128
 
@@ -256,3 +262,66 @@ def test_add_noise_placements_and_bad_input(base):
         defenses.add_noise(base, "depolarizing", 0.1, after="sometimes")
     with pytest.raises(ProbabilityError):
         defenses.add_noise(base, "depolarizing", 1.5)
+
+
+# ---- effects must be a POVM before any bound is computed --------------------------------------
+def _random_povm(rng, k, d):
+    """K random PSD effects summing to I: A_k = S^-1/2 B_k S^-1/2 with S = sum B_k."""
+    z = rng.normal(size=(k, d, d)) + 1j * rng.normal(size=(k, d, d))
+    b = z @ np.conj(np.swapaxes(z, -1, -2))
+    w, v = np.linalg.eigh(b.sum(0))
+    s = v @ np.diag(w**-0.5) @ v.conj().T
+    return s @ b @ s
+
+
+def _every_bound(eff):
+    """Each public function that computes a bound from effects."""
+    k = eff.shape[0]
+    probs = np.full(k, 1.0 / k)
+    probs[0] += 0.1
+    probs[1] -= 0.1
+    return [lambda: defenses.kappa(eff), lambda: defenses.epsilon_from_effects(eff),
+            lambda: defenses.delta_from_effects(eff, 0.5),
+            lambda: defenses.channel_trace_radius(eff, probs),
+            lambda: defenses.empirical.state_check(
+                jax.random.PRNGKey(0), eff, np.eye(eff.shape[1])[:1], pgd=False, restarts=1,
+                steps=1, bisections=1)]
+
+
+@pytest.mark.parametrize("d", [2, 4])
+def test_invalid_effects_are_refused_by_every_bound(rng, d):
+    good = _random_povm(rng, 2, d)
+    nan = good.copy()
+    nan[1, 0, 0] = np.nan
+    cases = {
+        "non-finite": nan,
+        "sum to the identity": 2 * good,                       # sums to 2 I
+        "positive semidefinite": np.stack([good[0] + good[1] + np.eye(d) * 0.5,
+                                           -0.5 * np.eye(d)]),  # sums to I, not PSD
+        "Hermitian": good + np.stack([1e-3j * np.triu(np.ones((d, d)), 1),
+                                      -1e-3j * np.triu(np.ones((d, d)), 1)]),
+    }
+    for what, eff in cases.items():
+        for bound in _every_bound(eff):
+            with pytest.raises(MatrixError, match=what):
+                bound()
+
+
+def test_effect_tolerance_follows_the_dtype(rng):
+    """A sum off by 1e-6 is float32 rounding (accepted in complex64) but wrong in complex128;
+    effects of noisy circuits simulated in complex64 are accepted at several sizes."""
+    for d in (2, 4, 8):
+        eff = _random_povm(rng, 3, d)
+        eff[0] += 1e-6 * np.eye(d)
+        assert np.isfinite(float(defenses.kappa(eff.astype(np.complex64))))
+        with pytest.raises(MatrixError, match="differs from I by 1e-06"):
+            defenses.kappa(eff)
+    for n in (1, 2, 3):
+        c = defenses.add_noise(qjr.Circuit(n).ry(0, qjr.param(0)).rx(n - 1, qjr.param(1)),
+                               "depolarizing", 0.2)
+        c = c + qjr.Circuit(n).cnot(0, n - 1) if n > 1 else c
+        params = rng.uniform(-3, 3, c.n_params)
+        eff32 = defenses.channel_effects(c, params.astype(np.float32))
+        eff64 = defenses.channel_effects(c, params, dtype=F64)
+        k32, k64 = float(defenses.kappa(eff32)), float(defenses.kappa(eff64))
+        assert np.isclose(k32, k64, rtol=1e-4) and np.isclose(k64, (1.8 / 0.2) ** n, rtol=1e-9)

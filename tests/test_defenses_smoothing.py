@@ -105,3 +105,35 @@ def test_certify_bad_input():
         smoothing.certify(0, linear, x, 1.0, n_classes=2)
     with pytest.raises(ParameterError, match="classify"):
         smoothing.certify(key, "linear", x, 1.0, n_classes=2)
+
+
+def test_certify_refuses_classes_outside_the_range():
+    """A base classifier answering a class >= n_classes or < 0 was counted nowhere (dropped)
+    and certified on the rest; now it is an error naming the class, eagerly and under vmap."""
+    key = jax.random.key(1)
+    x = jnp.asarray(W)
+    for shift, bad in ((2, "2|3"), (-1, "-1")):
+        def shifted(v, shift=shift):
+            return linear(v) + shift
+        with pytest.raises(ParameterError, match=rf"outside 0\.\.1 .*got class ({bad})"):
+            smoothing.certify(key, shifted, x, 1.0, n_classes=2, n=200)
+        with pytest.raises(Exception, match=r"outside 0\.\.1"):
+            jax.block_until_ready(jax.vmap(
+                lambda k, v: smoothing.certify(k, shifted, v, 1.0, n_classes=2, n=200))(
+                    jax.random.split(key, 2), jnp.stack([x, -x])))
+        with pytest.raises(Exception, match=r"outside 0\.\.1"):
+            jax.block_until_ready(smoothing.noise_counts(key, shifted, x, 1.0, 100, 2))
+    # one rare out-of-range answer among many is still caught
+    def rare(v):
+        return jnp.where(jnp.dot(jnp.asarray(W, v.dtype), v) > 3.0, 7, linear(v))
+    with pytest.raises(ParameterError, match="got class 7"):
+        smoothing.certify(key, rare, x, 1.0, n_classes=2, n=5000)
+    # a classifier giving logits or float classes is refused before sampling
+    with pytest.raises(ParameterError, match="one integer class"):
+        smoothing.certify(key, lambda v: jnp.stack([v[0], -v[0]]), x, 1.0, n_classes=2)
+    with pytest.raises(ParameterError, match="one integer class"):
+        smoothing.certify(key, lambda v: jnp.sum(v), x, 1.0, n_classes=2)
+    # in-range classifiers (int or bool) still certify
+    ok = smoothing.certify(key, lambda v: jnp.dot(jnp.asarray(W, v.dtype), v) > 0, x, 1.0,
+                           n_classes=2, n=200)
+    assert int(ok.counts.sum()) == 200

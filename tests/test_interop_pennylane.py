@@ -2,6 +2,7 @@
 tapes give the same state; QNodes give the same values and, under jax.jit, the same
 jax.grad; shots, other interfaces and bad input."""
 
+import importlib
 import sys
 
 import jax
@@ -164,7 +165,8 @@ def test_adjoint_option_gives_the_same_energy_gradient(reference):
     np.testing.assert_allclose(grad, energy_grad, atol=1e-10)
 
 
-def test_autograd_interface_uses_parameter_shift():
+def test_autograd_interface_gradients_match_default_qubit():
+    """diff_method="best" with autograd: backprop through JAX (autograd_bridge)."""
     from pennylane import numpy as pnp
 
     def qfunc(a):
@@ -242,3 +244,158 @@ def test_device_rejects_what_it_cannot_do():
                                    diff_method="backprop"), 10)
     with pytest.raises(qml.exceptions.QuantumFunctionError, match="backprop"):
         node(jnp.array(0.1))
+
+
+def test_device_without_pennylane_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pennylane", None)
+    monkeypatch.delitem(sys.modules, "qjaxrob.interop.device", raising=False)
+    with pytest.raises(MissingDependencyError,
+                       match=r"qjaxrob.qubit device .*qjaxrob\[pennylane\]"):
+        importlib.import_module("qjaxrob.interop.device")
+
+
+@pytest.mark.slow
+def test_autograd_backprop_goes_through_jax():
+    """Backprop is declared for JAX and autograd/NumPy (torch: no, PennyLane falls back):
+    autograd gradients, Hessians and state gradients come from jax.vjp and match the
+    closed forms and default.qubit."""
+    from pennylane import numpy as pnp
+    from pennylane.devices import ExecutionConfig
+    from pennylane.math import Interface
+    dev = QjaxrobQubit(wires=2, dtype=jnp.complex128)
+    for interface, want in ((Interface.JAX, True), (Interface.JAX_JIT, True),
+                            (Interface.NUMPY, True), (Interface.AUTOGRAD, True),
+                            (Interface.TORCH, False)):
+        config = ExecutionConfig(gradient_method="backprop", interface=interface)
+        assert dev.supports_derivatives(config) is want
+
+    def qfunc(x, y):
+        qml.RX(x, 0)
+        qml.RY(y, 1)
+        qml.CNOT([0, 1])
+        return qml.expval(qml.Z(1)), qml.probs(wires=[0])
+
+    ours = qml.QNode(qfunc, dev, diff_method="backprop")
+    ref = qml.QNode(qfunc, qml.device("default.qubit", wires=2), diff_method="backprop")
+    x, y = pnp.array(0.37, requires_grad=True), pnp.array(-1.1, requires_grad=True)
+
+    def cost(node):
+        return lambda a, b: node(a, b)[0] + 0.5 * node(a, b)[1][1]
+
+    np.testing.assert_allclose(qml.grad(cost(ours))(x, y), qml.grad(cost(ref))(x, y),
+                               atol=1e-10)
+    # <Z_1> = cos x cos y: Hessian [[-c c, s s], [s s, -c c]] with c c = cos x cos y
+    hess = qml.jacobian(qml.grad(lambda p: ours(p[0], p[1])[0]))(
+        pnp.array([0.37, -1.1], requires_grad=True))
+    cc, ss = np.cos(0.37) * np.cos(-1.1), np.sin(0.37) * np.sin(-1.1)
+    np.testing.assert_allclose(np.array(hess, dtype=float), [[-cc, ss], [ss, -cc]], atol=1e-9)
+
+    def state_fn(a):
+        qml.RX(a, 0)
+        qml.RY(2 * a, 1)
+        return qml.state()
+
+    got = qml.grad(lambda a: pnp.abs(qml.QNode(state_fn, dev, diff_method="backprop")(a)[2]) ** 2)
+    want = qml.grad(lambda a: pnp.abs(qml.QNode(state_fn, qml.device("default.qubit", wires=2),
+                                               diff_method="backprop")(a)[2]) ** 2)
+    assert np.isclose(got(x), want(x), atol=1e-10)
+
+
+def test_samples_come_from_a_renormalised_state():
+    """A complex64 state whose norm misses 1 by more than PennyLane's sampler allows
+    (deep circuits: 2.5e-6) is renormalised in float64 before sampling."""
+    dev = QjaxrobQubit(wires=2, seed=3, dtype=jnp.complex64)
+    tape = qml.tape.QuantumScript([], [qml.probs(wires=[0, 1])], shots=4000)
+    psi = np.array([0.6, 0.0, 0.0, 0.8], np.complex64) * np.float32(1 + 4e-6)
+    probs = dev._sampled(tape, psi.reshape(2, 2))
+    assert np.all(np.abs(probs - [0.36, 0, 0, 0.64]) < 5 * np.sqrt(0.25 / 4000))
+
+    def deep():
+        qml.Hadamard(0)
+        qml.FermionicDoubleExcitation(0.4, wires1=[0, 1], wires2=[2, 3])
+        return qml.probs(wires=[0])
+
+    deep_dev = QjaxrobQubit(wires=4, seed=4, dtype=jnp.complex64)
+    p = qml.set_shots(qml.QNode(deep, deep_dev), 2000)()
+    assert abs(float(p[0]) - 0.5) < 5 * np.sqrt(0.25 / 2000)
+
+
+def test_operations_without_a_decomposition_run_through_their_matrix():
+    """DoubleExcitationPlus/Minus and BlockEncode (no PennyLane decomposition) run as
+    constant unitaries and agree with default.qubit."""
+    a_mat = np.array([[0.2, 0.1], [0.3, -0.4]])
+
+    def qfunc():
+        qml.Hadamard(0)
+        qml.RY(0.3, 2)
+        qml.CNOT([0, 1])
+        qml.DoubleExcitationPlus(0.4, wires=[0, 1, 2, 3])
+        qml.DoubleExcitationMinus(-0.7, wires=[3, 1, 2, 0])
+        qml.BlockEncode(a_mat, wires=[1, 2])
+        return qml.state()
+
+    got = qml.QNode(qfunc, QjaxrobQubit(wires=4, dtype=jnp.complex128))()
+    want = qml.QNode(qfunc, qml.device("default.qubit", wires=4))()
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_errors_under_jit_with_shots_are_raised_as_themselves():
+    """Under jax.jit with shots PennyLane runs the device inside a host callback; the
+    device checks the circuit at trace time so errors are not wrapped as JaxRuntimeError."""
+    dev = QjaxrobQubit(wires=2, seed=jax.random.PRNGKey(0))
+    almost = np.array([[1, 0], [0, np.exp(0.3j) * (1 + 1e-3)]])  # not unitary to 1e-6
+
+    def bad_matrix(x):
+        qml.RX(x, 0)
+        qml.QubitUnitary(almost, wires=1)
+        return qml.expval(qml.Z(0))
+
+    def shadow(x):
+        qml.RX(x, 0)
+        return qml.classical_shadow(wires=[0, 1])
+
+    node = qml.set_shots(qml.QNode(bad_matrix, dev, interface="jax"), 100)
+    with pytest.raises(ConversionError, match="QubitUnitary"):
+        jax.jit(node)(0.3)
+    node = qml.set_shots(qml.QNode(shadow, dev, interface="jax"), 100)
+    with pytest.raises(qml.exceptions.DeviceError, match="shadow"):
+        jax.jit(node)(0.3)
+
+
+@pytest.mark.slow
+def test_broadcast_tape_runs_as_one_vmapped_program():
+    """A broadcast batch (AngleEmbedding of a batch + StronglyEntanglingLayers) is one
+    execution, not one tape per element, with default.qubit's values and gradients;
+    broadcasts that cannot be vmapped (shots, broadcast matrices) are expanded."""
+    rng = np.random.default_rng(11)
+    x, w = jnp.asarray(rng.normal(size=(4, 3))), jnp.asarray(rng.normal(size=(1, 3, 3)))
+
+    def qfunc(x, w):
+        qml.AngleEmbedding(x, wires=range(3))
+        qml.StronglyEntanglingLayers(w, wires=range(3))
+        return qml.expval(qml.Z(0) @ qml.X(2)), qml.probs(wires=[1]), qml.var(qml.Y(1))
+
+    dev = QjaxrobQubit(wires=3, dtype=jnp.complex128)
+    ours = qml.QNode(qfunc, dev, interface="jax")
+    ref = qml.QNode(qfunc, qml.device("default.qubit", wires=3), interface="jax")
+    with qml.Tracker(dev) as tracker:
+        got = ours(x, w)
+    assert tracker.totals["executions"] == 1
+    for a, b in zip(got, ref(x, w)):
+        assert np.shape(a) == np.shape(b) and np.shape(a)[0] == 4
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+    def loss(node):
+        return jax.grad(lambda w: jnp.sum(node(x, w)[0] ** 2))
+
+    np.testing.assert_allclose(loss(ours)(w), loss(ref)(w), atol=1e-10)
+
+    def matrices(t):
+        qml.QubitUnitary(jnp.stack([qml.matrix(qml.RY(a, 0)) for a in t]), wires=0)
+        return qml.expval(qml.Z(0))
+
+    t = jnp.array([0.1, 0.9, 2.0])
+    with qml.Tracker(dev) as tracker:
+        vals = qml.QNode(matrices, dev)(t)
+    assert tracker.totals["executions"] == 3
+    np.testing.assert_allclose(vals, np.cos(t), atol=1e-12)

@@ -1,6 +1,8 @@
 """Differential privacy: DP-SGD and DP-FedAvg clipping against NumPy, noise scales against
 the multiplier, epsilon against dp-accounting called directly, and DP inside rounds."""
 
+import sys
+
 import dp_accounting
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ from test_federated_rounds import CLIENT_OPT, base_config, make_setup
 
 from qjaxrob import federated as fed
 from qjaxrob.defenses import privacy
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import MissingDependencyError, ParameterError
 
 
 def np_clip(rows, c):
@@ -133,3 +135,9 @@ def test_local_dp_sgd_in_a_round():
     # per-example gradients averaged without clipping or noise == the minibatch gradient
     np.testing.assert_allclose(u_clip, u_plain, rtol=1e-8, atol=1e-8)
     assert plain.client_optimizer is CLIENT_OPT
+
+
+def test_missing_dp_accounting_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dp_accounting", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'qjaxrob\[dp\]'"):
+        privacy.epsilon(1.0, 0.1, 10, 1e-5)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.defenses.qdp import concrete
+from qjaxrob.defenses.qdp import check_effects, concrete
 from qjaxrob.errors import ParameterError, ProbabilityError
 
 __all__ = [
@@ -112,14 +112,16 @@ def channel_trace_radius(effects, probs):
     """Trace-distance radius from the effects ``A_k`` (shape ``(K, d, d)``) that produced
     ``probs`` (shape ``(..., K)``): ``min_{B != A} (y_A - y_B) / spread(A_A - A_B)``,
     ``spread = lambda_max - lambda_min``; capped at 1. Never smaller than
-    :func:`trace_distance_radius` since ``spread <= 2``."""
-    effects = jnp.asarray(effects)
+    :func:`trace_distance_radius` since ``spread <= 2``. Concrete effects are checked to be
+    a POVM first (:func:`qjaxrob.defenses.qdp.check_effects`)."""
     probs = check_probs(probs)
-    if effects.ndim != 3 or effects.shape[0] != probs.shape[-1]:
+    shape = np.shape(effects)
+    if len(shape) != 3 or shape[0] != probs.shape[-1]:
         raise ParameterError(
             f"effects must have shape (K, d, d) with K = {probs.shape[-1]} classes, got "
-            f"{effects.shape}"
+            f"{shape}"
         )
+    effects = check_effects(effects)
     herm = (effects + jnp.conj(jnp.swapaxes(effects, -1, -2))) / 2
     diff = herm[:, None] - herm[None, :]  # (K, K, d, d): A_a - A_b
     lam = jnp.linalg.eigvalsh(diff)

@@ -51,7 +51,7 @@ from qjaxrob.defenses.certify import (
     top_two,
     trace_distance_radius,
 )
-from qjaxrob.defenses.qdp import kappa
+from qjaxrob.defenses.qdp import check_effects, kappa
 from qjaxrob.defenses.smoothing import SmoothingCertificate, clopper_pearson_lower, noise_counts
 from qjaxrob.errors import ParameterError
 
@@ -214,12 +214,13 @@ def state_check(key, effects, states, *, pgd, restarts: int = 3, steps: int = 40
         the smallest flipping budget the attacks found.
     """
     key = check_key(key, "state_check")
-    effects, states = jnp.asarray(effects), jnp.asarray(states)
-    if effects.ndim != 3 or states.ndim != 2 or states.shape[1] != effects.shape[1]:
+    states, shape = jnp.asarray(states), np.shape(effects)
+    if len(shape) != 3 or states.ndim != 2 or states.shape[1] != shape[1]:
         raise ParameterError(
             f"effects must be (K, d, d) and states (B, d) with the same d, got "
-            f"{effects.shape} and {states.shape}"
+            f"{shape} and {states.shape}"
         )
+    effects = check_effects(effects)
     restarts = check_positive_int(restarts, "restarts")
     steps = check_positive_int(steps, "steps")
     bisections = check_positive_int(bisections, "bisections")

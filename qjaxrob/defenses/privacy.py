@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
+from qjaxrob.extras import require
 
 __all__ = [
     "Accountant",
@@ -128,13 +129,7 @@ def dp_fedavg(clip_norm: float, noise_multiplier: float,
 
 
 def _dp_accounting():
-    try:
-        import dp_accounting
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "privacy accounting needs Google's dp-accounting: pip install 'qjaxrob[dp]'"
-        ) from exc
-    return dp_accounting
+    return require("dp_accounting", "dp", "privacy accounting (Google's dp-accounting)")
 
 
 def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float,

@@ -49,11 +49,12 @@ import numpy as np
 from qjaxrob import noise
 from qjaxrob.checks import check_dtype, check_int, check_vector, check_wires
 from qjaxrob.circuit import Circuit
-from qjaxrob.errors import ParameterError, ProbabilityError, QjrTypeError
+from qjaxrob.errors import MatrixError, ParameterError, ProbabilityError, QjrTypeError
 from qjaxrob.simulate import density_matrix
 
 __all__ = [
-    "KAPPA_RTOL", "depolarizing_epsilon", "add_noise", "channel_effects", "kappa",
+    "KAPPA_RTOL", "EFFECTS_RTOL", "check_effects", "effects_tolerance", "depolarizing_epsilon",
+    "add_noise", "channel_effects", "kappa",
     "epsilon_from_kappa", "epsilon_from_effects", "delta_from_effects", "circuit_dp",
     "noise_dp", "NOISE_CONFIGS",
 ]
@@ -237,10 +238,61 @@ def _group(full, n, wires, n_classes):
     return eff
 
 
-def _check_effects(effects):
+EFFECTS_RTOL = 256
+"""Effects are accepted within ``EFFECTS_RTOL * d * eps(dtype)`` (``d`` the dimension) of
+being Hermitian, PSD and summing to the identity (:func:`check_effects`)."""
+
+
+def effects_tolerance(dtype, dim: int) -> float:
+    """The absolute tolerance :func:`check_effects` allows for effects of this dtype."""
+    dtype = np.dtype(dtype)
+    real = np.finfo(dtype).dtype if np.issubdtype(dtype, np.inexact) else np.dtype(np.float64)
+    return float(EFFECTS_RTOL * dim * np.finfo(real).eps)
+
+
+def check_effects(effects):
+    """``effects`` ``(K, d, d)`` as an array, checked to be a POVM when concrete.
+
+    A POVM's effects are finite, Hermitian, positive semidefinite and sum to the identity;
+    each is checked within :func:`effects_tolerance` of the effects' dtype (float32 /
+    complex64 rounding passes, a sum of ``2 I`` or a negative eigenvalue does not), before
+    any bound is computed from them. Traced effects (inside ``jit``/``vmap``) are not
+    checked.
+
+    Raises:
+        ParameterError: wrong shape or a non-numeric dtype.
+        MatrixError: not finite, not Hermitian, not PSD, or not summing to ``I``; the
+            message names the effect and by how much it misses.
+    """
+    v = concrete(effects)
     effects = jnp.asarray(effects)
-    if effects.ndim != 3 or effects.shape[1] != effects.shape[2]:
+    if effects.ndim != 3 or effects.shape[1] != effects.shape[2] or effects.shape[0] < 1:
         raise ParameterError(f"effects must have shape (K, d, d), got {effects.shape}")
+    if v is None:
+        return effects
+    if not np.issubdtype(v.dtype, np.number):
+        raise ParameterError(f"effects must be numeric, got dtype {v.dtype}")
+    d = v.shape[-1]
+    tol = effects_tolerance(v.dtype, d)
+    bad = ~np.isfinite(v)
+    if np.any(bad):
+        k = int(np.argwhere(bad)[0][0])
+        raise MatrixError(f"effect {k} has a non-finite entry ({v[bad].ravel()[0]!r})")
+    v = v.astype(np.complex128)
+    skew = np.max(np.abs(v - np.conj(np.swapaxes(v, -1, -2))), axis=(1, 2))
+    if np.any(skew > tol):
+        k = int(np.argmax(skew))
+        raise MatrixError(f"effect {k} is not Hermitian: |A - A^dagger| reaches {skew[k]:.3g} "
+                          f"(tolerance {tol:.3g})")
+    lam_min = np.linalg.eigvalsh((v + np.conj(np.swapaxes(v, -1, -2))) / 2)[:, 0]
+    if np.any(lam_min < -tol):
+        k = int(np.argmin(lam_min))
+        raise MatrixError(f"effect {k} is not positive semidefinite: smallest eigenvalue "
+                          f"{lam_min[k]:.3g} (tolerance {tol:.3g})")
+    off = float(np.max(np.abs(v.sum(axis=0) - np.eye(d))))
+    if off > tol:
+        raise MatrixError(f"effects must sum to the identity (a POVM); the sum differs from I "
+                          f"by {off:.3g} in some entry (tolerance {tol:.3g})")
     return effects
 
 
@@ -253,7 +305,7 @@ def _extreme_eigenvalues(effects):
 def kappa(effects):
     """``max_k lambda_max(A_k) / lambda_min(A_k)`` (Guan et al. 2023); ``inf`` when some
     ``A_k`` is singular to working precision (module docstring). Shape ``()``."""
-    return _kappa(_check_effects(effects))
+    return _kappa(check_effects(effects))
 
 
 @jax.jit
@@ -287,7 +339,7 @@ def delta_from_effects(effects, epsilon, eta=1.0):
     finite. Shape ``()``."""
     _check_range(epsilon, "epsilon", 0.0, np.inf, False)
     check_eta(eta)
-    lmax, lmin = _extreme_eigenvalues(_check_effects(effects))
+    lmax, lmin = _extreme_eigenvalues(check_effects(effects))
     vals = eta * lmax - (jnp.exp(epsilon) + eta - 1) * jnp.maximum(lmin, 0)
     return jnp.maximum(jnp.max(vals), 0.0)
 

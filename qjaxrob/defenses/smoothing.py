@@ -81,9 +81,9 @@ def _cp_lower(k, n, alpha):
     return jnp.where(k > 0, lo, 0.0)
 
 
-def noise_counts(key, classify, x, sigma, n: int, n_classes: int, batch_size=None):
-    """Class counts of ``classify(x + sigma * z)`` over ``n`` draws ``z ~ N(0, I)``, shape
-    ``(n_classes,)``; the draws run as one ``vmap`` (chunks of ``batch_size`` if given)."""
+def _counts(key, classify, x, sigma, n, n_classes, batch_size):
+    """``(counts, bad, value)``: class counts of the noisy copies, whether some prediction
+    lies outside ``0..n_classes-1``, and the first such prediction (0 if none)."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.result_type(float))
@@ -97,18 +97,50 @@ def noise_counts(key, classify, x, sigma, n: int, n_classes: int, batch_size=Non
         preds = jax.vmap(one)(noise)
     else:
         preds = jax.lax.map(one, noise, batch_size=batch_size)
-    return jnp.zeros((n_classes,), jnp.int32).at[preds].add(1, mode="drop")
+    outside = (preds < 0) | (preds >= n_classes)
+    counts = jnp.zeros((n_classes,), jnp.int32).at[preds].add(1, mode="drop")
+    return counts, jnp.any(outside), preds[jnp.argmax(outside)]
+
+
+def _outside_message(n_classes):
+    return f"classify returned a class outside 0..{n_classes - 1} (n_classes={n_classes})"
+
+
+def noise_counts(key, classify, x, sigma, n: int, n_classes: int, batch_size=None):
+    """Class counts of ``classify(x + sigma * z)`` over ``n`` draws ``z ~ N(0, I)``, shape
+    ``(n_classes,)``; the draws run as one ``vmap`` (chunks of ``batch_size`` if given).
+    A prediction outside ``0..n_classes-1`` fails at run time (``equinox.error_if``)."""
+    counts, bad, _ = _counts(key, classify, x, sigma, n, n_classes, batch_size)
+    return eqx.error_if(counts, bad, _outside_message(n_classes))
 
 
 @eqx.filter_jit
 def _certify(key, classify, x, sigma, alpha, n0, n, n_classes, batch_size):
     k0, k1 = jax.random.split(key)
-    guess = jnp.argmax(noise_counts(k0, classify, x, sigma, n0, n_classes, batch_size))
-    counts = noise_counts(k1, classify, x, sigma, n, n_classes, batch_size)
+    counts0, bad0, value0 = _counts(k0, classify, x, sigma, n0, n_classes, batch_size)
+    counts, bad1, value1 = _counts(k1, classify, x, sigma, n, n_classes, batch_size)
+    guess = jnp.argmax(counts0)
     p_lower = clopper_pearson_lower(counts[guess], n, alpha)
     abstain = p_lower <= 0.5
     radius = jnp.where(abstain, 0.0, sigma * ndtri(jnp.where(abstain, 0.75, p_lower)))
-    return SmoothingCertificate(jnp.where(abstain, -1, guess), radius, p_lower, counts)
+    cert = SmoothingCertificate(jnp.where(abstain, -1, guess), radius, p_lower, counts)
+    return cert, bad0 | bad1, jnp.where(bad0, value0, value1)
+
+
+def _check_classifier(classify, x):
+    """``classify`` must map one example to one integer class (checked on shapes only)."""
+    try:
+        out = jax.eval_shape(classify, jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(float)))
+    except Exception as exc:  # noqa: BLE001 - whatever the user's function raises
+        raise ParameterError(f"classify cannot be traced on one example of shape "
+                             f"{jnp.shape(x)}: {exc}") from exc
+    integer = hasattr(out, "dtype") and (jnp.issubdtype(out.dtype, jnp.integer)
+                                         or out.dtype == jnp.bool_)
+    if not integer or out.shape != ():
+        raise ParameterError(
+            f"classify must return one integer class per example (shape (), integer dtype), "
+            f"got {getattr(out, 'shape', out)} {getattr(out, 'dtype', '')}".rstrip()
+        )
 
 
 def certify(key, classify, x, sigma, *, n_classes: int, n0: int = 100, n: int = 10_000,
@@ -118,7 +150,8 @@ def certify(key, classify, x, sigma, *, n_classes: int, n0: int = 100, n: int = 
     Args:
         key: PRNG key (split into the selection and the estimation draws).
         classify: ``x -> int`` class of the base classifier for ONE example (e.g.
-            ``lambda x: jnp.argmax(model(x))``); traced under ``vmap``.
+            ``lambda x: jnp.argmax(model(x))``), an integer scalar in ``0..n_classes-1``;
+            traced under ``vmap``.
         x: the example, shape ``(n_features,)``.
         sigma: noise standard deviation (> 0, same units as ``x``; radians for angle
             encodings).
@@ -129,6 +162,11 @@ def certify(key, classify, x, sigma, *, n_classes: int, n0: int = 100, n: int = 
 
     Returns:
         :class:`SmoothingCertificate`.
+
+    Raises:
+        ParameterError: ``classify`` does not return one integer class, or returned a
+            class outside ``0..n_classes-1`` (under ``jit``/``vmap`` that check fails at
+            run time through ``equinox.error_if``).
     """
     key = check_key(key, "certify")
     if not callable(classify):
@@ -141,6 +179,12 @@ def certify(key, classify, x, sigma, *, n_classes: int, n0: int = 100, n: int = 
     n0, n = check_positive_int(n0, "n0"), check_positive_int(n, "n")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
+    _check_classifier(classify, x)
     real = jnp.result_type(float)
-    return _certify(key, classify, jnp.asarray(x), jnp.asarray(sigma, real),
-                    jnp.asarray(alpha, real), n0, n, n_classes, batch_size)
+    cert, bad, value = _certify(key, classify, jnp.asarray(x), jnp.asarray(sigma, real),
+                                jnp.asarray(alpha, real), n0, n, n_classes, batch_size)
+    if concrete(bad) is None:  # under jit/vmap: fail when it runs
+        return eqx.error_if(cert, bad, _outside_message(n_classes))
+    if bool(bad):
+        raise ParameterError(f"{_outside_message(n_classes)}: got class {int(value)}")
+    return cert

@@ -10,27 +10,36 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
 * every other analytic measurement (``probs``, ``var``, ``state``, ``density_matrix``,
   ``expval`` of ``Hermitian``...) is PennyLane's ``devices.qubit.measure`` applied to
   qjaxrob's statevector;
+* a broadcast tape (a batch of angles, e.g. ``AngleEmbedding`` of a data batch) runs as
+  one ``jax.vmap`` over the batch, not one tape per element (``pennylane.vmappable``:
+  analytic tapes whose broadcast operations are gates with scalar angles; other
+  broadcasts are expanded);
 * with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
   (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
   lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
   QNode then reuses the key drawn when it was traced).
 
-Gradients: the device is differentiable by JAX, so with ``interface="jax"`` PennyLane
-uses ``diff_method="backprop"`` (also what ``"best"`` resolves to for analytic tapes):
-``jax.grad`` and ``jax.jit`` go straight through qjaxrob; ``diff="adjoint"`` makes the
-expectation-value path use qjaxrob's adjoint-method gradient instead of reverse-mode
-backprop (same values, memory independent of depth). Other interfaces, and tapes with
-shots, get PennyLane's gradient transforms (parameter shift by default).
+Gradients: with ``interface="jax"`` PennyLane uses ``diff_method="backprop"`` (also what
+``"best"`` resolves to for analytic tapes): ``jax.grad`` and ``jax.jit`` go straight
+through qjaxrob; ``diff="adjoint"`` makes the expectation-value path use qjaxrob's
+adjoint-method gradient instead of reverse-mode backprop (same values, memory independent
+of depth). With autograd (PennyLane's NumPy interface) backprop runs the differentiated
+parameters through JAX, ``jax.vjp`` serving as autograd's derivative (any order;
+``qjaxrob.interop.autograd_bridge``). Torch and TensorFlow are not declared, so PennyLane
+uses its gradient transforms for them, as for tapes with shots (parameter shift).
 
-PennyLane's own device test suite passes against this device (2026-12-01, PennyLane 0.45.1;
-needs ``flaky``): analytic, ``test_measurements test_gates_with_expval test_return_system
-test_wires test_tracker test_gradients_jax test_gates test_templates
-test_compare_default_qubit test_properties``: 380 passed, 31 skipped, 12 xfailed (one
-error: ``test_supports_broadcasting`` wants the ``pytest-mock`` fixture); with
-``--shots=10000``, ``test_measurements test_return_system``: 76 passed, 7 skipped, 1 xfailed::
+Samples are drawn from the state renormalised in float64 (a complex64 state of a deep
+circuit can miss norm 1 by more than PennyLane's sampler allows). Under ``jax.jit``
+without backprop PennyLane runs the device inside a host callback; the device then
+preprocesses and converts each circuit once at trace time, so an unsupported operation
+or a ``qjaxrob.errors`` error is raised as itself, not as a ``JaxRuntimeError``.
 
-    cd $(python -c "import os, pennylane.devices.tests as t; print(os.path.dirname(t.__file__))")
-    JAX_ENABLE_X64=1 python -m pytest -q test_gates.py --device=qjaxrob.qubit --skip-ops
+PennyLane's own device test suite (PennyLane 0.45.1; needs ``flaky`` and ``pytest-mock``),
+run from a checkout whose ``qjaxrob`` is first on ``sys.path``::
+
+    D=$(python -c "import os, pennylane.devices.tests as t; print(os.path.dirname(t.__file__))")
+    python -m pytest $D --device=qjaxrob.qubit -q -p no:cacheprovider
+    python -m pytest $D --device=qjaxrob.qubit --shots=10000 -q -p no:cacheprovider
 """
 
 from __future__ import annotations
@@ -42,29 +51,27 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import MissingDependencyError, ParameterError
-from qjaxrob.interop.pennylane import convert_tape, supported_operation
+from qjaxrob.errors import GradientError, ParameterError
+from qjaxrob.extras import require
+from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
+from qjaxrob.interop.pennylane import convert_tape, supported_operation, vmappable
 
-try:
-    import pennylane as qml
-    from pennylane.devices import Device, ExecutionConfig
-    from pennylane.devices.preprocess import (
-        decompose,
-        no_sampling,
-        validate_device_wires,
-        validate_measurements,
-    )
-    from pennylane.devices.qubit import measure, measure_with_samples
-    from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement
-except ImportError as exc:  # the device is only loaded through PennyLane's plugin entry point
-    raise MissingDependencyError(
-        "the qjaxrob.qubit device needs PennyLane: pip install 'qjaxrob[pennylane]'"
-    ) from exc
+# the device is only loaded through PennyLane's plugin entry point; one guard for the extra
+qml = require("pennylane", "pennylane", "the qjaxrob.qubit device")
+from pennylane.devices import Device, ExecutionConfig  # noqa: E402
+from pennylane.devices.preprocess import (  # noqa: E402
+    decompose,
+    no_sampling,
+    validate_device_wires,
+    validate_measurements,
+)
+from pennylane.devices.qubit import measure, measure_with_samples  # noqa: E402
+from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement  # noqa: E402
 
 __all__ = ["QjaxrobQubit"]
 
 _JAX = {qml.math.Interface.JAX, qml.math.Interface.JAX_JIT}
-_BACKPROP_INTERFACES = _JAX | {qml.math.Interface.NUMPY}
+_BACKPROP_INTERFACES = _JAX | {qml.math.Interface.NUMPY, qml.math.Interface.AUTOGRAD}
 _PAULI = {"X": qjr.X, "Y": qjr.Y, "Z": qjr.Z}
 
 
@@ -82,6 +89,15 @@ def _to_numpy_unless(keep_jax: bool, out):
     if keep_jax:
         return out
     return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v), out)
+
+
+@qml.transform
+def _expand_unless_vmappable(tape):
+    """Broadcast tapes that ``vmappable`` accepts stay one tape (run as one ``vmap``);
+    others are expanded into one tape per batch element."""
+    if tape.batch_size is None or vmappable(tape):
+        return (tape,), lambda results: results[0]
+    return qml.transforms.broadcast_expand(tape)
 
 
 class QjaxrobQubit(Device):
@@ -114,7 +130,9 @@ class QjaxrobQubit(Device):
 
     # ---- configuration -----------------------------------------------------------------
     def supports_derivatives(self, execution_config=None, circuit=None) -> bool:
-        """Backprop through qjaxrob: analytic tapes, JAX (or NumPy) interface."""
+        """Backprop on analytic tapes for the JAX interfaces (through qjaxrob) and for
+        autograd / NumPy (through JAX, ``autograd_bridge``); torch and TensorFlow get
+        ``False``, so PennyLane falls back to its gradient transforms."""
         if execution_config is None:
             return True
         if execution_config.gradient_method not in ("backprop", "best"):
@@ -129,7 +147,7 @@ class QjaxrobQubit(Device):
         if method == "best":
             method = "backprop"
         jaxish = config.interface in _JAX
-        return replace(
+        config = replace(
             config,
             gradient_method=method,
             use_device_gradient=method == "backprop",
@@ -137,6 +155,20 @@ class QjaxrobQubit(Device):
             grad_on_execution=False,
             convert_to_numpy=not (jaxish and (method == "backprop" or self._prng_key is not None)),
         )
+        if circuit is not None and config.interface is qml.math.Interface.JAX_JIT \
+                and not config.use_device_gradient:
+            self._dry_run(circuit, config)
+        return config
+
+    def _dry_run(self, circuit, config):
+        """Preprocesses and converts ``circuit`` once, now. Under ``jax.jit`` without
+        backprop, PennyLane runs the device's preprocessing and execution inside a host
+        callback, where any error (an unsupported operation or measurement, a
+        ``qjaxrob.errors`` error) would reach the user as an opaque ``JaxRuntimeError``;
+        here, at trace time, it is raised as itself."""
+        tapes, _ = self.preprocess_transforms(config)((circuit,))
+        for tape in tapes:
+            self._convert(tape)
 
     def preprocess_transforms(self, execution_config=None):
         config = execution_config or ExecutionConfig()
@@ -146,7 +178,7 @@ class QjaxrobQubit(Device):
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, analytic_measurements=_analytic_ok,
                               sample_measurements=_sample_ok, name=self.name)
-        program.add_transform(qml.transforms.broadcast_expand)
+        program.add_transform(_expand_unless_vmappable)
         if config.gradient_method == "backprop":
             program.add_transform(no_sampling, name="backprop + qjaxrob.qubit")
         return program
@@ -170,28 +202,59 @@ class QjaxrobQubit(Device):
             return self._dtype
         return np.dtype(np.complex128 if jax.config.jax_enable_x64 else np.complex64)
 
-    def _run(self, tape):
+    def _convert(self, tape):
+        """``(tape, circuit, params, n_wires)``: the tape on wires ``0..n-1`` and its
+        qjaxrob circuit and parameters."""
         wire_order = list(self.wires) if self.wires is not None else tape.wires.tolist()
         if wire_order != list(range(len(wire_order))):
             (tape,), _ = qml.map_wires(tape, {label: i for i, label in enumerate(wire_order)})
             wire_order = list(range(len(wire_order)))
+        real = np.finfo(self._dtype_now()).dtype
+        return (tape, *convert_tape(tape, wire_order, real), len(wire_order))
+
+    def _run(self, tape):
+        values = tape.get_parameters(trainable_only=False)
+        boxed = [i for i, v in enumerate(values) if is_boxed(v)]
+        if boxed:
+            return self._run_autograd(tape, boxed, values)
+        return self._run_plain(tape)
+
+    def _run_autograd(self, tape, boxed, values):
+        """Backprop for the autograd (NumPy) interface: the tape's differentiated
+        parameters run through JAX, with ``jax.vjp`` as autograd's derivative."""
+        if any(np.iscomplexobj(autograd_value(values[i])) for i in boxed):
+            raise GradientError("autograd backprop on qjaxrob.qubit differentiates real gate "
+                                "and observable parameters only")
+
+        def fn(*xs):
+            return self._run_plain(tape.bind_new_parameters(list(xs), boxed))
+
+        return autograd_call(fn, *[values[i] for i in boxed])
+
+    def _run_plain(self, tape):
         dtype = self._dtype_now()
-        real = np.finfo(dtype).dtype
-        circuit, params = convert_tape(tape, wire_order, real)
+        tape, circuit, params, n_wires = self._convert(tape)
         traced = any(isinstance(v, jax.Array) for op in tape.operations for v in op.data)
         traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
                                if m.obs is not None for v in m.obs.data)
         mps = tape.measurements
+        batched = params.ndim == 2      # a broadcast tape: one vmap over the batch
         if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs is not None
                                   and m.obs.pauli_rep is not None for m in mps):
-            out = self._pauli_expvals(circuit, params, mps, dtype)
+            if batched:
+                out = list(jax.vmap(
+                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype)))(params))
+            else:
+                out = self._pauli_expvals(circuit, params, mps, dtype)
+        elif batched:
+            states = jax.vmap(lambda p: qjr.statevector(circuit, p, dtype=dtype))(params)
+            states = states.reshape((-1,) + (2,) * n_wires)
+            out = [measure(m, states, is_state_batched=True) for m in mps]
         else:
-            state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * len(wire_order))
+            state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * n_wires)
             if not tape.shots:
                 out = [measure(m, state) for m in mps]
             else:
-                if not isinstance(state, jax.core.Tracer):
-                    state = np.asarray(state)          # NumPy sampling: no eager JAX dispatch
                 return _to_numpy_unless(traced, self._sampled(tape, state))
         return _to_numpy_unless(traced, out[0] if len(out) == 1 else tuple(out))
 
@@ -228,6 +291,14 @@ class QjaxrobQubit(Device):
         return out
 
     def _sampled(self, tape, state):
+        """Samples from ``state``, renormalised first: in float64 for a concrete state (a
+        complex64 state of a deep circuit misses norm 1 by more than PennyLane's sampler
+        allows), in its own dtype when traced."""
+        if isinstance(state, jax.core.Tracer):
+            state = state / jnp.linalg.norm(state)
+        else:
+            state = np.asarray(state, np.complex128)
+            state = state / np.linalg.norm(state)
         key = None
         if self._prng_key is not None:
             self._prng_key, key = jax.random.split(self._prng_key)

@@ -18,6 +18,7 @@ phase ``e^{i g}`` becomes ``phase(g) x phase(g) x`` on wire 0 (``X P(g) X P(g) =
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,21 +118,84 @@ def append_global_phase(c: qjr.Circuit, gamma: Linear) -> qjr.Circuit:
     return c
 
 
+# OpenQASM ``gate`` definitions of the constant library gates without a qjaxrob gate of
+# their own, over stdgates.inc gates: qelib1.inc's bodies (``cu1`` written ``cp``, the same
+# gate; ``ch`` as Qiskit defines it), with the global phase (``gphase``) that OpenQASM 2
+# leaves out (``sxdg``), so each equals the gate's matrix in Qiskit. Their matrices
+# (:data:`CONSTANT_GATES`) are computed from these texts: what ``to_qasm`` writes is what
+# is read.
+DEFINITIONS = {
+    "sxdg": "gate sxdg a { s a; h a; s a; gphase(-pi/4); }",
+    "csx": "gate csx a, b { h b; cp(pi/2) a, b; h b; }",
+    "ch": "gate ch a, b { s b; h b; t b; cx a, b; tdg b; h b; sdg b; }",
+    "cswap": "gate cswap a, b, c { cx c, b; ccx a, b, c; cx c, b; }",
+    "rccx": ("gate rccx a, b, c { u2(0, pi) c; u1(pi/4) c; cx b, c; u1(-pi/4) c; cx a, c; "
+             "u1(pi/4) c; cx b, c; u1(-pi/4) c; u2(0, pi) c; }"),
+    "rc3x": ("gate rc3x a, b, c, d { u2(0, pi) d; u1(pi/4) d; cx c, d; u1(-pi/4) d; "
+             "u2(0, pi) d; cx a, d; u1(pi/4) d; cx b, d; u1(-pi/4) d; cx a, d; u1(pi/4) d; "
+             "cx b, d; u1(-pi/4) d; u2(0, pi) d; u1(pi/4) d; cx c, d; u1(-pi/4) d; "
+             "u2(0, pi) d; }"),
+    "c3x": ("gate c3x a, b, c, d { h d; p(pi/8) a; p(pi/8) b; p(pi/8) c; p(pi/8) d; cx a, b; "
+            "p(-pi/8) b; cx a, b; cx b, c; p(-pi/8) c; cx a, c; p(pi/8) c; cx b, c; "
+            "p(-pi/8) c; cx a, c; cx c, d; p(-pi/8) d; cx b, d; p(pi/8) d; cx c, d; "
+            "p(-pi/8) d; cx a, d; p(pi/8) d; cx c, d; p(-pi/8) d; cx b, d; p(pi/8) d; "
+            "cx c, d; p(-pi/8) d; cx a, d; h d; }"),
+    "c3sqrtx": ("gate c3sqrtx a, b, c, d { h d; cp(pi/8) a, d; h d; cx a, b; h d; "
+                "cp(-pi/8) b, d; h d; cx a, b; h d; cp(pi/8) b, d; h d; cx b, c; h d; "
+                "cp(-pi/8) c, d; h d; cx a, c; h d; cp(pi/8) c, d; h d; cx b, c; h d; "
+                "cp(-pi/8) c, d; h d; cx a, c; h d; cp(pi/8) c, d; h d; }"),
+    "c4x": ("gate c4x a, b, c, d, e { h e; cp(pi/2) d, e; h e; c3x a, b, c, d; h e; "
+            "cp(-pi/2) d, e; h e; c3x a, b, c, d; c3sqrtx a, b, c, e; }"),
+}
+
 _SQ = 1 / math.sqrt(2)
-_SXDG = 0.5 * np.array([[1 - 1j, 1 + 1j], [1 + 1j, 1 - 1j]])
-_SX = _SXDG.conj()
 _H = np.array([[1, 1], [1, -1]]) * _SQ
+_BASE = {
+    "h": _H, "x": np.array([[0, 1], [1, 0]]), "s": np.diag([1, 1j]), "sdg": np.diag([1, -1j]),
+    "t": np.diag([1, np.exp(1j * math.pi / 4)]), "tdg": np.diag([1, np.exp(-1j * math.pi / 4)]),
+    "cx": np.eye(4)[[0, 1, 3, 2]], "ccx": np.eye(8)[[0, 1, 2, 3, 4, 5, 7, 6]],
+    "p": lambda lam: np.diag([1, np.exp(1j * lam)]),
+    "u1": lambda lam: np.diag([1, np.exp(1j * lam)]),
+    "u2": lambda phi, lam: np.array([[1, -np.exp(1j * lam)],
+                                     [np.exp(1j * phi), np.exp(1j * (phi + lam))]]) * _SQ,
+    "cp": lambda lam: np.diag([1, 1, 1, np.exp(1j * lam)]),
+}
 
 
-def _controlled(u: np.ndarray) -> np.ndarray:
-    k = u.shape[0]
-    out = np.eye(2 * k, dtype=complex)
-    out[k:, k:] = u
-    return out
+def _angle(text: str) -> float:
+    """A constant angle of a library definition: numbers, ``pi``, ``-``, ``/``."""
+    sign = -1.0 if text.startswith("-") else 1.0
+    num, _, den = text.lstrip("-").partition("/")
+    value = math.pi if num == "pi" else float(num)
+    return sign * value / (float(den) if den else 1.0)
 
 
-_CSWAP = np.eye(8, dtype=complex)[[0, 1, 2, 3, 4, 6, 5, 7]]
-_C3X = np.eye(16, dtype=complex)[list(range(14)) + [15, 14]]
+def _definition_matrix(text: str, known: dict) -> np.ndarray:
+    """The matrix (wire order: the gate's qubit arguments, first most significant) of a
+    constant ``gate`` definition from :data:`DEFINITIONS`."""
+    head, body = text.split("{")
+    qubits = [q.strip() for q in head.split(None, 2)[2].split(",")]
+    k = len(qubits)
+    t = np.eye(2**k, dtype=complex).reshape((2,) * k + (2**k,))
+    for stmt in filter(None, (part.strip() for part in body.rstrip("} ").split(";"))):
+        name, angles, rest = re.fullmatch(r"(\w+)\s*(?:\(([^)]*)\))?\s*(.*)", stmt).groups()
+        args = tuple(_angle(a.strip()) for a in angles.split(",")) if angles else ()
+        if name == "gphase":
+            t = t * np.exp(1j * args[0])
+            continue
+        m = known[name] if name in known else _BASE[name]
+        m = np.asarray(m(*args) if callable(m) else m, dtype=complex)
+        wires = [qubits.index(q.strip()) for q in rest.split(",")]
+        j = len(wires)
+        t = np.tensordot(m.reshape((2,) * 2 * j), t, axes=(list(range(j, 2 * j)), wires))
+        t = np.moveaxis(t, list(range(j)), wires)
+    return t.reshape(2**k, 2**k)
+
+
+CONSTANT_GATES: dict[str, np.ndarray] = {}
+"""Name -> matrix of the constant gates in :data:`DEFINITIONS`."""
+for _name, _text in DEFINITIONS.items():
+    CONSTANT_GATES[_name] = _definition_matrix(_text, CONSTANT_GATES)
 
 # name -> (n_qubits, n_angles, expansion). An expansion maps (wires, angles as Linear) to
 # a list of ("gate", name, wires, angles) or ("unitary", matrix, wires).
@@ -161,20 +225,19 @@ STANDARD_GATES = {
     "u1": (1, 1, _direct("phase")),
     "p": (1, 1, _direct("phase")),
     "phase": (1, 1, _direct("phase")),
-    "sxdg": (1, 0, lambda w, a: [("unitary", _SXDG, w)]),
+    "u0": (1, 1, lambda w, a: [(_G, "i", w, ())]),
     "CX": (2, 0, _direct("cnot")),
     "cx": (2, 0, _direct("cnot")),
     "cnot": (2, 0, _direct("cnot")),
-    "ch": (2, 0, lambda w, a: [("unitary", _controlled(_H), w)]),
-    "csx": (2, 0, lambda w, a: [("unitary", _controlled(_SX), w)]),
     "cp": (2, 1, _cp),
     "cphase": (2, 1, _cp),
     "cu1": (2, 1, _cp),
     "cu3": (2, 3, _cu3),
     "cu": (2, 4, lambda w, a: [(_G, "phase", (w[0],), (a[3],))] + _cu3(w, a[:3])),
-    "cswap": (3, 0, lambda w, a: [("unitary", _CSWAP, w)]),
-    "c3x": (4, 0, lambda w, a: [("unitary", _C3X, w)]),
 }
+for _name, _matrix in CONSTANT_GATES.items():
+    STANDARD_GATES[_name] = (int(_matrix.shape[0]).bit_length() - 1, 0,
+                             lambda w, a, m=_matrix: [("unitary", m, w)])
 for _name in ("x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "rx", "ry", "rz", "cy", "cz",
               "swap", "iswap", "crx", "cry", "crz", "rxx", "ryy", "rzz", "ccx"):
     _spec = qjr.GATES[_name]

@@ -14,7 +14,9 @@ without a qjaxrob form are first decomposed by PennyLane (``qml.devices.preproce
 decompose``); gates kept as they are: Pauli gates, ``Hadamard S T SX`` and their adjoints,
 ``RX RY RZ PhaseShift U1 U2 U3 Rot``, ``CNOT CY CZ SWAP ISWAP CSWAP Toffoli``,
 ``CRX CRY CRZ ControlledPhaseShift IsingXX IsingYY IsingZZ``, ``GlobalPhase``
-(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped).
+(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped), and
+operations PennyLane cannot decompose but gives a concrete matrix of at most 8 wires
+(``DoubleExcitationPlus``/``Minus``, ``BlockEncode``...), as constant unitaries.
 Measurements of the tape are ignored here (the device handles them).
 """
 
@@ -24,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError, QjrTypeError
+from qjaxrob.errors import ConversionError, QjrError, QjrTypeError
+from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
@@ -33,7 +36,8 @@ from qjaxrob.interop.gatelib import (
     expand_standard,
 )
 
-__all__ = ["convert_tape", "from_pennylane", "import_pennylane", "supported_operation"]
+__all__ = ["convert_tape", "from_pennylane", "import_pennylane", "supported_operation",
+           "vmappable"]
 
 _FIXED = {"PauliX": "x", "PauliY": "y", "PauliZ": "z", "Hadamard": "h", "S": "s", "T": "t",
           "SX": "sx", "Adjoint(S)": "sdg", "Adjoint(T)": "tdg", "Adjoint(SX)": "sxdg",
@@ -46,21 +50,27 @@ _SPECIAL = ("Rot", "GlobalPhase", "QubitUnitary", "Identity")
 
 
 def import_pennylane():
-    try:
-        import pennylane
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "PennyLane interop needs PennyLane: pip install 'qjaxrob[pennylane]'"
-        ) from exc
-    return pennylane
+    return require("pennylane", "pennylane", "PennyLane interop")
+
+
+_MAX_MATRIX_WIRES = 8
+
+
+def _by_matrix(op) -> bool:
+    """An operation without a decomposition but with a concrete matrix of at most
+    ``_MAX_MATRIX_WIRES`` wires (``DoubleExcitationPlus``, ``BlockEncode``...): converted
+    through its matrix (constant: its parameters are not trainable ``params``)."""
+    qml = import_pennylane()
+    return (not op.has_decomposition and op.has_matrix and len(op.wires) <= _MAX_MATRIX_WIRES
+            and not any(qml.math.is_abstract(d) for d in op.data))
 
 
 def supported_operation(op) -> bool:
     """Whether ``convert_tape`` takes ``op`` as it is (else PennyLane decomposes it)."""
     if op.name == "QubitUnitary":
         qml = import_pennylane()
-        return not qml.math.is_abstract(op.data[0]) and len(op.wires) <= 8
-    return op.name in _FIXED or op.name in _SPECIAL
+        return not qml.math.is_abstract(op.data[0]) and len(op.wires) <= _MAX_MATRIX_WIRES
+    return op.name in _FIXED or op.name in _SPECIAL or _by_matrix(op)
 
 
 def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
@@ -69,6 +79,9 @@ def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
         return [], slot
     if op.name == "QubitUnitary":
         return [("unitary", np.asarray(op.data[0], dtype=complex), wires)], slot
+    if op.name not in _FIXED and op.name not in _SPECIAL:   # _by_matrix
+        matrix = np.asarray(op.matrix(wire_order=op.wires), dtype=complex)
+        return [("unitary", matrix, wires)], slot
     n = len(op.data)
     angles = tuple(Linear.var("param", slot + i) for i in range(n))
     if op.name == "GlobalPhase":
@@ -87,7 +100,9 @@ def _items(op, wires: tuple, slot: int) -> tuple[list, int]:
 def convert_tape(tape, wire_order, real_dtype=None) -> tuple[qjr.Circuit, jnp.ndarray]:
     """``(circuit, params)`` for a tape of supported operations (see ``supported_operation``);
     ``wire_order[i]`` is the PennyLane label of qjaxrob wire ``i``. ``params`` keeps the
-    tape's values (possibly JAX tracers) as a 1-D array of ``real_dtype``."""
+    tape's values (possibly JAX tracers) as a 1-D array of ``real_dtype``, or, for a
+    broadcast tape (angles with a leading batch axis, see :func:`vmappable`), a
+    ``(batch, n_params)`` array to ``vmap`` over."""
     index = {label: i for i, label in enumerate(wire_order)}
     c = qjr.Circuit(len(index))
     values, slot = [], 0
@@ -112,7 +127,25 @@ def convert_tape(tape, wire_order, real_dtype=None) -> tuple[qjr.Circuit, jnp.nd
         real_dtype = jnp.zeros(()).dtype
     if not values:
         return c, jnp.zeros((0,), real_dtype)
-    return c, jnp.stack([jnp.asarray(v, real_dtype) for v in values])
+    arrays = [jnp.asarray(v, real_dtype) for v in values]
+    sizes = {a.shape[0] for a in arrays if a.ndim == 1}
+    if sizes:   # a broadcast tape: (batch, n_params), unbroadcast angles repeated
+        (size,) = sizes
+        return c, jnp.stack([jnp.broadcast_to(a, (size,)) for a in arrays], axis=-1)
+    return c, jnp.stack(arrays)
+
+
+def vmappable(tape) -> bool:
+    """Whether a broadcast tape runs as one ``vmap`` over its parameters: analytic, and
+    every broadcast operation a gate with scalar angles (no broadcast matrices, state
+    preparations or observables)."""
+    if tape.shots:
+        return False
+    if any(m.obs is not None and getattr(m.obs, "batch_size", None) is not None
+           for m in tape.measurements):
+        return False
+    return all(op.batch_size is None or op.name in _FIXED or op.name in ("Rot", "GlobalPhase")
+               for op in tape.operations)
 
 
 def _default_wire_order(tape) -> list:

@@ -1,4 +1,5 @@
-"""OpenQASM 2 and 3 in (``from_qasm``), OpenQASM 3 out (``to_qasm``).
+"""OpenQASM 2 and 3 in (``from_qasm``), OpenQASM 3 out (``to_qasm``, which writes
+``unitary`` ops decomposed: see its docstring).
 
 Parsing uses the reference parser of the OpenQASM project (``openqasm3[parser]``, extra
 ``qasm``). It reads OpenQASM 2 programs as they are (``OPENQASM 2.0; include
@@ -9,9 +10,9 @@ OpenQASM 3 form and is reported as unsupported. What ``from_qasm`` accepts:
   register's qubit 0 is wire 0, the most significant bit), or physical qubits ``$k``
   (wire k) in a program that declares none; register broadcasting (``h q;``,
   ``cx a, b;``), indices, ranges and index sets;
-* gates: the names of ``qelib1.inc`` and ``stdgates.inc`` that have an exact qjaxrob form
-  (``gatelib.STANDARD_GATES``; both libraries are always known, ``include`` only checks
-  the file name), and ``gate`` definitions, expanded. A definition whose name is a
+* gates: every gate of ``qelib1.inc`` and ``stdgates.inc``, exactly (global phase
+  included; ``gatelib.STANDARD_GATES``; both libraries are always known, ``include`` only
+  checks the file name), and ``gate`` definitions, expanded. A definition whose name is a
   standard gate is checked against it numerically: if equal, the native gate is kept
   (so ``from_qasm(to_qasm(c)) == c``), otherwise the definition wins;
 * angles: affine expressions in the ``input angle``/``input float`` parameters with
@@ -36,8 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError
+from qjaxrob.errors import ConversionError, QjrError
+from qjaxrob.extras import require
+from qjaxrob.interop.decompose import two_qubit, zyz
 from qjaxrob.interop.gatelib import (
+    CONSTANT_GATES,
+    DEFINITIONS,
     STANDARD_GATES,
     Linear,
     append_global_phase,
@@ -53,6 +58,7 @@ _FUNCTIONS = {"sin": math.sin, "cos": math.cos, "tan": math.tan, "arcsin": math.
               "arccos": math.acos, "arctan": math.atan, "exp": math.exp, "log": math.log,
               "sqrt": math.sqrt}
 _KNOWN_INCLUDES = ("qelib1.inc", "stdgates.inc")
+_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 _IGNORED = ("QuantumBarrier", "Pragma")
 _REJECTED = {
     "QuantumReset": "reset is not supported",
@@ -68,16 +74,12 @@ _REJECTED = {
 
 
 def _parse(text: str):
+    parser = require("openqasm3.parser", "qasm", "from_qasm (the OpenQASM parser, openqasm3[parser])")
+    if not _COMMENTS.sub("", text).strip():
+        raise ConversionError("the OpenQASM program is empty (no statements)")
     try:
-        from openqasm3.parser import QASM3ParsingError, parse
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "from_qasm needs the OpenQASM parser: pip install 'qjaxrob[qasm]' "
-            "(openqasm3[parser])"
-        ) from exc
-    try:
-        return parse(text)
-    except QASM3ParsingError as exc:
+        return parser.parse(text)
+    except parser.QASM3ParsingError as exc:
         raise ConversionError(_parse_error_message(text, exc)) from exc
 
 
@@ -166,17 +168,34 @@ class _Converter:
                 return lhs - rhs
             if op == "*" and (lhs.is_const or rhs.is_const):
                 return rhs.scale(lhs.const) if lhs.is_const else lhs.scale(rhs.const)
-            if op == "/" and rhs.is_const and rhs.const != 0.0:
+            if op == "/" and rhs.is_const:
+                if rhs.const == 0.0:
+                    self.fail(node, "division by zero in an angle expression")
                 return lhs.scale(1.0 / rhs.const)
             if op == "**" and lhs.is_const and rhs.is_const:
-                return Linear(lhs.const**rhs.const)
+                return self.evaluate(node, "**", pow, lhs.const, rhs.const)
             self.fail(node, f"the angle expression is not affine in the parameters (operator {op})")
         if kind == "FunctionCall" and node.name.name in _FUNCTIONS:
+            name = node.name.name
             args = [self.value(a, env) for a in node.arguments]
-            if len(args) == 1 and args[0].is_const:
-                return Linear(_FUNCTIONS[node.name.name](args[0].const))
-            self.fail(node, f"{node.name.name}() of a parameter is not affine")
+            if len(args) != 1:
+                self.fail(node, f"{name}() takes one argument, got {len(args)}")
+            if not args[0].is_const:
+                self.fail(node, f"{name}() of a parameter is not affine")
+            return self.evaluate(node, name, _FUNCTIONS[name], args[0].const)
         self.fail(node, f"unsupported expression ({kind})")
+
+    def evaluate(self, node, name: str, function, *args) -> Linear:
+        """``function(*args)`` as a constant; a math error or a non-finite or complex result
+        fails naming the statement."""
+        call = f"{args[0]!r} ** {args[1]!r}" if name == "**" else f"{name}({args[0]!r})"
+        try:
+            result = function(*args)
+        except (ArithmeticError, ValueError) as exc:
+            self.fail(node, f"cannot evaluate {call} ({exc})")
+        if isinstance(result, complex) or not math.isfinite(result):
+            self.fail(node, f"{call} = {result!r} is not a finite real angle")
+        return Linear(float(result))
 
     def integer(self, node, env) -> int:
         v = self.value(node, env)
@@ -410,27 +429,60 @@ def from_qasm(text: str, *, inputs=()) -> qjr.Circuit:
 
 # ---- export ---------------------------------------------------------------------------------
 _QASM_NAMES = {"i": "id", "phase": "p", "cnot": "cx", "u3": "U"}
+_STDGATES = ("ch", "cswap")  # constant library gates stdgates.inc defines itself
 _DEFINITIONS = {
     "iswap": "gate iswap a, b { s a; s b; h a; cx a, b; cx b, a; h b; }",
     "rxx": "gate rxx(t) a, b { h a; h b; cx a, b; rz(t) b; cx a, b; h a; h b; }",
     "ryy": ("gate ryy(t) a, b { sdg a; sdg b; h a; h b; cx a, b; rz(t) b; cx a, b; "
             "h a; h b; s a; s b; }"),
     "rzz": "gate rzz(t) a, b { cx a, b; rz(t) b; cx a, b; }",
+    **{k: v for k, v in DEFINITIONS.items() if k not in _STDGATES},
 }
+_NEEDS = {"c4x": ("c3x", "c3sqrtx")}  # definitions that call other definitions
+
+
+def _fmt(angles) -> str:
+    return f"({', '.join(repr(float(a)) for a in angles)})" if angles else ""
+
+
+def _unitary(matrix: np.ndarray, wires: tuple, where: str) -> tuple[list, float]:
+    """``(statements, phase)`` writing a constant unitary: a library gate if it is one
+    (:data:`gatelib.CONSTANT_GATES`), else ZYZ (one qubit) or KAK (two qubits)."""
+    for name, m in CONSTANT_GATES.items():
+        if m.shape == matrix.shape and np.allclose(m, matrix, rtol=0.0, atol=1e-12):
+            return [(name, wires, ())], 0.0
+    if len(wires) == 1:
+        theta, phi, lam, alpha = zyz(matrix)
+        return [("u3", wires, (theta, phi, lam))], alpha
+    if len(wires) == 2:
+        steps, gamma = two_qubit(matrix)
+        return [(name, tuple(wires[i] for i in w), a) for name, w, a in steps], gamma
+    raise ConversionError(
+        f"{where}: a {len(wires)}-qubit unitary has no OpenQASM form here: only one- and "
+        "two-qubit unitaries are decomposed (ZYZ, KAK), and this matrix is no library gate; "
+        "decompose it into gates of at most two qubits first")
 
 
 def to_qasm(circuit: qjr.Circuit) -> str:
     """An OpenQASM 3 program for a circuit with constant angles (``include "stdgates.inc"``,
-    one register ``qubit[n] q``, ``q[k]`` = wire k; ``iswap``, ``rxx``, ``ryy``, ``rzz``
-    get ``gate`` definitions, which ``from_qasm`` reads back as the native gates).
+    one register ``qubit[n] q``, ``q[k]`` = wire k).
 
-    ``Repeat`` blocks are unrolled, so ``from_qasm(to_qasm(c)) == c.unroll()``. Angles are
+    Gates outside stdgates.inc (``iswap``, ``rxx``, ``ryy``, ``rzz`` and the qelib1.inc
+    gates of ``gatelib.DEFINITIONS``) get ``gate`` definitions, which ``from_qasm`` reads
+    back as the native gates. ``unitary`` ops are written as the library gate they equal,
+    else decomposed: one qubit as ``U`` (ZYZ), two qubits as ``U``, ``rxx``, ``ryy``,
+    ``rzz``, ``U`` (KAK); their global phases are summed into one ``gphase`` at the end.
+    Wider unitaries are refused (with the reason).
+
+    ``Repeat`` blocks are unrolled, so ``from_qasm(to_qasm(c))`` equals ``c.unroll()``
+    (op for op without unitaries; as an operator, phase included, with them). Angles are
     written with ``repr`` (shortest exact round trip). Raises ``ConversionError`` for
-    ``param``/``inp`` angles, ``unitary`` ops, noise channels and cut marks.
+    ``param``/``inp`` angles, noise channels, cut marks and unitaries of 3+ qubits that are
+    no library gate.
     """
     if not isinstance(circuit, qjr.Circuit):
         raise qjr.errors.QjrTypeError(f"to_qasm expects a qjr.Circuit, got {type(circuit).__name__}")
-    body, used = [], set()
+    body, used, phase = [], set(), 0.0
     for i, op in enumerate(circuit.unroll().ops):
         where = f"op {i} ({op.name} on wires {op.wires})"
         if op.is_channel:
@@ -438,15 +490,19 @@ def to_qasm(circuit: qjr.Circuit) -> str:
         if op.is_marker or op.cut:
             raise ConversionError(f"{where}: cut marks have no OpenQASM form")
         if op.name == "unitary":
-            raise ConversionError(f"{where}: arbitrary unitaries have no OpenQASM form")
-        if not op.is_constant:
+            gates, alpha = _unitary(op.matrices[0].array, op.wires, where)
+            phase += alpha
+        elif not op.is_constant:
             raise ConversionError(f"{where}: to_qasm needs constant angles, got {op.angles}")
-        if op.name in _DEFINITIONS:
-            used.add(op.name)
-        name = _QASM_NAMES.get(op.name, op.name)
-        args = f"({', '.join(repr(float(a.offset)) for a in op.angles)})" if op.angles else ""
-        body.append(f"{name}{args} {', '.join(f'q[{w}]' for w in op.wires)};")
+        else:
+            gates = [(op.name, op.wires, tuple(float(a.offset) for a in op.angles))]
+        for name, wires, angles in gates:
+            used.update((name,) + _NEEDS.get(name, ()))
+            body.append(f"{_QASM_NAMES.get(name, name)}{_fmt(angles)} "
+                        f"{', '.join(f'q[{w}]' for w in wires)};")
+    if phase:
+        body.append(f"gphase({float(math.remainder(phase, 2 * math.pi))!r});")
     header = ["OPENQASM 3.0;", 'include "stdgates.inc";']
-    header += [_DEFINITIONS[name] for name in sorted(used)]
+    header += [text for name, text in _DEFINITIONS.items() if name in used]
     header.append(f"qubit[{circuit.n_qubits}] q;")
     return "\n".join(header + body) + "\n"

@@ -19,7 +19,10 @@ several parameters are split exactly, see ``gatelib``); anything else raises.
 
 Gates: Qiskit's standard names with an exact qjaxrob form (``gatelib.STANDARD_GATES``),
 then any gate with constant parameters through its matrix, then any gate through its
-``definition``; ``global_phase`` is kept exactly. ``barrier`` is ignored, final
+``definition``; ``global_phase`` is kept exactly. ``PauliEvolutionGate(H, t)`` is the exact
+``exp(-i t H)`` (not its product-formula ``definition``): through its matrix for a bound
+``t``, one exponential per term when ``t`` is a parameter and the terms commute, and
+refused when they do not. ``barrier`` is ignored, final
 measurements are dropped (nothing may follow on a measured qubit); ``reset``, control
 flow, ``delay`` and anything else raise ``ConversionError`` naming the instruction and
 its index in ``qc.data``.
@@ -32,7 +35,8 @@ import numbers
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError, MissingDependencyError, QjrError, QjrTypeError
+from qjaxrob.errors import ConversionError, QjrError, QjrTypeError
+from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
@@ -47,14 +51,8 @@ _IGNORED = ("barrier",)
 
 
 def _import_qiskit():
-    try:
-        import qiskit
-        from qiskit.circuit import ParameterExpression
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "from_qiskit needs Qiskit: pip install 'qjaxrob[qiskit]'"
-        ) from exc
-    return qiskit, ParameterExpression
+    qiskit = require("qiskit", "qiskit", "from_qiskit")
+    return qiskit, require("qiskit.circuit", "qiskit", "from_qiskit").ParameterExpression
 
 
 def _linear(value, slots: dict, expression_type, where: str) -> Linear:
@@ -121,6 +119,9 @@ class _Walker:
         if getattr(op, "blocks", ()) or name in ("reset", "delay") or op.num_clbits:
             raise ConversionError(f"{where}: {name!r} is not supported (no reset, delay, "
                                   "classical control or control flow)")
+        if name == "PauliEvolution":
+            self.pauli_evolution(op, qubits, where)
+            return
         params = tuple(op.params)
         spec = STANDARD_GATES.get(name)
         if spec is not None and spec[:2] == (len(qubits), len(params)):
@@ -140,6 +141,35 @@ class _Walker:
         if definition is None:
             raise ConversionError(f"{where}: gate {name!r} has no qjaxrob form, matrix or definition")
         self.circuit(definition, list(qubits), f"{where} -> ")
+
+    def pauli_evolution(self, op, qubits, where: str):
+        """``PauliEvolutionGate(H, t)`` means the exact ``exp(-i t H)`` (its ``definition`` is
+        a product-formula approximation): a constant time is converted through the exact
+        matrix; a parametric time needs commuting terms, each then its own exponential
+        (exact, from the one-term gate's definition); otherwise it is refused."""
+        operator = op.operator
+        if isinstance(operator, list):
+            operator = sum(operator[1:], operator[0])
+        operator = operator.simplify(atol=0.0)
+        time = op.params[0]
+        if not (isinstance(time, self.expression_type) and time.parameters):
+            matrix = np.asarray(op.to_matrix(), dtype=complex)
+            self.items.append((where, ("unitary", matrix, tuple(reversed(qubits)))))
+            return
+        paulis = operator.paulis
+        for i in range(len(paulis)):
+            clash = np.flatnonzero(~paulis.commutes(paulis[i]))
+            if clash.size:
+                raise ConversionError(
+                    f"{where}: PauliEvolutionGate with a parametric time {time} and "
+                    f"non-commuting terms {paulis[i].to_label()} and "
+                    f"{paulis[int(clash[0])].to_label()} has no exact qjaxrob form (its "
+                    "definition is a product-formula approximation); bind the time first"
+                )
+        gate_type = type(op)
+        for pauli, coeff in zip(paulis, operator.coeffs):
+            term = gate_type(type(operator)([pauli], [coeff]), time=time)
+            self.circuit(term.definition, list(qubits), f"{where} -> term {pauli.to_label()}: ")
 
 
 def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
@@ -169,3 +199,4 @@ def from_qiskit(qc, *, inputs=()) -> qjr.Circuit:
         except QjrError as exc:
             raise ConversionError(f"{where}: {exc}") from exc
     return c
+
