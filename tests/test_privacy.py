@@ -141,3 +141,13 @@ def test_missing_dp_accounting_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dp_accounting", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'qjaxrob\[dp\]'"):
         privacy.epsilon(1.0, 0.1, 10, 1e-5)
+
+
+def test_dp_fedavg_refuses_a_non_finite_client_row():
+    t = privacy.dp_fedavg(1.0, 0.5, expected_clients=4)
+    u = np.ones((4, 3))
+    u[2, 1] = np.nan
+    with pytest.raises(ParameterError, match="client 2"):
+        t.update(jnp.asarray(u), t.init(None, jax.random.key(0)))
+    with pytest.raises(ParameterError, match="shape"):
+        t.update(jnp.ones(3), t.init(None, jax.random.key(0)))

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_real
 from qjaxrob.errors import ParameterError
+from qjaxrob.federated.aggregators import check_updates
 from qjaxrob.extras import require
 
 __all__ = [
@@ -118,8 +119,7 @@ def dp_fedavg(clip_norm: float, noise_multiplier: float,
         return DPFedAvgState(check_key(key, "dp_fedavg.init"), jnp.zeros((), jnp.int32))
 
     def update(updates, state):
-        if updates.ndim != 2:
-            raise ParameterError(f"dp_fedavg updates must be (n_clients, dim), got {updates.shape}")
+        updates = check_updates(updates, "dp_fedavg updates")
         total = jnp.sum(clip_rows(updates, clip), axis=0)
         key, sub = jax.random.split(state.key)
         noise = sigma * clip * jax.random.normal(sub, total.shape, total.dtype)
