@@ -4,12 +4,14 @@ Submodules: ``qdp`` ((epsilon, delta) of noisy circuits: Du et al.'s closed form
 et al.'s tight bound from Heisenberg effects), ``certify`` (DP, trace-distance and
 hypothesis-testing certificates), ``smoothing`` (randomized smoothing over encoding noise),
 ``tradeoff`` (accuracy vs epsilon vs certified radius over noise levels), ``empirical``
-(attacks run inside certified radii: the certified-vs-empirical gap).
+(attacks run inside certified radii: the certified-vs-empirical gap), ``integrity``
+(integrity checks of distributed QML as hypothesis tests).
 """
 
 from qjaxrob.defenses import certify, empirical, qdp, smoothing, tradeoff
 from qjaxrob.defenses import privacy
 from qjaxrob.defenses import adversarial
+from qjaxrob.defenses import integrity
 from qjaxrob.defenses.certify import (
     channel_trace_radius,
     dp_certified,
