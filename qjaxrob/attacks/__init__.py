@@ -6,7 +6,8 @@ Submodules: ``evasion`` (``fgsm``, ``pgd``, ``attack_model``, ``robust_accuracy_
 ``inversion`` (gradient matching with vmapped restarts, iDLG labels, the analytic
 trigonometric solve, the Fourier-tower encoding and the scaling study), ``fragments``
 (uniform and term-dependent perturbations of a wire cut's prepared states, the
-physicality detector).
+physicality detector), ``poisoning`` (training-time QFL attacks: model replacement,
+circuit-level backdoors).
 """
 
 from qjaxrob.attacks import evasion, fragments, inversion, state
@@ -38,4 +39,13 @@ from qjaxrob.attacks.state import (
     state_attack,
     state_attack_model,
     state_robust_accuracy_curve,
+)
+
+# ---- training-time attacks on quantum federated learning ----
+from qjaxrob.attacks import poisoning
+from qjaxrob.attacks.poisoning import (
+    CircuitBackdoor,
+    ModelReplacement,
+    attack_metrics,
+    triggered_model,
 )
