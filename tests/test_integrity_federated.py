@@ -425,3 +425,38 @@ def test_bad_inputs_raise_named_errors():
 def test_package_exports():
     assert integrity.bounded_updates is F.bounded_updates
     assert integrity.shot_consistency is F.shot_consistency and integrity.audit is F.audit
+
+
+# ---- the qfl-integrity study ------------------------------------------------------------
+@pytest.mark.slow
+def test_qfl_integrity_quick_study_and_notebook(tmp_path):
+    """The quick study (and its notebook against the same run): the bound check rejects
+    every IPM update and no honest update, and keeps accuracy where FedAvg falls; the
+    shot-consistency check catches exact and cheap records and keeps its false-positive
+    rate near alpha; the summary has the contract's columns."""
+    import importlib.util
+
+    from study_runs import execute_notebook, quick_run
+
+    res = quick_run("qfl-integrity")
+    assert res.complete and res.plots and all(p.stat().st_size > 5000 for p in res.plots)
+    cols = {"attack", "check", "detection_rate", "false_positive_rate", "clean_accuracy",
+            "attack_success_rate"}
+    assert cols <= set(res.summary[0])
+    row = {(r["kind"], r["attack"], r["check"]): r for r in res.summary}
+    ipm_bound = row[("training", "ipm", "bound")]
+    assert ipm_bound["detection_rate"] == 1.0 and ipm_bound["false_positive_rate"] == 0.0
+    assert ipm_bound["clean_accuracy"] > row[("training", "ipm", "fedavg")]["clean_accuracy"] + 0.2
+    for check in ("bound", "audit"):
+        assert row[("training", "none", check)]["false_positive_rate"] == 0.0
+    n = 100  # n_records of the quick configuration
+    assert row[("shot", "exact_record", "shot_consistency")]["detection_rate"] == 1.0
+    assert row[("shot", "fewer_shots", "shot_consistency")]["detection_rate"] >= 0.9
+    for r in res.summary:
+        if r["kind"] == "shot":
+            assert fpr_ok(round(r["false_positive_rate"] * n), n, 0.05)
+    if importlib.util.find_spec("nbclient") is not None:
+        outputs = execute_notebook("qfl-integrity", res.out_dir, tmp_path)
+        text = "".join(o.get("text", "") for o in outputs)
+        assert "16 units, complete: True" in text
+        assert not any(o.get("output_type") == "error" for o in outputs)
