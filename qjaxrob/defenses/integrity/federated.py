@@ -80,6 +80,7 @@ property of the protocol, not of the test), and deviations smaller than the shot
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import equinox as eqx
@@ -257,6 +258,11 @@ def shift_probabilities(model, xs):
                 v[k] = s
                 shifts.append(v)
     shifts = jnp.asarray(np.stack(shifts), model.params.dtype)
+    return _shift_probs(model, jnp.asarray(xs, model.params.dtype), shifts, expanded, occ)
+
+
+@eqx.filter_jit
+def _shift_probs(model, xs, shifts, expanded, occ):
     obs = [Z(w) for w in model.readout_wires]
 
     def one(x):
@@ -264,7 +270,7 @@ def shift_probabilities(model, xs):
         return jax.vmap(lambda sh: expval(expanded, obs, base + sh, mixed=model.mixed,
                                           dtype=model.dtype))(shifts)
 
-    r = jax.vmap(one)(jnp.asarray(xs, model.params.dtype))
+    r = jax.vmap(one)(xs)
     return jnp.clip((1.0 + r.reshape(-1)) / 2.0, 0.0, 1.0)
 
 
@@ -274,7 +280,11 @@ def shot_record(key, p, shots: int, splits: int):
     key = check_key(key, "shot_record")
     shots = check_positive_int(shots, "shots")
     splits = check_positive_int(splits, "splits")
-    p = jnp.asarray(p)
+    return _binomial(key, jnp.asarray(p), shots, splits)
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _binomial(key, p, shots, splits):
     return jax.random.binomial(key, jnp.asarray(float(shots), p.dtype), p,
                                (splits,) + p.shape).astype(jnp.int32)
 
@@ -305,6 +315,11 @@ def shot_consistency(counts, shots: int, alpha: float, *, min_count: float = 5.0
                              f"{counts.shape}")
     if not jnp.issubdtype(counts.dtype, jnp.integer):
         raise ParameterError(f"counts must be integer outcome counts, got dtype {counts.dtype}")
+    return _dispersion(counts, shots, alpha, min_count)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _dispersion(counts, shots, alpha, min_count):
     k = counts.shape[-2]
     c = counts.astype(jnp.float32)
     total = k * shots
