@@ -179,8 +179,8 @@ def _train(config, ctx, unit, key):
             replies = _replies(state.model, plan, cfg, *pub, mal)
             honest = federated.local_updates(state.model, plan.client_key, ids, *pub,
                                              jnp.zeros_like(mal), cfg.client_spec)
-            caught = np.asarray(jax.vmap(lambda a, b: integrity.audit(a, b[None], config["alpha"]).reject)(
-                replies, honest))
+            caught = np.asarray(jax.vmap(
+                lambda a, b: integrity.audit(a, b[None], config["alpha"]).reject)(replies, honest))
             banned[plan.ids[caught & schedule[r][plan.ids]]] = True
             accept &= ~banned[plan.ids]
         for m in (True, False):
