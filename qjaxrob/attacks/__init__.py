@@ -9,7 +9,8 @@ best-iterate optimiser scan every attack uses), ``fragments``
 (uniform and term-dependent perturbations of a wire cut's prepared states, the
 physicality detector), ``fragment_poisoning`` (training a cut classifier while one
 fragment's executor follows an adversarial policy, or the server post-processes
-dishonestly).
+dishonestly), ``poisoning`` (training-time QFL attacks: model replacement, circuit-level
+backdoors).
 """
 
 from qjaxrob.attacks import evasion, fragments, inversion, optimize, state
@@ -46,3 +47,12 @@ from qjaxrob.attacks.state import (
 from qjaxrob.attacks import fragment_poisoning
 from qjaxrob.attacks.fragment_poisoning import Policy as FragmentPolicy
 from qjaxrob.attacks.fragment_poisoning import train as poison_cut_training
+
+# ---- training-time attacks on quantum federated learning ----
+from qjaxrob.attacks import poisoning
+from qjaxrob.attacks.poisoning import (
+    CircuitBackdoor,
+    ModelReplacement,
+    attack_metrics,
+    triggered_model,
+)

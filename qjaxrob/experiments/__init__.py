@@ -22,6 +22,7 @@ from qjaxrob.experiments import (
     plots,
     qdp_tradeoff,
     qfl_byzantine,
+    qfl_integrity,
     runner,
     training,
 )
@@ -29,7 +30,7 @@ from qjaxrob.experiments.configs import Field, resolve
 from qjaxrob.experiments.runner import RunResult, Study, load_results, report, run
 
 _MODULES = (inversion_scaling, evasion_scaling, qdp_tradeoff, qfl_byzantine,
-            barren_plateaus, cut_perturbation, cut_ansatz, cut_integrity)
+            barren_plateaus, cut_perturbation, cut_ansatz, cut_integrity, qfl_integrity)
 
 __all__ = ["Field", "RunResult", "Study", "configs", "get_study", "load_results", "plots",
            "report", "resolve", "run", "run_study", "runner", "studies", "training"]

@@ -56,6 +56,7 @@ import numpy as np
 
 from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.cutting import CutCircuit, fragment_values, qpd
+from qjaxrob.defenses.integrity.levels import check_alpha
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
 from qjaxrob.observables import PauliSum
 
@@ -103,11 +104,6 @@ class CheckResult(NamedTuple):
     flagged: jax.Array
     rate: float
     cost: float
-
-
-def check_alpha(alpha) -> float:
-    """``alpha`` as a float in the open interval ``(0, 1)`` (a test's level)."""
-    return check_real(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
 
 
 @lru_cache(maxsize=256)
