@@ -102,9 +102,11 @@ def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
             post.append(("gate", i, bid, pos))
         else:
             pre.append(("gate", i, bid, pos))
+    # a fragment may hold no op at all (an idle wire, or the upstream end of a wire cut
+    # placed before the wire's first gate): its state stays |0...0>, with no blocks
     perms = [_perm(b, n) for b in blocks]
-    perms = (np.stack([p for p, _ in perms]).astype(np.int32),
-             np.stack([q for _, q in perms]).astype(np.int32))
+    perms = tuple(np.stack(a).astype(np.int32) if a else np.zeros((0, 2**n), np.int32)
+                  for a in ([p for p, _ in perms], [q for _, q in perms]))
     bits, m = [], 0
     for b in branching:
         bits.append(m if b else -1)
