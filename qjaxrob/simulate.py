@@ -24,6 +24,7 @@ from qjaxrob.checks import (
     check_key,
     check_memory,
     check_observables,
+    check_sample_memory,
     check_shots,
     check_vector,
     check_wires,
@@ -140,7 +141,8 @@ def _sample_bits(key, p, shots, n):
 
 def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
     """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
-    column k = wire k."""
+    column k = wire k. ``shots`` is at most :func:`qjaxrob.checks.max_shots`, and a draw
+    that cannot fit in memory raises ``ResourceError`` before anything is allocated."""
     key = check_key(key, "sample")
     shots = check_shots(shots)
     if isinstance(c, Circuit) and c.n_qubits >= 31 and not jax.config.read("jax_enable_x64"):
@@ -148,6 +150,8 @@ def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dty
             f"sample of {c.n_qubits} qubits indexes 2**{c.n_qubits} outcomes, beyond int32; "
             "enable jax_enable_x64 or sample fewer qubits"
         )
+    if isinstance(c, Circuit):
+        check_sample_memory(shots, c.n_qubits, real_dtype(check_dtype(dtype)))
     p = probs(c, params, x, mixed=mixed, dtype=dtype)
     return _sample_bits(key, p, shots, c.n_qubits)
 
