@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.errors import UnknownGateError
+from qjaxrob.errors import ParameterError, UnknownGateError
 
 __all__ = [
-    "GateSpec", "GATES", "PAULI_MATRICES", "gate_spec", "gate_matrix", "gate_diagonal",
+    "GateSpec", "GATES", "PAULI_MATRICES", "default_dtype", "gate_spec", "gate_matrix",
+    "gate_diagonal",
 ]
 
 
@@ -235,14 +236,38 @@ def gate_spec(name: str) -> GateSpec:
         ) from None
 
 
-def gate_matrix(name: str, angles=(), dtype=jnp.complex64):
-    """The ``(2**k, 2**k)`` matrix of gate ``name`` at real ``angles`` (radians)."""
-    return gate_spec(name).matrix_fn(tuple(angles), dtype)
-
-
-def gate_diagonal(name: str, angles=(), dtype=jnp.complex64):
-    """The ``(2**k,)`` diagonal of a diagonal gate ``name``."""
+def _checked(name: str, angles):
+    """The table row of ``name`` and ``angles`` as a tuple of its ``n_angles`` angles."""
     spec = gate_spec(name)
+    try:
+        angles = tuple(angles)
+    except TypeError:
+        angles = (angles,)
+    if len(angles) != spec.n_angles:
+        raise ParameterError(
+            f"gate {name!r} takes {spec.n_angles} angle(s), got {len(angles)}: {angles!r}")
+    return spec, angles
+
+
+def default_dtype():
+    """The complex dtype of the enabled precision: complex128 when ``jax_enable_x64`` is
+    on, else complex64."""
+    return jnp.complex128 if jax.config.read("jax_enable_x64") else jnp.complex64
+
+
+def gate_matrix(name: str, angles=(), dtype=None):
+    """The ``(2**k, 2**k)`` matrix of gate ``name`` at real ``angles`` (radians, exactly
+    ``GATES[name].n_angles`` of them, else ``ParameterError``). ``dtype``: a complex dtype;
+    ``None`` (default) follows the enabled precision (:func:`default_dtype`: complex128
+    when ``jax_enable_x64`` is on, complex64 otherwise)."""
+    spec, angles = _checked(name, angles)
+    return spec.matrix_fn(angles, default_dtype() if dtype is None else dtype)
+
+
+def gate_diagonal(name: str, angles=(), dtype=None):
+    """The ``(2**k,)`` diagonal of a diagonal gate ``name`` (angles and ``dtype`` as
+    :func:`gate_matrix`)."""
+    spec, angles = _checked(name, angles)
     if spec.diag_fn is None:
         raise UnknownGateError(f"gate {name!r} is not diagonal (kind {spec.kind!r})")
-    return spec.diag_fn(tuple(angles), dtype)
+    return spec.diag_fn(angles, default_dtype() if dtype is None else dtype)
