@@ -5,7 +5,7 @@ Each check either returns the normalised value or raises a :mod:`qjaxrob.errors`
 message names the offending value (and, where given, the argument's name). Checks run on
 static (Python / NumPy) values at call time, before anything is traced or allocated.
 
-This module sits just above :mod:`qjaxrob.errors` and :mod:`qjaxrob.observables`: the circuit
+This module sits just above :mod:`qjaxrob.errors` and :mod:`qjaxrob.ir.observables`: the circuit
 IR and everything above it import it, it imports nothing of theirs.
 """
 
@@ -29,7 +29,7 @@ from qjaxrob.errors import (
     ResourceError,
     WireError,
 )
-from qjaxrob.observables import PauliSum
+from qjaxrob.ir.observables import PauliSum
 
 __all__ = [
     "UNITARY_ATOL",

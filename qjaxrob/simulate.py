@@ -17,7 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from qjaxrob.adjoint import adjoint_expval
+from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.backend import kernel_choice
 from qjaxrob.checks import (
     check_dtype,
@@ -30,13 +30,13 @@ from qjaxrob.checks import (
     check_wires,
     real_dtype,
 )
-from qjaxrob.circuit import Circuit
-from qjaxrob.engine import coefficients, final_tensor, observable_values, term_values
+from qjaxrob.ir.circuit import Circuit
+from qjaxrob.sim.engine import coefficients, final_tensor, observable_values, term_values
 from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
 from qjaxrob.kernels import density_diagonal
-from qjaxrob.shots import estimate as shot_estimate
-from qjaxrob.shots import expand_circuit
-from qjaxrob.trajectories import checked_expval, trajectory_state
+from qjaxrob.sim.param_shift import estimate as shot_estimate
+from qjaxrob.sim.param_shift import expand_circuit
+from qjaxrob.sim.trajectories import checked_expval, trajectory_state
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
 
@@ -106,7 +106,7 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
 
     Basis index ``i = sum_k b_k 2**(n-1-k)`` (wire 0 is the most significant bit).
     If the circuit contains noise channels, ``key`` (a ``jax.random`` key) selects one
-    quantum trajectory (``qjaxrob.trajectories``); without a key that raises
+    quantum trajectory (``qjaxrob.sim.trajectories``); without a key that raises
     ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
     """
     dt, params, x = _prepare(c, params, x, dtype, what="statevector")
@@ -179,11 +179,11 @@ def expval(
         shots: if given, a finite-shot estimate (each Pauli term measured with ``shots``
             shots); needs ``key``. Differentiable w.r.t. ``params`` and ``x`` by the
             parameter-shift rules, each shifted circuit from its own shots (unbiased; cost
-            and unsupported cases in ``qjaxrob.shots``). ``shots`` is passed as data: a new
+            and unsupported cases in ``qjaxrob.sim.param_shift``). ``shots`` is passed as data: a new
             value does not recompile.
         key: PRNG key for ``shots`` or ``trajectories``.
         trajectories: if given (a positive int T), the mean over T quantum trajectories
-            (``qjaxrob.trajectories``; statevector memory, noise channels allowed); needs
+            (``qjaxrob.sim.trajectories``; statevector memory, noise channels allowed); needs
             ``key``. Exclusive with ``mixed``, ``shots`` and ``diff="adjoint"``.
         dtype: complex64 (default) or complex128.
         diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.

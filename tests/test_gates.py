@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.gates import GATES, gate_diagonal
+from qjaxrob.ir.gates import GATES, gate_diagonal
 from reference import gate_matrix_ref, statevector_ref
 
 DTYPES = [(jnp.complex128, 1e-12), (jnp.complex64, 1e-6)]

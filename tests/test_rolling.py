@@ -1,4 +1,4 @@
-"""Automatic rolling (qjaxrob.rolling): repeated layers of a flat circuit become one scan.
+"""Automatic rolling (qjaxrob.lower.rolling): repeated layers of a flat circuit become one scan.
 
 The rolled walk must equal the unrolled one (values, backprop and adjoint gradients w.r.t.
 params and x, complex64 and complex128) on random circuits with irregular layers, mixed
@@ -13,9 +13,9 @@ import pytest
 from reference import expval_ref
 
 import qjaxrob as qjr
-from qjaxrob import engine
-from qjaxrob.circuit import Repeat
-from qjaxrob.rolling import Roll, roll
+from qjaxrob.sim import engine
+from qjaxrob.ir.circuit import Repeat
+from qjaxrob.lower.rolling import Roll, roll
 
 N = 3
 GATES_1 = ("rx", "ry", "rz", "phase", "h", "s", "sx")

@@ -1,4 +1,4 @@
-"""Finite-shot gradients (qjaxrob.shots): the shift rules against finite differences, the
+"""Finite-shot gradients (qjaxrob.sim.param_shift): the shift rules against finite differences, the
 estimator's mean against the exact gradient (z-tests over many keys) for params and x,
 through cut circuits, second derivatives, and the clear error where no rule exists."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob import shots as qs
+from qjaxrob.sim import param_shift as qs
 from qjaxrob.errors import GradientError
 
 ANGLE_GATES = {  # gate -> (wires, number of angles)

@@ -59,7 +59,7 @@ def test_z_word_lists_match_reference_in_order(branch, mixed, dtype, rng, monkey
     or (table off) masked sums, traced one per word or in one ``lax.map``; interleaved with
     other words the output keeps the caller's order, and gradients match finite
     differences."""
-    from qjaxrob import engine
+    from qjaxrob.sim import engine
     if branch != "table":
         monkeypatch.setattr(engine, "SIGN_TABLE_ENTRIES", 0)
     if branch == "map":

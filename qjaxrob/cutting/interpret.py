@@ -38,7 +38,7 @@ conj(psi[k ^ x]) (-1)**popcount(k & z) psi[k])`` (wire 0 the most significant bi
 sharing ``x`` share one pass over the state.
 
 Gate matrices: constant ops in NumPy (one-angle gates from their trig form
-``A + cos(w t) B + sin(w t) C``, :class:`qjaxrob.gates.GateSpec`); traced one-angle gates
+``A + cos(w t) B + sin(w t) C``, :class:`qjaxrob.ir.gates.GateSpec`); traced one-angle gates
 together with one ``cos``/``sin``; other traced gates by one vmapped gate-table call per
 (gate, block position) group; angles gathered from ``params``/``x`` (differentiable).
 """
@@ -52,10 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit
-from qjaxrob.gates import GATES
+from qjaxrob.ir.circuit import Circuit
+from qjaxrob.ir.gates import GATES
 from qjaxrob.kernels import grouped_shape
-from qjaxrob.observables import pauli_masks
+from qjaxrob.ir.observables import pauli_masks
 
 __all__ = ["run_rows"]
 
@@ -164,7 +164,7 @@ def _angle_index(angle, n_p: int, n_x: int) -> int:
 def _gate_table(frag, instrs, k, params, x, dtype):
     """``(len(instrs), 2**k, 2**k)`` block matrices of the gate instructions (identity at
     site instructions). Constant ops are NumPy (:func:`_np_matrix`). Traced one-angle gates
-    with a trig form (``A + cos(u) B + sin(u) C``, :mod:`qjaxrob.gates`) are built together,
+    with a trig form (``A + cos(u) B + sin(u) C``, :mod:`qjaxrob.ir.gates`) are built together,
     one ``cos``/``sin`` for all of them; any other traced gate by one vmapped gate-table call
     per (gate, positions) group. The parts are assembled by one static gather."""
     big = 2**k

@@ -35,7 +35,7 @@ from functools import cached_property
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit, Op
+from qjaxrob.ir.circuit import Circuit, Op
 from qjaxrob.cutting import kak, qpd
 from qjaxrob.errors import CutError, CutWarning, QjrTypeError
 

@@ -64,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from qjaxrob.circuit import Circuit, Op, Repeat, param
+from qjaxrob.ir.circuit import Circuit, Op, Repeat, param
 from qjaxrob.errors import GradientError
 
 __all__ = ["TWO_TERM", "FOUR_TERM", "SHIFT_RULES", "Occurrences", "expand_circuit",

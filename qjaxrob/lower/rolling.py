@@ -5,7 +5,7 @@ flat tuple of ops; traced op by op, its compile time grows with depth. :func:`ro
 maximal runs of a repeated layer -- ``times`` consecutive copies of a ``period``-op block
 whose ops agree in everything but the *indices* of their ``param``/``inp`` angles (same gate
 names, wires, constant angles, affine scales and offsets, matrices, cut flags) -- and replaces
-each run by a :class:`Roll` node. The walk (:func:`qjaxrob.engine.evolve`, the adjoint's
+each run by a :class:`Roll` node. The walk (:func:`qjaxrob.sim.engine.evolve`, the adjoint's
 backward walk) lowers a ``Roll`` exactly as it lowers ``Circuit.repeat``: one ``lax.scan``
 whose body is the block, here with the per-repetition angle values gathered by static index
 tables (:func:`roll_rows`), so any index pattern is allowed (strided, shuffled, shared).
@@ -21,7 +21,7 @@ rolled; channels and cut markers are compared by their full structure like gates
 Trade-off: a rolled run runs like its ``Circuit.repeat`` twin. For reverse-mode gradients
 through the scan (residuals stacked per repetition) that can be slower than the unrolled
 program at small depth (HEA n=16, L=4: about 2x under load), which is why runs shorter than
-``ROLL_MIN_OPS`` ops are left unrolled; ``qjaxrob.engine.final_tensor(..., roll_ops=0)``
+``ROLL_MIN_OPS`` ops are left unrolled; ``qjaxrob.sim.engine.final_tensor(..., roll_ops=0)``
 turns rolling off.
 """
 
@@ -33,7 +33,7 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Angle, Circuit, Op
+from qjaxrob.ir.circuit import Angle, Circuit, Op
 
 __all__ = ["MAX_PERIOD", "ROLL_MIN_OPS", "Roll", "roll", "roll_rows"]
 

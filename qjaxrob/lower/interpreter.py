@@ -1,12 +1,12 @@
 """An interpreter for unitary gate runs: the op sequence becomes data, walked by one scan.
 
-Rolling (:mod:`qjaxrob.rolling`) makes compile time flat in depth only for circuits with
+Rolling (:mod:`qjaxrob.lower.rolling`) makes compile time flat in depth only for circuits with
 repeated layers. A run of gates with no repetition (a random circuit, converter output,
 every layer different) is otherwise traced op by op, so its compile time grows with its
 length. Here such a run is compiled once as a *program*:
 
 1. **Blocks** (static, NumPy): the run is fused into blocks of at most 2 wires
-   (:func:`qjaxrob.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
+   (:func:`qjaxrob.lower.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
    matrix on a sorted wire pair ``(a, b)`` (a 1-wire block on ``w`` is ``M (x) I`` or
    ``I (x) M`` on ``w`` and a neighbouring wire). Consecutive angle-free members of a
    block (and ``unitary`` ops) are multiplied out in NumPy.
@@ -60,9 +60,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Op
-from qjaxrob.fusion import fuse
-from qjaxrob.gates import GATES
+from qjaxrob.ir.circuit import Op
+from qjaxrob.lower.fusion import fuse
+from qjaxrob.ir.gates import GATES
 
 __all__ = [
     "INTERPRET_MIN_BLOCKS",
@@ -89,7 +89,7 @@ _SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires
 @dataclass(frozen=True)
 class Program:
     """A run of gates executed by the interpreter: ``blocks`` are the fused blocks
-    (:class:`qjaxrob.fusion.Block`, at most 2 wires each) in application order on an
+    (:class:`qjaxrob.lower.fusion.Block`, at most 2 wires each) in application order on an
     ``n_qubits`` state. Static and hashable; its tables are built once (cached)."""
 
     blocks: tuple
@@ -350,7 +350,7 @@ def run_program(program: Program, state, params, x, dtype):
 
 
 def adjoint_program(program: Program, psi, lam, params, x, dtype):
-    """The adjoint method's backward walk over ``program`` (:mod:`qjaxrob.adjoint`).
+    """The adjoint method's backward walk over ``program`` (:mod:`qjaxrob.sim.adjoint`).
 
     ``psi`` is the state after the program, ``lam = sum_o g_o O_o psi_final`` walked back to
     the same point. A reversed scan undoes block k (``psi <- M_k^dagger psi``, likewise

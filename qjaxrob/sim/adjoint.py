@@ -24,7 +24,7 @@ with a reversed ``lax.scan``):
   each: on CPU, XLA's dot is several times faster than its reductions over the same
   data. Words wider than any window use a direct reduction.
 * **Fused undo.** Between evaluation points, the gates are undone (``psi <- U^dagger psi``
-  and likewise ``lam``) as the blocks of :func:`qjaxrob.fusion.fuse` in reverse order,
+  and likewise ``lam``) as the blocks of :func:`qjaxrob.lower.fusion.fuse` in reverse order,
   each inverted (conjugate diagonal, inverse permutation, conjugate-transposed matrix),
   with fusion up to ``UNDO_MAX_QUBITS`` wires, adjacent 1-qubit blocks paired and runs
   of diagonal blocks applied in one elementwise pass.
@@ -34,7 +34,7 @@ Gates without a known generator fall back to ``jax.grad`` of the local scalar
 
 **Interpreted runs.** Long unrolled runs of 1-2 wire gates (at least ``interpret_blocks``
 fused blocks, as in the forward pass) are walked by the interpreter's reversed scan over
-the same block table (:func:`qjaxrob.interpreter.adjoint_program`: each block undone on
+the same block table (:func:`qjaxrob.lower.interpreter.adjoint_program`: each block undone on
 ``psi`` and ``lam``, its matrix's cotangent from one ``4 x 4`` contraction, then
 ``jax.vjp`` of the vectorised matrix builder), so the backward walk of a circuit with no
 repetition compiles in constant time too.
@@ -58,12 +58,12 @@ import numpy as np
 
 from qjaxrob import backend
 from qjaxrob.checks import check_int
-from qjaxrob.circuit import Op, Repeat
-from qjaxrob.engine import final_tensor, observable_values, repeat_rows
+from qjaxrob.ir.circuit import Op, Repeat
+from qjaxrob.sim.engine import final_tensor, observable_values, repeat_rows
 from qjaxrob.errors import GradientError, ParameterError
-from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
-from qjaxrob.gates import PAULI_MATRICES
-from qjaxrob.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program, interpret
+from qjaxrob.lower.fusion import Block, block_apply_args, fuse, op_matrix
+from qjaxrob.ir.gates import PAULI_MATRICES
+from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program, interpret
 from qjaxrob.kernels import (
     apply_diagonal,
     apply_matrix,
@@ -71,8 +71,8 @@ from qjaxrob.kernels import (
     apply_permutation,
     grouped_shape,
 )
-from qjaxrob.observables import split_word
-from qjaxrob.rolling import Roll, roll, roll_rows
+from qjaxrob.ir.observables import split_word
+from qjaxrob.lower.rolling import Roll, roll, roll_rows
 
 __all__ = ["UNDO_MAX_QUBITS", "adjoint_expval", "generator"]
 
@@ -409,7 +409,7 @@ def _backward_run(ops, carry, grad_p, params, x, dtype, max_qubits):
 
 def _gates_backward(ops, n_qubits, carry, grad_p, params, x, dtype, max_qubits, min_blocks):
     """A run of plain ops walked backwards: long stretches of 1-2 wire gates as
-    interpreter programs (:func:`qjaxrob.interpreter.adjoint_program`, runs of at least
+    interpreter programs (:func:`qjaxrob.lower.interpreter.adjoint_program`, runs of at least
     ``min_blocks`` fused blocks, as in the forward pass), the rest by
     :func:`_backward_run`."""
     pieces = interpret(tuple(ops), n_qubits, min_blocks)
@@ -450,7 +450,7 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
 
 def _backward(circuit, carry, params, x, dtype, max_qubits, min_blocks):
     """Walks ``circuit`` backwards (repeated layers rolled as in the forward walk,
-    :func:`qjaxrob.rolling.roll`; long unrolled runs interpreted, :func:`_gates_backward`);
+    :func:`qjaxrob.lower.rolling.roll`; long unrolled runs interpreted, :func:`_gates_backward`);
     carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
     grad_p = jnp.zeros_like(params)
     run = []
@@ -516,10 +516,10 @@ def adjoint_expval(circuit, observables, params, x, dtype, mixed, kernels=None,
     docs: reverse mode and Hessians work; forward mode raises ``GradientError``). The
     forward pass uses the kernel set ``kernels`` (default ``$QJAXROB_KERNELS``, resolved
     here, so a changed variable re-traces) and the backend's fusion policy
-    (:func:`qjaxrob.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``.
+    (:func:`qjaxrob.sim.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``.
     Unrolled runs of 1-2 wire gates that fuse into at least ``interpret_blocks`` blocks
     (``0`` disables) are walked by the interpreter, forwards and backwards
-    (:mod:`qjaxrob.interpreter`)."""
+    (:mod:`qjaxrob.lower.interpreter`)."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     if mixed:
         raise ParameterError("diff='adjoint' supports statevector simulation only, got mixed=True")
