@@ -103,7 +103,7 @@ def _engine_fn(c, mode, blocks):
     import jax.numpy as jnp
 
     import qjaxrob as qjr
-    from qjaxrob.sim import engine
+    from qjaxrob import engine  # compatibility path: sim.engine + sim.measure
     from qjaxrob.sim.adjoint import adjoint_expval
 
     x = jnp.zeros(0)

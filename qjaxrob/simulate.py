@@ -17,7 +17,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.backend import kernel_choice
 from qjaxrob.checks import (
     check_dtype,
@@ -30,12 +29,14 @@ from qjaxrob.checks import (
     check_wires,
     real_dtype,
 )
-from qjaxrob.ir.circuit import Circuit
-from qjaxrob.sim.engine import coefficients, final_tensor, observable_values, term_values
 from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
-from qjaxrob.kernels import density_diagonal
+from qjaxrob.ir.circuit import Circuit
+from qjaxrob.sim.adjoint import adjoint_expval
+from qjaxrob.sim.engine import final_tensor
+from qjaxrob.sim.measure import marginal, observable_values, probabilities
 from qjaxrob.sim.param_shift import estimate as shot_estimate
 from qjaxrob.sim.param_shift import expand_circuit
+from qjaxrob.sim.sampling import sample_bits, shot_values
 from qjaxrob.sim.trajectories import checked_expval, trajectory_state
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
@@ -61,20 +62,11 @@ def _tensor(circuit, params, x, dtype, mixed, kernels):
     return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
 
 
-def _marginal(p, wires, n):
-    """Probabilities ``p`` (shape ``(2,)*n``) marginalised onto ``wires`` (in that order)."""
-    others = tuple(w for w in range(n) if w not in wires)
-    m = jnp.sum(p, axis=others) if others else p
-    kept = sorted(wires)
-    order = tuple(kept.index(w) for w in wires)
-    return jnp.transpose(m, order).reshape(-1)
-
-
 @partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires", "kernels"))
 def _probs(circuit, params, x, dtype, mixed, wires, kernels):
     t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
-    p = density_diagonal(t) if mixed else jnp.abs(t) ** 2
-    return _marginal(p, wires, circuit.n_qubits)
+    p = probabilities(t, mixed).reshape((2,) * circuit.n_qubits)
+    return marginal(p, wires, circuit.n_qubits)
 
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
@@ -85,19 +77,9 @@ def _expval(circuit, observables, params, x, dtype, mixed, kernels):
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
 def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, kernels):
-    """Finite-shot estimate: each Pauli term is measured in its own eigenbasis with
-    ``shots`` shots; a +-1 outcome has P(+1) = (1 + <P>)/2, so the count of +1 is
-    Binomial(shots, (1 + <P>)/2) and the estimate is 2 k / shots - 1."""
+    """Finite-shot estimate (:func:`qjaxrob.sim.sampling.shot_values`)."""
     t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
-    out = []
-    for i, obs in enumerate(observables):
-        vals = term_values(t, obs, mixed)
-        p_plus = jnp.clip((1 + vals) / 2, 0.0, 1.0)
-        counts = jax.random.binomial(jax.random.fold_in(key, i), shots, p_plus)
-        identity = jnp.array([not w for _, w in obs.terms], bool)
-        est = jnp.where(identity, 1.0, 2 * counts / shots - 1).astype(vals.dtype)
-        out.append(jnp.dot(coefficients(obs, vals.dtype), est))
-    return jnp.stack(out)
+    return shot_values(t, observables, mixed, key, shots)
 
 
 # ---- public API ------------------------------------------------------------------------
@@ -130,13 +112,7 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
     return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
 
 
-@partial(jax.jit, static_argnames=("shots", "n"))
-def _sample_bits(key, p, shots, n):
-    cdf = jnp.cumsum(p)
-    u = jax.random.uniform(key, (shots,), dtype=cdf.dtype) * cdf[-1]
-    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, p.shape[0] - 1)
-    shifts = jnp.arange(n - 1, -1, -1, dtype=idx.dtype)
-    return ((idx[:, None] >> shifts) & 1).astype(jnp.int8)
+_sample_bits = jax.jit(sample_bits, static_argnames=("shots", "n"))
 
 
 def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):

@@ -172,7 +172,7 @@ def test_product_prefix_state_and_gradients(dtype, rng):
     constant, input- and parameter-driven, a 1-wire ``unitary``) prepare a product state;
     gates after an entangler on their wire, and everything after a ``Repeat``, stay in
     order. State and parameter gradient against the reference."""
-    from qjaxrob.sim.engine import product_prefix
+    from qjaxrob.lower.pipeline import product_prefix
     u = random_unitary(rng, 2)
     c = (qjr.Circuit(4).ry(0, qjr.inp(0)).rz(0, qjr.param(0)).h(1).cnot(1, 2)
          .rx(3, qjr.param(1)).unitary(u, 0).phase(2, qjr.param(2)).t(3).ry(1, qjr.inp(1)))

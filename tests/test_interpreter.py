@@ -13,7 +13,7 @@ from helpers import finite_diff
 from reference import expval_ref
 
 import qjaxrob as qjr
-from qjaxrob.sim import engine
+from qjaxrob.sim import engine, measure
 from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.lower.interpreter import Program, interpret
@@ -62,7 +62,7 @@ def circuits():
 def _loss(c, dtype, blocks):
     def f(p, x):
         t = engine.final_tensor(c, p, x, dtype, False, interpret_blocks=blocks)
-        v = engine.observable_values(t, OBS, False)
+        v = measure.observable_values(t, OBS, False)
         return v[0] + 2.0 * v[1]
 
     return f

@@ -27,19 +27,19 @@ import numpy as np
 from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.kernels import monomial
+from qjaxrob.lower.tables import embed
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
 DEFAULT_MAX_QUBITS = 2
-"""Largest fused block on CPU. Measured on the HEA (n=16-20, complex128): k=2 and k=3 give
-the same forward time, but k=3 doubles the backprop gradient time and triples its compile
-time (64-term slice-and-combine blocks), so 2 is the default."""
+"""Largest fused block on CPU: wider blocks (3 wires: 64-term slice-and-combine kernels) do
+not speed up the forward pass and make backprop gradients and their compile slower
+(``benchmarks/README.md`` has the measurements)."""
 
 KERNEL_COST = {"diagonal": 0.75, "permutation": 0.8, 1: 1.0, 2: 1.4, 3: 2.1, 4: 6.0, 5: 12.0}
-"""Relative time of one kernel application (``k`` = dense k-qubit) on a 2-core CPU at
-n=20, complex128: ``python -m benchmarks.peers --kernels`` (dense 1q = 1.06 ms). Every
-kernel up to 3 qubits is about one pass over the state; tensordot (k >= 4) also
-transposes. k=5 is extrapolated."""
+"""Relative time of one kernel application (``k`` = dense k-qubit; dense 1-qubit = 1) on
+CPU, from ``python -m benchmarks.peers --kernels``. Every kernel up to 3 qubits is about
+one pass over the state; tensordot (k >= 4) also transposes. k=5 is extrapolated."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,9 @@ class Block:
 
 
 def _embed_np(m, op_wires, wires):
-    """Dense NumPy ``(2**k, 2**k)`` matrix of ``m`` on ``op_wires`` within block ``wires``."""
-    k = len(wires)
-    eye = np.eye(2**k, dtype=np.complex128).reshape((2,) * (2 * k))
-    pos = tuple(wires.index(w) for w in op_wires)
-    j = len(op_wires)
-    t = np.tensordot(m.reshape((2,) * (2 * j)), eye, axes=(tuple(range(j, 2 * j)), pos))
-    return np.moveaxis(t, tuple(range(j)), pos).reshape(2**k, 2**k)
+    """Dense NumPy ``(2**k, 2**k)`` matrix of ``m`` on ``op_wires`` within block ``wires``
+    (:func:`qjaxrob.lower.tables.embed`)."""
+    return embed(m, tuple(wires.index(w) for w in op_wires), len(wires))
 
 
 def _make_block(wires, ops) -> Block:

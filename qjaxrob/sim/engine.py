@@ -3,16 +3,16 @@
 One walk (:func:`evolve`) drives every simulation mode; only the per-op update differs:
 :func:`statevector_op` (pure states, gates fused into blocks), :func:`density_op` (density
 tensors, channels as Kraus superoperators) and the trajectory update of
-:mod:`qjaxrob.sim.trajectories`. A ``Repeat`` node becomes one ``lax.scan`` over its
-repetitions' parameter rows (:func:`repeat_rows`), so compile time does not grow with the
-repetition count; repeated layers of a flat circuit are rolled the same way
-(:mod:`qjaxrob.lower.rolling`), and long statevector runs with no repetition become interpreter
-programs (:mod:`qjaxrob.lower.interpreter`: one scan over a block table). :func:`observable_value` and :func:`term_values` read Pauli-sum
-expectations off a final tensor.
+:mod:`qjaxrob.sim.trajectories`. Scanned nodes (``Circuit.repeat`` blocks and repeated
+layers of a flat circuit, both ``Roll`` nodes of :mod:`qjaxrob.lower.rolling`) become one
+``lax.scan`` over their repetitions' rows, so compile time does not grow with the
+repetition count, and long statevector runs with no repetition become interpreter
+programs (:mod:`qjaxrob.lower.interpreter`: one scan over a block table). Values are read
+off the final tensor by :mod:`qjaxrob.sim.measure`.
 
-This module sits between the circuit IR (``circuit``, ``fusion``, ``channels``,
-``observables``) and the entry points (``simulate``, ``adjoint``, ``trajectories``,
-``cutting``): they import it; it imports none of them. Nothing here validates input:
+This module sits between lowering (``qjaxrob.lower``) and the readers of its tensors
+(``measure``, ``adjoint``, ``trajectories``, ``qjaxrob.simulate``): they import it; it
+imports none of them. Nothing here validates input:
 callers pass checked ``params``/``x`` (:mod:`qjaxrob.checks`).
 
 Tensor layout: a state is ``(2,)*n`` with axis k = wire k (wire 0 the most significant bit
@@ -26,43 +26,32 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qjaxrob import backend
-from qjaxrob.ir import channels
 from qjaxrob.checks import check_int
-from qjaxrob.ir.circuit import Circuit, Op, Repeat
 from qjaxrob.errors import DensityMatrixOnlyError
-from qjaxrob.lower.fusion import Block, block_apply_args, fuse, op_matrix
-from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret, run_program
+from qjaxrob.ir import channels
+from qjaxrob.ir.circuit import Circuit, Repeat
 from qjaxrob.kernels import (
     apply_diagonal_density,
     apply_kraus,
     apply_matrix_density,
     apply_permutation,
-    density_diagonal,
-    density_pauli_expval,
-    pauli_expval,
-    z_signs,
 )
-from qjaxrob.ir.observables import PauliSum, pauli_masks, split_word
-from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, roll, roll_rows
+from qjaxrob.lower.fusion import Block, block_apply_args, fuse, op_matrix
+from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret, run_program
+from qjaxrob.lower.pipeline import lower
+from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll, roll_rows
 
 __all__ = [
-    "BATCHED_TERMS",
     "channel_kraus",
-    "coefficients",
     "density_op",
     "evolve",
     "final_tensor",
-    "observable_value",
-    "observable_values",
     "prepare_ops",
-    "product_prefix",
     "product_state",
-    "repeat_rows",
     "statevector_op",
-    "term_values",
+    "walk",
     "zero_state",
 ]
 
@@ -76,34 +65,28 @@ def zero_state(n: int, dtype, mixed: bool = False):
     return jax.lax.optimization_barrier(state)
 
 
-def repeat_rows(op: Repeat, params):
-    """The ``(times, block.n_params)`` parameter rows a ``Repeat`` node scans over: row r
-    is ``params[offset + r * stride : offset + (r + 1) * stride]``."""
-    stride = op.block.n_params
-    if not stride:
-        return jnp.zeros((op.times, 0), params.dtype)
-    start = op.param_offset
-    return params[start : start + op.times * stride].reshape(op.times, stride)
-
-
 def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
-    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops, lowering
-    each ``Repeat`` to a ``lax.scan`` over :func:`repeat_rows` and each ``Roll`` (a repeated
-    layer found by :func:`qjaxrob.lower.rolling.roll`) to a ``lax.scan`` over its gathered
-    parameter and input rows (:func:`qjaxrob.lower.rolling.roll_rows`).
+    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops
+    (:func:`walk`)."""
+    return walk(circuit.ops, carry, params, x, apply_op, prepare)
+
+
+def walk(nodes: tuple, carry, params, x, apply_op, prepare=None):
+    """Applies ``apply_op(carry, op, params, x) -> carry`` over ``nodes``, lowering each
+    ``Roll`` (a repeated layer found by :func:`qjaxrob.lower.rolling.roll`, or a
+    ``Circuit.repeat`` node, :func:`qjaxrob.lower.rolling.repeat_as_roll`) to one
+    ``lax.scan`` over its gathered parameter and input rows
+    (:func:`qjaxrob.lower.rolling.roll_rows`).
 
     ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
     :func:`prepare_ops`; it is applied to every ``Repeat``/``Roll`` body as well."""
-    ops = circuit.ops if prepare is None else prepare(circuit.ops)
+    ops = nodes if prepare is None else prepare(nodes)
     for op in ops:
         if isinstance(op, Repeat):
-            def body(carry, p, block=op.block):
-                return evolve(block, carry, p, x, apply_op, prepare), None
-
-            carry, _ = jax.lax.scan(body, carry, repeat_rows(op, params))
-        elif isinstance(op, Roll):
+            op = repeat_as_roll(op)
+        if isinstance(op, Roll):
             def body(carry, rows, block=op.block):
-                return evolve(block, carry, rows[0], rows[1], apply_op, prepare), None
+                return walk(block.ops, carry, rows[0], rows[1], apply_op, prepare), None
 
             carry, _ = jax.lax.scan(body, carry, roll_rows(op, params, x))
         else:
@@ -211,9 +194,9 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     density-matrix simulation are never interpreted.
 
     A statevector starts from the product state of the 1-wire gates that act on their
-    wire before any multi-wire gate does (:func:`product_prefix`, e.g. an angle encoding):
-    one 2-vector per wire and a chain of outer products instead of passes over the state
-    (measured: HEA L=2 forward n=20 38 -> 28 ms, gradient 407 -> 327 ms)."""
+    wire before any multi-wire gate does (:func:`qjaxrob.lower.pipeline.product_prefix`,
+    e.g. an angle encoding):
+    one 2-vector per wire and a chain of outer products instead of passes over the state."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     n = circuit.n_qubits
     if mixed:
@@ -223,37 +206,20 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     if fuse_qubits is None:
         policy = backend.fusion_policy(kernels=kernels)
         fuse_qubits, cost = policy.max_qubits, policy.cost
-    prefix, rest = product_prefix(circuit.ops)
-    start = product_state(prefix, n, params, x, dtype) if prefix else zero_state(n, dtype)
-    # programs replace top-level runs only: the bodies of Repeat/Roll nodes keep their
-    # scanned blocks (a repeat-built circuit never takes the interpreter)
-    top = Circuit(n, interpret(roll(rest, n, roll_ops), n, interpret_blocks))
+    # the one lowering (qjaxrob.lower.pipeline) the adjoint's backward walk shares:
+    # programs replace top-level runs only; Repeat/Roll bodies keep their scanned blocks
+    low = lower(circuit.ops, n, roll_ops, interpret_blocks)
+    start = (product_state(low.prefix, n, params, x, dtype) if low.prefix
+             else zero_state(n, dtype))
     prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
                       cost=cost)
-    return evolve(top, start, params, x, statevector_op(dtype, kernels), prepare)
-
-
-def product_prefix(ops: tuple):
-    """``(prefix, rest)``: the 1-wire gates that act on their wire before any multi-wire op
-    touches it (looking up to the first ``Repeat``/``Roll``/channel), and every other op in
-    its order. The prefix commutes to the front, so it prepares a product state."""
-    prefix, rest, entangled = [], [], set()
-    for i, op in enumerate(ops):
-        if not isinstance(op, Op) or op.is_channel:
-            return tuple(prefix), tuple(rest) + tuple(ops[i:])
-        if op.is_marker:
-            rest.append(op)
-        elif len(op.wires) == 1 and op.wires[0] not in entangled:
-            prefix.append(op)
-        else:
-            entangled.update(op.wires)
-            rest.append(op)
-    return tuple(prefix), tuple(rest)
+    return walk(low.nodes, start, params, x, statevector_op(dtype, kernels), prepare)
 
 
 def product_state(prefix, n: int, params, x, dtype):
     """The ``(2,)*n`` product state ``prod_q (U_q |0>)`` of 1-wire gates ``prefix`` on
-    ``|0...0>`` (:func:`product_prefix`): one 2-vector per wire, then outer products."""
+    ``|0...0>`` (:func:`qjaxrob.lower.pipeline.product_prefix`): one 2-vector per wire,
+    then outer products."""
     vecs = [jnp.zeros(2, dtype).at[0].set(1)] * n
     for op in prefix:
         kind, m = op_matrix(op, params, x, dtype)
@@ -264,136 +230,3 @@ def product_state(prefix, n: int, params, x, dtype):
     for q in range(1, n):
         out = (out[:, None] * vecs[q][None, :]).reshape(-1)
     return out.reshape((2,) * n)
-
-
-BATCHED_TERMS = 8
-"""Observables with more than this many Pauli terms are evaluated by one
-batched contraction (:func:`_batched_term_values`) instead of one kernel per term: a
-per-term Python loop makes the traced program (and its gradient) grow with every term, and
-XLA's compile time grows faster than linearly in program size."""
-
-_BATCH_ENTRIES = 2**22
-"""Entries (terms x amplitudes) processed at once by the batched contraction."""
-
-
-def _batched_term_values(t, words, mixed: bool):
-    """``<P_k>`` for all words at once. With ``P = i**n_Y X^x Z^z`` (:func:`qjaxrob.ir.observables.pauli_masks`),
-    ``P[i, i ^ x] = i**n_Y (-1)**|(i ^ x) & z|`` is the only nonzero of row i, so a state gives
-    ``<psi|P|psi> = i**n_Y sum_i conj(psi_i) (-1)**|(i^x) & z| psi_{i^x}`` and a density
-    matrix ``Tr(P rho) = i**n_Y sum_i (-1)**|(i^x) & z| rho[i^x, i]``. Evaluated by
-    ``lax.map`` over the terms (one traced body, whatever their number; batches of
-    ``_BATCH_ENTRIES`` entries bound the memory)."""
-    n = t.ndim // 2 if mixed else t.ndim
-    dim = 2**n
-    flat = t.reshape(-1)
-    xs, zs, phases = pauli_masks(words, n)
-    idx = jnp.arange(dim, dtype=jnp.int32)
-
-    def one(masks):
-        x, z = masks
-        j = idx ^ x
-        sign = (1 - 2 * (jax.lax.population_count(j & z) & 1)).astype(t.dtype)
-        if mixed:
-            return jnp.sum(sign * flat[j * dim + idx])
-        return jnp.vdot(flat, sign * flat[j])
-
-    batch = max(1, min(len(words), _BATCH_ENTRIES // dim))
-    vals = jax.lax.map(one, (jnp.asarray(xs), jnp.asarray(zs)), batch_size=batch)
-    return jnp.real(vals * jnp.asarray(phases, t.dtype))
-
-
-SIGN_TABLE_ENTRIES = 2**16
-"""Largest static sign table (diagonal words x basis states) of :func:`_diagonal_values`;
-beyond it each word is one masked sum over the shared probabilities."""
-
-
-def _probabilities(t, mixed: bool):
-    """The flat computational-basis probabilities of a state (``|psi_i|^2`` as
-    ``re^2 + im^2``: smooth to every order, unlike ``abs``) or of a density tensor (its
-    real diagonal), shape ``(2**n,)``."""
-    if mixed:
-        return density_diagonal(t).reshape(-1)
-    flat = t.reshape(-1)
-    return jnp.real(flat) ** 2 + jnp.imag(flat) ** 2
-
-
-def _sign_table(z_masks, n: int) -> np.ndarray:
-    """``(W, 2**n)`` int8 table ``(-1)**|i & z_k|`` of Z masks (bit ``n-1-w`` = wire w)."""
-    basis = np.arange(2**n)
-    parity = np.zeros((len(z_masks), 2**n), np.int64)
-    for b in range(n):
-        parity ^= ((basis[None, :] & z_masks[:, None]) >> b) & 1
-    return (1 - 2 * parity).astype(np.int8)
-
-
-def _diagonal_values(t, words, mixed: bool):
-    """``<P_k>`` of words made of ``I``/``Z`` letters only, shape ``(W,)``: one pass for the
-    probabilities ``p``, then ``<Z^z> = sum_i (-1)**|i & z| p_i`` for every word at once,
-    as one product with a static ``(W, 2**n)`` sign table when it has at most
-    :data:`SIGN_TABLE_ENTRIES` entries (small registers, where the number of passes
-    dominates), else one masked sum per word over the same ``p``: traced one by one for up
-    to :data:`BATCHED_TERMS` words, beyond that one ``lax.map`` body over the masks (signs
-    from ``popcount(i & z)``, as :func:`_batched_term_values`)."""
-    n = t.ndim // 2 if mixed else t.ndim
-    p = _probabilities(t, mixed)
-    _, zs, _ = pauli_masks(words, n)
-    if len(words) * 2**n <= SIGN_TABLE_ENTRIES:
-        return jnp.asarray(_sign_table(zs, n), p.dtype) @ p
-    if len(words) <= BATCHED_TERMS:
-        p = p.reshape((2,) * n)
-        return jnp.stack([jnp.sum(p * z_signs([w for w, _ in word], n, p.dtype))
-                          for word in words])
-    idx = jnp.arange(2**n, dtype=jnp.int32)
-
-    def one(z):
-        return jnp.sum(jnp.where(jax.lax.population_count(idx & z) & 1, -p, p))
-
-    batch = max(1, min(len(words), _BATCH_ENTRIES // 2**n))
-    return jax.lax.map(one, jnp.asarray(zs), batch_size=batch)
-
-
-def _all_term_values(t, words, mixed: bool):
-    real = jnp.finfo(t.dtype).dtype
-    if not words:
-        return jnp.zeros((0,), real)
-    n = t.ndim // 2 if mixed else t.ndim
-    diagonal = np.array([all(letter in "IZ" for _, letter in w) for w in words])
-    if diagonal.any():
-        vals = _diagonal_values(t, tuple(w for w, d in zip(words, diagonal) if d), mixed)
-        if diagonal.all():
-            return vals.astype(real)
-        rest = _all_term_values(t, tuple(w for w, d in zip(words, diagonal) if not d), mixed)
-        order = np.argsort(np.concatenate([np.flatnonzero(diagonal), np.flatnonzero(~diagonal)]))
-        return jnp.concatenate([vals.astype(real), rest])[order]
-    if len(words) > BATCHED_TERMS and (4**n if mixed else 2**n) < 2**31:
-        return _batched_term_values(t, words, mixed).astype(real)
-    kernel = density_pauli_expval if mixed else pauli_expval
-    return jnp.stack([kernel(t, *split_word(w)) for w in words]).astype(real)
-
-
-def term_values(t, obs: PauliSum, mixed: bool):
-    """The expectation of every Pauli term of ``obs`` on the final tensor ``t``, shape
-    ``(n_terms,)``, real."""
-    return _all_term_values(t, tuple(w for _, w in obs.terms), mixed)
-
-
-def coefficients(obs: PauliSum, real_dtype):
-    """The real coefficients of ``obs``'s terms, shape ``(n_terms,)``."""
-    return jnp.array([c.real for c, _ in obs.terms], real_dtype)
-
-
-def observable_values(t, observables, mixed: bool):
-    """``<O_k>`` for a tuple of ``PauliSum`` s on one final tensor, shape ``(K,)``: every
-    term of every observable is evaluated in one :func:`term_values`-style pass, then
-    summed per observable with its coefficients."""
-    words = tuple(w for o in observables for _, w in o.terms)
-    vals = _all_term_values(t, words, mixed)
-    owner = np.repeat(np.arange(len(observables)), [len(o.terms) for o in observables])
-    coeffs = np.array([c.real for o in observables for c, _ in o.terms])
-    weighted = vals * jnp.asarray(coeffs, vals.dtype)
-    return jax.ops.segment_sum(weighted, jnp.asarray(owner, jnp.int32), len(observables))
-
-
-def observable_value(t, obs: PauliSum, mixed: bool):
-    """``<O>`` on a final tensor (real scalar): the coefficient-weighted term values."""
-    return observable_values(t, (obs,), mixed)[0]
