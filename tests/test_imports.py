@@ -29,6 +29,7 @@ LAYERS = {
     # compatibility paths of moved modules (each the same module object as its new home)
     "qjaxrob.circuit": 2, "qjaxrob.gates": 2, "qjaxrob.channels": 2,
     "qjaxrob.observables": 2, "qjaxrob.noise": 2, "qjaxrob.fusion": 3, "qjaxrob.engine": 4,
+    "qjaxrob.shots": 4,
     "qjaxrob.cutting": 6, "qjaxrob.qml": 6, "qjaxrob.interop": 6,
     # the package root eagerly loads the core and cutting; the rest loads lazily
     "qjaxrob": 6,
@@ -142,6 +143,7 @@ def test_every_core_module_sits_in_a_stage_folder(graph):
     allowed = {"errors", "cache", "extras", "checks", "backend", "simulate", "cli",
                # compatibility paths (qjaxrob/<name>.py aliases the module in its stage)
                "circuit", "gates", "channels", "observables", "noise", "fusion", "engine",
+               "shots",
                # packages
                "kernels", "ir", "lower", "sim", "cutting", "qml", "interop", "federated",
                "attacks", "defenses", "experiments"}
