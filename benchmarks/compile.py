@@ -101,8 +101,8 @@ def _engine_fn(c, mode, blocks):
     import jax.numpy as jnp
 
     import qjaxrob as qjr
-    from qjaxrob import engine
-    from qjaxrob.adjoint import adjoint_expval
+    from qjaxrob import engine  # compatibility path: sim.engine + sim.measure
+    from qjaxrob.sim.adjoint import adjoint_expval
 
     x = jnp.zeros(0)
     if mode == "adjoint":

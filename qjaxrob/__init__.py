@@ -12,12 +12,14 @@ layers with heavier dependencies (``qml`` with equinox/optax/tqdm, and ``attacks
 import importlib
 
 from qjaxrob import checks, errors
-from qjaxrob.circuit import Angle, Circuit, inp, param
-from qjaxrob.gates import GATES, gate_matrix
-from qjaxrob.observables import I, PauliSum, X, Y, Z, pauli
+from qjaxrob.ir.circuit import Angle, Circuit, inp, param
+from qjaxrob.ir.gates import GATES, gate_matrix
+from qjaxrob.ir.observables import I, PauliSum, X, Y, Z, pauli
 from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
-from qjaxrob import cutting, noise  # noqa: E402  (build on the core above)
+from qjaxrob import cutting  # noqa: E402  (builds on the core above)
+# the IR modules keep their flat names (qjr.circuit.Op, qjr.gates.GATES, qjr.noise.layer)
+from qjaxrob import channels, circuit, gates, noise, observables  # noqa: E402,F401
 
 __version__ = "0.1.0"
 

@@ -17,14 +17,14 @@ until ``jax.clear_caches()``):
   mode elsewhere: slow, for tests).
 
 The choice applies to the op-by-op and rolled walks. Long top-level runs of 1-2 wire gates
-with no repetition run on :mod:`qjaxrob.interpreter`'s one generic kernel (a gather and a
+with no repetition run on :mod:`qjaxrob.lower.interpreter`'s one generic kernel (a gather and a
 ``4 x 4`` product, plain XLA) whatever the kernel set; ``interpret_blocks=0`` on the engine
 functions turns that off.
 
 The keyword ``kernels=`` of :func:`kernel_set` (and of the engine functions that pass it
 on) overrides the environment variable.
 
-Fusion policy: on CPU (and TPU) the policy is exactly :mod:`qjaxrob.fusion`'s
+Fusion policy: on CPU (and TPU) the policy is exactly :mod:`qjaxrob.lower.fusion`'s
 ``DEFAULT_MAX_QUBITS`` and ``KERNEL_COST``. On a GPU it is a cost table read from the data
 file ``gpu_costs.json`` beside this module, one table per kernel set (a GPU pass costs
 about the same for any width up to 3-4 qubits, so it fuses wider). The engine uses it:
@@ -46,7 +46,7 @@ from typing import NamedTuple
 import jax
 
 from qjaxrob.errors import ParameterError
-from qjaxrob.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST
+from qjaxrob.lower.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST
 from qjaxrob.kernels import apply_diagonal, apply_matrix, pallas
 
 __all__ = [
@@ -111,7 +111,7 @@ def kernel_set(kernels: str | None = None, backend: str | None = None) -> Kernel
 
 
 class FusionPolicy(NamedTuple):
-    """Arguments for :func:`qjaxrob.fusion.fuse`: the widest block and the kernel costs as
+    """Arguments for :func:`qjaxrob.lower.fusion.fuse`: the widest block and the kernel costs as
     hashable ``(key, cost)`` pairs (keys ``"diagonal"``, ``"permutation"`` and dense widths
     ``1..max_qubits``; ``dict(policy.cost)`` is the table), and where the numbers come from."""
 
@@ -155,8 +155,8 @@ def load_gpu_costs(path: str | None = None) -> dict:
 
 def fusion_policy(backend: str | None = None, kernels: str | None = None) -> FusionPolicy:
     """The fusion policy for ``backend`` (default: current) and the chosen kernel set:
-    the CPU policy of :mod:`qjaxrob.fusion` except on GPUs, where it is the cost table."""
+    the CPU policy of :mod:`qjaxrob.lower.fusion` except on GPUs, where it is the cost table."""
     backend = jax.default_backend() if backend is None else backend
     if backend != "gpu":
-        return FusionPolicy(DEFAULT_MAX_QUBITS, tuple(KERNEL_COST.items()), "qjaxrob.fusion (CPU)")
+        return FusionPolicy(DEFAULT_MAX_QUBITS, tuple(KERNEL_COST.items()), "qjaxrob.lower.fusion (CPU)")
     return load_gpu_costs()[kernel_choice(kernels, backend)]

@@ -5,7 +5,7 @@ Each check either returns the normalised value or raises a :mod:`qjaxrob.errors`
 message names the offending value (and, where given, the argument's name). Checks run on
 static (Python / NumPy) values at call time, before anything is traced or allocated.
 
-This module sits just above :mod:`qjaxrob.errors` and :mod:`qjaxrob.observables`: the circuit
+This module sits just above :mod:`qjaxrob.errors` and :mod:`qjaxrob.ir.observables`: the circuit
 IR and everything above it import it, it imports nothing of theirs.
 """
 
@@ -29,7 +29,7 @@ from qjaxrob.errors import (
     ResourceError,
     WireError,
 )
-from qjaxrob.observables import PauliSum
+from qjaxrob.ir.observables import PauliSum
 
 __all__ = [
     "UNITARY_ATOL",
@@ -168,9 +168,20 @@ def check_key(key, what: str):
     )
 
 
+def max_shots() -> int:
+    """The largest shot count the samplers take: ``2**31 - 1`` (shot counts and binomial
+    counts are int32 / float32 data) unless ``jax_enable_x64`` is on, then ``2**53`` (the
+    largest float64 run of exact integers)."""
+    return 2**53 if jax.config.read("jax_enable_x64") else 2**31 - 1
+
+
 def check_shots(shots) -> int:
-    """``shots`` as a positive Python int."""
-    return check_positive_int(shots, "shots")
+    """``shots`` as a positive Python int of at most :func:`max_shots`."""
+    shots = check_positive_int(shots, "shots")
+    if shots > max_shots():
+        hint = "" if jax.config.read("jax_enable_x64") else " (enable jax_enable_x64 for more)"
+        raise ParameterError(f"shots must be at most {max_shots():,}{hint}, got {shots:,}")
+    return shots
 
 
 # ---- numbers ------------------------------------------------------------------------------
@@ -312,5 +323,22 @@ def check_memory(n_qubits: int, dtype, *, mixed: bool = False, batch: int = 1,
             f"{what} of {n_qubits} qubits needs at least {needed:,} bytes ({times}{kind}, {dt}, "
             f"{STATE_COPIES} copies) but only {avail:,} bytes are available ({where}); use "
             "fewer qubits, circuit cutting (qjr.cutting), or quantum trajectories for noise"
+        )
+    return needed
+
+
+def check_sample_memory(shots: int, n_qubits: int, real_dtype, what: str = "sample") -> int:
+    """Raises :class:`ResourceError` before anything is allocated when ``shots`` samples of
+    ``n_qubits`` bits cannot fit: the ``(shots, n)`` int8 bits plus one uniform draw (in
+    ``real_dtype``) and one outcome index (int32, int64 with x64) per shot, a lower bound on
+    what sampling holds at once. Returns the bytes needed."""
+    index = 8 if jax.config.read("jax_enable_x64") else 4
+    needed = int(shots) * (int(n_qubits) + np.dtype(real_dtype).itemsize + index)
+    avail, where = available_bytes()
+    if needed > avail:
+        raise ResourceError(
+            f"{what} of {shots:,} shots on {n_qubits} qubits needs at least {needed:,} bytes "
+            f"but only {avail:,} bytes are available ({where}); draw fewer shots per call "
+            "(split the key) or sample fewer wires"
         )
     return needed

@@ -17,25 +17,27 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from qjaxrob.adjoint import adjoint_expval
 from qjaxrob.backend import kernel_choice
 from qjaxrob.checks import (
     check_dtype,
     check_key,
     check_memory,
     check_observables,
+    check_sample_memory,
     check_shots,
     check_vector,
     check_wires,
     real_dtype,
 )
-from qjaxrob.circuit import Circuit
-from qjaxrob.engine import coefficients, final_tensor, observable_values, term_values
 from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
-from qjaxrob.kernels import density_diagonal
-from qjaxrob.shots import estimate as shot_estimate
-from qjaxrob.shots import expand_circuit
-from qjaxrob.trajectories import checked_expval, trajectory_state
+from qjaxrob.ir.circuit import Circuit
+from qjaxrob.sim.adjoint import adjoint_expval
+from qjaxrob.sim.engine import final_tensor
+from qjaxrob.sim.measure import marginal, observable_values, probabilities
+from qjaxrob.sim.param_shift import estimate as shot_estimate
+from qjaxrob.sim.param_shift import expand_circuit
+from qjaxrob.sim.sampling import sample_bits, shot_values
+from qjaxrob.sim.trajectories import checked_expval, trajectory_state
 
 __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
 
@@ -60,20 +62,11 @@ def _tensor(circuit, params, x, dtype, mixed, kernels):
     return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
 
 
-def _marginal(p, wires, n):
-    """Probabilities ``p`` (shape ``(2,)*n``) marginalised onto ``wires`` (in that order)."""
-    others = tuple(w for w in range(n) if w not in wires)
-    m = jnp.sum(p, axis=others) if others else p
-    kept = sorted(wires)
-    order = tuple(kept.index(w) for w in wires)
-    return jnp.transpose(m, order).reshape(-1)
-
-
 @partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires", "kernels"))
 def _probs(circuit, params, x, dtype, mixed, wires, kernels):
     t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
-    p = density_diagonal(t) if mixed else jnp.abs(t) ** 2
-    return _marginal(p, wires, circuit.n_qubits)
+    p = probabilities(t, mixed).reshape((2,) * circuit.n_qubits)
+    return marginal(p, wires, circuit.n_qubits)
 
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
@@ -84,19 +77,9 @@ def _expval(circuit, observables, params, x, dtype, mixed, kernels):
 
 @partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
 def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, kernels):
-    """Finite-shot estimate: each Pauli term is measured in its own eigenbasis with
-    ``shots`` shots; a +-1 outcome has P(+1) = (1 + <P>)/2, so the count of +1 is
-    Binomial(shots, (1 + <P>)/2) and the estimate is 2 k / shots - 1."""
+    """Finite-shot estimate (:func:`qjaxrob.sim.sampling.shot_values`)."""
     t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
-    out = []
-    for i, obs in enumerate(observables):
-        vals = term_values(t, obs, mixed)
-        p_plus = jnp.clip((1 + vals) / 2, 0.0, 1.0)
-        counts = jax.random.binomial(jax.random.fold_in(key, i), shots, p_plus)
-        identity = jnp.array([not w for _, w in obs.terms], bool)
-        est = jnp.where(identity, 1.0, 2 * counts / shots - 1).astype(vals.dtype)
-        out.append(jnp.dot(coefficients(obs, vals.dtype), est))
-    return jnp.stack(out)
+    return shot_values(t, observables, mixed, key, shots)
 
 
 # ---- public API ------------------------------------------------------------------------
@@ -105,7 +88,7 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
 
     Basis index ``i = sum_k b_k 2**(n-1-k)`` (wire 0 is the most significant bit).
     If the circuit contains noise channels, ``key`` (a ``jax.random`` key) selects one
-    quantum trajectory (``qjaxrob.trajectories``); without a key that raises
+    quantum trajectory (``qjaxrob.sim.trajectories``); without a key that raises
     ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
     """
     dt, params, x = _prepare(c, params, x, dtype, what="statevector")
@@ -129,18 +112,13 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
     return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
 
 
-@partial(jax.jit, static_argnames=("shots", "n"))
-def _sample_bits(key, p, shots, n):
-    cdf = jnp.cumsum(p)
-    u = jax.random.uniform(key, (shots,), dtype=cdf.dtype) * cdf[-1]
-    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, p.shape[0] - 1)
-    shifts = jnp.arange(n - 1, -1, -1, dtype=idx.dtype)
-    return ((idx[:, None] >> shifts) & 1).astype(jnp.int8)
+_sample_bits = jax.jit(sample_bits, static_argnames=("shots", "n"))
 
 
 def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
     """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
-    column k = wire k."""
+    column k = wire k. ``shots`` is at most :func:`qjaxrob.checks.max_shots`, and a draw
+    that cannot fit in memory raises ``ResourceError`` before anything is allocated."""
     key = check_key(key, "sample")
     shots = check_shots(shots)
     if isinstance(c, Circuit) and c.n_qubits >= 31 and not jax.config.read("jax_enable_x64"):
@@ -148,6 +126,8 @@ def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dty
             f"sample of {c.n_qubits} qubits indexes 2**{c.n_qubits} outcomes, beyond int32; "
             "enable jax_enable_x64 or sample fewer qubits"
         )
+    if isinstance(c, Circuit):
+        check_sample_memory(shots, c.n_qubits, real_dtype(check_dtype(dtype)))
     p = probs(c, params, x, mixed=mixed, dtype=dtype)
     return _sample_bits(key, p, shots, c.n_qubits)
 
@@ -175,11 +155,11 @@ def expval(
         shots: if given, a finite-shot estimate (each Pauli term measured with ``shots``
             shots); needs ``key``. Differentiable w.r.t. ``params`` and ``x`` by the
             parameter-shift rules, each shifted circuit from its own shots (unbiased; cost
-            and unsupported cases in ``qjaxrob.shots``). ``shots`` is passed as data: a new
+            and unsupported cases in ``qjaxrob.sim.param_shift``). ``shots`` is passed as data: a new
             value does not recompile.
         key: PRNG key for ``shots`` or ``trajectories``.
         trajectories: if given (a positive int T), the mean over T quantum trajectories
-            (``qjaxrob.trajectories``; statevector memory, noise channels allowed); needs
+            (``qjaxrob.sim.trajectories``; statevector memory, noise channels allowed); needs
             ``key``. Exclusive with ``mixed``, ``shots`` and ``diff="adjoint"``.
         dtype: complex64 (default) or complex128.
         diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import qjaxrob as qjr
-from qjaxrob.gates import GATES
+from qjaxrob.ir.gates import GATES
 
 GATE_NAMES = sorted(GATES)
 

@@ -1,7 +1,7 @@
 """An independent dense NumPy reference simulator for the tests.
 
 Gate matrices are built from their *definitions* (``scipy.linalg.expm`` of Pauli
-generators, OpenQASM's U formula, explicit controlled blocks), not from ``qjaxrob.gates``.
+generators, OpenQASM's U formula, explicit controlled blocks), not from ``qjaxrob.ir.gates``.
 Full ``2**n x 2**n`` operators are assembled with ``np.kron`` and a wire permutation, and
 states are evolved by matrix-vector products; channels by ``sum_i K_i rho K_i^dagger`` with
 Kraus sets written out from Nielsen & Chuang. Slow, obvious, and separate from the
@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 from scipy.linalg import expm
 
-from qjaxrob.circuit import Repeat
+from qjaxrob.ir.circuit import Repeat
 
 PAULI = {
     "I": np.eye(2, dtype=complex),

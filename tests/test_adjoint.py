@@ -1,4 +1,4 @@
-"""The adjoint-method gradient (qjaxrob/adjoint.py) against backprop: every parameterised
+"""The adjoint-method gradient (qjaxrob/sim/adjoint.py) against backprop: every parameterised
 gate type, affine param and inp angles, inside and outside Repeat, both dtypes; and the
 generator table against the gate matrices."""
 
@@ -10,9 +10,9 @@ import scipy.linalg
 
 import qjaxrob as qjr
 from helpers import TOL
-from qjaxrob.adjoint import generator
-from qjaxrob.circuit import Op, as_angle
-from qjaxrob.gates import gate_matrix
+from qjaxrob.sim.adjoint import generator
+from qjaxrob.ir.circuit import Op, as_angle
+from qjaxrob.ir.gates import gate_matrix
 
 PARAM_GATES_1Q = ("rx", "ry", "rz", "phase")
 PARAM_GATES_2Q = ("crx", "cry", "crz", "rxx", "ryy", "rzz")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob import channels
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir import channels
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import MatrixError, ProbabilityError, WireError
 from qjaxrob.kernels import density as dk
 from helpers import random_unitary

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.circuit import Repeat
+from qjaxrob.ir.circuit import Repeat
 from reference import statevector_ref
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob import engine
+from qjaxrob.sim import engine
 from qjaxrob.qml import hardware_efficient
 from helpers import finite_diff
 from reference import expval_ref

@@ -14,7 +14,7 @@ from reference import density_ref, expval_ref, statevector_ref
 
 import qjaxrob as qjr
 from qjaxrob import checks
-from qjaxrob.engine import BATCHED_TERMS
+from qjaxrob.sim.measure import BATCHED_TERMS
 from qjaxrob.errors import (
     CutError,
     CutWarning,

@@ -1,4 +1,4 @@
-"""Gate fusion (qjaxrob.fusion): fused == unfused == dense NumPy reference on random
+"""Gate fusion (qjaxrob.lower.fusion): fused == unfused == dense NumPy reference on random
 circuits (Repeat included, both dtypes, fusion widths 1-3), static block classification,
 the permutation kernel, and unchanged gradients."""
 
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 import qjaxrob as qjr
 from helpers import TOL, circuits, finite_diff, random_inputs, random_unitary
-from qjaxrob.fusion import Block, block_apply_args, fuse
+from qjaxrob.lower.fusion import Block, block_apply_args, fuse
 from qjaxrob.kernels.structured import apply_permutation, monomial
-from qjaxrob.engine import final_tensor
+from qjaxrob.sim.engine import final_tensor
 from reference import (
     embed, expval_ref, flat_ops, gate_matrix_ref, observable_matrix, resolve, statevector_ref,
 )
@@ -172,7 +172,7 @@ def test_product_prefix_state_and_gradients(dtype, rng):
     constant, input- and parameter-driven, a 1-wire ``unitary``) prepare a product state;
     gates after an entangler on their wire, and everything after a ``Repeat``, stay in
     order. State and parameter gradient against the reference."""
-    from qjaxrob.engine import product_prefix
+    from qjaxrob.lower.pipeline import product_prefix
     u = random_unitary(rng, 2)
     c = (qjr.Circuit(4).ry(0, qjr.inp(0)).rz(0, qjr.param(0)).h(1).cnot(1, 2)
          .rx(3, qjr.param(1)).unitary(u, 0).phase(2, qjr.param(2)).t(3).ry(1, qjr.inp(1)))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.gates import GATES, gate_diagonal
+from qjaxrob.ir.gates import GATES, gate_diagonal
 from reference import gate_matrix_ref, statevector_ref
 
 DTYPES = [(jnp.complex128, 1e-12), (jnp.complex64, 1e-6)]
@@ -158,3 +158,28 @@ def test_dense_kernel_under_vmap(dtype, tol, rng):
         for a, b in zip(ga, gb):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=100 * tol,
                                        atol=100 * tol)
+
+
+@pytest.mark.parametrize("name,angles", [("rx", ()), ("u3", (0.1, 0.2)), ("h", (0.3,)),
+                                         ("rzz", [])])
+def test_gate_matrix_with_the_wrong_number_of_angles_names_the_gate(name, angles):
+    n = qjr.GATES[name].n_angles
+    with pytest.raises(qjr.errors.ParameterError, match=f"gate '{name}' takes {n} angle"):
+        qjr.gate_matrix(name, angles)
+    if qjr.GATES[name].diag_fn is not None:
+        with pytest.raises(qjr.errors.ParameterError, match=f"gate '{name}' takes {n} angle"):
+            gate_diagonal(name, angles)
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_gate_matrix_follows_the_enabled_precision(x64, rng):
+    """Without ``dtype`` the matrix is complex128 when x64 is on, complex64 otherwise;
+    an explicit ``dtype`` wins; values equal the reference in both."""
+    t = float(rng.uniform(-3, 3))
+    with jax.enable_x64(x64):
+        m = qjr.gate_matrix("ry", [t])
+        assert m.dtype == (jnp.complex128 if x64 else jnp.complex64)
+        np.testing.assert_allclose(np.asarray(m), gate_matrix_ref("ry", [t]),
+                                   atol=1e-14 if x64 else 1e-6)
+        assert qjr.gate_matrix("cnot").dtype == m.dtype
+        assert qjr.gate_matrix("rz", t, jnp.complex64).dtype == jnp.complex64

@@ -1,4 +1,4 @@
-"""The interpreter (qjaxrob.interpreter): a non-repeating gate run executed as one scan over
+"""The interpreter (qjaxrob.lower.interpreter): a non-repeating gate run executed as one scan over
 a block table must equal the op-by-op program and the dense reference (values, backprop and
 adjoint gradients w.r.t. params and x, complex64 and complex128, vmap over inputs, second
 derivatives), and its lowered program must not grow with depth."""
@@ -13,10 +13,10 @@ from helpers import finite_diff
 from reference import expval_ref
 
 import qjaxrob as qjr
-from qjaxrob import engine
-from qjaxrob.adjoint import adjoint_expval
+from qjaxrob.sim import engine, measure
+from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.errors import ParameterError, QjrTypeError
-from qjaxrob.interpreter import Program, interpret
+from qjaxrob.lower.interpreter import Program, interpret
 
 GATES_1 = ("rx", "ry", "rz", "phase", "u3", "h", "s", "sx", "t", "x", "y")
 GATES_2 = ("cnot", "cy", "cz", "swap", "iswap", "crx", "cry", "crz", "rxx", "ryy", "rzz")
@@ -62,7 +62,7 @@ def circuits():
 def _loss(c, dtype, blocks):
     def f(p, x):
         t = engine.final_tensor(c, p, x, dtype, False, interpret_blocks=blocks)
-        v = engine.observable_values(t, OBS, False)
+        v = measure.observable_values(t, OBS, False)
         return v[0] + 2.0 * v[1]
 
     return f

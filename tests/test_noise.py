@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.circuit import Repeat
+from qjaxrob.ir.circuit import Repeat
 from qjaxrob.errors import ParameterError, ProbabilityError, WireError
 from reference import density_ref
 

@@ -1,4 +1,4 @@
-"""Automatic rolling (qjaxrob.rolling): repeated layers of a flat circuit become one scan.
+"""Automatic rolling (qjaxrob.lower.rolling): repeated layers of a flat circuit become one scan.
 
 The rolled walk must equal the unrolled one (values, backprop and adjoint gradients w.r.t.
 params and x, complex64 and complex128) on random circuits with irregular layers, mixed
@@ -13,9 +13,9 @@ import pytest
 from reference import expval_ref
 
 import qjaxrob as qjr
-from qjaxrob import engine
-from qjaxrob.circuit import Repeat
-from qjaxrob.rolling import Roll, roll
+from qjaxrob.sim import engine, measure
+from qjaxrob.ir.circuit import Repeat
+from qjaxrob.lower.rolling import Roll, roll
 
 N = 3
 GATES_1 = ("rx", "ry", "rz", "phase", "h", "s", "sx")
@@ -116,7 +116,7 @@ def test_broken_run_rolls_around_the_break():
 def _value_and_grads(c, dtype, roll_ops, p, x):
     def f(p, x):
         t = engine.final_tensor(c, p, x, dtype, False, roll_ops=roll_ops)
-        return engine.observable_value(t, OBS, False)
+        return measure.observable_value(t, OBS, False)
 
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(p, x)
 
@@ -179,7 +179,7 @@ def test_density_matrix_walk_rolls_exactly(rng):
 
     def f(p, roll_ops):
         t = engine.final_tensor(c, p, jnp.zeros(0), jnp.complex128, True, roll_ops=roll_ops)
-        return engine.observable_value(t, qjr.Z(0) @ qjr.X(1) + qjr.Y(1), True)
+        return measure.observable_value(t, qjr.Z(0) @ qjr.X(1) + qjr.Y(1), True)
 
     vg = jax.jit(jax.value_and_grad(f), static_argnums=1)
     v0, g0 = vg(p, 0)

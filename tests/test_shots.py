@@ -1,4 +1,4 @@
-"""Finite-shot gradients (qjaxrob.shots): the shift rules against finite differences, the
+"""Finite-shot gradients (qjaxrob.sim.param_shift): the shift rules against finite differences, the
 estimator's mean against the exact gradient (z-tests over many keys) for params and x,
 through cut circuits, second derivatives, and the clear error where no rule exists."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob import shots as qs
+from qjaxrob.sim import param_shift as qs
 from qjaxrob.errors import GradientError
 
 ANGLE_GATES = {  # gate -> (wires, number of angles)
@@ -178,3 +178,35 @@ def test_expansion_is_idempotent_and_records_affine_angles():
     k = occ.what.index(next(w for w in occ.what if "'cry'" in w))
     assert (occ.source[k], occ.index[k], occ.scale[k], occ.offset[k]) == ("param", 0, -0.6, 0.1)
     assert occ.rule[k] is qs.FOUR_TERM
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_shot_counts_beyond_the_sampler_range_raise_a_parameter_error(x64):
+    """int32 shot counts without x64 (a raw OverflowError before), float64-exact ones with."""
+    c = qjr.Circuit(2).h(0).cnot(0, 1)
+    cc = qjr.cutting.partition(qjr.Circuit(2).h(0).cnot(0, 1, cut=True))
+    limit = 2**53 if x64 else 2**31 - 1
+    key = jax.random.key(0)
+    with jax.enable_x64(x64):
+        assert qjr.checks.max_shots() == limit
+        for call in (lambda s: qjr.expval(c, qjr.Z(0), shots=s, key=key),
+                     lambda s: qjr.cutting.expval(cc, qjr.Z(0), shots=s, key=key),
+                     lambda s: qjr.sample(key, c, s)):
+            with pytest.raises(qjr.errors.ParameterError, match=f"at most {limit:,}.*{limit + 1:,}"):
+                call(limit + 1)
+        est = qjr.expval(c, qjr.Z(0) @ qjr.Z(1), shots=limit, key=key)
+        assert abs(float(est) - 1.0) < 1e-6
+
+
+def test_sample_is_behind_the_memory_guard(monkeypatch):
+    """A draw that cannot fit raises ResourceError naming the shots and the bytes, before
+    anything is allocated (10**10 shots used to try ~240 GB)."""
+    c = qjr.Circuit(3).h(0)
+    with pytest.raises(qjr.errors.ResourceError, match="10,000,000,000 shots on 3 qubits"):
+        qjr.sample(jax.random.key(0), c, 10**10)
+    budget = 1000 * (3 + 8 + 8)  # bits, float64 uniform, int64 index (x64 is on in tests)
+    monkeypatch.setattr(qjr.checks, "available_bytes", lambda: (budget, "test budget"))
+    bits = qjr.sample(jax.random.key(0), c, 1000, dtype=jnp.complex128)
+    assert bits.shape == (1000, 3) and set(np.unique(bits[:, 1:])) == {0}
+    with pytest.raises(qjr.errors.ResourceError, match=f"{budget + 19:,} bytes"):
+        qjr.sample(jax.random.key(0), c, 1001, dtype=jnp.complex128)

@@ -59,11 +59,11 @@ def test_z_word_lists_match_reference_in_order(branch, mixed, dtype, rng, monkey
     or (table off) masked sums, traced one per word or in one ``lax.map``; interleaved with
     other words the output keeps the caller's order, and gradients match finite
     differences."""
-    from qjaxrob import engine
+    from qjaxrob.sim import measure
     if branch != "table":
-        monkeypatch.setattr(engine, "SIGN_TABLE_ENTRIES", 0)
+        monkeypatch.setattr(measure, "SIGN_TABLE_ENTRIES", 0)
     if branch == "map":
-        monkeypatch.setattr(engine, "BATCHED_TERMS", 1)
+        monkeypatch.setattr(measure, "BATCHED_TERMS", 1)
     n = 4
     c = qjr.Circuit(n)
     for q in range(n):

@@ -36,7 +36,7 @@ import math
 import numbers
 from dataclasses import replace
 
-from qjaxrob.circuit import Circuit, Op
+from qjaxrob.ir.circuit import Circuit, Op
 from qjaxrob.cutting import kak, qpd
 from qjaxrob.errors import CutError, QjrTypeError
 

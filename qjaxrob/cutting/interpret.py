@@ -1,5 +1,6 @@
 """Fragment interpreter: a fragment's term rows run as ``lax.scan`` s over instruction tables,
-so the compiled program does not grow with the fragment's ops (issue 19: first-call time).
+so the compiled program (and the first call's compile time) does not grow with the
+fragment's ops.
 
 Every gate and every site operation of a fragment is an *instruction*: a ``2**k x 2**k``
 matrix (``k = min(n, max(2, widest op))``) acting on a sorted *block* of k wires (a 1-qubit
@@ -17,15 +18,14 @@ for every block.
 times ``B = 2**m`` measurement branches (``m`` measuring sites), as one scan whose step
 picks each row's and branch's matrix from a table (static indices) and applies it with a
 ``lax.switch`` over the distinct blocks of this part (slice-and-combine kernels, no
-gathers: the batched states are the large ones). Measured on the issue's cases, a gather
-step here compiles 0.08 s faster but runs 2x slower, an unrolled part compiles 0.2-0.3 s
-slower (``benchmarks/cutting.md``, "First call").
+gathers: the batched states are the large ones); a gather step would compile a little
+faster but run slower, an unrolled part compiles slower (``benchmarks/cutting.md``,
+"First call").
 
 **Parameter-free fragments** (every op constant, NumPy QPD tables, no sharding, at most
 ``_NUMPY_WORK`` amplitude updates) run entirely in NumPy at trace time, in complex128, with
 the same plan and indices (:func:`_np_rows`): their values are constants of the traced
-program, so XLA compiles only the contraction (issue 19: gate16's cold first call 0.30 ->
-0.05 s, ``benchmarks/cutting.md``).
+program, so XLA compiles only the contraction (``benchmarks/cutting.md``).
 
 **Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
 state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
@@ -38,7 +38,7 @@ conj(psi[k ^ x]) (-1)**popcount(k & z) psi[k])`` (wire 0 the most significant bi
 sharing ``x`` share one pass over the state.
 
 Gate matrices: constant ops in NumPy (one-angle gates from their trig form
-``A + cos(w t) B + sin(w t) C``, :class:`qjaxrob.gates.GateSpec`); traced one-angle gates
+``A + cos(w t) B + sin(w t) C``, :class:`qjaxrob.ir.gates.GateSpec`); traced one-angle gates
 together with one ``cos``/``sin``; other traced gates by one vmapped gate-table call per
 (gate, block position) group; angles gathered from ``params``/``x`` (differentiable).
 """
@@ -46,16 +46,19 @@ together with one ``cos``/``sin``; other traced gates by one vmapped gate-table 
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit
-from qjaxrob.gates import GATES
+from qjaxrob.ir.circuit import Circuit
+from qjaxrob.ir.gates import GATES
+from qjaxrob.ir.observables import pauli_masks
 from qjaxrob.kernels import grouped_shape
-from qjaxrob.observables import pauli_masks
+from qjaxrob.lower.tables import (angle_code, block_of, const_matrix, embed, slot_index,
+                                  slot_values)
+from qjaxrob.sim.measure import sign_table
 
 __all__ = ["run_rows"]
 
@@ -65,14 +68,6 @@ trace time; beyond it the head runs in the compiled scan."""
 
 
 # ---- static plan (NumPy, cached per fragment structure) -----------------------------------
-def _block_of(wires, n, k):
-    """Sorted block of k wires containing ``wires`` (nearest extra wires) and the positions
-    of ``wires`` in it."""
-    extra = sorted((w for w in range(n) if w not in wires), key=lambda w: (abs(w - wires[0]), w))
-    block = tuple(sorted(tuple(wires) + tuple(extra[: k - len(wires)])))
-    return block, tuple(block.index(w) for w in wires)
-
-
 def _perm(block, n):
     """Basis-index permutation bringing ``block``'s wires to the front (and its inverse)."""
     rest = tuple(w for w in range(n) if w not in block)
@@ -92,7 +87,7 @@ def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
     k = min(n, max([2] + [len(op.wires) for _, op in ops]))
     blocks, pre, post, tainted = {}, [], [], set()
     for i, op in ops:
-        block, pos = _block_of(op.wires, n, k)
+        block, pos = block_of(op.wires, n, k)
         bid = blocks.setdefault(block, len(blocks))
         if i in slot:
             tainted.update(op.wires)
@@ -102,9 +97,11 @@ def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
             post.append(("gate", i, bid, pos))
         else:
             pre.append(("gate", i, bid, pos))
+    # a fragment may hold no op at all (an idle wire, or the upstream end of a wire cut
+    # placed before the wire's first gate): its state stays |0...0>, with no blocks
     perms = [_perm(b, n) for b in blocks]
-    perms = (np.stack([p for p, _ in perms]).astype(np.int32),
-             np.stack([q for _, q in perms]).astype(np.int32))
+    perms = tuple(np.stack(a).astype(np.int32) if a else np.zeros((0, 2**n), np.int32)
+                  for a in ([p for p, _ in perms], [q for _, q in perms]))
     bits, m = [], 0
     for b in branching:
         bits.append(m if b else -1)
@@ -112,57 +109,10 @@ def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
     return k, tuple(pre), tuple(post), perms, tuple(bits), tuple(blocks)
 
 
-def _embed(m, pos, k, xp):
-    """``(..., d, d)`` matrices on block positions ``pos`` -> ``(..., 2**k, 2**k)``."""
-    j = len(pos)
-    a = 2 ** (k - j)
-    eye = xp.eye(a, dtype=m.dtype)
-    full = m[..., :, None, :, None] * eye[:, None, :]
-    lead = m.shape[:-2]
-    order = list(pos) + [p for p in range(k) if p not in pos]
-    inv = list(np.argsort(order))
-    t = full.reshape(lead + (2,) * (2 * k))
-    nl = len(lead)
-    axes = list(range(nl)) + [nl + i for i in inv] + [nl + k + i for i in inv]
-    return t.transpose(axes).reshape(lead + (2**k, 2**k))
-
-
-@cache
-def _const_gate(name: str) -> np.ndarray:
-    """The matrix of an angle-free gate (a stored constant: no computation, no compile)."""
-    with jax.ensure_compile_time_eval():
-        return np.asarray(GATES[name].matrix_fn((), np.complex128))
-
-
-def _np_matrix(op) -> np.ndarray | None:
-    """The complex128 NumPy matrix of a constant op, or ``None`` if it reads params/x.
-    One-angle gates use the gate table's trig form ``A + cos(w t) B + sin(w t) C`` (no JAX
-    call: eager JAX would compile every primitive once per process)."""
-    if op.name == "unitary":
-        return np.asarray(op.matrices[0].array, np.complex128)
-    if not op.angles:
-        return _const_gate(op.name)
-    if not op.is_constant:
-        return None
-    trig = getattr(GATES[op.name], "trig", None)
-    if trig is not None and len(op.angles) == 1:
-        w, a, b, c = trig
-        t = w * op.angles[0].offset
-        return a + np.cos(t) * b + np.sin(t) * c
-    return op.const_matrix()
-
-
-def _angle_index(angle, n_p: int, n_x: int) -> int:
-    """Index of an angle's source in ``[params, x, 0]`` (constants read the trailing 0)."""
-    if angle.source == "param":
-        return angle.index
-    return n_p + angle.index if angle.source == "inp" else n_p + n_x
-
-
 def _gate_table(frag, instrs, k, params, x, dtype):
     """``(len(instrs), 2**k, 2**k)`` block matrices of the gate instructions (identity at
-    site instructions). Constant ops are NumPy (:func:`_np_matrix`). Traced one-angle gates
-    with a trig form (``A + cos(u) B + sin(u) C``, :mod:`qjaxrob.gates`) are built together,
+    site instructions). Constant ops are NumPy (:func:`qjaxrob.lower.tables.const_matrix`). Traced one-angle gates
+    with a trig form (``A + cos(u) B + sin(u) C``, :mod:`qjaxrob.ir.gates`) are built together,
     one ``cos``/``sin`` for all of them; any other traced gate by one vmapped gate-table call
     per (gate, positions) group. The parts are assembled by one static gather."""
     big = 2**k
@@ -172,23 +122,23 @@ def _gate_table(frag, instrs, k, params, x, dtype):
         if kind != "gate":
             continue
         op = frag.ops[ref]
-        m = _np_matrix(op)
+        m = const_matrix(op)
         form = getattr(GATES.get(op.name), "trig", None) if m is None else None
         if m is not None:
-            table[s] = _embed(m, pos, k, np)
+            table[s] = embed(m, pos, k, np)
         elif form is not None and len(op.angles) == 1:
-            trig.append((s, op.angles[0], form[0], [_embed(b, pos, k, np) for b in form[1:]]))
+            trig.append((s, op.angles[0], form[0], [embed(b, pos, k, np) for b in form[1:]]))
         else:
             groups[(op.name, pos)].append((s, op))
     if not trig and not groups:
         return table.astype(dtype)
     real = jnp.finfo(dtype).dtype
-    values = jnp.concatenate([params.astype(real), x.astype(real), jnp.zeros((1,), real)])
+    values = slot_values(params, x, real)
     n_p, n_x = params.shape[0], x.shape[0]
     parts, where = [jnp.asarray(table, dtype)], np.arange(len(instrs))
     size = len(instrs)
     if trig:
-        idx = np.array([_angle_index(a, n_p, n_x) for _, a, _, _ in trig])
+        idx = slot_index([angle_code(a) for _, a, _, _ in trig], n_p, n_x)
         scale = np.array([w * (a.scale if a.source != "const" else 0.0) for _, a, w, _ in trig])
         offset = np.array([w * a.offset for _, a, w, _ in trig])
         u = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
@@ -198,14 +148,14 @@ def _gate_table(frag, instrs, k, params, x, dtype):
         where[[t[0] for t in trig]] = size + np.arange(len(trig))
         size += len(trig)
     for (name, pos), members in groups.items():
-        idx = np.array([[_angle_index(a, n_p, n_x) for a in op.angles] for _, op in members])
+        idx = slot_index([[angle_code(a) for a in op.angles] for _, op in members], n_p, n_x)
         scale = np.array([[a.scale if a.source != "const" else 0.0 for a in op.angles]
                           for _, op in members])
         offset = np.array([[a.offset for a in op.angles] for _, op in members])
         theta = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
         fn = GATES[name].matrix_fn
         mats = jax.vmap(lambda t, fn=fn: fn(tuple(t[i] for i in range(t.shape[0])), dtype))(theta)
-        parts.append(_embed(mats.astype(dtype), pos, k, jnp))
+        parts.append(embed(mats.astype(dtype), pos, k, jnp))
         where[[s for s, _ in members]] = size + np.arange(len(members))
         size += len(members)
     return jnp.concatenate(parts)[where]
@@ -239,7 +189,7 @@ def _np_prefix(frag, head, k, perms, invs):
     state = np.zeros(2**n, np.complex128)
     state[0] = 1
     for _, ref, bid, pos in head:
-        m = _embed(_np_matrix(frag.ops[ref]), pos, k, np)
+        m = embed(const_matrix(frag.ops[ref]), pos, k, np)
         state = (m @ state[perms[bid]].reshape(2**k, -1)).reshape(-1)[invs[bid]]
     return state
 
@@ -282,7 +232,6 @@ def _word_values(state, weights, words, n, xp=jnp):
     states, evaluated at trace time)."""
     xm, zm, phases = pauli_masks(words, n)
     lead = state.shape[:-1]
-    k = np.arange(2**n)
     groups = defaultdict(list)
     for w, xmask in enumerate(xm):
         groups[int(xmask)].append(w)
@@ -291,8 +240,7 @@ def _word_values(state, weights, words, n, xp=jnp):
         axes = tuple(len(lead) + q for q in range(n) if (xmask >> (n - 1 - q)) & 1)
         flipped = xp.flip(state.reshape(lead + (2,) * n), axes).reshape(state.shape)
         q = xp.sum(weights[..., None] * (xp.conj(flipped) * state), axis=1)
-        signs = np.stack([(1 - 2 * (np.bitwise_count(k & zm[w]).astype(int) & 1)) * phases[w]
-                          for w in members], axis=1)  # (2**n, W_x)
+        signs = sign_table(zm[members], n).T * phases[members]  # (2**n, W_x)
         cols.append(xp.real(q @ xp.asarray(signs, state.dtype)))
         order += members
     return xp.concatenate(cols, axis=1)[:, np.argsort(order)]
@@ -328,7 +276,7 @@ def _np_rows(frag, post, k, perms, invs, state, site_ops, idx, sign_idx, n_b, n_
             weights = weights * flat[si]
     state = np.broadcast_to(state, (n_rows, n_b, 2**n))
     if post:
-        sites = [_embed(np.asarray(kr, np.complex128),
+        sites = [embed(np.asarray(kr, np.complex128),
                         next(p for kind, ref, _, p in post if kind == "site" and ref == s), k, np)
                  for s, (kr, _, _) in enumerate(site_ops)]
         table = np.concatenate([_gate_table(frag, post, k, None, None, np.complex128)]
@@ -388,7 +336,7 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
         for si in sign_idx:
             weights = weights * flat[si]
     if post:
-        sites = [_embed(kr.astype(dtype), next(p for kind, ref, _, p in post
+        sites = [embed(kr.astype(dtype), next(p for kind, ref, _, p in post
                                                if kind == "site" and ref == s), k, xp)
                  for s, (kr, _, _) in enumerate(site_ops)]
         gates = _gate_table(frag, post, k, params, x, dtype)

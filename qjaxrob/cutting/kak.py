@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qjaxrob.errors import CutError
-from qjaxrob.gates import PAULI_MATRICES
+from qjaxrob.ir.gates import PAULI_MATRICES
 
 __all__ = ["kak", "kak_gamma", "kak_terms"]
 

@@ -35,7 +35,7 @@ from functools import cached_property
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit, Op
+from qjaxrob.ir.circuit import Circuit, Op
 from qjaxrob.cutting import kak, qpd
 from qjaxrob.errors import CutError, CutWarning, QjrTypeError
 
@@ -273,8 +273,14 @@ def _scan(flat, n_qubits, skip):
                 used[s] = True
                 uf.union(s, segs[0])
             events.append((loc, replace(op, cut=False) if op.cut else op, segs))
+    follows = {segs[0]: loc for kind, loc, _, _, segs in raw_cuts if kind == "wire"}
     for kind, loc, wires, _, segs in raw_cuts:
         if kind == "wire" and not used[segs[1]]:
+            if segs[1] in follows:
+                raise CutError(
+                    f"wire cut on qubit {wires[0]} (op {loc}) is followed by another wire cut "
+                    f"on the same qubit (op {follows[segs[1]]}) with no gate between them; "
+                    "remove one of the two markers")
             raise CutError(f"wire cut on qubit {wires[0]} (op {loc}): the qubit is never used "
                            "again after the cut, so there is nothing to cut")
     return uf, seg_wire, current, events, raw_cuts

@@ -36,7 +36,7 @@ from dataclasses import replace
 import numpy as np
 
 from qjaxrob.checks import check_unitary, check_wires
-from qjaxrob.circuit import Circuit, ConstMatrix, Op
+from qjaxrob.ir.circuit import Circuit, ConstMatrix, Op
 from qjaxrob.cutting.partition import CutCircuit, site_markers, with_fragment
 from qjaxrob.errors import CutError, MatrixError, QjrTypeError
 

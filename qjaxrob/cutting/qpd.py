@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.cutting import kak as _kak
-from qjaxrob.gates import PAULI_MATRICES
+from qjaxrob.ir.gates import PAULI_MATRICES
 
 __all__ = [
     "QPDTable", "WIRE_MEASURE", "WIRE_PREPARE", "GATE_CUTS", "wire_table", "gate_table",

@@ -71,9 +71,9 @@ from qjaxrob.cutting import qpd
 from qjaxrob.cutting.interpret import run_rows
 from qjaxrob.cutting.partition import CutCircuit, site_markers
 from qjaxrob.errors import ParameterError, QjrTypeError
-from qjaxrob.observables import PauliSum
-from qjaxrob.shots import estimate as shot_estimate
-from qjaxrob.shots import expand_cut
+from qjaxrob.ir.observables import PauliSum
+from qjaxrob.sim.param_shift import estimate as shot_estimate
+from qjaxrob.sim.param_shift import expand_cut
 
 __all__ = ["expval", "fragment_values", "fragment_axes"]
 
@@ -285,7 +285,7 @@ def expval(cc: CutCircuit, obs, params=None, x=None, *, dtype=jnp.complex64, sho
             allocated to the joint QPD terms in proportion to ``|c_t|`` by systematic
             sampling, one binomial draw per joint term (module docstring). Differentiable
             w.r.t. ``params`` and ``x`` by the parameter-shift rules, each shifted cut
-            circuit reconstructed from its own QPD-sampled shots (``qjaxrob.shots``; the
+            circuit reconstructed from its own QPD-sampled shots (``qjaxrob.sim.param_shift``; the
             standard error is returned as a constant). ``shots`` is data: a new value does
             not recompile. Without them the reconstruction is exact and differentiable.
         mesh: optional ``jax.sharding.Mesh``; the term axis is sharded over its first axis.

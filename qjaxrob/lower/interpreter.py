@@ -1,12 +1,12 @@
 """An interpreter for unitary gate runs: the op sequence becomes data, walked by one scan.
 
-Rolling (:mod:`qjaxrob.rolling`) makes compile time flat in depth only for circuits with
+Rolling (:mod:`qjaxrob.lower.rolling`) makes compile time flat in depth only for circuits with
 repeated layers. A run of gates with no repetition (a random circuit, converter output,
 every layer different) is otherwise traced op by op, so its compile time grows with its
 length. Here such a run is compiled once as a *program*:
 
 1. **Blocks** (static, NumPy): the run is fused into blocks of at most 2 wires
-   (:func:`qjaxrob.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
+   (:func:`qjaxrob.lower.fusion.fuse` with its CPU cost table); every block becomes a ``4 x 4``
    matrix on a sorted wire pair ``(a, b)`` (a 1-wire block on ``w`` is ``M (x) I`` or
    ``I (x) M`` on ``w`` and a neighbouring wire). Consecutive angle-free members of a
    block (and ``unitary`` ops) are multiplied out in NumPy.
@@ -26,17 +26,14 @@ length. Here such a run is compiled once as a *program*:
    (index by bit arithmetic, :func:`_relayout`) and one ``(2**(n-2), 4) @ M^T`` product;
    the compiled program is the same for every wire pair.
 
-**Why a generic kernel and not ``lax.switch`` over the circuit's distinct wire pairs**
-(measured, n=10, 200 blocks, complex128, 2-core CPU): the switch runs the forward pass
-4x faster (its branches are the slice-and-combine kernels), but every branch is compiled
-(forward ~0.06 s, gradient ~0.4 s per branch: 28 pairs gave 1.9 s / 13 s), and reverse
+**Why a generic kernel and not ``lax.switch`` over the circuit's distinct wire pairs**: a
+switch runs faster per step (its branches are the slice-and-combine kernels), but every
+branch is compiled, so compile time grows with the number of distinct pairs, and reverse
 mode through ``switch`` in a scan keeps the residuals of *every* branch at every step
-(gradient run time grew 4x from 8 to 28 branches); ``jax.checkpoint`` on the step fixes
-the residuals but not the compile time (9 s). The generic kernel compiles in 0.5 s
-(forward) / 1.5 s (gradient) for any number of pairs; a step costs one gather of the
-state: as fast as the unrolled program at n=10; at n=16 the forward pass is ~4.5x slower
-and gradients within -15 %/+30 % (``benchmarks/README.md``, "Compile time"), so only long
-runs are interpreted (:data:`INTERPRET_MIN_BLOCKS`).
+(``jax.checkpoint`` on the step fixes the residuals, not the compile time). The generic
+kernel compiles once for any number of pairs; a step costs one gather of the state, which
+is slower than the unrolled program on large registers, so only long runs are interpreted
+(:data:`INTERPRET_MIN_BLOCKS`; measurements in ``benchmarks/README.md``, "Compile time").
 
 Derivatives: the whole program is ordinary JAX (gathers, ``dot``, ``scan``), so backprop
 of any order and forward mode work unchanged. The adjoint method shares the program
@@ -60,9 +57,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Op
-from qjaxrob.fusion import fuse
-from qjaxrob.gates import GATES
+from qjaxrob.ir.circuit import Op
+from qjaxrob.ir.gates import GATES
+from qjaxrob.lower.fusion import fuse
+from qjaxrob.lower.tables import angle_code, block_of, const_matrix, embed, slot_index, slot_values
 
 __all__ = [
     "INTERPRET_MIN_BLOCKS",
@@ -74,22 +72,17 @@ __all__ = [
 ]
 
 INTERPRET_MIN_BLOCKS = 24
-"""Smallest run (in fused 2-wire blocks) that is interpreted. Measured (2-core CPU, n=10,
-complex128, first call CPU time): the interpreter compiles in ~0.5 s (forward) / ~1.3-1.5 s
-(gradient) for any length and already wins at 9 blocks (op-by-op: 0.97 s / 2.9 s); at 23
-blocks the op-by-op program takes 2.2 s / 6.5 s. Run time: equal at n=10 from ~20
-blocks (1.6x slower forward at 9 blocks), but at n=16 the generic
-kernel makes the forward pass ~4.5x slower than the unrolled program (gradients: backprop
-15 % faster, adjoint 30 % slower; ``benchmarks/README.md``, "Compile time");
+"""Smallest run (in fused 2-wire blocks) that is interpreted: the interpreter's compile time
+is flat in the run's length while the op-by-op program's grows with it, but its generic
+kernel runs slower on large registers, so only runs long enough for compile time to
+dominate are interpreted (``benchmarks/README.md``, "Compile time");
 ``interpret_blocks=0`` turns the interpreter off."""
-
-_SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires swapped
 
 
 @dataclass(frozen=True)
 class Program:
     """A run of gates executed by the interpreter: ``blocks`` are the fused blocks
-    (:class:`qjaxrob.fusion.Block`, at most 2 wires each) in application order on an
+    (:class:`qjaxrob.lower.fusion.Block`, at most 2 wires each) in application order on an
     ``n_qubits`` state. Static and hashable; its tables are built once (cached)."""
 
     blocks: tuple
@@ -135,6 +128,9 @@ def interpret(ops: tuple, n_qubits: int, min_blocks: int = INTERPRET_MIN_BLOCKS)
 
 
 # ---- static tables -----------------------------------------------------------------
+_SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires swapped
+
+
 @dataclass(frozen=True)
 class _Tables:
     """NumPy tables of a program (see :func:`_tables`)."""
@@ -146,18 +142,14 @@ class _Tables:
 
 
 def _pair(block, n: int):
-    """The sorted wire pair a block is applied on (a 1-wire block gets a neighbour)."""
-    if len(block.wires) == 2:
-        return tuple(block.wires)
-    w = block.wires[0]
-    return tuple(sorted((w, w + 1 if w + 1 < n else w - 1)))
+    """The sorted wire pair a block is applied on (a 1-wire block gets a neighbour,
+    :func:`qjaxrob.lower.tables.block_of`)."""
+    return block_of(block.wires, n, 2)[0]
 
 
 def _embed_np(m, op_wires, pair):
     """The ``4 x 4`` matrix of the constant ``m`` on ``op_wires`` within ``pair``."""
-    if len(op_wires) == 1:
-        return np.kron(m, np.eye(2)) if op_wires[0] == pair[0] else np.kron(np.eye(2), m)
-    return m if tuple(op_wires) == pair else m[_SWAP][:, _SWAP]
+    return embed(m, tuple(pair.index(w) for w in op_wires), 2)
 
 
 def _fixed(op) -> bool:
@@ -166,11 +158,6 @@ def _fixed(op) -> bool:
     the constant slot of ``z``): evaluating each one eagerly would cost milliseconds of
     dispatch per gate."""
     return op.name == "unitary" or not op.angles
-
-
-@lru_cache(maxsize=1024)
-def _fixed_matrix(op):
-    return op.const_matrix()
 
 
 @lru_cache(maxsize=256)
@@ -195,7 +182,7 @@ def _tables(program: Program) -> _Tables:
         members, pending = [], None
         for op in block.ops:
             if _fixed(op):
-                e = _embed_np(_fixed_matrix(op), op.wires, pair)
+                e = _embed_np(const_matrix(op), op.wires, pair)
                 pending = e if pending is None else e @ pending
                 continue
             if pending is not None:
@@ -221,7 +208,7 @@ def _tables(program: Program) -> _Tables:
     types = []
     for name in names:
         rows = traced[name]
-        index = np.array([[_source(a) for a in angles] for angles, _ in rows], np.int64)
+        index = np.array([[angle_code(a) for a in angles] for angles, _ in rows], np.int64)
         scale = np.array([[a.scale if a.source != "const" else 0.0 for a in angles]
                           for angles, _ in rows])
         off = np.array([[a.offset for a in angles] for angles, _ in rows])
@@ -230,27 +217,12 @@ def _tables(program: Program) -> _Tables:
     return _Tables(np.asarray(pairs, np.int32), np.stack(consts), tuple(types), table)
 
 
-def _source(angle):
-    """``(source, index)`` encoded as one int: params ``i`` -> ``i``; inputs ``j`` ->
-    ``-1 - j``; constants -> ``None`` (resolved against the sizes in :func:`_z_index`)."""
-    if angle.source == "param":
-        return angle.index
-    if angle.source == "inp":
-        return -1 - angle.index
-    return np.iinfo(np.int32).min
-
-
-def _z_index(index, n_params: int, n_inputs: int):
-    """Indices into ``z = [params, x, 0]`` for the codes of :func:`_source`."""
-    const = index == np.iinfo(np.int32).min
-    return np.where(const, n_params + n_inputs,
-                    np.where(index >= 0, index, n_params - 1 - index)).astype(np.int32)
-
-
 # ---- traced matrices ------------------------------------------------------------------
 def _embed(m, flag, n_wires: int):
     """Batched ``(m, d, d)`` gate matrices embedded in their ``4 x 4`` pair matrices;
-    ``flag``: 1-qubit gates on the pair's second wire / 2-qubit gates with swapped wires."""
+    ``flag``: 1-qubit gates on the pair's second wire / 2-qubit gates with swapped wires.
+    (The traced twin of :func:`qjaxrob.lower.tables.embed` for ``k = 2``, written with
+    ``einsum`` and a fixed swap so the lowered program stays small.)"""
     dtype = m.dtype
     if n_wires == 1:
         eye = jnp.eye(2, dtype=dtype)
@@ -276,13 +248,12 @@ def block_matrices(program: Program, params, x, dtype):
     arrays; traced or not), ``dtype`` complex. Differentiable to any order."""
     tabs = _tables(program)
     real = jnp.finfo(dtype).dtype
-    z = jnp.concatenate([jnp.asarray(params, real).reshape(-1),
-                         jnp.asarray(x, real).reshape(-1), jnp.zeros((1,), real)])
+    z = slot_values(params, x, real)
     n_params, n_inputs = jnp.shape(params)[0], jnp.shape(x)[0]
     parts = [jnp.asarray(tabs.consts, dtype)]
     for name, index, scale, offset, flag in tabs.types:
         spec = GATES[name]
-        values = (z[_z_index(index, n_params, n_inputs)] * jnp.asarray(scale, real)
+        values = (z[slot_index(index, n_params, n_inputs)] * jnp.asarray(scale, real)
                   + jnp.asarray(offset, real))
         mats = jax.vmap(lambda v, spec=spec: spec.matrix_fn(
             tuple(v[j] for j in range(spec.n_angles)), dtype))(values)
@@ -350,7 +321,7 @@ def run_program(program: Program, state, params, x, dtype):
 
 
 def adjoint_program(program: Program, psi, lam, params, x, dtype):
-    """The adjoint method's backward walk over ``program`` (:mod:`qjaxrob.adjoint`).
+    """The adjoint method's backward walk over ``program`` (:mod:`qjaxrob.sim.adjoint`).
 
     ``psi`` is the state after the program, ``lam = sum_o g_o O_o psi_final`` walked back to
     the same point. A reversed scan undoes block k (``psi <- M_k^dagger psi``, likewise

@@ -5,7 +5,7 @@ flat tuple of ops; traced op by op, its compile time grows with depth. :func:`ro
 maximal runs of a repeated layer -- ``times`` consecutive copies of a ``period``-op block
 whose ops agree in everything but the *indices* of their ``param``/``inp`` angles (same gate
 names, wires, constant angles, affine scales and offsets, matrices, cut flags) -- and replaces
-each run by a :class:`Roll` node. The walk (:func:`qjaxrob.engine.evolve`, the adjoint's
+each run by a :class:`Roll` node. The walk (:func:`qjaxrob.sim.engine.evolve`, the adjoint's
 backward walk) lowers a ``Roll`` exactly as it lowers ``Circuit.repeat``: one ``lax.scan``
 whose body is the block, here with the per-repetition angle values gathered by static index
 tables (:func:`roll_rows`), so any index pattern is allowed (strided, shuffled, shared).
@@ -15,13 +15,14 @@ floating-point reassociation (fusion does not merge gates across a layer boundar
 Detection is greedy from the left: at each position the (period, repetitions) pair covering
 the most ops wins (ties: the shorter period), provided it covers at least ``min_ops`` ops in
 at least two repetitions; otherwise the op is kept as it is. ``Repeat`` nodes are never
-rolled; channels and cut markers are compared by their full structure like gates. Cost:
+rolled here; :func:`repeat_as_roll` lowers them to the same node kind. Channels and cut
+markers are compared by their full structure like gates. Cost:
 ``O(N * max_period)`` NumPy work for N ops, once per circuit (cached).
 
 Trade-off: a rolled run runs like its ``Circuit.repeat`` twin. For reverse-mode gradients
 through the scan (residuals stacked per repetition) that can be slower than the unrolled
-program at small depth (HEA n=16, L=4: about 2x under load), which is why runs shorter than
-``ROLL_MIN_OPS`` ops are left unrolled; ``qjaxrob.engine.final_tensor(..., roll_ops=0)``
+program at small depth (``benchmarks/README.md``), which is why runs shorter than
+``ROLL_MIN_OPS`` ops are left unrolled; ``qjaxrob.sim.engine.final_tensor(..., roll_ops=0)``
 turns rolling off.
 """
 
@@ -33,9 +34,9 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Angle, Circuit, Op
+from qjaxrob.ir.circuit import Angle, Circuit, Op, Repeat
 
-__all__ = ["MAX_PERIOD", "ROLL_MIN_OPS", "Roll", "roll", "roll_rows"]
+__all__ = ["MAX_PERIOD", "ROLL_MIN_OPS", "Roll", "repeat_as_roll", "roll", "roll_rows"]
 
 ROLL_MIN_OPS = 24
 """Smallest number of ops a rolled run must cover. Short runs are left unrolled: their
@@ -48,10 +49,12 @@ MAX_PERIOD = 1024
 @dataclass(frozen=True)
 class Roll:
     """``times`` repetitions of ``block``; repetition r reads the block's ``params[s]`` from
-    ``params[param_table[r][s]]`` and its ``x[s]`` from ``x[input_table[r][s]]``.
+    ``params[param_table[r][s]]`` and its ``x[s]`` from ``x[input_table[r][s]]``. The one
+    scanned node kind of a lowered program: ``lax.scan`` over the gathered rows.
 
-    ``block`` is a template circuit whose ``param``/``inp`` angles are *slots* (one per
-    angle occurrence, numbered in op order). Lowered to ``lax.scan``."""
+    ``block`` is a template circuit whose ``param``/``inp`` indices are *slots*: one per
+    angle occurrence, numbered in op order, for a run found by :func:`roll`; the block's own
+    parameter and input indices for a ``Circuit.repeat`` node (:func:`repeat_as_roll`)."""
 
     block: Circuit
     times: int
@@ -59,7 +62,7 @@ class Roll:
     input_table: tuple  # (times, n_input_slots) ints
 
     def unrolled_ops(self) -> tuple:
-        """The flat ops this node stands for (inverse of :func:`roll`)."""
+        """The flat ops this node stands for (inverse of :func:`roll`; blocks of plain ops)."""
         out = []
         for prow, xrow in zip(self.param_table, self.input_table):
             for op in self.block.ops:
@@ -149,6 +152,19 @@ def roll(ops: tuple, n_qubits: int, min_ops: int = ROLL_MIN_OPS) -> tuple:
         out.append(Roll(Circuit(n_qubits, block), times, tuple(ptab), tuple(xtab)))
         i += p * times
     return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def repeat_as_roll(node: Repeat) -> Roll:
+    """A ``Circuit.repeat`` node as the :class:`Roll` it lowers to: repetition r reads the
+    block's parameters ``0..stride-1`` from ``params[offset + r * stride + s]`` (one slice,
+    :func:`roll_rows`) and every input from the same ``x``. The block is kept as it is
+    (nested ``Repeat`` nodes included): its indices are the slots."""
+    stride, times = node.block.n_params, node.times
+    ptab = tuple(tuple(node.param_offset + r * stride + s for s in range(stride))
+                 for r in range(times))
+    xtab = (tuple(range(node.block.n_inputs)),) * times
+    return Roll(node.block, times, ptab, xtab)
 
 
 def _gather(source, table, times: int):

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from qjaxrob.checks import check_key, check_memory, check_positive_int
-from qjaxrob.engine import channel_kraus, evolve, observable_values, statevector_op, zero_state
+from qjaxrob.sim.engine import channel_kraus, evolve, statevector_op, zero_state
+from qjaxrob.sim.measure import observable_values
 from qjaxrob.errors import ParameterError
 from qjaxrob.kernels import apply_matrix
 

@@ -2,8 +2,10 @@
 
 For ``|psi> = U_N ... U_1 |0>`` and a real cost ``L = sum_o g_o <psi|O_o|psi>``, set
 ``|lam_N> = sum_o g_o O_o |psi_N>`` and walk the circuit backwards, keeping only
-``psi_k`` and ``lam_k`` (so memory is independent of depth; ``Repeat`` blocks are walked
-with a reversed ``lax.scan``):
+``psi_k`` and ``lam_k`` (so memory is independent of depth). The backward walk runs the
+program the forward pass ran (:func:`qjaxrob.lower.pipeline.lower`: product-state prefix,
+scanned ``Roll`` nodes, interpreter programs) in reverse: scanned nodes by a reversed
+``lax.scan``, programs by the interpreter's reversed scan, runs of gates as below:
 
 * **Generator derivatives.** Every parameterised gate of the table is
   ``U(theta) = exp(-i theta G / 2)`` for a Hermitian generator ``G`` that is a real
@@ -24,7 +26,7 @@ with a reversed ``lax.scan``):
   each: on CPU, XLA's dot is several times faster than its reductions over the same
   data. Words wider than any window use a direct reduction.
 * **Fused undo.** Between evaluation points, the gates are undone (``psi <- U^dagger psi``
-  and likewise ``lam``) as the blocks of :func:`qjaxrob.fusion.fuse` in reverse order,
+  and likewise ``lam``) as the blocks of :func:`qjaxrob.lower.fusion.fuse` in reverse order,
   each inverted (conjugate diagonal, inverse permutation, conjugate-transposed matrix),
   with fusion up to ``UNDO_MAX_QUBITS`` wires, adjacent 1-qubit blocks paired and runs
   of diagonal blocks applied in one elementwise pass.
@@ -32,9 +34,9 @@ with a reversed ``lax.scan``):
 Gates without a known generator fall back to ``jax.grad`` of the local scalar
 ``2 Re <lam_k| U_k(theta) |psi_{k-1}>``.
 
-**Interpreted runs.** Long unrolled runs of 1-2 wire gates (at least ``interpret_blocks``
-fused blocks, as in the forward pass) are walked by the interpreter's reversed scan over
-the same block table (:func:`qjaxrob.interpreter.adjoint_program`: each block undone on
+**Interpreted runs.** Long unrolled runs of 1-2 wire gates (interpreter programs of the
+lowered program) are walked by the interpreter's reversed scan over
+the same block table (:func:`qjaxrob.lower.interpreter.adjoint_program`: each block undone on
 ``psi`` and ``lam``, its matrix's cotangent from one ``4 x 4`` contraction, then
 ``jax.vjp`` of the vectorised matrix builder), so the backward walk of a circuit with no
 repetition compiles in constant time too.
@@ -58,12 +60,10 @@ import numpy as np
 
 from qjaxrob import backend
 from qjaxrob.checks import check_int
-from qjaxrob.circuit import Op, Repeat
-from qjaxrob.engine import final_tensor, observable_values, repeat_rows
 from qjaxrob.errors import GradientError, ParameterError
-from qjaxrob.fusion import Block, block_apply_args, fuse, op_matrix
-from qjaxrob.gates import PAULI_MATRICES
-from qjaxrob.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program, interpret
+from qjaxrob.ir.circuit import Op, Repeat
+from qjaxrob.ir.gates import PAULI_MATRICES
+from qjaxrob.ir.observables import split_word
 from qjaxrob.kernels import (
     apply_diagonal,
     apply_matrix,
@@ -71,15 +71,19 @@ from qjaxrob.kernels import (
     apply_permutation,
     grouped_shape,
 )
-from qjaxrob.observables import split_word
-from qjaxrob.rolling import Roll, roll, roll_rows
+from qjaxrob.lower.fusion import Block, block_apply_args, fuse, op_matrix
+from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program
+from qjaxrob.lower.pipeline import lower, lower_body
+from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll_rows
+from qjaxrob.sim.engine import final_tensor
+from qjaxrob.sim.measure import observable_values, sign_table
 
 __all__ = ["UNDO_MAX_QUBITS", "adjoint_expval", "generator"]
 
 UNDO_MAX_QUBITS = 4
 """Largest fused block when undoing gates. The undo walk is not differentiated, so wider
 blocks cost no extra reverse pass: a CNOT ring becomes a few 3-4 qubit permutation
-kernels (HEA n=20: 0.65 s -> 0.62 s against 3); the fusion cost model
+kernels; the fusion cost model
 (``KERNEL_COST``) still refuses dense blocks that would be slower than their parts."""
 
 
@@ -260,15 +264,10 @@ def _apply_op(op, state, params, x, dtype, inverse=False):
 # ---- derivative values ----------------------------------------------------------------
 def _sign_matrix(wire_sets, n_bits: int, first_wire: int):
     """``(2**n_bits, len(wire_sets))`` table: column j is ``prod_{w in set j} (-1)**bit_w``
-    over the ``n_bits`` wires starting at ``first_wire`` (index bit 0 = most significant)."""
-    idx = np.arange(2**n_bits)
-    cols = []
-    for ws in wire_sets:
-        s = np.ones(2**n_bits)
-        for w in ws:
-            s = s * (1 - 2 * ((idx >> (n_bits - 1 - (w - first_wire))) & 1))
-        cols.append(s)
-    return np.stack(cols, axis=1)
+    over the ``n_bits`` wires starting at ``first_wire`` (index bit 0 = most significant),
+    from the one sign table (:func:`qjaxrob.sim.measure.sign_table`)."""
+    masks = [sum(1 << (n_bits - 1 - (w - first_wire)) for w in ws) for ws in wire_sets]
+    return sign_table(masks, n_bits).T
 
 
 def _z_values(psi, lam, words):
@@ -307,8 +306,8 @@ def _window(word, n: int):
     """The contiguous wire window ``(start, width)`` whose cross matrix gives ``word``:
     the first or last 4 wires (one plain matrix product each), else the aligned pair of
     wires holding the word, else the word's own span (up to 3 wires); ``None`` for wider
-    words. Measured at n=20: a pair window near the end (2**r small) is 5x slower
-    than the 4-wire tail window, hence the fixed head and tail."""
+    words. A pair window near the end (``2**r`` small) is much slower than the 4-wire tail
+    window, hence the fixed head and tail."""
     lo, hi = word[0][0], word[-1][0]
     if n <= 4:
         return 0, n
@@ -407,26 +406,37 @@ def _backward_run(ops, carry, grad_p, params, x, dtype, max_qubits):
     return (psi, lam, grad_x), grad_p
 
 
-def _gates_backward(ops, n_qubits, carry, grad_p, params, x, dtype, max_qubits, min_blocks):
-    """A run of plain ops walked backwards: long stretches of 1-2 wire gates as
-    interpreter programs (:func:`qjaxrob.interpreter.adjoint_program`, runs of at least
-    ``min_blocks`` fused blocks, as in the forward pass), the rest by
-    :func:`_backward_run`."""
-    pieces = interpret(tuple(ops), n_qubits, min_blocks)
+def _backward_nodes(nodes, carry, grad_p, params, x, dtype, max_qubits):
+    """Walks lowered ``nodes`` (:mod:`qjaxrob.lower.pipeline`) backwards: interpreter
+    programs by :func:`qjaxrob.lower.interpreter.adjoint_program`, scanned nodes (``Roll``;
+    ``Repeat`` lowered to one) by reversed scans over their bodies, runs of plain ops by
+    :func:`_backward_run`;
+    carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
     run = []
-    for piece in reversed(pieces):
-        if not isinstance(piece, Program):
-            run.insert(0, piece)
+    for node in reversed(nodes):
+        if isinstance(node, Op):
+            run.insert(0, node)
             continue
         if run:
             carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
             run = []
-        psi, lam, grad_x = carry
-        psi, lam, dp, dx = adjoint_program(piece, psi, lam, params, x, dtype)
-        carry, grad_p = (psi, lam, grad_x + dx), grad_p + dp
+        if isinstance(node, Program):
+            psi, lam, grad_x = carry
+            psi, lam, dp, dx = adjoint_program(node, psi, lam, params, x, dtype)
+            carry, grad_p = (psi, lam, grad_x + dx), grad_p + dp
+        else:
+            node = repeat_as_roll(node) if isinstance(node, Repeat) else node
+            carry, grad_p = _roll_backward(node, carry, grad_p, params, x, dtype, max_qubits)
     if run:
         carry, grad_p = _backward_run(run, carry, grad_p, params, x, dtype, max_qubits)
     return carry, grad_p
+
+
+def _body_backward(block, carry, params, x, dtype, max_qubits):
+    """A ``Repeat``/``Roll`` body walked backwards, lowered as the forward walk lowers it
+    (:func:`qjaxrob.lower.pipeline.lower_body`). Returns (carry, grad_params)."""
+    nodes = lower_body(block.ops, block.n_qubits)
+    return _backward_nodes(nodes, carry, jnp.zeros_like(params), params, x, dtype, max_qubits)
 
 
 def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
@@ -437,8 +447,8 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
 
     def body(c, rows, block=op.block):
         p, xx = rows
-        (psi, lam, gx), gp = _backward(block, (c[0], c[1], jnp.zeros_like(xx)), p, xx, dtype,
-                                       max_qubits, 0)  # bodies are never interpreted
+        (psi, lam, gx), gp = _body_backward(block, (c[0], c[1], jnp.zeros_like(xx)), p, xx,
+                                            dtype, max_qubits)
         return (psi, lam), (gp, gx)
 
     (psi, lam), (gp, gx) = jax.lax.scan(body, (psi, lam), (prows, xrows), reverse=True)
@@ -449,33 +459,14 @@ def _roll_backward(op: Roll, carry, grad_p, params, x, dtype, max_qubits):
 
 
 def _backward(circuit, carry, params, x, dtype, max_qubits, min_blocks):
-    """Walks ``circuit`` backwards (repeated layers rolled as in the forward walk,
-    :func:`qjaxrob.rolling.roll`; long unrolled runs interpreted, :func:`_gates_backward`);
-    carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
+    """Walks ``circuit`` backwards through the program the forward pass ran
+    (:func:`qjaxrob.lower.pipeline.lower`): its nodes (:func:`_backward_nodes`), then its
+    product-state prefix; carry = (psi, lam, grad_x). Returns (carry, grad_params)."""
+    low = lower(circuit.ops, circuit.n_qubits, ROLL_MIN_OPS, min_blocks)
     grad_p = jnp.zeros_like(params)
-    run = []
-    for op in reversed(roll(circuit.ops, circuit.n_qubits)):
-        if not isinstance(op, (Repeat, Roll)):
-            run.insert(0, op)
-            continue
-        if run:
-            carry, grad_p = _gates_backward(run, circuit.n_qubits, carry, grad_p, params, x,
-                                            dtype, max_qubits, min_blocks)
-            run = []
-        if isinstance(op, Roll):
-            carry, grad_p = _roll_backward(op, carry, grad_p, params, x, dtype, max_qubits)
-            continue
-        stride, start = op.block.n_params, op.param_offset
-
-        def body(c, p, block=op.block):  # bodies are never interpreted (as forwards)
-            return _backward(block, c, p, x, dtype, max_qubits, 0)
-
-        carry, rows_grad = jax.lax.scan(body, carry, repeat_rows(op, params), reverse=True)
-        if stride:
-            grad_p = grad_p.at[start : start + op.times * stride].add(rows_grad.reshape(-1))
-    if run:
-        carry, grad_p = _gates_backward(run, circuit.n_qubits, carry, grad_p, params, x, dtype,
-                                        max_qubits, min_blocks)
+    carry, grad_p = _backward_nodes(low.nodes, carry, grad_p, params, x, dtype, max_qubits)
+    if low.prefix:
+        carry, grad_p = _backward_run(low.prefix, carry, grad_p, params, x, dtype, max_qubits)
     return carry, grad_p
 
 
@@ -516,10 +507,10 @@ def adjoint_expval(circuit, observables, params, x, dtype, mixed, kernels=None,
     docs: reverse mode and Hessians work; forward mode raises ``GradientError``). The
     forward pass uses the kernel set ``kernels`` (default ``$QJAXROB_KERNELS``, resolved
     here, so a changed variable re-traces) and the backend's fusion policy
-    (:func:`qjaxrob.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``.
+    (:func:`qjaxrob.sim.engine.final_tensor`); the undo walk keeps ``UNDO_MAX_QUBITS``.
     Unrolled runs of 1-2 wire gates that fuse into at least ``interpret_blocks`` blocks
     (``0`` disables) are walked by the interpreter, forwards and backwards
-    (:mod:`qjaxrob.interpreter`)."""
+    (:mod:`qjaxrob.lower.interpreter`)."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     if mixed:
         raise ParameterError("diff='adjoint' supports statevector simulation only, got mixed=True")

@@ -1,0 +1,6 @@
+"""Stage 2, lowering: a circuit's ops become what the simulation walks.
+
+``rolling`` (repeated layers -> scanned ``Roll`` nodes), ``fusion`` (gates -> fused
+blocks), ``interpreter`` (long runs -> one scan over a table of blocks). Imports the IR
+and the kernels, never the simulation.
+"""
