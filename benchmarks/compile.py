@@ -101,7 +101,7 @@ def _engine_fn(c, mode, blocks):
     import jax.numpy as jnp
 
     import qjaxrob as qjr
-    from qjaxrob import engine  # compatibility path: sim.engine + sim.measure
+    from qjaxrob.sim import engine, measure
     from qjaxrob.sim.adjoint import adjoint_expval
 
     x = jnp.zeros(0)
@@ -111,7 +111,7 @@ def _engine_fn(c, mode, blocks):
 
     def f(p):
         t = engine.final_tensor(c, p, x, jnp.complex128, False, interpret_blocks=blocks)
-        return engine.observable_value(t, qjr.Z(0), False)
+        return measure.observable_value(t, qjr.Z(0), False)
 
     return f
 

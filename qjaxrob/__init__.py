@@ -19,7 +19,7 @@ from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
 from qjaxrob import cutting  # noqa: E402  (builds on the core above)
 # the IR modules keep their flat names (qjr.circuit.Op, qjr.gates.GATES, qjr.noise.layer)
-from qjaxrob import channels, circuit, gates, noise, observables  # noqa: E402,F401
+from qjaxrob.ir import channels, circuit, gates, noise, observables  # noqa: E402,F401
 
 __version__ = "0.1.0"
 

@@ -14,9 +14,10 @@ from helpers import random_unitary
 from reference import statevector_ref
 
 import qjaxrob as qjr
-from qjaxrob import backend, engine
+from qjaxrob import backend
+from qjaxrob.sim import engine
 from qjaxrob.errors import ParameterError
-from qjaxrob.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST, Block, fuse
+from qjaxrob.lower.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST, Block, fuse
 
 
 def test_cpu_policy_is_fusions_own():

@@ -21,15 +21,11 @@ LAYERS = {
     # is a pipeline whose stages are folders: ir (what the user builds) -> lower (what the
     # walk applies) -> sim (walks, measurement, gradients) -> simulate (entry points).
     "qjaxrob.kernels": 0,
-    "qjaxrob.errors": 1, "qjaxrob.cache": 1, "qjaxrob.extras": 1,
+    "qjaxrob.errors": 1, "qjaxrob.cache": 1, "qjaxrob.extras": 1, "qjaxrob.storage": 1,
     "qjaxrob.ir": 2, "qjaxrob.checks": 2,
     "qjaxrob.lower": 3, "qjaxrob.backend": 3,
     "qjaxrob.sim": 4,
     "qjaxrob.simulate": 5,
-    # compatibility paths of moved modules (each the same module object as its new home)
-    "qjaxrob.circuit": 2, "qjaxrob.gates": 2, "qjaxrob.channels": 2,
-    "qjaxrob.observables": 2, "qjaxrob.noise": 2, "qjaxrob.fusion": 3, "qjaxrob.engine": 4,
-    "qjaxrob.shots": 4,
     "qjaxrob.cutting": 6, "qjaxrob.qml": 6, "qjaxrob.interop": 6,
     # the package root eagerly loads the core and cutting; the rest loads lazily
     "qjaxrob": 6,
@@ -138,12 +134,9 @@ def test_the_graph_covers_every_package(graph):
 
 def test_every_core_module_sits_in_a_stage_folder(graph):
     """A core module's layer can be named from its path: the flat ``qjaxrob/`` holds only
-    the public face, shared plumbing and compatibility paths of moved modules."""
+    the public face and shared plumbing."""
     flat = {m.split(".")[1] for m in graph if m.count(".") == 1}
-    allowed = {"errors", "cache", "extras", "checks", "backend", "simulate", "cli",
-               # compatibility paths (qjaxrob/<name>.py aliases the module in its stage)
-               "circuit", "gates", "channels", "observables", "noise", "fusion", "engine",
-               "shots",
+    allowed = {"errors", "cache", "extras", "storage", "checks", "backend", "simulate", "cli",
                # packages
                "kernels", "ir", "lower", "sim", "cutting", "qml", "interop", "federated",
                "attacks", "defenses", "experiments"}

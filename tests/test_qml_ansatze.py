@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.circuit import Repeat
+from qjaxrob.ir.circuit import Repeat
 from qjaxrob.errors import ParameterError
 from qjaxrob.qml import ansatze
 from reference import embed, gate_matrix_ref

@@ -44,7 +44,7 @@ from qjaxrob.checks import (check_dtype, check_int, check_key, check_positive_in
                             check_real)
 from qjaxrob.cutting import CutCircuit
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
-from qjaxrob.observables import PauliSum
+from qjaxrob.ir.observables import PauliSum
 from qjaxrob.qml.data import check_labels
 
 __all__ = [

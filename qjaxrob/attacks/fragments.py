@@ -53,12 +53,12 @@ import optax
 from qjaxrob import cutting
 from qjaxrob.attacks import optimize
 from qjaxrob.checks import check_key, check_positive_int, check_real
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.cutting import CutCircuit, qpd
 from qjaxrob.defenses.integrity.cuts import (check_alpha, consistency_violations, exact_atol,
                                              pair_consistency)
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
-from qjaxrob.observables import PauliSum
+from qjaxrob.ir.observables import PauliSum
 from qjaxrob.simulate import expval
 
 __all__ = [

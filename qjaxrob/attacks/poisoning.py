@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from qjaxrob.checks import check_int, check_positive_int, check_probability, check_real
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import ParameterError
 from qjaxrob.qml.encodings import Encoding
 

@@ -47,7 +47,7 @@ import optax
 from qjaxrob.attacks import optimize
 from qjaxrob.attacks.evasion import check_eps, check_model_labels, example_loss
 from qjaxrob.checks import check_key, check_positive_int, check_real
-from qjaxrob.circuit import Circuit, param
+from qjaxrob.ir.circuit import Circuit, param
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.qml import VQC
 from qjaxrob.qml.encodings import state_encoding

@@ -46,9 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob import noise
+from qjaxrob.ir import noise
 from qjaxrob.checks import check_dtype, check_int, check_vector, check_wires
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import MatrixError, ParameterError, ProbabilityError, QjrTypeError
 from qjaxrob.simulate import density_matrix
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.checks import check_real
-from qjaxrob.circuit import Circuit, inp
+from qjaxrob.ir.circuit import Circuit, inp
 from qjaxrob.defenses.certify import (
     channel_trace_radius,
     dp_radius,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qjaxrob.circuit import Circuit, param
+from qjaxrob.ir.circuit import Circuit, param
 from qjaxrob.errors import ParameterError
 
 __all__ = [

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import ParameterError
 from qjaxrob.extras import require
 
@@ -178,7 +178,7 @@ def teacher(key, n_samples: int, n_qubits: int = 3, layers: int = 2):
     ``m`` the median over the sample (balanced classes). Returns ``(x, y)``."""
     from qjaxrob.qml.ansatze import hardware_efficient
     from qjaxrob.qml.encodings import angle_encoding
-    from qjaxrob.observables import Z
+    from qjaxrob.ir.observables import Z
     from qjaxrob.simulate import expval
 
     circuit: Circuit = angle_encoding(n_qubits).circuit + hardware_efficient(n_qubits, layers)

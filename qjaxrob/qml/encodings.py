@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.checks import check_positive_int, check_real
-from qjaxrob.circuit import Circuit, inp
+from qjaxrob.ir.circuit import Circuit, inp
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.simulate import statevector
 

@@ -35,11 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.checks import check_dtype, check_positive_int, check_wires
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import ParameterError
-from qjaxrob.noise import NOISE_CHANNELS
-from qjaxrob.noise import layer as noise_layer
-from qjaxrob.observables import Z
+from qjaxrob.ir.noise import NOISE_CHANNELS
+from qjaxrob.ir.noise import layer as noise_layer
+from qjaxrob.ir.observables import Z
 from qjaxrob.qml import ansatze
 from qjaxrob.qml import encodings as enc
 from qjaxrob.simulate import expval, probs

@@ -58,7 +58,7 @@ from qjaxrob.checks import check_key, check_positive_int, check_real
 from qjaxrob.cutting import CutCircuit, fragment_values, qpd
 from qjaxrob.defenses.integrity.levels import check_alpha
 from qjaxrob.errors import CutError, ParameterError, QjrTypeError
-from qjaxrob.observables import PauliSum
+from qjaxrob.ir.observables import PauliSum
 
 __all__ = [
     "CLIFFORDS",

@@ -91,11 +91,11 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.stats import chi2
 
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_probability, check_real
-from qjaxrob.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.defenses.integrity.levels import check_alpha
 from qjaxrob.errors import ParameterError
-from qjaxrob.observables import PauliSum, Z
-from qjaxrob.shots import expand_circuit
+from qjaxrob.ir.observables import PauliSum, Z
+from qjaxrob.sim.param_shift import expand_circuit
 from qjaxrob.simulate import expval
 
 __all__ = [
