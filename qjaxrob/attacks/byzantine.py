@@ -33,6 +33,7 @@ __all__ = [
     "ALIE",
     "IPM",
     "Backdoor",
+    "stamp_fraction",
     "GaussianNoise",
     "LabelFlip",
     "Scaling",
@@ -170,6 +171,20 @@ class LabelFlip:
         return x, self.target(y).astype(y.dtype)
 
 
+def stamp_fraction(backdoor, x, y, count, key):
+    """A malicious client's data poisoning: ``backdoor.trigger`` stamped on a random
+    ``backdoor.fraction`` (at least one) of the first ``count`` examples of ``x``
+    ``(B, n_features)``, whose labels ``y`` ``(B,)`` become ``backdoor.target``; padding
+    rows (index >= ``count``) are never chosen. Returns the new ``(x, y)``."""
+    valid = jnp.arange(x.shape[0]) < count
+    n_poison = jnp.maximum(1, jnp.ceil(backdoor.fraction * count)).astype(jnp.int32)
+    rank = jnp.argsort(jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape), 2.0)))
+    hit = rank < n_poison
+    xt = jax.vmap(backdoor.trigger)(x)
+    return (jnp.where(hit[:, None], xt, x),
+            jnp.where(hit, jnp.asarray(backdoor.target, y.dtype), y))
+
+
 @dataclasses.dataclass(frozen=True)
 class Backdoor:
     """A trigger on inputs: features ``features`` set to ``value``. A malicious client
@@ -201,12 +216,5 @@ class Backdoor:
         return x.at[jnp.asarray(self.features)].set(self.value)
 
     def __call__(self, x, y, count, key):
-        valid = jnp.arange(x.shape[0]) < count
-        n_poison = jnp.maximum(1, jnp.ceil(self.fraction * count)).astype(jnp.int32)
-        rank = jnp.argsort(jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape),
-                                                 2.0)))
-        hit = rank < n_poison
-        xt = jax.vmap(self.trigger)(x)
-        return (jnp.where(hit[:, None], xt, x),
-                jnp.where(hit, jnp.asarray(self.target, y.dtype), y))
+        return stamp_fraction(self, x, y, count, key)
 

@@ -23,6 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from qjaxrob.attacks.byzantine import stamp_fraction
 from qjaxrob.checks import check_int, check_positive_int, check_probability, check_real
 from qjaxrob.ir.circuit import Circuit
 from qjaxrob.errors import ParameterError
@@ -150,14 +151,7 @@ class CircuitBackdoor:
         return c
 
     def __call__(self, x, y, count, key):
-        valid = jnp.arange(x.shape[0]) < count
-        n_poison = jnp.maximum(1, jnp.ceil(self.fraction * count)).astype(jnp.int32)
-        rank = jnp.argsort(jnp.argsort(jnp.where(valid, jax.random.uniform(key, valid.shape),
-                                                 2.0)))
-        hit = rank < n_poison
-        xt = jax.vmap(self.trigger)(x)
-        return (jnp.where(hit[:, None], xt, x),
-                jnp.where(hit, jnp.asarray(self.target, y.dtype), y))
+        return stamp_fraction(self, x, y, count, key)
 
 
 def triggered_model(model, backdoor: CircuitBackdoor):
