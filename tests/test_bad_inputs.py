@@ -48,7 +48,28 @@ bad_vector = st.one_of(st.just(np.zeros(2)), st.just(np.zeros((1, 1))), st.just(
 bad_dtype = st.sampled_from([np.float32, np.float64, np.int32, "abc", None, 3, "complex256"])
 bad_obs = st.one_of(st.text(max_size=3), st.integers(), st.just([]), st.just(qjr.Z(5)),
                     st.just(1j * qjr.Z(0)), st.just(float("nan") * qjr.X(0)), st.none())
-bad_shots = st.one_of(st.integers(max_value=0), st.floats(), st.text(max_size=2), st.just(True))
+bad_shots = st.one_of(st.integers(max_value=0), st.floats(), st.text(max_size=2), st.just(True),
+                      st.integers(min_value=2**54, max_value=2**80))  # beyond any sampler's range
+
+
+@st.composite
+def bad_effects(draw):
+    """Two 2x2 effects that are not a POVM: scaled (sum != I), NaN, non-Hermitian or
+    non-PSD (a negative eigenvalue), each drawn with a random qubit basis."""
+    theta = draw(st.floats(0.0, np.pi))
+    u = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    e0 = u @ np.diag([1.0, 0.0]) @ u.T
+    kind = draw(st.sampled_from(["scaled", "nan", "nonhermitian", "negative"]))
+    if kind == "scaled":
+        s = draw(st.floats(1.01, 10.0) | st.floats(0.0, 0.99))
+        return np.stack([s * e0, s * (np.eye(2) - e0)])
+    if kind == "nan":
+        return np.stack([e0 * np.nan, np.eye(2) - e0])
+    if kind == "nonhermitian":
+        skew = draw(st.floats(0.01, 1.0)) * np.array([[0, 1], [0, 0]])
+        return np.stack([e0 + skew, np.eye(2) - e0 - skew])
+    neg = draw(st.floats(0.01, 1.0))
+    return np.stack([e0 * (1 + neg), np.eye(2) - e0 * (1 + neg)])
 bad_key = st.one_of(st.integers(), st.text(max_size=3), st.just(np.zeros(3)),
                     st.just(np.zeros(2, np.float32)), st.floats())
 bad_word = st.one_of(st.text(alphabet="ABCQW", min_size=1, max_size=3), st.just(""),
@@ -93,6 +114,9 @@ CASES = {
         st.one_of(st.integers(min_value=2), st.integers(max_value=-1),
                   st.floats(0.01, 0.99)).map(lambda v: np.full(4, v)) | st.just(np.zeros((4, 1))),
         lambda v: qjr.qml.evaluate(VQC, XS, v)),
+    "qdp.kappa(effects)": (bad_effects(), lambda v: qjr.defenses.qdp.kappa(v)),
+    "channel_trace_radius(effects)": (
+        bad_effects(), lambda v: qjr.defenses.certify.channel_trace_radius(v, np.array([0.7, 0.3]))),
     "read_checkpoint(bytes)": (st.binary(max_size=600),
                                lambda v: storage.read_checkpoint(in_file("c.npz", v), {})),
     "load_results(line)": (  # a damaged, non-record or foreign line before a good one
