@@ -241,3 +241,13 @@ def test_fedconfig_checks_the_aggregator_at_construction():
         fed.FedConfig(clients_per_round=2, rounds=1, aggregator="mean")
     with pytest.raises(QjrTypeError, match=r"aggregator must be a callable.*got 3 \(int\)"):
         fed.FedConfig(clients_per_round=2, rounds=1, aggregator=3)
+
+
+def test_fedavg_refuses_traced_weights_without_a_positive_sum():
+    u = jnp.ones((3, 2))
+    f = jax.jit(fed.fedavg)
+    np.testing.assert_allclose(f(u, jnp.array([1.0, 2.0, 3.0])), np.ones(2))
+    with pytest.raises(Exception, match="positive sum"):
+        jax.block_until_ready(f(u, jnp.zeros(3)))
+    with pytest.raises(Exception, match="positive sum"):
+        jax.block_until_ready(f(u, jnp.array([1.0, -1.0, 1.0])))

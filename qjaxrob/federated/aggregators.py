@@ -137,6 +137,10 @@ def fedavg(updates, weights=None):
 
 @jax.jit
 def _wmean(u, w):
+    # traced weights cannot be checked eagerly: a zero, negative or non-finite weight set
+    # raises at run time instead of averaging to NaN
+    bad = ~(jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & (jnp.sum(w) > 0))
+    w = eqx.error_if(w, bad, "fedavg weights must be finite, >= 0 with a positive sum")
     return (w @ u) / jnp.sum(w)
 
 
