@@ -7,7 +7,8 @@ commands:
   qjaxrob report DIR            rebuild summary.csv and the plots of DIR from its results
   qjaxrob simulate [options]    time a hardware-efficient ansatz (value, gradient)
 
-A study's units can be laid over local devices (run --devices N|all) and over hosts:
+A study's units can be laid over local devices (run --devices N|all), or each unit's
+vmapped batch axes over them (--layout batch), and over hosts:
 start the same run command on every process with --coordinator HOST:PORT
 --num-processes P --process-id I (or QJAXROB_COORDINATOR, QJAXROB_NUM_PROCESSES,
 QJAXROB_PROCESS_ID); process 0 writes the folder.
@@ -107,7 +108,8 @@ def _run(args) -> int:
     print("compiling and running (the first unit includes compilation)...", flush=True)
     try:
         res = experiments.run(study, config, out, progress=not args.no_progress and pid == 0,
-                              max_units=args.max_units, log=print, devices=args.devices)
+                              max_units=args.max_units, log=print, devices=args.devices,
+                              layout=args.layout)
         if pid != 0:
             print(f"process {pid}: {len(res.records)} units computed; process 0 writes {out}")
             return 0
@@ -247,6 +249,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=_devices, default=None,
                    help="lay the units over N local devices (or 'all'); default: the "
                         "default device")
+    p.add_argument("--layout", choices=experiments.runner.LAYOUTS, default="units",
+                   help="with --devices: 'units' runs one unit per device at a time; 'batch' "
+                        "runs one unit at a time with its vmapped axes (restarts, inputs, "
+                        "clients...) laid over all the devices")
     p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                    help="multi-host run: process 0's address for jax.distributed.initialize "
                         "(env QJAXROB_COORDINATOR); start the same command on every process")

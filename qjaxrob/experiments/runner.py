@@ -19,9 +19,14 @@ uninterrupted one. Files are written through :mod:`qjaxrob.storage`: a line with
 ``write`` + ``flush`` + ``fsync`` (an interruption can at worst leave a partial last line,
 which the next run drops), ``metadata.json`` and ``summary.csv`` atomically.
 
-**Devices and hosts.** ``devices=k`` lays the pending units over ``k`` local devices: unit
-``j`` of a process runs under ``jax.default_device`` of device ``j mod k`` in one of ``k``
-worker threads, and the results are appended in unit order. After
+**Devices and hosts.** ``devices=k`` lays the work over ``k`` local devices, as ``layout``
+says. ``"units"`` (default): unit ``j`` of a process runs under ``jax.default_device`` of
+device ``j mod k`` in one of ``k`` worker threads, and the results are appended in unit
+order. ``"batch"``: the units run one after another, each with all ``k`` devices lent to it
+(``qjaxrob.devices.use``): the batch axes a study vmaps inside a unit (restarts, inputs,
+clients...) are laid over them (``qjaxrob.devices``); results equal the one-device run's to
+float rounding. Either way a unit sees its devices through ``qjaxrob.devices.in_use()`` (one
+device, or none without ``devices``: the plain one-device computation). After
 :func:`init_distributed` (``jax.distributed.initialize``) the same program runs on every
 process: process 0 locks the folder, decides the pending units and publishes them through
 JAX's coordination service; pending unit ``j`` runs on process ``j mod P``; process 0
@@ -61,12 +66,14 @@ import jaxlib
 from tqdm import tqdm
 
 import qjaxrob
+from qjaxrob import devices as _devices
 from qjaxrob.errors import MissingDependencyError, OutputError, ParameterError
 from qjaxrob.experiments.configs import Field, dumps_toml, read_toml, validate
 from qjaxrob.extras import require
 from qjaxrob.storage import append_jsonl, drop_partial_line, locked, read_jsonl, write_atomic
 
 __all__ = [
+    "LAYOUTS",
     "SEED_FIELD",
     "RunResult",
     "Study",
@@ -231,6 +238,9 @@ def _environment(seed: int) -> dict:
     }
 
 
+LAYOUTS = ("units", "batch")
+"""How ``run(devices=k)`` uses the devices (module docstring)."""
+
 ENV_COORDINATOR = "QJAXROB_COORDINATOR"
 ENV_NUM_PROCESSES = "QJAXROB_NUM_PROCESSES"
 ENV_PROCESS_ID = "QJAXROB_PROCESS_ID"
@@ -385,18 +395,20 @@ def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: 
 
 def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units=None,
         plots: bool = True, log: Callable[[str], Any] = lambda s: None,
-        devices=None) -> RunResult:
+        devices=None, layout: str = "units") -> RunResult:
     """Runs the pending units of ``study`` with the resolved ``config`` into ``out_dir``.
 
     ``max_units`` stops after that many new units (for tests and time-boxed sessions; the
     folder is left resumable). ``log`` receives one-line progress messages. ``devices``:
-    ``None`` (the default device), ``"all"`` or ``k``: the units are laid over that many
-    local devices. In a multi-process run (:func:`init_distributed`) every process calls
+    ``None`` (the default device), ``"all"`` or ``k`` local devices, used as ``layout``
+    says: ``"units"`` lays the units over them, ``"batch"`` lends them all to each unit's
+    vmapped batch axes (module docstring). In a multi-process run (:func:`init_distributed`) every process calls
     ``run`` with the same arguments; process 0 writes the folder and returns the full
     result; the others return their own records, no summary, ``complete=False``.
 
     Raises:
-        ParameterError: an invalid config, or a folder holding another study or config.
+        ParameterError: an invalid config, or a folder holding another study or config;
+            ``devices`` not ``"all"`` or a count of local devices; an unknown ``layout``.
         OutputError: ``out_dir`` is a file or not writable; a damaged, foreign or repeated
             ``results.jsonl`` line (named by file and line); a damaged ``metadata.json``.
         LockError: another process is running into ``out_dir``.
@@ -405,7 +417,7 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
     missing = sorted(set(study.all_fields) - set(config))
     if missing:
         raise ParameterError(f"config for {study.name!r} lacks keys {missing}")
-    devs = _local_devices(devices)
+    devs = _slots(_local_devices(devices), layout)
     if jax.process_index() != 0:
         return _run_follower(study, config, Path(out_dir), devs, log)
     try:
@@ -422,20 +434,33 @@ def _unit_key(base, unit):
     return jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
 
 
-def _compute(study, config, context, unit, base, stamp, device) -> dict:
-    """One unit's record (run on ``device`` when given)."""
+def _slots(devs: list, layout: str) -> list:
+    """The device groups units run on, one unit at a time per group: ``"units"``, one
+    group per device; ``"batch"``, one group of every device."""
+    if layout not in LAYOUTS:
+        raise ParameterError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "batch":
+        return [tuple(devs)] if devs else []
+    return [(d,) for d in devs]
+
+
+def _compute(study, config, context, unit, base, stamp, slot) -> dict:
+    """One unit's record, with the devices ``slot`` lent to it (``qjaxrob.devices.use``;
+    one device is also the default device); ``None``: the default device."""
     t0 = time.perf_counter()
-    if device is None:
+    with contextlib.ExitStack() as scope:
+        if slot is not None:
+            scope.enter_context(_devices.use(slot))
+            if len(slot) == 1:
+                scope.enter_context(jax.default_device(slot[0]))
         result = study.run_unit(config, context, unit, _unit_key(base, unit))
-    else:
-        with jax.default_device(device):
-            result = study.run_unit(config, context, unit, _unit_key(base, unit))
     return {"unit": unit, "result": result, "elapsed_s": round(time.perf_counter() - t0, 4),
             "fingerprint": stamp}
 
 
 def _records(study, config, context, units, base, stamp, devs):
-    """Yields the records of ``units`` in order, laid over ``devs`` (threads)."""
+    """Yields the records of ``units`` in order, laid over the device groups ``devs``
+    (:func:`_slots`; several: one thread each)."""
     if len(devs) <= 1:
         for unit in units:
             yield _compute(study, config, context, unit, base, stamp,
@@ -528,7 +553,8 @@ def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, 
     if max_units is not None:
         pending = pending[:max_units]
     meta.update(units_total=len(units), units_done=len(done),
-                processes=jax.process_count(), unit_devices=max(len(devs), 1))
+                processes=jax.process_count(), unit_devices=max(len(devs), 1),
+                batch_devices=len(devs[0]) if len(devs) == 1 else 1)
     write_atomic(meta_path, json.dumps(meta, indent=2))
     log(f"{len(units)} units, {len(done)} already done, {len(pending)} to run now")
     if jax.process_count() > 1:
