@@ -48,7 +48,8 @@ def check_devices(devices) -> tuple:
     """
     if devices is None:
         return ()
-    if isinstance(devices, jax.Device) or not isinstance(devices, Sequence | np.ndarray):
+    if isinstance(devices, jax.Device | str) or not isinstance(devices,
+                                                               Sequence | np.ndarray):
         raise QjrTypeError(f"devices must be a sequence of jax.Device or None, got "
                            f"{devices!r}")
     out = tuple(np.asarray(devices, dtype=object).ravel())

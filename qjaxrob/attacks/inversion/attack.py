@@ -170,8 +170,8 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
             the results equal the one-device, one-worker run's. With ``slots`` (a pool's
             loop indexes the restarts, so it does not partition), share ``i`` of the
             ``workers`` shares (default ``k``) runs on device ``i mod k``, its thread
-            pinned with ``jax.default_device`` (one compilation per device): each
-            restart's result equals that of the same ``workers`` on one device.
+            pinned with ``jax.default_device`` (one compilation per device): as with
+            ``workers``, each restart runs the same steps, equal to rounding.
     """
     key = check_key(key, "invert")
     restarts = check_positive_int(restarts, "restarts")
