@@ -119,7 +119,7 @@ def inversion_case():
                         dtype=jnp.complex128)
     x, y = jnp.array([2.1]), jnp.array(1)
     grads = eqx.filter_grad(qjr.qml.train.cross_entropy)(model, x[None], y[None])
-    kw = dict(key=jax.random.key(3), restarts=6, steps=12)
+    kw = {"key": jax.random.key(3), "restarts": 6, "steps": 12}
     return model, grads, kw, attacks.invert(model, grads, **kw, workers=1)
 
 
@@ -138,7 +138,7 @@ def test_pooled_restarts_over_two_devices_equal_one_device(inversion_case):
     """Pooled restarts run as one pinned worker per device (2 here: one compilation each);
     every restart follows its one-device trajectory (to rounding: the batch width differs)."""
     model, grads, kw, one = inversion_case
-    pool = dict(slots=2, stall_steps=kw["steps"] + 1, match_tol=0.0)
+    pool = {"slots": 2, "stall_steps": kw["steps"] + 1, "match_tol": 0.0}
     two = attacks.invert(model, grads, **kw, **pool, devices=FOUR[:2])
     np.testing.assert_allclose(two.xs, one.xs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(two.distances, one.distances, rtol=1e-8, atol=1e-20)
