@@ -182,3 +182,14 @@ def test_an_unknown_layout_raises(tmp_path):
                                              r"got 'rows'"):
         experiments.run(QDP, QDP_CONFIG, tmp_path / "x", progress=False, devices=2,
                         layout="rows")
+
+
+def test_gradient_variance_draws_over_four_devices_equal_one_device():
+    c = qjr.qml.hardware_efficient(2, 1)
+    key = jax.random.key(5)
+    one = qjr.qml.landscape.gradient_variance(key, c, ("global", "local"), 7,
+                                              dtype=jnp.complex128)
+    four = qjr.qml.landscape.gradient_variance(key, c, ("global", "local"), 7,
+                                               dtype=jnp.complex128, devices=FOUR)
+    assert four.shape == one.shape == (2, c.n_params)  # 7 draws: padded to 8, then dropped
+    np.testing.assert_allclose(four, one, rtol=1e-10, atol=1e-15)
