@@ -221,13 +221,19 @@ def test_damaged_folders_are_one_line_errors_that_say_what_to_do(tmp_path, capsy
 @pytest.mark.slow
 def test_run_over_two_devices_equals_one_device(tmp_path, capsys):
     runs = {}
-    for name, extra in (("one", []), ("two", ["--devices", "2"])):
+    for name, extra in (("one", []), ("two", ["--devices", "2"]),
+                        ("batch", ["--devices", "2", "--layout", "batch"])):
         out = tmp_path / name
         assert main(["run", "barren-plateaus", *TINY, "--out", str(out), *extra]) == 0
         lines = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
         runs[name] = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in lines]
     capsys.readouterr()
     assert runs["two"] == runs["one"] and len(runs["one"]) == 2
+    # the gradient-variance draws over 2 devices: equal to rounding
+    for a, b in zip(runs["one"], runs["batch"]):
+        assert a["unit"] == b["unit"] and a["result"].keys() == b["result"].keys()
+        for k, v in a["result"].items():
+            assert b["result"][k] == pytest.approx(v, rel=1e-5, abs=1e-12), k
 
 
 @pytest.mark.parametrize("argv, env, match", [
@@ -246,8 +252,9 @@ def test_run_distribution_errors_exit_1(tmp_path, capsys, monkeypatch, argv, env
     assert err.startswith("qjaxrob: error: ") and "\n" not in err and match in err
 
 
-def test_run_devices_usage_error_exits_2(capsys):
+@pytest.mark.parametrize("argv", [["--devices", "0"], ["--layout", "rows"]])
+def test_run_devices_usage_error_exits_2(capsys, argv):
     with pytest.raises(SystemExit) as exc:
-        main(["run", "barren-plateaus", "--devices", "0"])
+        main(["run", "barren-plateaus", *argv])
     assert exc.value.code == 2
     capsys.readouterr()
