@@ -10,7 +10,10 @@ is placed: the call is the plain one (the same compiled program, bit-identical r
 
 Which devices to use is the caller's to say: an explicit ``devices=`` argument, or
 :func:`use`, a context (per thread, a ``contextvars`` variable) that the study runner sets
-around each unit and that studies read with :func:`in_use`.
+around each unit. Functions with a ``devices=None`` argument (``attacks.invert``,
+``attacks.attack_model``, ``defenses.qdp_utility``, ``qml.landscape.gradient_variance``,
+:func:`over`) then use :func:`in_use`; ``FedConfig(shard=True)`` uses it too (else all
+devices).
 
 Work that does not partition (a ``while_loop`` whose carry indexes the batch) is laid
 over devices as equal shares instead, one thread per share pinned with
