@@ -136,15 +136,22 @@ def over(fn: Callable, *batched, devices=None, axis: str = "batch"):
     ``fn(*batched)``.
 
     Raises:
-        ParameterError: the batched arguments have different or no leading lengths.
+        ParameterError: the batched arguments have different or no leading lengths; an
+            output of ``fn`` is not batch-leading (e.g. a mean over the batch).
     """
     devices = in_use() if devices is None else check_devices(devices)
     if len(devices) <= 1:
         return fn(*batched)
     n = _batch_length(batched)
     k = len(devices)
-    placed = jax.device_put(pad(batched, -(-n // k) * k), sharding(mesh(devices, axis)))
-    return jax.tree_util.tree_map(lambda a: a[:n], fn(*placed))
+    size = -(-n // k) * k
+    out = fn(*jax.device_put(pad(batched, size), sharding(mesh(devices, axis))))
+    leading = {np.shape(a)[:1] for a in jax.tree_util.tree_leaves(out)}
+    if leading - {(size,)}:
+        raise ParameterError(f"over needs fn to return batch-leading outputs (one row per "
+                             f"input row, {size} after padding), got leading shapes "
+                             f"{sorted(leading)}")
+    return jax.tree_util.tree_map(lambda a: a[:n], out)
 
 
 def in_shares(run: Callable, arrays, workers: int, devices=()):

@@ -104,6 +104,13 @@ def test_bad_devices_raise(devices, error, match):
         qd.over(lambda x: x, jnp.ones(2), devices=devices)
 
 
+def test_an_output_that_is_not_batch_leading_raises():
+    with pytest.raises(ParameterError, match=r"batch-leading outputs \(one row per input "
+                                             r"row, 8 after padding\), got leading shapes "
+                                             r"\[\(\), \(8,\)\]"):
+        qd.over(lambda x: (x, jnp.mean(x)), jnp.ones(6), devices=FOUR)
+
+
 def test_batches_of_different_lengths_raise():
     with pytest.raises(ParameterError, match=r"one non-empty leading axis, got leading "
                                              r"lengths \['2', '3'\]"):
