@@ -81,6 +81,7 @@ __all__ = [
     "init_distributed",
     "load_config",
     "load_results",
+    "process_settings",
     "report",
     "run",
     "unit_id",
@@ -244,6 +245,7 @@ LAYOUTS = ("units", "batch")
 ENV_COORDINATOR = "QJAXROB_COORDINATOR"
 ENV_NUM_PROCESSES = "QJAXROB_NUM_PROCESSES"
 ENV_PROCESS_ID = "QJAXROB_PROCESS_ID"
+ENV_JAX_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # JAX's own name, read after ours
 POLL_MS = 1000  # how often a waiting process checks whether another one stopped
 
 
@@ -265,24 +267,25 @@ def _env_or(value, env: str, what: str):
     return got
 
 
-def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
-                     heartbeat_timeout: int = 100) -> tuple:
-    """Joins the processes of a multi-host run (``jax.distributed.initialize``) before any
-    JAX computation; each argument falls back to ``QJAXROB_COORDINATOR`` /
-    ``QJAXROB_NUM_PROCESSES`` / ``QJAXROB_PROCESS_ID``. Nothing given: one process, no
-    initialisation. ``heartbeat_timeout`` (seconds): after it, JAX declares a silent
-    process dead and stops the others. Returns ``(process_id, num_processes)``.
+def process_settings(coordinator=None, num_processes=None, process_id=None) -> tuple:
+    """The checked settings of a multi-host run, ``(coordinator, num_processes,
+    process_id)``; touches no device. Each argument falls back to an environment variable:
+    ``QJAXROB_COORDINATOR`` (then JAX's own ``JAX_COORDINATOR_ADDRESS``),
+    ``QJAXROB_NUM_PROCESSES``, ``QJAXROB_PROCESS_ID``. Nothing given anywhere:
+    ``(None, 1, 0)``, one process.
 
     Raises:
-        ParameterError: an argument and its environment variable differ; a process count
-            below 1 or a process id outside ``0..num_processes-1``; several processes
-            without a coordinator address; JAX reporting another process count.
+        ParameterError: an argument and its environment variable differ (or the two
+            coordinator variables); a process count below 1 or a process id outside
+            ``0..num_processes-1``; a count without an id or the reverse; several
+            processes without a ``HOST:PORT`` coordinator address.
     """
-    coordinator = _env_or(coordinator, ENV_COORDINATOR, "coordinator")
+    coordinator = _env_or(_env_or(coordinator, ENV_COORDINATOR, "coordinator"),
+                          ENV_JAX_COORDINATOR, "coordinator")
     num_processes = _env_or(num_processes, ENV_NUM_PROCESSES, "process count")
     process_id = _env_or(process_id, ENV_PROCESS_ID, "process id")
     if coordinator is None and num_processes is None and process_id is None:
-        return 0, 1
+        return None, 1, 0
     if num_processes is None or process_id is None:
         raise ParameterError(f"a distributed run needs the process count and the process "
                              f"id, got num_processes={num_processes!r}, "
@@ -294,11 +297,33 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
             or not 0 <= process_id < num_processes:
         raise ParameterError(f"process_id must be in 0..{num_processes - 1} (num_processes "
                              f"= {num_processes}), got {process_id!r}")
+    if num_processes > 1:
+        host, _, port = (coordinator or "").rpartition(":")
+        if not coordinator:
+            raise ParameterError(f"{num_processes} processes need a coordinator address "
+                                 f"(host:port of process 0)")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ParameterError(f"the coordinator address must be HOST:PORT (port "
+                                 f"1..65535), got {coordinator!r}")
+    return coordinator, num_processes, process_id
+
+
+def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
+                     heartbeat_timeout: int = 100) -> tuple:
+    """Joins the processes of a multi-host run (``jax.distributed.initialize``) before any
+    JAX computation, with the settings of :func:`process_settings` (arguments, else the
+    environment). One process: no initialisation. ``heartbeat_timeout`` (seconds): after
+    it, JAX declares a silent process dead and stops the others. Returns
+    ``(process_id, num_processes)``.
+
+    Raises:
+        ParameterError: the settings (:func:`process_settings`); JAX reporting another
+            process count or id (processes started with different counts).
+    """
+    coordinator, num_processes, process_id = process_settings(coordinator, num_processes,
+                                                              process_id)
     if num_processes == 1:
         return 0, 1
-    if not coordinator:
-        raise ParameterError(f"{num_processes} processes need a coordinator address "
-                             f"(host:port of process 0)")
     jax.distributed.initialize(coordinator_address=coordinator,
                                num_processes=num_processes, process_id=process_id,
                                heartbeat_timeout_seconds=int(heartbeat_timeout))
