@@ -7,10 +7,12 @@ commands:
   qjaxrob report DIR            rebuild summary.csv and the plots of DIR from its results
   qjaxrob simulate [options]    time a hardware-efficient ansatz (value, gradient)
 
-A study's units can be laid over local devices (run --devices N|all) and over hosts:
+A study's units can be laid over local devices (run --devices N|all), or each unit's
+vmapped batch axes over them (--layout batch), and over hosts:
 start the same run command on every process with --coordinator HOST:PORT
---num-processes P --process-id I (or QJAXROB_COORDINATOR, QJAXROB_NUM_PROCESSES,
-QJAXROB_PROCESS_ID); process 0 writes the folder.
+--num-processes P --process-id I (or QJAXROB_COORDINATOR, else JAX's
+JAX_COORDINATOR_ADDRESS, QJAXROB_NUM_PROCESSES, QJAXROB_PROCESS_ID); process 0 writes
+the folder. Inconsistent process settings are usage errors (status 2).
 
 Errors from bad input print one line and exit with status 1; Ctrl-C during a run exits
 with status 130 and leaves the folder consistent (run the same command again to resume).
@@ -107,7 +109,8 @@ def _run(args) -> int:
     print("compiling and running (the first unit includes compilation)...", flush=True)
     try:
         res = experiments.run(study, config, out, progress=not args.no_progress and pid == 0,
-                              max_units=args.max_units, log=print, devices=args.devices)
+                              max_units=args.max_units, log=print, devices=args.devices,
+                              layout=args.layout)
         if pid != 0:
             print(f"process {pid}: {len(res.records)} units computed; process 0 writes {out}")
             return 0
@@ -247,9 +250,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=_devices, default=None,
                    help="lay the units over N local devices (or 'all'); default: the "
                         "default device")
+    p.add_argument("--layout", choices=experiments.runner.LAYOUTS, default="units",
+                   help="with --devices: 'units' runs one unit per device at a time; 'batch' "
+                        "runs one unit at a time with its vmapped axes (restarts, inputs, "
+                        "clients...) laid over all the devices")
     p.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                    help="multi-host run: process 0's address for jax.distributed.initialize "
-                        "(env QJAXROB_COORDINATOR); start the same command on every process")
+                        "(env QJAXROB_COORDINATOR, else JAX_COORDINATOR_ADDRESS); start the same "
+                        "command on every process")
     p.add_argument("--num-processes", type=_positive_int, default=None,
                    help="multi-host run: the number of processes (env QJAXROB_NUM_PROCESSES)")
     p.add_argument("--process-id", type=_nonneg_int, default=None,
@@ -258,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-timeout", type=_positive_int, default=100,
                    help="multi-host run: seconds after which a silent process counts as dead "
                         "and the others stop (rerun the same command to resume)")
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=_run, usage_error=p.error)
 
     p = sub.add_parser("report", help="rebuild summary.csv and plots from saved results",
                        formatter_class=_Formatter)
@@ -291,6 +299,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.handler is _run:  # before anything touches a device: usage errors (status 2)
+        try:
+            experiments.runner.process_settings(args.coordinator, args.num_processes,
+                                                args.process_id)
+        except ParameterError as exc:
+            args.usage_error(str(exc))
     cache.enable()  # persistent compilation cache (qjaxrob.cache; QJAXROB_CACHE_DIR=off)
     try:
         return args.handler(args)

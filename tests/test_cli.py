@@ -221,33 +221,72 @@ def test_damaged_folders_are_one_line_errors_that_say_what_to_do(tmp_path, capsy
 @pytest.mark.slow
 def test_run_over_two_devices_equals_one_device(tmp_path, capsys):
     runs = {}
-    for name, extra in (("one", []), ("two", ["--devices", "2"])):
+    for name, extra in (("one", []), ("two", ["--devices", "2"]),
+                        ("batch", ["--devices", "2", "--layout", "batch"])):
         out = tmp_path / name
         assert main(["run", "barren-plateaus", *TINY, "--out", str(out), *extra]) == 0
         lines = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
         runs[name] = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in lines]
     capsys.readouterr()
     assert runs["two"] == runs["one"] and len(runs["one"]) == 2
+    # the gradient-variance draws over 2 devices: equal to rounding
+    for a, b in zip(runs["one"], runs["batch"]):
+        assert a["unit"] == b["unit"] and a["result"].keys() == b["result"].keys()
+        for k, v in a["result"].items():
+            assert b["result"][k] == pytest.approx(v, rel=1e-5, abs=1e-12), k
+
+
+PROCESS_ENV = ("QJAXROB_COORDINATOR", "JAX_COORDINATOR_ADDRESS", "QJAXROB_NUM_PROCESSES",
+               "QJAXROB_PROCESS_ID")
 
 
 @pytest.mark.parametrize("argv, env, match", [
-    (["--num-processes", "2", "--process-id", "5"], {}, "process_id must be in 0..1"),
-    (["--num-processes", "2", "--process-id", "0"], {"QJAXROB_NUM_PROCESSES": "4"},
+    (["--num-processes", "2", "--process-id", "5"], {},
+     r"process_id must be in 0\.\.1 \(num_processes = 2\), got 5"),
+    (["--num-processes", "2", "--process-id", "0", "--coordinator", "h:1"],
+     {"QJAXROB_NUM_PROCESSES": "4"},
      "inconsistent process count: 2 given, but QJAXROB_NUM_PROCESSES='4'"),
-    (["--devices", "1000000"], {}, "devices = 1000000 exceeds the"),
+    (["--num-processes", "3", "--process-id", "1"], {},
+     "3 processes need a coordinator address"),
+    (["--num-processes", "2", "--process-id", "1", "--coordinator", "localhost"], {},
+     "the coordinator address must be HOST:PORT .*, got 'localhost'"),
+    (["--num-processes", "2", "--process-id", "1"], {"JAX_COORDINATOR_ADDRESS": "h:99999"},
+     "the coordinator address must be HOST:PORT .*, got 'h:99999'"),
+    (["--coordinator", "h:1"], {"JAX_COORDINATOR_ADDRESS": "g:1"},
+     "inconsistent coordinator: 'h:1' given, but JAX_COORDINATOR_ADDRESS='g:1'"),
+    (["--num-processes", "2"], {}, ("needs the process count and the process id, got "
+                                    "num_processes=2, process_id=None")),
+    ([], {"QJAXROB_PROCESS_ID": "one"}, "QJAXROB_PROCESS_ID='one' is not an integer"),
 ])
-def test_run_distribution_errors_exit_1(tmp_path, capsys, monkeypatch, argv, env, match):
-    for k in ("QJAXROB_COORDINATOR", "QJAXROB_NUM_PROCESSES", "QJAXROB_PROCESS_ID"):
+def test_run_process_settings_are_usage_errors(tmp_path, capsys, monkeypatch, argv, env,
+                                               match):
+    for k in PROCESS_ENV:
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert main(["run", "barren-plateaus", *TINY, "--out", str(tmp_path / "x"), *argv]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("qjaxrob: error: ") and "\n" not in err and match in err
-
-
-def test_run_devices_usage_error_exits_2(capsys):
+    out = tmp_path / "x"
     with pytest.raises(SystemExit) as exc:
-        main(["run", "barren-plateaus", "--devices", "0"])
+        main(["run", "barren-plateaus", *TINY, "--out", str(out), *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: qjaxrob run") and re.search(match, err), err
+    assert not out.exists()  # refused before anything ran
+
+
+def test_run_too_many_devices_exits_1(tmp_path, capsys, monkeypatch):
+    for k in PROCESS_ENV:
+        monkeypatch.delenv(k, raising=False)
+    argv = ["run", "barren-plateaus", *TINY, "--out", str(tmp_path / "x"), "--devices",
+            "1000000"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qjaxrob: error: ") and "\n" not in err
+    assert "devices = 1000000 exceeds the" in err
+
+
+@pytest.mark.parametrize("argv", [["--devices", "0"], ["--layout", "rows"]])
+def test_run_devices_usage_error_exits_2(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "barren-plateaus", *argv])
     assert exc.value.code == 2
     capsys.readouterr()

@@ -122,8 +122,13 @@ def test_sharded_round_equals_unsharded(setup):
     np.testing.assert_array_equal(ia.ids, ib.ids)
     np.testing.assert_allclose(ia.updates, ib.updates, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(fed.flatten(a.model)[0], fed.flatten(b.model)[0], rtol=1e-10)
-    with pytest.raises(ParameterError, match="multiple of 8"):
-        fed.federated_round(s0, data, fed.FedConfig(clients_per_round=5, rounds=1, shard=True))
+    # 5 clients on 8 devices: padded to 8, the padding's updates dropped
+    c5, c5_sh = (fed.FedConfig(clients_per_round=5, rounds=1, shard=s) for s in (False, True))
+    a, ia = fed.federated_round(s0, data, c5)
+    b, ib = fed.federated_round(s0, data, c5_sh)
+    assert ib.updates.shape == ia.updates.shape == (5, ia.updates.shape[1])
+    np.testing.assert_allclose(ia.updates, ib.updates, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(fed.flatten(a.model)[0], fed.flatten(b.model)[0], rtol=1e-10)
 
 
 def test_fltrust_round_uses_the_server_root_update(setup):

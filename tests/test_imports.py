@@ -22,6 +22,7 @@ LAYERS = {
     # walk applies) -> sim (walks, measurement, gradients) -> simulate (entry points).
     "qjaxrob.kernels": 0,
     "qjaxrob.errors": 1, "qjaxrob.cache": 1, "qjaxrob.extras": 1, "qjaxrob.storage": 1,
+    "qjaxrob.devices": 1,
     "qjaxrob.ir": 2, "qjaxrob.checks": 2,
     "qjaxrob.lower": 3, "qjaxrob.backend": 3,
     "qjaxrob.sim": 4,
@@ -136,7 +137,8 @@ def test_every_core_module_sits_in_a_stage_folder(graph):
     """A core module's layer can be named from its path: the flat ``qjaxrob/`` holds only
     the public face and shared plumbing."""
     flat = {m.split(".")[1] for m in graph if m.count(".") == 1}
-    allowed = {"errors", "cache", "extras", "storage", "checks", "backend", "simulate", "cli",
+    allowed = {"errors", "cache", "extras", "storage", "devices", "checks", "backend",
+               "simulate", "cli",
                # packages
                "kernels", "ir", "lower", "sim", "cutting", "qml", "interop", "federated",
                "attacks", "defenses", "experiments"}

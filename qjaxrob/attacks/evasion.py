@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from qjaxrob.checks import check_key, check_positive_int, check_real
+from qjaxrob.devices import over
 from qjaxrob.errors import ParameterError
 from qjaxrob.qml.data import check_labels
 
@@ -224,7 +225,8 @@ class AttackResult(NamedTuple):
 
 
 @eqx.filter_jit
-def _attack_batch(model, x, y, targets, keys, eps, step_size, method, norm, steps, bounds):
+def _attack_rows(model, x, y, targets, keys, eps, step_size, method, norm, steps, bounds):
+    """Per example: the adversarial input and the clean and adversarial predictions."""
     def one(xi, yi, ti, ki):
         loss = example_loss(model, yi, None if targets is None else ti)
         if method == "fgsm":
@@ -234,19 +236,28 @@ def _attack_batch(model, x, y, targets, keys, eps, step_size, method, norm, step
 
     t = y if targets is None else targets
     x_adv = jax.vmap(one, in_axes=(0, 0, 0, None if keys is None else 0))(x, y, t, keys)
-    clean = jnp.argmax(jax.vmap(model)(x), -1)
-    adv = jnp.argmax(jax.vmap(model)(x_adv), -1)
+    return x_adv, jnp.argmax(jax.vmap(model)(x), -1), jnp.argmax(jax.vmap(model)(x_adv), -1)
+
+
+def _attack_batch(model, x, y, targets, keys, eps, step_size, method, norm, steps, bounds,
+                  devices):
+    x_adv, clean, adv = over(
+        lambda *rows: _attack_rows(model, *rows, eps, step_size, method, norm, steps, bounds),
+        x, y, targets, keys, devices=devices, axis="examples")
     success = (adv == targets) if targets is not None else (clean == y) & (adv != y)
     return AttackResult(x_adv, jnp.mean(clean == y), jnp.mean(adv == y), success)
 
 
 def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", steps: int = 20,
-                 step_size=None, key=None, bounds=None, targets=None) -> AttackResult:
+                 step_size=None, key=None, bounds=None, targets=None,
+                 devices=None) -> AttackResult:
     """Attacks ``model`` (a ``qjr.qml.VQC`` or any ``x -> logits`` equinox module) on the
     batch ``x`` ``(B, d)`` with labels ``y`` ``(B,)``: FGSM or PGD on each example's
     cross-entropy (vmapped, one jit). ``step_size`` defaults to ``2.5 * eps / steps``
     (Madry et al.); ``key`` gives every example its own random start; ``targets`` ``(B,)``
-    makes the attack targeted. Returns an :class:`AttackResult`."""
+    makes the attack targeted; ``devices`` (default: those lent by ``qjaxrob.devices.use``)
+    lays the examples over devices (``qjaxrob.devices.over``). Returns an
+    :class:`AttackResult`."""
     if method not in ("fgsm", "pgd"):
         raise ParameterError(f"method must be 'fgsm' or 'pgd', got {method!r}")
     x = jnp.asarray(x)
@@ -271,7 +282,7 @@ def attack_model(model, x, y, eps, *, method: str = "pgd", norm: str = "linf", s
         targets = check_model_labels(model, targets, x, "targets")
     real = x.dtype
     return _attack_batch(model, x, y, targets, keys, jnp.asarray(eps, real),
-                         jnp.asarray(step_size, real), method, norm, steps, bounds)
+                         jnp.asarray(step_size, real), method, norm, steps, bounds, devices)
 
 
 def robust_accuracy_curve(model, x, y, eps_values, **kwargs):

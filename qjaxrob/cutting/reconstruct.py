@@ -52,8 +52,9 @@ large (for CZ/CNOT/CY and wire cuts all ``|c_t|`` are equal and the two allocati
 coincide up to rounding; Ising rotations and KAK tables have unequal ``|c_t|``).
 
 **Sharding** (``mesh=``): the term-row axis of every fragment is padded to a multiple of the
-mesh size and the batched fragment states are laid out over the mesh's first axis with
-``NamedSharding``; XLA partitions the fragment runs accordingly.
+mesh size (copies of its last row, dropped from the result) and the batched fragment states
+are laid out over the mesh's first axis (``qjaxrob.devices.pad`` and ``constraint``); XLA
+partitions the fragment runs accordingly.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from qjaxrob.checks import (check_dtype, check_key, check_memory, check_observables,
                             check_shots, check_vector)
 from qjaxrob.cutting import qpd
 from qjaxrob.cutting.interpret import run_rows
 from qjaxrob.cutting.partition import CutCircuit, site_markers
+from qjaxrob.devices import constraint, pad
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.ir.observables import PauliSum
 from qjaxrob.sim.param_shift import estimate as shot_estimate
@@ -133,15 +135,11 @@ def _fragment_tensors(cc, words, params, x, dtype, mesh):
         shape = tuple(tables[(j, s)][0].shape[0] for j, s, _ in sites)
         rows = np.array(list(np.ndindex(*shape)), int).reshape(int(np.prod(shape)), len(shape))
         n_rows = rows.shape[0]
-        constrain = None
         if mesh is not None:
-            pad = -n_rows % mesh.devices.size
-            rows = np.concatenate([rows, np.zeros((pad, len(shape)), int)])
-            constrain = partial(jax.lax.with_sharding_constraint,
-                                shardings=NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
+            rows = pad(rows, -(-n_rows // mesh.devices.size) * mesh.devices.size)
         vals = run_rows(frag, tuple(pos for _, _, pos in sites),
                         tuple(tables[(j, s)] for j, s, _ in sites), rows, fwords, params, x,
-                        dtype, constrain)[:n_rows]
+                        dtype, constraint(mesh))[:n_rows]
         tensors.append(vals.reshape(shape + (len(fwords),))[..., index])
     return tabs, tensors
 

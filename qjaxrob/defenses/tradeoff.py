@@ -36,6 +36,7 @@ from qjaxrob.defenses.qdp import (
     epsilon_from_kappa,
     kappa,
 )
+from qjaxrob.devices import over
 from qjaxrob.errors import ParameterError, QjrTypeError
 from qjaxrob.qml import VQC
 from qjaxrob.qml.data import check_labels
@@ -129,7 +130,7 @@ def _sweep(noisy, params, states, labels, levels, eta, wires, n_classes, dtype):
 
 
 def qdp_utility(model: VQC, x, y, channel: str, levels, *, eta: float = 0.01,
-                after: str = "end", axis=None) -> list[dict]:
+                after: str = "end", axis=None, devices=None) -> list[dict]:
     """Accuracy, epsilon and certified radii of ``model`` with ``channel`` noise at every
     level of ``levels``, vmapped over the levels (module docstring).
 
@@ -142,6 +143,8 @@ def qdp_utility(model: VQC, x, y, channel: str, levels, *, eta: float = 0.01,
         levels: noise levels (probabilities; ``sigma`` in radians for random rotations).
         eta: the trace-distance neighbourhood for epsilon and the certified accuracies.
         after, axis: noise placement and rotation axis (:func:`qjaxrob.defenses.add_noise`).
+        devices: the devices to lay the levels over (``qjaxrob.devices.over``; default
+            those lent by ``qjaxrob.devices.use``); at most one: the plain sweep.
 
     Returns:
         One plain dict per level with keys ``channel, level, eta, kappa, epsilon, accuracy,
@@ -159,8 +162,9 @@ def qdp_utility(model: VQC, x, y, channel: str, levels, *, eta: float = 0.01,
         raise ParameterError(f"y must have shape ({states.shape[0]},), got {labels.shape}")
     noisy = add_noise(classifier_channel(model), channel, inp(0), after=after, axis=axis)
     real = np.finfo(model.dtype).dtype
-    out = _sweep(noisy, model.params, states, labels, jnp.asarray(lv, real), eta,
-                 model.readout_wires, model.n_classes, model.dtype)
+    out = over(lambda levels: _sweep(noisy, model.params, states, labels, levels, eta,
+                                     model.readout_wires, model.n_classes, model.dtype),
+               jnp.asarray(lv, real), devices=devices, axis="levels")
     out = {k: np.asarray(v, np.float64) for k, v in out.items()}
     return [dict(channel=channel, level=float(lv[i]), eta=eta,
                  **{k: float(v[i]) for k, v in out.items()}) for i in range(lv.size)]

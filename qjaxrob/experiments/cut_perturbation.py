@@ -17,7 +17,8 @@ a uniform fragment perturbation IS an honest circuit with one extra gate, see
 ``qjr.cutting.perturb``), and the *variance signature* of the QPD-sampling estimator
 (``shots`` shots, ``repeats`` keys, on ``n_sampled`` test points): the empirical standard
 deviation across keys, the mean reported standard error, and the estimates' mean offset
-from the exact value in units of its standard error.
+from the exact value in units of its standard error. The test points are the batch axis
+laid over the devices a unit is lent (``qjaxrob run --layout batch``; ``qjaxrob.devices``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import optax
 
 import qjaxrob as qjr
 from qjaxrob import qml
+from qjaxrob.devices import over
 from qjaxrob.experiments import plots
 from qjaxrob.experiments.configs import Field
 from qjaxrob.experiments.runner import Study
@@ -151,15 +153,17 @@ def units(config):
 def run_unit(config, ctx, unit, key):
     p = ctx["params"]
     theta = jnp.concatenate([p["theta"], jnp.asarray([unit["strength"]], ctx["real"])])
-    cut, uncut = (np.asarray(a, np.float64) for a in _exact(
-        ctx["cc_v"], ctx["uncut_v"], ctx["obs"], theta, ctx["x"], ctx["dtype"]))
+    cut, uncut = (np.asarray(a, np.float64) for a in over(
+        lambda xs: _exact(ctx["cc_v"], ctx["uncut_v"], ctx["obs"], theta, xs, ctx["dtype"]),
+        ctx["x"], axis="inputs"))
     w, b = float(p["w"]), float(p["b"])
     pred0 = w * ctx["f0"] + b > 0
     pred_cut, pred_uncut = w * cut + b > 0, w * uncut + b > 0
     n_s = min(config["n_sampled"], len(cut))
     keys = jax.random.split(key, config["repeats"])
-    est, err = (np.asarray(a, np.float64) for a in _sampled(
-        ctx["cc_v"], ctx["obs"], theta, ctx["x"][:n_s], keys, ctx["dtype"], config["shots"]))
+    est, err = (np.asarray(a, np.float64) for a in over(
+        lambda xs: _sampled(ctx["cc_v"], ctx["obs"], theta, xs, keys, ctx["dtype"],
+                            config["shots"]), ctx["x"][:n_s], axis="inputs"))
     std = est.std(axis=1, ddof=1)
     offset = (est.mean(axis=1) - cut[:n_s]) / (std / np.sqrt(config["repeats"]))
     return {

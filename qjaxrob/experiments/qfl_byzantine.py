@@ -17,7 +17,8 @@ rows, aggregator ``"dp_fedavg"``, show what DP alone does against the attack). E
 one (aggregator, attack, fraction) cell without DP, or one (attack, fraction) cell with
 it: final test accuracy, attack success (test error for untargeted attacks, flipped-label
 rate for label flipping) and epsilon. Expected: FedAvg collapses under
-sign flipping while Krum and the median hold.
+sign flipping while Krum and the median hold. The clients of a round are the batch axis
+laid over the devices a unit is lent (``qjaxrob run --layout batch``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import optax
 
 from qjaxrob import federated, qml
+from qjaxrob.devices import in_use
 from qjaxrob.attacks import byzantine
 from qjaxrob.defenses import privacy
 from qjaxrob.errors import QjrError
@@ -124,7 +126,8 @@ def run_unit(config, ctx, unit, key):
             malicious=malicious, poison_updates=poison_updates if f else None,
             poison_data=poison_data if f else None,
             attack_target=poison_data.target if (f and poison_data is not None) else None,
-            seed=int(jax.random.randint(k_priv, (), 0, 2**30)), **extra)
+            seed=int(jax.random.randint(k_priv, (), 0, 2**30)),
+            shard=len(in_use()) > 1, **extra)
         state = federated.init_state(ctx["model"], cfg)
         for _ in range(config["rounds"]):
             state, _ = federated.federated_round(state, ctx["data"], cfg)

@@ -40,6 +40,7 @@ import optax
 from qjaxrob import federated, qml
 from qjaxrob.attacks import byzantine, poisoning
 from qjaxrob.defenses import integrity
+from qjaxrob.devices import over
 from qjaxrob.experiments import plots
 from qjaxrob.experiments.configs import Field
 from qjaxrob.experiments.runner import Study
@@ -143,9 +144,16 @@ def _client_arrays(data, ids):
     return data.x[ids], data.y[ids], data.counts[ids]
 
 
+def _updates(model, plan, cfg, ids, x, y, counts, malicious):
+    """The clients' jitted local updates, the client axis laid over the devices lent to
+    the unit (``qjaxrob.devices.over``)."""
+    return over(lambda *a: federated.local_updates(model, plan.client_key, *a,
+                                                   cfg.client_spec),
+                ids, x, y, counts, malicious, axis="clients")
+
+
 def _replies(model, plan, cfg, x, y, counts, malicious):
-    upd = federated.local_updates(model, plan.client_key, jnp.asarray(plan.ids), x, y, counts,
-                                  malicious, cfg.client_spec)
+    upd = _updates(model, plan, cfg, jnp.asarray(plan.ids), x, y, counts, malicious)
     return federated.poison(upd, plan, cfg)
 
 
@@ -177,8 +185,7 @@ def _train(config, ctx, unit, key):
                 updates, state.model, lr=config["client_lr"], steps=config["local_steps"]).reject)
         if unit["check"] == "audit" and schedule[r][plan.ids].any():
             replies = _replies(state.model, plan, cfg, *pub, mal)
-            honest = federated.local_updates(state.model, plan.client_key, ids, *pub,
-                                             jnp.zeros_like(mal), cfg.client_spec)
+            honest = _updates(state.model, plan, cfg, ids, *pub, jnp.zeros_like(mal))
             caught = np.asarray(jax.vmap(
                 lambda a, b: integrity.audit(a, b[None], config["alpha"]).reject)(replies, honest))
             banned[plan.ids[caught & schedule[r][plan.ids]]] = True

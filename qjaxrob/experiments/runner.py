@@ -19,9 +19,14 @@ uninterrupted one. Files are written through :mod:`qjaxrob.storage`: a line with
 ``write`` + ``flush`` + ``fsync`` (an interruption can at worst leave a partial last line,
 which the next run drops), ``metadata.json`` and ``summary.csv`` atomically.
 
-**Devices and hosts.** ``devices=k`` lays the pending units over ``k`` local devices: unit
-``j`` of a process runs under ``jax.default_device`` of device ``j mod k`` in one of ``k``
-worker threads, and the results are appended in unit order. After
+**Devices and hosts.** ``devices=k`` lays the work over ``k`` local devices, as ``layout``
+says. ``"units"`` (default): unit ``j`` of a process runs under ``jax.default_device`` of
+device ``j mod k`` in one of ``k`` worker threads, and the results are appended in unit
+order. ``"batch"``: the units run one after another, each with all ``k`` devices lent to it
+(``qjaxrob.devices.use``): the batch axes a study vmaps inside a unit (restarts, inputs,
+clients...) are laid over them (``qjaxrob.devices``); results equal the one-device run's to
+float rounding. Either way a unit sees its devices through ``qjaxrob.devices.in_use()`` (one
+device, or none without ``devices``: the plain one-device computation). After
 :func:`init_distributed` (``jax.distributed.initialize``) the same program runs on every
 process: process 0 locks the folder, decides the pending units and publishes them through
 JAX's coordination service; pending unit ``j`` runs on process ``j mod P``; process 0
@@ -61,12 +66,14 @@ import jaxlib
 from tqdm import tqdm
 
 import qjaxrob
+from qjaxrob import devices as _devices
 from qjaxrob.errors import MissingDependencyError, OutputError, ParameterError
 from qjaxrob.experiments.configs import Field, dumps_toml, read_toml, validate
 from qjaxrob.extras import require
 from qjaxrob.storage import append_jsonl, drop_partial_line, locked, read_jsonl, write_atomic
 
 __all__ = [
+    "LAYOUTS",
     "SEED_FIELD",
     "RunResult",
     "Study",
@@ -74,6 +81,7 @@ __all__ = [
     "init_distributed",
     "load_config",
     "load_results",
+    "process_settings",
     "report",
     "run",
     "unit_id",
@@ -231,9 +239,13 @@ def _environment(seed: int) -> dict:
     }
 
 
+LAYOUTS = ("units", "batch")
+"""How ``run(devices=k)`` uses the devices (module docstring)."""
+
 ENV_COORDINATOR = "QJAXROB_COORDINATOR"
 ENV_NUM_PROCESSES = "QJAXROB_NUM_PROCESSES"
 ENV_PROCESS_ID = "QJAXROB_PROCESS_ID"
+ENV_JAX_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # JAX's own name, read after ours
 POLL_MS = 1000  # how often a waiting process checks whether another one stopped
 
 
@@ -255,24 +267,25 @@ def _env_or(value, env: str, what: str):
     return got
 
 
-def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
-                     heartbeat_timeout: int = 100) -> tuple:
-    """Joins the processes of a multi-host run (``jax.distributed.initialize``) before any
-    JAX computation; each argument falls back to ``QJAXROB_COORDINATOR`` /
-    ``QJAXROB_NUM_PROCESSES`` / ``QJAXROB_PROCESS_ID``. Nothing given: one process, no
-    initialisation. ``heartbeat_timeout`` (seconds): after it, JAX declares a silent
-    process dead and stops the others. Returns ``(process_id, num_processes)``.
+def process_settings(coordinator=None, num_processes=None, process_id=None) -> tuple:
+    """The checked settings of a multi-host run, ``(coordinator, num_processes,
+    process_id)``; touches no device. Each argument falls back to an environment variable:
+    ``QJAXROB_COORDINATOR`` (then JAX's own ``JAX_COORDINATOR_ADDRESS``),
+    ``QJAXROB_NUM_PROCESSES``, ``QJAXROB_PROCESS_ID``. Nothing given anywhere:
+    ``(None, 1, 0)``, one process.
 
     Raises:
-        ParameterError: an argument and its environment variable differ; a process count
-            below 1 or a process id outside ``0..num_processes-1``; several processes
-            without a coordinator address; JAX reporting another process count.
+        ParameterError: an argument and its environment variable differ (or the two
+            coordinator variables); a process count below 1 or a process id outside
+            ``0..num_processes-1``; a count without an id or the reverse; several
+            processes without a ``HOST:PORT`` coordinator address.
     """
-    coordinator = _env_or(coordinator, ENV_COORDINATOR, "coordinator")
+    coordinator = _env_or(_env_or(coordinator, ENV_COORDINATOR, "coordinator"),
+                          ENV_JAX_COORDINATOR, "coordinator")
     num_processes = _env_or(num_processes, ENV_NUM_PROCESSES, "process count")
     process_id = _env_or(process_id, ENV_PROCESS_ID, "process id")
     if coordinator is None and num_processes is None and process_id is None:
-        return 0, 1
+        return None, 1, 0
     if num_processes is None or process_id is None:
         raise ParameterError(f"a distributed run needs the process count and the process "
                              f"id, got num_processes={num_processes!r}, "
@@ -284,11 +297,33 @@ def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
             or not 0 <= process_id < num_processes:
         raise ParameterError(f"process_id must be in 0..{num_processes - 1} (num_processes "
                              f"= {num_processes}), got {process_id!r}")
+    if num_processes > 1:
+        host, _, port = (coordinator or "").rpartition(":")
+        if not coordinator:
+            raise ParameterError(f"{num_processes} processes need a coordinator address "
+                                 f"(host:port of process 0)")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ParameterError(f"the coordinator address must be HOST:PORT (port "
+                                 f"1..65535), got {coordinator!r}")
+    return coordinator, num_processes, process_id
+
+
+def init_distributed(coordinator=None, num_processes=None, process_id=None, *,
+                     heartbeat_timeout: int = 100) -> tuple:
+    """Joins the processes of a multi-host run (``jax.distributed.initialize``) before any
+    JAX computation, with the settings of :func:`process_settings` (arguments, else the
+    environment). One process: no initialisation. ``heartbeat_timeout`` (seconds): after
+    it, JAX declares a silent process dead and stops the others. Returns
+    ``(process_id, num_processes)``.
+
+    Raises:
+        ParameterError: the settings (:func:`process_settings`); JAX reporting another
+            process count or id (processes started with different counts).
+    """
+    coordinator, num_processes, process_id = process_settings(coordinator, num_processes,
+                                                              process_id)
     if num_processes == 1:
         return 0, 1
-    if not coordinator:
-        raise ParameterError(f"{num_processes} processes need a coordinator address "
-                             f"(host:port of process 0)")
     jax.distributed.initialize(coordinator_address=coordinator,
                                num_processes=num_processes, process_id=process_id,
                                heartbeat_timeout_seconds=int(heartbeat_timeout))
@@ -385,18 +420,20 @@ def _finish(study: Study, config: dict, out_dir: Path, records: list, complete: 
 
 def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units=None,
         plots: bool = True, log: Callable[[str], Any] = lambda s: None,
-        devices=None) -> RunResult:
+        devices=None, layout: str = "units") -> RunResult:
     """Runs the pending units of ``study`` with the resolved ``config`` into ``out_dir``.
 
     ``max_units`` stops after that many new units (for tests and time-boxed sessions; the
     folder is left resumable). ``log`` receives one-line progress messages. ``devices``:
-    ``None`` (the default device), ``"all"`` or ``k``: the units are laid over that many
-    local devices. In a multi-process run (:func:`init_distributed`) every process calls
+    ``None`` (the default device), ``"all"`` or ``k`` local devices, used as ``layout``
+    says: ``"units"`` lays the units over them, ``"batch"`` lends them all to each unit's
+    vmapped batch axes (module docstring). In a multi-process run (:func:`init_distributed`) every process calls
     ``run`` with the same arguments; process 0 writes the folder and returns the full
     result; the others return their own records, no summary, ``complete=False``.
 
     Raises:
-        ParameterError: an invalid config, or a folder holding another study or config.
+        ParameterError: an invalid config, or a folder holding another study or config;
+            ``devices`` not ``"all"`` or a count of local devices; an unknown ``layout``.
         OutputError: ``out_dir`` is a file or not writable; a damaged, foreign or repeated
             ``results.jsonl`` line (named by file and line); a damaged ``metadata.json``.
         LockError: another process is running into ``out_dir``.
@@ -405,7 +442,7 @@ def run(study: Study, config: dict, out_dir, *, progress: bool = True, max_units
     missing = sorted(set(study.all_fields) - set(config))
     if missing:
         raise ParameterError(f"config for {study.name!r} lacks keys {missing}")
-    devs = _local_devices(devices)
+    devs = _slots(_local_devices(devices), layout)
     if jax.process_index() != 0:
         return _run_follower(study, config, Path(out_dir), devs, log)
     try:
@@ -422,20 +459,33 @@ def _unit_key(base, unit):
     return jax.random.fold_in(base, zlib.crc32(unit_id(unit).encode()) & 0x7FFFFFFF)
 
 
-def _compute(study, config, context, unit, base, stamp, device) -> dict:
-    """One unit's record (run on ``device`` when given)."""
+def _slots(devs: list, layout: str) -> list:
+    """The device groups units run on, one unit at a time per group: ``"units"``, one
+    group per device; ``"batch"``, one group of every device."""
+    if layout not in LAYOUTS:
+        raise ParameterError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if layout == "batch":
+        return [tuple(devs)] if devs else []
+    return [(d,) for d in devs]
+
+
+def _compute(study, config, context, unit, base, stamp, slot) -> dict:
+    """One unit's record, with the devices ``slot`` lent to it (``qjaxrob.devices.use``;
+    one device is also the default device); ``None``: the default device."""
     t0 = time.perf_counter()
-    if device is None:
+    with contextlib.ExitStack() as scope:
+        if slot is not None:
+            scope.enter_context(_devices.use(slot))
+            if len(slot) == 1:
+                scope.enter_context(jax.default_device(slot[0]))
         result = study.run_unit(config, context, unit, _unit_key(base, unit))
-    else:
-        with jax.default_device(device):
-            result = study.run_unit(config, context, unit, _unit_key(base, unit))
     return {"unit": unit, "result": result, "elapsed_s": round(time.perf_counter() - t0, 4),
             "fingerprint": stamp}
 
 
 def _records(study, config, context, units, base, stamp, devs):
-    """Yields the records of ``units`` in order, laid over ``devs`` (threads)."""
+    """Yields the records of ``units`` in order, laid over the device groups ``devs``
+    (:func:`_slots`; several: one thread each)."""
     if len(devs) <= 1:
         for unit in units:
             yield _compute(study, config, context, unit, base, stamp,
@@ -528,7 +578,8 @@ def _run_locked(study: Study, config: dict, out_dir: Path, progress, max_units, 
     if max_units is not None:
         pending = pending[:max_units]
     meta.update(units_total=len(units), units_done=len(done),
-                processes=jax.process_count(), unit_devices=max(len(devs), 1))
+                processes=jax.process_count(), unit_devices=max(len(devs), 1),
+                batch_devices=len(devs[0]) if len(devs) == 1 else 1)
     write_atomic(meta_path, json.dumps(meta, indent=2))
     log(f"{len(units)} units, {len(done)} already done, {len(pending)} to run now")
     if jax.process_count() > 1:

@@ -109,7 +109,9 @@ class FedConfig:
             ``"geometric_median"``, ``"fltrust"``); checked at construction.
         malicious: ids of the malicious clients.
         seed: base of every PRNG key of the run.
-        shard: lay the client axis of each round out over all local devices.
+        shard: lay the client axis of each round out over the devices lent by
+            ``qjaxrob.devices.use`` (else all local devices), padded to a multiple of
+            their number (the padding's updates are dropped).
         (Functions: see the module docstring.)
     """
 

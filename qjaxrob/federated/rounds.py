@@ -37,11 +37,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from qjaxrob.devices import over
 from qjaxrob.errors import OutputError, ParameterError
 from qjaxrob.federated.aggregators import check_updates
 from qjaxrob.federated.clients import flatten, local_updates
 from qjaxrob.federated.config import FedConfig
-from qjaxrob.federated.sharding import client_sharding
+from qjaxrob.federated.sharding import client_devices
 from qjaxrob.federated.splits import ClientData
 from qjaxrob.qml.data import check_labels
 from qjaxrob.qml.train import n_classes_of
@@ -208,12 +209,11 @@ def federated_round(state: ServerState, data: ClientData, config: FedConfig, *, 
     config.check_clients(data.n_clients)
     plan = plan_round(state, data.n_clients, config)
     arrays = _gather(data, jnp.asarray(plan.ids), jnp.asarray(plan.malicious))
-    if config.shard:
-        sharding = client_sharding(len(plan.ids))
-        arrays = tuple(jax.device_put(a, sharding) for a in arrays)
     ids_, x, y, counts, mal = arrays
-    updates = local_updates(state.model, plan.client_key, ids_, x, y, counts, mal,
-                            config.client_spec)
+    updates = over(lambda *a: local_updates(state.model, plan.client_key, *a,
+                                            config.client_spec),
+                   ids_, x, y, counts, mal,
+                   devices=client_devices() if config.shard else (), axis="clients")
     updates = poison(updates, plan, config)
     g0 = None
     if getattr(config.aggregator, "needs_server_update", False):

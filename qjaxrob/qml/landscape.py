@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.ir.circuit import Circuit
+from qjaxrob.devices import check_devices, in_use, over
 from qjaxrob.errors import ParameterError
 from qjaxrob.simulate import probs
 
@@ -92,27 +93,52 @@ def _cost_fn(cost):
     return {"global": global_cost, "local": local_cost}[cost]
 
 
+def _draws(key, circuit, n_samples, dtype):
+    real = np.finfo(np.dtype(dtype)).dtype
+    return jax.random.uniform(key, (n_samples, circuit.n_params), real, 0.0, 2 * np.pi)
+
+
+def _gradients(circuit, fn, thetas, dtype):
+    return jax.vmap(jax.jacrev(lambda t: fn(circuit, t, dtype=dtype)))(thetas)
+
+
 @partial(jax.jit, static_argnames=("circuit", "fn", "n_samples", "dtype"))
 def _variance(key, circuit, fn, n_samples, dtype):
-    real = np.finfo(np.dtype(dtype)).dtype
-    thetas = jax.random.uniform(key, (n_samples, circuit.n_params), real, 0.0, 2 * np.pi)
-    grads = jax.vmap(jax.jacrev(lambda t: fn(circuit, t, dtype=dtype)))(thetas)
+    grads = _gradients(circuit, fn, _draws(key, circuit, n_samples, dtype), dtype)
+    return jnp.var(grads, axis=0, ddof=1)
+
+
+_jit_draws = jax.jit(_draws, static_argnames=("circuit", "n_samples", "dtype"))
+_jit_gradients = jax.jit(_gradients, static_argnames=("circuit", "fn", "dtype"))
+
+
+def _variance_over(key, circuit, fn, n_samples, dtype, devices):
+    """``_variance`` with the draws laid over ``devices`` (two or more)."""
+    thetas = _jit_draws(key, circuit, n_samples, dtype)
+    grads = over(lambda t: _jit_gradients(circuit, fn, t, dtype), thetas, devices=devices,
+                 axis="samples")
     return jnp.var(grads, axis=0, ddof=1)
 
 
 def gradient_variance(key, circuit: Circuit, cost="global", n_samples: int = 200, *,
-                      dtype=jnp.complex64):
+                      dtype=jnp.complex64, devices=None):
     """``Var[dC/dtheta_k]`` over ``n_samples`` draws ``theta ~ U[0, 2pi)^P``, shape ``(P,)``.
 
     ``cost`` is ``"global"``, ``"local"``, a callable ``(circuit, params, dtype=) ->
     scalar``, or a tuple of names such as ``("global", "local")``: then every cost comes
     from the same draws and one simulation per draw, shape ``(len(cost), P)``. The sample
-    variance uses ``ddof=1``.
+    variance uses ``ddof=1``. ``devices`` (default: those lent by ``qjaxrob.devices.use``):
+    with two or more, the draws are laid over them (``qjaxrob.devices.over``; equal to the
+    one-device value to rounding); at most one: one jitted program.
     """
     if circuit.n_params == 0:
         raise ParameterError("gradient_variance needs a circuit with trainable parameters")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ParameterError(f"n_samples must be an int >= 2, got {n_samples!r}")
+    devices = in_use() if devices is None else check_devices(devices)
+    if len(devices) > 1:
+        return _variance_over(key, circuit, _cost_fn(cost), n_samples, np.dtype(dtype),
+                              devices)
     return _variance(key, circuit, _cost_fn(cost), n_samples, np.dtype(dtype))
 
 

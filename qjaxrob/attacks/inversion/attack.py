@@ -3,8 +3,8 @@
 Threat model (honest-but-curious server): the attacker knows the model (its loss and
 parameters) and receives the exact, noiseless gradient of the loss on one example (or a
 small batch). ``invert`` draws ``restarts`` random starts ``x'_0 ~ U[low, high)``, runs
-gradient matching from each (``restarts.py``: fixed-length or pooled, on worker threads)
-and returns the restart with the lowest distance.
+gradient matching from each (``restarts.py``: fixed-length or pooled, on worker threads or
+over devices) and returns the restart with the lowest distance.
 
 Two ways in: a ``qjr.qml.VQC`` (the loss is its cross-entropy, the default start range its
 encoding's period, the label inferred by iDLG or enumerated), or any differentiable
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qjaxrob import devices as _devices
 from qjaxrob.attacks.inversion import restarts as rs
 from qjaxrob.attacks.inversion.objective import DISTANCES, check_grads, infer_label
 from qjaxrob.checks import check_key, check_positive_int, check_real
@@ -113,7 +114,7 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
            batch: int = 1, init_range=None, slots: int | None = None, stall_steps: int = 20,
            stall_rtol: float = 1e-2, match_tol: float = 1e-12,
            stop_on_match: bool = False, workers: int | None = None, params=None,
-           n_features: int | None = None) -> InversionResult:
+           n_features: int | None = None, devices=None) -> InversionResult:
     """Gradient-matching inversion (module docstring) of the gradient ``grads`` shared for
     ``batch`` examples.
 
@@ -156,10 +157,21 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
             their next step). Each restart runs the same steps whatever ``workers``; only
             the batch width changes, which can change float rounding (complex128: equal
             to 1e-10; complex64: long trajectories can drift apart). Default
-            ``default_workers``: the CPU cores, one per ``MIN_SHARE`` restarts at most.
+            ``default_workers``: the CPU cores, one per ``MIN_SHARE`` restarts at most;
+            with ``slots`` and several ``devices``, their number.
         params: with a loss function: the parameters the gradient was taken at (a pytree;
             its inexact-array leaves are the differentiated ones).
         n_features: with a loss function: the length of one example.
+        devices: the devices to lay the restarts over (default: those lent by
+            ``qjaxrob.devices.use``, e.g. by ``qjaxrob run --layout batch``); at most one:
+            ``workers`` threads on the default device. With ``k >= 2`` devices and no
+            ``slots``, the restart axis of the one vmapped program is partitioned over them
+            (``qjaxrob.devices.over``, padded to a multiple of ``k``; ``workers`` unused):
+            the results equal the one-device, one-worker run's. With ``slots`` (a pool's
+            loop indexes the restarts, so it does not partition), share ``i`` of the
+            ``workers`` shares (default ``k``) runs on device ``i mod k``, its thread
+            pinned with ``jax.default_device`` (one compilation per device): as with
+            ``workers``, each restart runs the same steps, equal to rounding.
     """
     key = check_key(key, "invert")
     restarts = check_positive_int(restarts, "restarts")
@@ -203,16 +215,25 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
                              jnp.asarray(low, real), jnp.asarray(high, real))
     lr = None if learning_rate is None else check_real(learning_rate, "learning_rate", low=0.0,
                                                        low_open=True)
-    workers = rs.default_workers(restarts) if workers is None else min(
-        check_positive_int(workers, "workers"), restarts)
+    devices = _devices.check_devices(devices) if devices is not None else _devices.in_use()
+    if len(devices) <= 1:
+        devices = ()
+    if workers is None:
+        workers = min(len(devices), restarts) if devices else rs.default_workers(restarts)
+    else:
+        workers = min(check_positive_int(workers, "workers"), restarts)
     target = target.astype(real)
     if slots is None:
         if stop_on_match:
             raise ParameterError("stop_on_match=True needs slots (the pooled restarts)")
-        xs, dists = rs.in_shares(
-            lambda x0, lab: rs.fixed_restarts(loss, params, target, x0, lab, steps, distance,
-                                              optimizer, lr),
-            (x0s, labels), workers)
+        def fixed(x0, lab):
+            return rs.fixed_restarts(loss, params, target, x0, lab, steps, distance,
+                                     optimizer, lr)
+
+        if devices:  # one program, its restart axis partitioned over the devices
+            xs, dists = _devices.over(fixed, x0s, labels, devices=devices, axis="restarts")
+        else:
+            xs, dists = _devices.in_shares(fixed, (x0s, labels), workers)
         steps_run = jnp.full((restarts,), steps + 1, jnp.int32)
     else:
         slots = min(check_positive_int(slots, "slots"), restarts)
@@ -234,7 +255,8 @@ def invert(model, grads, *, key, restarts: int = 64, steps: int = 500, distance:
                     signal.set()
                 return out
 
-            xs, dists, steps_run = rs.in_shares(pooled, (x0s, labels), workers)
+            xs, dists, steps_run = _devices.in_shares(pooled, (x0s, labels), workers,
+                                                      devices)
     best = jnp.argmin(jnp.where(jnp.isnan(dists), jnp.inf, dists))
     x, lab = xs[best], labels[best]
     if batch == 1:

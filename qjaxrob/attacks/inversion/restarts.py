@@ -19,9 +19,10 @@ without knowing ``x``) or *stalled* (relative progress at most ``stall_rtol`` ov
 ``stall_steps`` evaluations: a local minimum), and its slot starts the next restart. Each
 restart follows the same trajectory as in the fixed-length run until it ends.
 
-**Worker threads** (``in_shares``): the restarts are split into equal shares, each run by
-the same compiled program on its own thread at once. One XLA CPU execution of a few-qubit
-program keeps about one core busy, so shares add cores. A :class:`StopSignal`, created and
+**Worker threads** (``qjaxrob.devices.in_shares``): the restarts are split into equal
+shares, each run by the same compiled program on its own thread at once, pinned to a
+device of its own where several devices are lent (``invert(devices=...)``). One XLA CPU
+execution of a few-qubit program keeps about one core busy, so shares add cores. A :class:`StopSignal`, created and
 closed by the call that owns the shares, lets a match in one share stop the others (a host
 callback in each pool's loop condition reads it).
 """
@@ -31,7 +32,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -47,7 +47,7 @@ from qjaxrob.errors import ParameterError
 from qjaxrob.qml.train import cross_entropy
 
 __all__ = ["MAX_STEP", "MIN_SHARE", "OPTIMIZERS", "Pool", "StopSignal", "default_workers",
-           "fixed_restarts", "in_shares", "make_optimizer", "match_gradients", "pooled_restarts"]
+           "fixed_restarts", "make_optimizer", "match_gradients", "pooled_restarts"]
 
 OPTIMIZERS = ("lbfgs", "lbfgs_zoom", "adam")
 MAX_STEP = 0.5
@@ -246,21 +246,3 @@ def default_workers(n_restarts: int) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, n_restarts // MIN_SHARE))
-
-
-def in_shares(run, arrays, workers: int):
-    """``run(*share)`` on ``workers`` threads at once, for equal shares of ``arrays`` split
-    along axis 0 (padded with copies of the last row, so that every share has one shape
-    and reuses one compiled program); the outputs are concatenated along axis 0 and
-    trimmed to the original length."""
-    n = arrays[0].shape[0]
-    if workers == 1:
-        return run(*arrays)
-    size = -(-n // workers)
-    pad = size * workers - n
-    if pad:
-        arrays = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) for a in arrays]
-    shares = [[a[i * size:(i + 1) * size] for a in arrays] for i in range(workers)]
-    with ThreadPoolExecutor(workers) as pool:
-        outs = list(pool.map(lambda share: run(*share), shares))
-    return tuple(jnp.concatenate(parts)[:n] for parts in zip(*outs))
