@@ -254,3 +254,23 @@ def test_cutting_refuses_expression_angles_by_name():
     c = qjr.Circuit(2).ry(0, qjr.param(0) * qjr.inp(0)).cnot(0, 1, cut=True)
     with pytest.raises(ParameterError, match=r"params\[0\] \* x\[0\]"):
         qjr.cutting.partition(c)
+
+
+def test_affine_only_consumers_refuse_expressions_by_name():
+    """Periodicity, the parameter-shift gradient bound and the circuit backdoor read an
+    angle's affine scale: an expression raises instead of a bound it does not obey."""
+    from qjaxrob.attacks.poisoning import CircuitBackdoor
+    from qjaxrob.defenses.integrity import shift_bound
+    from qjaxrob.qml.encodings import Encoding, encoding_period
+
+    expr = qjr.inp(0) * qjr.inp(1)
+    enc = Encoding("angle", 2, qjr.Circuit(2).rx(0, expr).rx(1, qjr.inp(1)))
+    with pytest.raises(ParameterError, match=r"x\[0\] \* x\[1\]"):
+        encoding_period(enc)
+    with pytest.raises(ParameterError, match=r"x\[0\] \* x\[1\]"):
+        CircuitBackdoor(enc, wires=(0,), target=1)
+    c = qjr.Circuit(2).ry(0, qjr.sin(qjr.param(0))).cnot(0, 1)
+    with pytest.raises(ParameterError, match=r"sin\(params\[0\]\)"):
+        shift_bound(c, qjr.Z(1))
+    # the affine part of the same checks is unchanged
+    assert np.isfinite(encoding_period(Encoding("angle", 1, qjr.Circuit(1).rx(0, qjr.inp(0))))).all()
