@@ -168,3 +168,18 @@ def test_to_qasm_refuses_functions_without_an_openqasm_form():
     c = qjr.Circuit(1).rx(0, qjr.sinh(qjr.param(0)) * qjr.inp(0))
     with pytest.raises(ConversionError, match=r"op 0 .*sinh.*not an OpenQASM 3 function"):
         qjr.to_qasm(c)
+
+
+def test_to_qasm_unrolls_repeat_blocks_with_expressions():
+    """Each repetition reads its own parameters: the unrolled text names p_1..p_6."""
+    block = (qjr.Circuit(2).ry(0, qjr.param(0) * qjr.inp(0)).rzz(0, 1, qjr.sin(qjr.param(1)))
+             .rx(1, qjr.param(1) * -2.0 + 0.5))
+    c = (qjr.Circuit(2).h(0) + qjr.Circuit.repeat(block, 3, param_offset=1)
+         + qjr.Circuit(2).rz(1, qjr.param(0) ** 2))
+    back = qjr.from_qasm(qjr.to_qasm(c), inputs=["x_0"])
+    assert back.n_params == c.n_params == 7
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        p, x = rng.normal(size=7), rng.normal(size=1)
+        np.testing.assert_allclose(statevector_ref(back, p, x), statevector_ref(c, p, x),
+                                   atol=1e-12)
