@@ -114,3 +114,13 @@ def test_unsupported_qiskit_functions_are_named():
         qc.ry(angle, 0)
         with pytest.raises(ConversionError, match=rf"instruction 0 \(ry.*{name}"):
             qjr.from_qiskit(qc)
+
+
+def test_complex_qiskit_angles_are_named():
+    """A complex coefficient or constant (affine or not) is refused, not cast."""
+    a = ParameterVector("a", 2)
+    for angle in (a[0] * 1j, a[0] + 0.5j, a[0] * a[1] * 1j):
+        qc = QuantumCircuit(1)
+        qc.ry(angle, 0)
+        with pytest.raises(ConversionError, match=r"instruction 0 \(ry.*complex"):
+            qjr.from_qiskit(qc)

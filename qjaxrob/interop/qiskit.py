@@ -76,8 +76,18 @@ def _linear(value, slots: dict, expression_type, where: str) -> Linear | Nonline
             return Nonlinear(_expression(value, slots, where))
         if isinstance(coeff, expression_type) and coeff.parameters:
             return Nonlinear(_expression(value, slots, where))
-        out = out + Linear.var(*slots[p]).scale(float(coeff))
-    return out + Linear(float(value.bind(zero) if zero else value))
+        out = out + Linear.var(*slots[p]).scale(_real(coeff, value, where))
+    return out + Linear(_real(value.bind(zero) if zero else value, value, where))
+
+
+def _real(number, value, where: str) -> float:
+    """``number`` (a coefficient or the constant of ``value``) as a float; a complex one
+    raises naming the angle."""
+    number = complex(number)
+    if number.imag:
+        raise ConversionError(f"{where}: angle {value} is complex ({number} in it); "
+                              "gate angles are real")
+    return number.real
 
 
 # sympy function class name -> qjaxrob angle function
@@ -100,7 +110,7 @@ def _expression(value, slots: dict, where: str):
         if node.is_Symbol:
             source, index = names[node.name]
             return qjr.param(index) if source == "param" else qjr.inp(index)
-        if node.is_Number or node.is_NumberSymbol:
+        if node.is_number:             # any constant (pi, sin(2), I, ...)
             number = complex(node)
             if number.imag:
                 raise ConversionError(f"{where}: angle {value} has the complex constant {node}")
