@@ -183,3 +183,16 @@ def test_to_qasm_unrolls_repeat_blocks_with_expressions():
         p, x = rng.normal(size=7), rng.normal(size=1)
         np.testing.assert_allclose(statevector_ref(back, p, x), statevector_ref(c, p, x),
                                    atol=1e-12)
+
+
+def test_to_qasm_keeps_operator_precedence():
+    """Scaled leaves and negative constants as operands of ``/`` and ``**`` (where the
+    unparenthesised text would mean something else: ``x / 2.0 * p``, ``-2.0 ** x``)."""
+    p, x = qjr.param, qjr.inp
+    c = (qjr.Circuit(1).rx(0, x(0) / (p(0) * 2.0)).ry(0, (p(0) * -1.0) ** 3)
+         .rz(0, -(p(0) * -2.0) * x(0)).rx(0, x(0) ** (p(0) * 0.5)).ry(0, (-2.0) ** x(0))
+         .rz(0, 2.0 / (x(0) * p(0)) ** -1.5).u3(0, p(0) * x(0), -0.3, x(0) * -1.0 + 0.25))
+    back = qjr.from_qasm(qjr.to_qasm(c), inputs=["x_0"])
+    for pv, xv in (([0.7], [2.0]), ([1.3], [-1.0]), ([-0.4], [3.0])):
+        np.testing.assert_allclose(statevector_ref(back, pv, xv), statevector_ref(c, pv, xv),
+                                   atol=1e-12)

@@ -477,15 +477,16 @@ _SYMBOLS = {"add": "+", "mul": "*", "div": "/", "pow": "**"}
 
 def _angle_text(a, where: str) -> str:
     """OpenQASM 3 text of an angle: ``p_k`` is ``params[k]``, ``x_j`` is ``x[j]``."""
-    if isinstance(a, float):
-        return repr(a)
-    if a.source == "const":
-        return repr(float(a.offset))
+    if isinstance(a, float) or a.source == "const":
+        value = a if isinstance(a, float) else float(a.offset)
+        return f"({value!r})" if value < 0 else repr(value)   # -2.0 ** t is -(2.0 ** t)
     if a.source in ("param", "inp"):
         text = f"{'p' if a.source == 'param' else 'x'}_{a.index}"
         if a.scale != 1.0:
             text = f"{float(a.scale)!r} * {text}"
-        return f"({text} + {float(a.offset)!r})" if a.offset else text
+        if a.offset:
+            text = f"{text} + {float(a.offset)!r}"
+        return text if text.isidentifier() else f"({text})"   # an operand of / or ** too
     args = [_angle_text(b, where) for b in a.args]
     if a.op in _SYMBOLS:
         return f"({args[0]} {_SYMBOLS[a.op]} {args[1]})"
