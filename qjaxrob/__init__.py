@@ -13,13 +13,16 @@ import importlib
 
 from qjaxrob import checks, errors
 from qjaxrob.ir.circuit import Angle, Circuit, inp, param
+from qjaxrob.ir.expressions import (
+    Expr, arccos, arcsin, arctan, cos, cosh, exp, log, sin, sinh, sqrt, tan, tanh,
+)
 from qjaxrob.ir.gates import GATES, gate_matrix
 from qjaxrob.ir.observables import I, PauliSum, X, Y, Z, pauli
 from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
 
 from qjaxrob import cutting  # noqa: E402  (builds on the core above)
 # the IR modules keep their flat names (qjr.circuit.Op, qjr.gates.GATES, qjr.noise.layer)
-from qjaxrob.ir import channels, circuit, gates, noise, observables  # noqa: E402,F401
+from qjaxrob.ir import channels, circuit, expressions, gates, noise, observables  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
@@ -40,7 +43,8 @@ def __dir__():
 
 
 __all__ = [
-    "Angle", "Circuit", "GATES", "cutting", "I", "PauliSum", "X", "Y", "Z",
+    "Angle", "Circuit", "Expr", "GATES", "arccos", "arcsin", "arctan", "cos", "cosh", "exp",
+    "expressions", "log", "sin", "sinh", "sqrt", "tan", "tanh", "cutting", "I", "PauliSum", "X", "Y", "Z",
     "checks", "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
     "noise", "probs", "qml", "sample", "statevector",
 ]

@@ -31,6 +31,7 @@ from qjaxrob.checks import (
 )
 from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
 from qjaxrob.ir.circuit import Circuit
+from qjaxrob.lower.angles import affine_angles
 from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.sim.engine import final_tensor
 from qjaxrob.sim.measure import marginal, observable_values, probabilities
@@ -43,14 +44,18 @@ __all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
 
 
 def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
-    """Checks the circuit, dtype, ``params``/``x`` and the memory the state needs."""
+    """Checks the circuit, dtype, ``params``/``x`` and the memory the state needs; returns
+    ``(circuit, dtype, params, x)`` with expression angles rewritten into an affine
+    circuit over augmented ``params`` (:func:`qjaxrob.lower.angles.affine_angles`)."""
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
     dt = check_dtype(dtype)
     check_memory(c.n_qubits, dt, mixed=bool(mixed), what=what)
     real = real_dtype(dt)
     params = check_vector(params, c.n_params, "params", real)
-    return dt, params, check_vector(x, c.n_inputs, "x", real)
+    x = check_vector(x, c.n_inputs, "x", real)
+    c, params = affine_angles(c, params, x)
+    return c, dt, params, x
 
 
 # ---- compiled entry points ---------------------------------------------------------
@@ -91,7 +96,7 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
     quantum trajectory (``qjaxrob.sim.trajectories``); without a key that raises
     ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
     """
-    dt, params, x = _prepare(c, params, x, dtype, what="statevector")
+    c, dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
         return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
     return _tensor(c, params, x, dt, False, kernel_choice()).reshape(-1)
@@ -99,7 +104,7 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
 
 def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
-    dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
+    c, dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
     dim = 2**c.n_qubits
     return _tensor(c, params, x, dt, True, kernel_choice()).reshape(dim, dim)
 
@@ -107,7 +112,7 @@ def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
     """Probabilities of the computational-basis outcomes on ``wires`` (default all),
     shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit."""
-    dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
+    c, dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
     wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
     return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
 
@@ -167,7 +172,7 @@ def expval(
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
     observables, single = check_observables(obs, c.n_qubits)
-    dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="expval")
+    c, dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="expval")
     if diff not in ("backprop", "adjoint"):
         raise ParameterError(f"diff must be 'backprop' or 'adjoint', got {diff!r}")
     if trajectories is not None:

@@ -127,7 +127,19 @@ def kraus_ref(name, n_wires, values, matrices, meta):
     raise KeyError(name)
 
 
+_EXPR_FUNCTIONS = {
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "arcsin": np.arcsin, "arccos": np.arccos,
+    "arctan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "exp": np.exp,
+    "log": np.log, "sqrt": np.sqrt, "neg": np.negative, "add": np.add, "mul": np.multiply,
+    "div": np.divide, "pow": np.power,
+}
+
+
 def resolve(angle, params, x):
+    if isinstance(angle, float):
+        return angle
+    if angle.source == "expr":     # an expression tree, evaluated in float64 NumPy
+        return float(_EXPR_FUNCTIONS[angle.op](*(resolve(a, params, x) for a in angle.args)))
     if angle.source == "const":
         return angle.offset
     src = params if angle.source == "param" else x

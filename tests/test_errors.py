@@ -77,9 +77,12 @@ def test_traced_angle_is_rejected_with_a_hint():
         jax.jit(lambda t: qjr.Circuit(1).rx(0, t))(0.1)
 
 
-def test_non_affine_angle():
-    with pytest.raises(ParameterError, match="affine"):
-        qjr.param(0) * qjr.inp(0)
+def test_angle_expression_of_a_non_angle_type():
+    """Products of angles are expressions now; a string or array operand is still refused."""
+    with pytest.raises(QjrTypeError, match="'a'"):
+        qjr.param(0) * qjr.inp(0) * "a"
+    with pytest.raises(QjrTypeError, match="numpy.absolute"):
+        np.abs(qjr.param(0) * qjr.inp(0))
 
 
 def test_negative_param_index():

@@ -1,5 +1,5 @@
 """from_qiskit against Qiskit's own semantics over its circuit library: every converted circuit
-(EfficientSU2, RealAmplitudes, TwoLocal, PauliFeatureMap with affine angles, QFT,
+(EfficientSU2, RealAmplitudes, TwoLocal, PauliFeatureMap and ZZFeatureMap, QFT,
 PauliEvolutionGate, random circuits on 2-6 qubits) gives Qiskit's ``Statevector`` (bit
 reversed: Qiskit's qubit 0 is the least significant bit, qjaxrob's wire 0 the most), from a
 random product input state and random parameter values; what has no exact form is refused."""
@@ -60,17 +60,17 @@ def test_variational_forms(n):
 
 
 @pytest.mark.parametrize("n", [2, 4])
-def test_feature_maps_with_affine_angles(n):
-    """One-qubit Pauli terms have affine angles (the data as an input); the default ZZ terms
-    of PauliFeatureMap/ZZFeatureMap have products of inputs and are refused, naming it."""
+def test_feature_maps(n):
+    """One-qubit Pauli terms have affine angles (the data as an input); the ZZ terms of
+    PauliFeatureMap/ZZFeatureMap have products of inputs, converted as angle expressions."""
     rng = np.random.default_rng(10 + n)
     fm = lib.pauli_feature_map(n, reps=2, paulis=["Z", "Y", "X"])
     c = assert_matches_qiskit(fm, rng, inputs=[p.name for p in fm.parameters])
     assert c.n_inputs == n and c.n_params == 0
     assert_matches_qiskit(lib.z_feature_map(n, reps=2), rng)
-    for refused in (lib.zz_feature_map(n), lib.pauli_feature_map(n, paulis=["Z", "ZZ"])):
-        with pytest.raises(ConversionError, match="not affine"):
-            qjr.from_qiskit(refused)
+    for fm in (lib.zz_feature_map(n), lib.pauli_feature_map(n, paulis=["Z", "ZZ"])):
+        c = assert_matches_qiskit(fm, rng, inputs=[p.name for p in fm.parameters])
+        assert any(a.source == "expr" for op in c.ops for a in op.angles)
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])

@@ -130,8 +130,8 @@ class CircuitBackdoor:
         axis, angle = op.name[1:], op.angles[0]
         kind = _MAPS.get((axis, self.gate))
         if kind is None or angle.source != "inp" or angle.offset != 0.0:
-            raise ParameterError(f"a {self.gate!r} trigger after {op.name} on wire {w} is not "
-                                 "an input map; use an angle encoding about x or y")
+            raise ParameterError(f"a {self.gate!r} trigger after {op.name}({angle}) on wire {w} "
+                                 "is not an input map; use an angle encoding about x or y")
         return kind, angle.index, angle.scale
 
     def trigger(self, x):

@@ -35,7 +35,7 @@ from functools import cached_property
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.ir.circuit import Circuit, Op
+from qjaxrob.ir.circuit import Circuit, Op, check_affine
 from qjaxrob.cutting import kak, qpd
 from qjaxrob.errors import CutError, CutWarning, QjrTypeError
 
@@ -218,6 +218,7 @@ def partition(c: Circuit, *, redundant: str = "simulate") -> CutCircuit:
         raise CutError(f"redundant must be 'simulate' or 'error', got {redundant!r}")
     if c.has_channels:
         raise CutError("cutting supports pure-state circuits only; found a noise channel")
+    check_affine(c, "circuit cutting")
     flat = c.unroll().ops
     scan = _scan(flat, c.n_qubits, frozenset())
     uf = scan[0]

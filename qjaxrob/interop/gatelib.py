@@ -6,7 +6,9 @@ parameters), while a qjaxrob ``Angle`` is affine in one ``param``/``inp``. A
 several parameters into consecutive gates when that is exact (rotations about one axis
 compose additively: ``rz(a + b) = rz(a) rz(b)``, likewise every one-angle gate of the
 table) and writes ``u3(t, p, l) = phase(p) ry(t) phase(l)`` (matrix product; exact,
-no global phase) when its angles mix parameters.
+no global phase) when its angles mix parameters; that keeps the affine fast path. Any
+other angle (a product, ``sin``, ...) is a :class:`Nonlinear` holding a qjaxrob ``Expr``
+(:mod:`qjaxrob.ir.expressions`), written as one gate angle.
 
 :data:`STANDARD_GATES` maps the OpenQASM 2 ``qelib1.inc`` / OpenQASM 3 ``stdgates.inc``
 gate names (shared by Qiskit's ``Instruction.name``) to exact expansions into
@@ -24,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ConversionError
 
 __all__ = [
     "STANDARD_GATES",
     "Linear",
+    "Nonlinear",
     "append_gate",
     "append_global_phase",
     "append_primitive",
@@ -53,6 +55,8 @@ class Linear:
         return not self.terms
 
     def __add__(self, other: Linear) -> Linear:
+        if not isinstance(other, Linear):
+            return NotImplemented
         merged = dict(self.terms)
         for key, coeff in other.terms:
             merged[key] = merged.get(key, 0.0) + coeff
@@ -70,6 +74,12 @@ class Linear:
     def __sub__(self, other: Linear) -> Linear:
         return self + (-other)
 
+    def angle(self):
+        """This form as one qjaxrob angle: affine ``Angle`` for at most one parameter,
+        else an ``Expr`` sum."""
+        out = self.parts()
+        return sum(out[1:], out[0])
+
     def parts(self) -> list:
         """Angles whose sum is this expression: one per parameter (the constant rides on
         the first), or the constant alone."""
@@ -80,6 +90,38 @@ class Linear:
             base = qjr.param(index) if source == "param" else qjr.inp(index)
             out.append(base * coeff + (self.const if i == 0 else 0.0))
         return out
+
+
+@dataclass(frozen=True)
+class Nonlinear:
+    """A non-affine angle (a qjaxrob ``Expr``) with the arithmetic of :class:`Linear`
+    that the gate expansions use (``+ - scale``); mixing with a ``Linear`` gives a
+    ``Nonlinear``. Such an angle is written as one gate angle, never split."""
+
+    expr: object
+    is_const = False
+    terms = ()
+
+    def angle(self):
+        return self.expr
+
+    def __add__(self, other):
+        return Nonlinear(self.expr + other.angle())
+
+    def __radd__(self, other):
+        return Nonlinear(other.angle() + self.expr)
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return other + (-self)
+
+    def __neg__(self):
+        return Nonlinear(-self.expr)
+
+    def scale(self, factor: float):
+        return Nonlinear(self.expr * float(factor))
 
 
 def _const(value: float) -> Linear:
@@ -93,7 +135,10 @@ _ADDITIVE = {"rx", "ry", "rz", "phase", "crx", "cry", "crz", "rxx", "ryy", "rzz"
 
 def append_gate(c: qjr.Circuit, name: str, wires: tuple, angles: tuple) -> qjr.Circuit:
     """Appends qjaxrob gate ``name`` with ``Linear`` angles, splitting sums over several
-    parameters exactly; raises ``ConversionError`` if no exact split exists."""
+    parameters exactly (affine fast path); with any ``Nonlinear`` angle every angle is
+    written as one expression angle."""
+    if any(isinstance(a, Nonlinear) for a in angles):
+        return c.gate(name, wires, *(a.angle() for a in angles))
     if all(len(a.terms) <= 1 for a in angles):
         return c.gate(name, wires, *(a.parts()[0] for a in angles))
     if name in _ADDITIVE:
@@ -105,7 +150,7 @@ def append_gate(c: qjr.Circuit, name: str, wires: tuple, angles: tuple) -> qjr.C
         for gate, angle in (("phase", lam), ("ry", theta), ("phase", phi)):
             c = append_gate(c, gate, wires, (angle,))
         return c
-    raise ConversionError(f"gate {name!r} with angles {angles} mixes several parameters")
+    return c.gate(name, wires, *(a.angle() for a in angles))
 
 
 def append_global_phase(c: qjr.Circuit, gamma: Linear) -> qjr.Circuit:

@@ -15,8 +15,11 @@ OpenQASM 3 form and is reported as unsupported. What ``from_qasm`` accepts:
   checks the file name), and ``gate`` definitions, expanded. A definition whose name is a
   standard gate is checked against it numerically: if equal, the native gate is kept
   (so ``from_qasm(to_qasm(c)) == c``), otherwise the definition wins;
-* angles: affine expressions in the ``input angle``/``input float`` parameters with
-  constants (``pi``, ``tau``, ``euler``, ``const`` declarations, functions of constants).
+* angles: expressions in the ``input angle``/``input float`` parameters with constants
+  (``pi``, ``tau``, ``euler``, ``const`` declarations): affine ones stay affine angles,
+  others (``t * u``, ``sin(t)``, ``t / u``, ``t ** 2``, ``exp``, ``log``, ``sqrt``, ...)
+  become angle expressions (``qjr.Expr``). OpenQASM 2's ``ln`` and ``^`` (power, read
+  with OpenQASM 2's precedence) are understood.
   Parameters map to ``qjr.param(k)``, ``k`` their position among the ``input``
   declarations in program order; names listed in ``inputs=`` map to ``qjr.inp(j)`` in that
   order instead. ``gphase`` is kept exactly (see ``gatelib``);
@@ -24,7 +27,8 @@ OpenQASM 3 form and is reported as unsupported. What ``from_qasm`` accepts:
   follows on the measured qubit (measure afterwards with ``qjr.probs``/``qjr.sample``).
 
 Everything else raises ``ConversionError`` naming the line and the statement: malformed
-text, unknown gates, undeclared names, non-affine angles, mid-circuit measurement,
+text, unknown gates, undeclared names, unknown functions, division by a zero constant,
+mid-circuit measurement,
 ``reset``, classical control (``if``, ``switch``), loops, gate modifiers, subroutines.
 """
 
@@ -38,6 +42,7 @@ import numpy as np
 
 import qjaxrob as qjr
 from qjaxrob.errors import ConversionError, QjrError
+from qjaxrob.ir import expressions
 from qjaxrob.extras import require
 from qjaxrob.interop.decompose import two_qubit, zyz
 from qjaxrob.interop.gatelib import (
@@ -45,6 +50,7 @@ from qjaxrob.interop.gatelib import (
     DEFINITIONS,
     STANDARD_GATES,
     Linear,
+    Nonlinear,
     append_global_phase,
     append_primitive,
     expand_standard,
@@ -57,6 +63,8 @@ _CONSTANTS = {"pi": math.pi, "π": math.pi, "tau": math.tau, "τ": math.tau,
 _FUNCTIONS = {"sin": math.sin, "cos": math.cos, "tan": math.tan, "arcsin": math.asin,
               "arccos": math.acos, "arctan": math.atan, "exp": math.exp, "log": math.log,
               "sqrt": math.sqrt}
+_ALIASES = {"ln": "log"}  # OpenQASM 2's name
+_BUILDERS = {"*": expressions.mul, "/": expressions.div, "**": expressions.power}
 _KNOWN_INCLUDES = ("qelib1.inc", "stdgates.inc")
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 _IGNORED = ("QuantumBarrier", "Pragma")
@@ -74,9 +82,14 @@ _REJECTED = {
 
 
 def _parse(text: str):
+    """The parsed program. OpenQASM 2's power ``^`` (OpenQASM 3's bitwise xor, with another
+    precedence) is read as ``**``, which has OpenQASM 2's precedence and associativity."""
     parser = require("openqasm3.parser", "qasm", "from_qasm (the OpenQASM parser, openqasm3[parser])")
-    if not _COMMENTS.sub("", text).strip():
+    code = _COMMENTS.sub("", text)
+    if not code.strip():
         raise ConversionError("the OpenQASM program is empty (no statements)")
+    if re.match(r"\s*OPENQASM\s+2(\.\d+)?\s*;", code):
+        text = text.replace("^", "**")
     try:
         return parser.parse(text)
     except parser.QASM3ParsingError as exc:
@@ -166,24 +179,37 @@ class _Converter:
                 return lhs + rhs
             if op == "-":
                 return lhs - rhs
-            if op == "*" and (lhs.is_const or rhs.is_const):
-                return rhs.scale(lhs.const) if lhs.is_const else lhs.scale(rhs.const)
-            if op == "/" and rhs.is_const:
-                if rhs.const == 0.0:
-                    self.fail(node, "division by zero in an angle expression")
-                return lhs.scale(1.0 / rhs.const)
-            if op == "**" and lhs.is_const and rhs.is_const:
-                return self.evaluate(node, "**", pow, lhs.const, rhs.const)
-            self.fail(node, f"the angle expression is not affine in the parameters (operator {op})")
-        if kind == "FunctionCall" and node.name.name in _FUNCTIONS:
-            name = node.name.name
+            if op == "/" and rhs.is_const and rhs.const == 0.0:
+                self.fail(node, "division by zero in an angle expression")
+            if not (isinstance(lhs, Nonlinear) or isinstance(rhs, Nonlinear)):
+                if op == "*" and (lhs.is_const or rhs.is_const):
+                    return rhs.scale(lhs.const) if lhs.is_const else lhs.scale(rhs.const)
+                if op == "/" and rhs.is_const:
+                    return lhs.scale(1.0 / rhs.const)
+                if op == "**" and lhs.is_const and rhs.is_const:
+                    return self.evaluate(node, "**", pow, lhs.const, rhs.const)
+            return self.nonlinear(node, _BUILDERS[op], lhs, rhs)
+        if kind == "FunctionCall":
+            name = _ALIASES.get(node.name.name, node.name.name)
+            if name not in _FUNCTIONS:
+                self.fail(node, f"unknown function {name!r} in an angle expression "
+                                f"(known: {', '.join(_FUNCTIONS)})")
             args = [self.value(a, env) for a in node.arguments]
             if len(args) != 1:
                 self.fail(node, f"{name}() takes one argument, got {len(args)}")
             if not args[0].is_const:
-                self.fail(node, f"{name}() of a parameter is not affine")
+                return self.nonlinear(node, getattr(expressions, name), args[0])
             return self.evaluate(node, name, _FUNCTIONS[name], args[0].const)
+        if kind == "BinaryExpression":
+            self.fail(node, f"operator {node.op.name!r} has no meaning on angles")
         self.fail(node, f"unsupported expression ({kind})")
+
+    def nonlinear(self, node, builder, *args) -> Nonlinear:
+        """A non-affine angle (``qjr.Expr``) from ``Linear``/``Nonlinear`` operands."""
+        try:
+            return Nonlinear(builder(*(a.angle() for a in args)))
+        except QjrError as exc:
+            self.fail(node, str(exc))
 
     def evaluate(self, node, name: str, function, *args) -> Linear:
         """``function(*args)`` as a constant; a math error or a non-finite or complex result
@@ -442,7 +468,34 @@ _NEEDS = {"c4x": ("c3x", "c3sqrtx")}  # definitions that call other definitions
 
 
 def _fmt(angles) -> str:
-    return f"({', '.join(repr(float(a)) for a in angles)})" if angles else ""
+    return f"({', '.join(a if isinstance(a, str) else repr(float(a)) for a in angles)})" \
+        if angles else ""
+
+
+_SYMBOLS = {"add": "+", "mul": "*", "div": "/", "pow": "**"}
+
+
+def _angle_text(a, where: str) -> str:
+    """OpenQASM 3 text of an angle: ``p_k`` is ``params[k]``, ``x_j`` is ``x[j]``."""
+    if isinstance(a, float) or a.source == "const":
+        value = a if isinstance(a, float) else float(a.offset)
+        return f"({value!r})" if value < 0 else repr(value)   # -2.0 ** t is -(2.0 ** t)
+    if a.source in ("param", "inp"):
+        text = f"{'p' if a.source == 'param' else 'x'}_{a.index}"
+        if a.scale != 1.0:
+            text = f"{float(a.scale)!r} * {text}"
+        if a.offset:
+            text = f"{text} + {float(a.offset)!r}"
+        return text if text.isidentifier() else f"({text})"   # an operand of / or ** too
+    args = [_angle_text(b, where) for b in a.args]
+    if a.op in _SYMBOLS:
+        return f"({args[0]} {_SYMBOLS[a.op]} {args[1]})"
+    if a.op == "neg":
+        return f"(-{args[0]})"
+    if a.op not in _FUNCTIONS:
+        raise ConversionError(f"{where}: the angle {a} uses {a.op}, which is not an OpenQASM 3 "
+                              f"function (those are {', '.join(_FUNCTIONS)})")
+    return f"{a.op}({args[0]})"
 
 
 def _unitary(matrix: np.ndarray, wires: tuple, where: str) -> tuple[list, float]:
@@ -464,8 +517,8 @@ def _unitary(matrix: np.ndarray, wires: tuple, where: str) -> tuple[list, float]
 
 
 def to_qasm(circuit: qjr.Circuit) -> str:
-    """An OpenQASM 3 program for a circuit with constant angles (``include "stdgates.inc"``,
-    one register ``qubit[n] q``, ``q[k]`` = wire k).
+    """An OpenQASM 3 program for a circuit (``include "stdgates.inc"``, one register
+    ``qubit[n] q``, ``q[k]`` = wire k).
 
     Gates outside stdgates.inc (``iswap``, ``rxx``, ``ryy``, ``rzz`` and the qelib1.inc
     gates of ``gatelib.DEFINITIONS``) get ``gate`` definitions, which ``from_qasm`` reads
@@ -474,11 +527,17 @@ def to_qasm(circuit: qjr.Circuit) -> str:
     ``rzz``, ``U`` (KAK); their global phases are summed into one ``gphase`` at the end.
     Wider unitaries are refused (with the reason).
 
+    Traced angles are written as expressions of ``input float p_k`` (``params[k]``,
+    ``k < c.n_params``, declared in order) and ``input float x_j`` (``x[j]``), so
+    ``from_qasm(text, inputs=[f"x_{j}" for j in range(c.n_inputs)])`` reads them back;
+    angle expressions use ``+ - * / **`` and OpenQASM's ``sin cos tan arcsin arccos arctan
+    exp log sqrt`` (``sinh``/``cosh``/``tanh`` have no OpenQASM form and are refused).
+
     ``Repeat`` blocks are unrolled, so ``from_qasm(to_qasm(c))`` equals ``c.unroll()``
-    (op for op without unitaries; as an operator, phase included, with them). Angles are
-    written with ``repr`` (shortest exact round trip). Raises ``ConversionError`` for
-    ``param``/``inp`` angles, noise channels, cut marks and unitaries of 3+ qubits that are
-    no library gate.
+    (op for op without unitaries and with affine angles of one source each; as an
+    operator, phase included, otherwise). Constants are written with ``repr`` (shortest
+    exact round trip). Raises ``ConversionError`` for noise channels, cut marks and
+    unitaries of 3+ qubits that are no library gate.
     """
     if not isinstance(circuit, qjr.Circuit):
         raise qjr.errors.QjrTypeError(f"to_qasm expects a qjr.Circuit, got {type(circuit).__name__}")
@@ -493,7 +552,7 @@ def to_qasm(circuit: qjr.Circuit) -> str:
             gates, alpha = _unitary(op.matrices[0].array, op.wires, where)
             phase += alpha
         elif not op.is_constant:
-            raise ConversionError(f"{where}: to_qasm needs constant angles, got {op.angles}")
+            gates = [(op.name, op.wires, tuple(_angle_text(a, where) for a in op.angles))]
         else:
             gates = [(op.name, op.wires, tuple(float(a.offset) for a in op.angles))]
         for name, wires, angles in gates:
@@ -504,5 +563,7 @@ def to_qasm(circuit: qjr.Circuit) -> str:
         body.append(f"gphase({float(math.remainder(phase, 2 * math.pi))!r});")
     header = ["OPENQASM 3.0;", 'include "stdgates.inc";']
     header += [text for name, text in _DEFINITIONS.items() if name in used]
+    header += [f"input float p_{k};" for k in range(circuit.n_params)]
+    header += [f"input float x_{j};" for j in range(circuit.n_inputs)]
     header.append(f"qubit[{circuit.n_qubits}] q;")
     return "\n".join(header + body) + "\n"

@@ -14,8 +14,12 @@ tuple, which is the same operator.
 **Parameters.** ``qc.parameters`` (Qiskit's order: sorted by name, ``ParameterVector``
 elements by index) minus those named in ``inputs`` become ``qjr.param(k)`` in that
 order; ``inputs`` (``Parameter`` objects or names) become ``qjr.inp(j)`` in the given
-order. Gate angles may be any affine ``ParameterExpression`` (``2*a - b + 0.3``; sums of
-several parameters are split exactly, see ``gatelib``); anything else raises.
+order. Gate angles may be any ``ParameterExpression``: affine ones (``2*a - b + 0.3``;
+sums of several parameters are split exactly, see ``gatelib``) stay affine angles, any
+other (``ZZFeatureMap``'s ``2(pi - x0)(pi - x1)``, ``a*b``, ``sin(a)``, powers, ``exp``,
+``log``, ...) becomes a qjaxrob angle expression (``qjr.Expr``, walked through
+``sympify()``); a function without a qjaxrob form (``Abs``, ``sign``, ``conjugate``)
+raises ``ConversionError`` naming it.
 
 Gates: Qiskit's standard names with an exact qjaxrob form (``gatelib.STANDARD_GATES``),
 then any gate with constant parameters through its matrix, then any gate through its
@@ -40,6 +44,7 @@ from qjaxrob.extras import require
 from qjaxrob.interop.gatelib import (
     STANDARD_GATES,
     Linear,
+    Nonlinear,
     append_global_phase,
     append_primitive,
     expand_standard,
@@ -55,8 +60,9 @@ def _import_qiskit():
     return qiskit, require("qiskit.circuit", "qiskit", "from_qiskit").ParameterExpression
 
 
-def _linear(value, slots: dict, expression_type, where: str) -> Linear:
-    """An affine ``Linear`` from a number or a Qiskit ``ParameterExpression``."""
+def _linear(value, slots: dict, expression_type, where: str) -> Linear | Nonlinear:
+    """A ``Linear`` (affine fast path) or ``Nonlinear`` (any other expression) from a
+    number or a Qiskit ``ParameterExpression``."""
     if not isinstance(value, expression_type):
         if isinstance(value, numbers.Real) or (np.ndim(value) == 0 and np.isrealobj(value)):
             return Linear(float(value))
@@ -64,11 +70,71 @@ def _linear(value, slots: dict, expression_type, where: str) -> Linear:
     out = Linear(0.0)
     zero = {p: 0.0 for p in value.parameters}
     for p in value.parameters:
-        coeff = value.gradient(p)
+        try:
+            coeff = value.gradient(p)
+        except (RuntimeError, TypeError, ValueError):   # Qiskit cannot differentiate it
+            return Nonlinear(_expression(value, slots, where))
         if isinstance(coeff, expression_type) and coeff.parameters:
-            raise ConversionError(f"{where}: angle {value} is not affine in its parameters")
-        out = out + Linear.var(*slots[p]).scale(float(coeff))
-    return out + Linear(float(value.bind(zero) if zero else value))
+            return Nonlinear(_expression(value, slots, where))
+        out = out + Linear.var(*slots[p]).scale(_real(coeff, value, where))
+    return out + Linear(_real(value.bind(zero) if zero else value, value, where))
+
+
+def _real(number, value, where: str) -> float:
+    """``number`` (a coefficient or the constant of ``value``) as a float; a complex one
+    raises naming the angle."""
+    number = complex(number)
+    if number.imag:
+        raise ConversionError(f"{where}: angle {value} is complex ({number} in it); "
+                              "gate angles are real")
+    return number.real
+
+
+# sympy function class name -> qjaxrob angle function
+_FUNCTIONS = {
+    "sin": qjr.sin, "cos": qjr.cos, "tan": qjr.tan, "asin": qjr.arcsin, "acos": qjr.arccos,
+    "atan": qjr.arctan, "sinh": qjr.sinh, "cosh": qjr.cosh, "tanh": qjr.tanh, "exp": qjr.exp,
+    "log": qjr.log,
+}
+
+
+def _expression(value, slots: dict, where: str):
+    """The qjaxrob ``Expr`` of a non-affine ``ParameterExpression`` (walked through its
+    ``sympify()`` tree: sums, products, powers, constants, the functions above)."""
+    tree = value.sympify()
+    if tree is NotImplemented:
+        raise ConversionError(f"{where}: angle {value} has no symbolic form to convert")
+    names = {p.name: slot for p, slot in slots.items()}
+
+    def walk(node):
+        if node.is_Symbol:
+            source, index = names[node.name]
+            return qjr.param(index) if source == "param" else qjr.inp(index)
+        if node.is_number:             # any constant (pi, sin(2), I, ...)
+            number = complex(node)
+            if number.imag:
+                raise ConversionError(f"{where}: angle {value} has the complex constant {node}")
+            return number.real
+        name = type(node).__name__
+        args = [walk(a) for a in node.args]
+        try:
+            if node.is_Add:
+                return sum(args[1:], args[0])
+            if node.is_Mul:
+                out = args[0]
+                for a in args[1:]:
+                    out = out * a
+                return out
+            if node.is_Pow:
+                return args[0] ** args[1]
+            if name in _FUNCTIONS and len(args) == 1:
+                return _FUNCTIONS[name](args[0])
+        except QjrError as exc:
+            raise ConversionError(f"{where}: angle {value}: {exc}") from exc
+        raise ConversionError(f"{where}: angle {value} uses {name}, which has no qjaxrob "
+                              f"angle form (supported: + - * / ** and {sorted(_FUNCTIONS)})")
+
+    return walk(tree)
 
 
 def _slots(qc, inputs) -> dict:

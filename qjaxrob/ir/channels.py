@@ -55,6 +55,11 @@ def validate(name: str, n_wires: int, angles, meta) -> None:
     if name in _ONE_WIRE and n_wires != 1:
         raise ParameterError(f"channel {name!r} acts on one wire, got {n_wires} wires")
     for a in angles:
+        if a.source == "expr":
+            raise ParameterError(
+                f"channel {name!r}'s noise level must be a number, qjr.param(i) or qjr.inp(j) "
+                f"(affine), got the expression {a}"
+            )
         if a.source != "const":
             continue
         if name == "random_rotation":

@@ -3,8 +3,10 @@
 A ``Circuit`` is static structure: it can be a ``jax.jit`` static argument, and every
 builder call returns a new circuit. Angles are floats, trainable parameters
 ``param(i)`` (read from the traced 1-D array ``params``), data inputs ``inp(j)`` (read
-from the traced 1-D array ``x``), or affine expressions of one of them
-(``inp(0) * 2.0 + 0.1``). All validation happens here, at construction time.
+from the traced 1-D array ``x``), affine expressions of one of them
+(``inp(0) * 2.0 + 0.1``, an ``Angle``), or any differentiable expression of them
+(``param(0) * inp(1)``, ``sin(param(0))``: an ``Expr``, :mod:`qjaxrob.ir.expressions`).
+All validation happens here, at construction time.
 
 ``Circuit.repeat(block, times)`` stores the block once; the simulator lowers it to a
 ``lax.scan`` so compile time does not grow with ``times``. Repetition ``r`` reads its
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Union
 import jax
 import numpy as np
 
-from qjaxrob.ir import channels
+from qjaxrob.ir import channels, expressions
 from qjaxrob.checks import (
     UNITARY_ATOL,
     check_int,
@@ -33,10 +35,11 @@ from qjaxrob.checks import (
     check_wires,
 )
 from qjaxrob.errors import ParameterError, QjrTypeError, WireError
+from qjaxrob.ir.expressions import AffineLeaf, Expr
 from qjaxrob.ir.gates import GATES, gate_spec
 
 __all__ = [
-    "Angle", "param", "inp", "ConstMatrix", "Op", "Repeat", "Circuit", "UNITARY_ATOL",
+    "Angle", "Expr", "param", "inp", "expression_angles", "check_affine", "ConstMatrix", "Op", "Repeat", "Circuit", "UNITARY_ATOL",
     "MAX_QUBITS",
 ]
 
@@ -48,7 +51,7 @@ into fragments (:mod:`qjaxrob.cutting`), whose bookkeeping is linear in the widt
 
 
 @dataclass(frozen=True)
-class Angle:
+class Angle(AffineLeaf):
     """An affine angle ``scale * source + offset`` in radians.
 
     ``source`` is ``"const"`` (the value is ``offset``), ``"param"`` (``params[index]``) or
@@ -69,30 +72,63 @@ class Angle:
             )
         return replace(self, scale=new_scale, offset=new_offset)
 
+    # An angle or expression operand gives an ``Expr`` unless the result stays affine in
+    # one source (qjaxrob.ir.expressions); a number operand keeps the affine fast path.
     def __mul__(self, other):
+        if _symbolic(other):
+            return expressions.mul(self, other)
         return self._affine(_as_float(other, "angle scale"), 0.0)
 
-    __rmul__ = __mul__
+    def __rmul__(self, other):
+        if _symbolic(other):
+            return expressions.mul(other, self)
+        return self._affine(_as_float(other, "angle scale"), 0.0)
 
     def __truediv__(self, other):
+        if _symbolic(other):
+            return expressions.div(self, other)
         divisor = _as_float(other, "angle divisor")
         if divisor == 0:
             raise ParameterError(f"cannot divide the angle {self!r} by zero")
         return self._affine(1.0 / divisor, 0.0)
 
+    def __rtruediv__(self, other):
+        return expressions.div(other, self)
+
     def __add__(self, other):
+        if _symbolic(other):
+            return expressions.add(self, other)
         return self._affine(1.0, _as_float(other, "angle offset"))
 
-    __radd__ = __add__
+    def __radd__(self, other):
+        if _symbolic(other):
+            return expressions.add(other, self)
+        return self._affine(1.0, _as_float(other, "angle offset"))
 
     def __sub__(self, other):
+        if _symbolic(other):
+            return expressions.sub(self, other)
         return self._affine(1.0, -_as_float(other, "angle offset"))
 
     def __rsub__(self, other):
+        if _symbolic(other):
+            return expressions.sub(other, self)
         return self._affine(-1.0, _as_float(other, "angle offset"))
 
     def __neg__(self):
         return self._affine(-1.0, 0.0)
+
+    def __pow__(self, other):
+        return expressions.power(self, other)
+
+    def __rpow__(self, other):
+        return expressions.power(other, self)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return expressions.array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __str__(self):
+        return expressions.describe(self)
 
     def shifted(self, param_offset: int) -> Angle:
         """This angle with its parameter index moved by ``param_offset``."""
@@ -113,16 +149,18 @@ class Angle:
         return value
 
 
-AngleLike = Union[float, Angle]
-"""An angle argument: a real number (radians) or an ``Angle`` (``param``/``inp``, affine)."""
+AngleLike = Union[float, Angle, Expr]
+"""An angle argument: a real number (radians), an affine ``Angle`` (``param``/``inp``) or an
+``Expr`` (a differentiable expression of them, :mod:`qjaxrob.ir.expressions`)."""
+
+
+def _symbolic(value) -> bool:
+    return isinstance(value, (Angle, Expr))
 
 
 def _as_float(value, what: str) -> float:
-    if isinstance(value, Angle):
-        raise ParameterError(
-            f"{what} must be a number, got the angle {value!r}: angles must stay affine in "
-            "a single param/inp"
-        )
+    if _symbolic(value):
+        raise ParameterError(f"{what} must be a number, got the angle {value}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         if isinstance(value, np.ndarray) and value.ndim == 0 and np.isrealobj(value):
             return float(value)
@@ -150,9 +188,9 @@ def inp(j: int) -> Angle:
     return Angle("inp", _check_index(j, "inp"))
 
 
-def as_angle(value) -> Angle:
-    """Converts a float or an ``Angle`` into an ``Angle``."""
-    if isinstance(value, Angle):
+def as_angle(value) -> Angle | Expr:
+    """Converts a float, an ``Angle`` or an ``Expr`` into an ``Angle`` or ``Expr``."""
+    if _symbolic(value):
         return value
     return Angle("const", -1, 0.0, _as_float(value, "angle"))
 
@@ -270,9 +308,32 @@ def _max_index(ops, source: str) -> int:
                 best = max(best, op.block.n_inputs)
             continue
         for a in op.angles:
-            if a.source == source:
-                best = max(best, a.index + 1)
+            for leaf in a.leaves() if isinstance(a, Expr) else (a,):
+                if leaf.source == source:
+                    best = max(best, leaf.index + 1)
     return best
+
+
+def expression_angles(c: Circuit):
+    """``(op, angle)`` for every ``Expr`` angle of ``c`` (``Repeat`` blocks included, as
+    stored), in circuit order."""
+    for op in c.ops:
+        if isinstance(op, Repeat):
+            yield from expression_angles(op.block)
+            continue
+        for a in op.angles:
+            if isinstance(a, Expr):
+                yield op, a
+
+
+def check_affine(c: Circuit, what: str) -> None:
+    """Raises ``ParameterError`` naming the first ``Expr`` angle of ``c``: for consumers
+    (named by ``what``) that read an angle's affine ``scale``/``offset``."""
+    for op, a in expression_angles(c):
+        raise ParameterError(
+            f"{what} needs affine angles (scale * param/inp + offset), but {op.name} on "
+            f"wires {op.wires} has the angle expression {a}"
+        )
 
 
 @dataclass(frozen=True)

@@ -296,12 +296,18 @@ _IDENTITY_FEATURES = ("angle", "dense_angle", "fourier_tower")
 
 def _input_scales(encoding: Encoding):
     """Per feature, ``[(|scale|, gate period)]`` of every op reading it (``None`` when the
-    encoding's inputs are not the raw features or a gate's period is unknown)."""
+    encoding's inputs are not the raw features or a gate's period is unknown;
+    ``ParameterError`` for an expression angle, which has no scale)."""
     if encoding.kind not in _IDENTITY_FEATURES:
         return None
     out = [[] for _ in range(encoding.n_features)]
     for op in encoding.circuit.unroll().ops:
         for a in op.angles:
+            if a.source == "expr":
+                raise ParameterError(
+                    f"the period of the {encoding.kind} encoding is derived from affine input "
+                    f"scales, but {op.name} on wires {op.wires} has the angle expression {a}"
+                )
             if a.source != "inp":
                 continue
             if op.name in _PERIOD_2PI:

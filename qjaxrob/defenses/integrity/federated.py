@@ -91,7 +91,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.stats import chi2
 
 from qjaxrob.checks import check_int, check_key, check_positive_int, check_probability, check_real
-from qjaxrob.ir.circuit import Circuit
+from qjaxrob.ir.circuit import Circuit, check_affine
 from qjaxrob.defenses.integrity.levels import check_alpha
 from qjaxrob.errors import ParameterError
 from qjaxrob.ir.observables import PauliSum, Z
@@ -128,6 +128,7 @@ def _multiplicity(circuit: Circuit) -> np.ndarray:
     """``m_j = sum |scale|`` over the gate occurrences reading ``params[j]``."""
     if not isinstance(circuit, Circuit):
         raise ParameterError(f"expected a qjr.Circuit, got {type(circuit).__name__}")
+    check_affine(circuit, "the parameter-shift gradient bound")
     _, occ = expand_circuit(circuit)
     m = np.zeros(circuit.n_params)
     for src, idx, scale, rule, what in zip(occ.source, occ.index, occ.scale, occ.rule,
@@ -244,6 +245,7 @@ def shift_probabilities(model, xs):
     example the unshifted circuit and each shifted circuit of every parameter occurrence,
     each read on every readout wire. Shape ``(B * (1 + n_shifted) * n_r,)``."""
     _vqc_parts(model)
+    check_affine(model.circuit, "shift_probabilities")
     expanded, occ = expand_circuit(model.circuit)
     shifts = [np.zeros(len(occ))]
     for k, (src, rule) in enumerate(zip(occ.source, occ.rule)):
