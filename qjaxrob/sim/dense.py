@@ -46,7 +46,7 @@ from qjaxrob.lower.rolling import Roll, roll_rows
 from qjaxrob.lower.tables import const_matrix, embed
 from qjaxrob.sim import engine
 
-__all__ = ["CHOICES", "COST", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED", "costs",
+__all__ = ["CHOICES", "COST", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED", "costs", "counts",
            "dense_choice", "dense_tensor", "final_tensor", "use_dense"]
 
 ENV = "QJAXROB_DENSE"
@@ -54,6 +54,8 @@ CHOICES = ("auto", "0", "1")
 MAX_QUBITS = 12
 """Widest pure state the dense path runs (a layer matrix is ``4**12`` entries, 256 MiB at
 complex128)."""
+SPLIT_MIN_QUBITS = 4
+"""From this many wires a layer's ``K`` is applied as two Kronecker factors (:func:`split`)."""
 MAX_QUBITS_MIXED = 9
 """Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
 
@@ -61,8 +63,8 @@ COST = {"engine_pass": 5.0e-6, "engine_amp": 2.0e-9, "dense_layer": 1.5e-5,
         "dense_mac": 1.0e-9}
 """Cost model constants (seconds, complex128, forward, one state): an engine pass costs
 ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes, ``4**n`` for a density
-matrix); a dense layer ``dense_layer + dense_mac * macs`` (``macs``: ``4**n`` to form and
-apply it to a state, ``2 * 8**n`` for a density matrix). Measured by ``benchmarks/dense.py``."""
+matrix); a formed dense layer ``dense_layer + dense_mac * macs`` (:func:`counts`).
+Measured by ``benchmarks/dense.py``."""
 
 
 def dense_choice(dense: str | None = None) -> str:
@@ -82,37 +84,58 @@ def _flat(ops: tuple) -> tuple:
     return tuple(out)
 
 
-def _count_layers(nodes: tuple, n: int):
-    """``(formed layers, tail-only layers and channels)`` of ``nodes``, repetitions included."""
-    formed = other = 0
+def _layer_macs(layer: Layer, mixed: bool) -> int:
+    """Multiply-adds to form a layer's factors and apply them to one state (or density
+    matrix): ``4**n`` and ``2**n * 2**n`` unsplit, ``4**h + 4**l`` and ``2**n (2**h + 2**l)``
+    split (:func:`split`); a density matrix is applied on both sides."""
+    n, cut = layer.n_qubits, split(layer)
+    h = sum(len(g.wires) for g in layer.groups[:cut]) if cut else n
+    dims = (2**h, 2 ** (n - h)) if cut else (2**n,)
+    form = sum(d * d for d in dims)
+    return form + (2 * 4**n if mixed else 2**n) * sum(dims)
+
+
+def _count_layers(nodes: tuple, n: int, mixed: bool):
+    """``(formed layers, tail-only layers and channels, multiply-adds of the formed
+    layers)`` of ``nodes``, repetitions included."""
+    formed = other = macs = 0
     for node in nodes:
         if isinstance(node, Roll):
-            f, o = _count_layers(layer_ops(node.block.ops, n), n)
-            formed, other = formed + node.times * f, other + node.times * o
+            f, o, m = _count_layers(layer_ops(node.block.ops, n), n, mixed)
+            formed, other, macs = (formed + node.times * f, other + node.times * o,
+                                   macs + node.times * m)
         elif isinstance(node, Layer) and node.groups:
-            formed += 1
+            formed, macs = formed + 1, macs + _layer_macs(node, mixed)
         else:
             other += 1
-    return formed, other
+    return formed, other, macs
 
 
 @lru_cache(maxsize=256)
-def costs(circuit: Circuit, mixed: bool) -> tuple[float, float]:
-    """``(engine seconds, dense seconds)`` predicted for one forward evaluation of
-    ``circuit`` by :data:`COST`: the engine's passes are its fused 2-wire blocks (every
-    gate for a density matrix, which is not fused) plus channels; the dense path's are its
-    formed layers plus tail-only layers and channels, priced as engine passes."""
+def counts(circuit: Circuit, mixed: bool) -> dict:
+    """The work both paths do for one forward evaluation of ``circuit`` (static):
+    ``passes`` (the engine's fused 2-wire blocks; every gate for a density matrix, which is
+    not fused), ``size`` (elements one pass touches: ``2**n``, ``4**n`` mixed), ``channels``,
+    ``formed`` (dense layers with a matrix), ``other`` (tail-only layers and channels of
+    the dense path, priced as engine passes) and ``macs`` (multiply-adds of the formed
+    layers, :func:`_layer_macs`)."""
     n = circuit.n_qubits
     ops = tuple(op for op in _flat(circuit.ops) if not op.is_marker)
     gates = tuple(op for op in ops if not op.is_channel)
-    n_channels = len(ops) - len(gates)
-    size = 4**n if mixed else 2**n
-    pass_cost = COST["engine_pass"] + COST["engine_amp"] * size
-    passes = len(gates) if mixed else len(fuse(gates, max_qubits=2))
-    engine_s = (passes + n_channels) * pass_cost
-    formed, other = _count_layers(layer_ops(circuit.ops, n), n)
-    macs = 2 * 8**n if mixed else 4**n
-    dense_s = formed * (COST["dense_layer"] + COST["dense_mac"] * macs) + other * pass_cost
+    formed, other, macs = _count_layers(layer_ops(circuit.ops, n), n, bool(mixed))
+    return dict(passes=len(gates) if mixed else len(fuse(gates, max_qubits=2)),
+                size=4**n if mixed else 2**n, channels=len(ops) - len(gates),
+                formed=formed, other=other, macs=macs)
+
+
+def costs(circuit: Circuit, mixed: bool) -> tuple[float, float]:
+    """``(engine seconds, dense seconds)`` predicted by :data:`COST` for one forward
+    evaluation of ``circuit`` from its :func:`counts`."""
+    k = counts(circuit, bool(mixed))
+    pass_cost = COST["engine_pass"] + COST["engine_amp"] * k["size"]
+    engine_s = (k["passes"] + k["channels"]) * pass_cost
+    dense_s = (k["formed"] * COST["dense_layer"] + COST["dense_mac"] * k["macs"]
+               + k["other"] * pass_cost)
     return engine_s, dense_s
 
 
@@ -168,11 +191,25 @@ def group_matrix(group, params, x, dtype):
     return out
 
 
-def _kron(mats, idle: int, dtype):
-    out = mats[0]
+def _kron(mats, dtype, idle: int = 0):
+    out = mats[0] if mats else jnp.eye(1, dtype=dtype)
     for m in mats[1:]:
         out = jnp.kron(out, m)
     return jnp.kron(out, jnp.eye(2**idle, dtype=dtype)) if idle else out
+
+
+@lru_cache(maxsize=1024)
+def split(layer: Layer) -> int:
+    """How many of the layer's groups form the high factor ``K_hi`` of ``K = K_hi (x) K_lo``
+    (the rest and the idle wires form ``K_lo``): the group boundary whose high part is
+    nearest ``n/2`` wires; ``0`` (one factor) below :data:`SPLIT_MIN_QUBITS` wires or when
+    no boundary leaves both parts nonempty."""
+    n = layer.n_qubits
+    if n < SPLIT_MIN_QUBITS:
+        return 0
+    sizes = np.cumsum([len(g.wires) for g in layer.groups])
+    ok = [i + 1 for i, high in enumerate(sizes) if high < n]  # K_lo keeps >= 1 wire
+    return min(ok, key=lambda i: abs(sizes[i - 1] - n / 2), default=0)
 
 
 def _gathers(layer: Layer):
@@ -208,10 +245,9 @@ def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
                 v = (v[:, None] * c[None, :]).reshape(-1)
             state = jnp.outer(v, jnp.conj(v)) if mixed else v
         else:
-            k = _kron(mats, idle, dtype)
             if inv is not None:
                 state = state[inv][:, inv] if mixed else state[inv]
-            state = k @ state @ jnp.conj(k).T if mixed else k @ state
+            state = _apply_factors(layer, mats, idle, state, dtype, mixed)
     elif state is None:
         state = _zero(n, dtype, mixed)
     if rows is not None:
@@ -220,6 +256,27 @@ def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
         ph = jnp.asarray(phase, dtype)
         state = ph[:, None] * state * jnp.conj(ph)[None, :] if mixed else ph * state
     return state
+
+
+def _apply_factors(layer: Layer, mats, idle: int, state, dtype, mixed: bool):
+    """``K state`` or ``K rho K^dagger`` in layout order, with ``K = K_hi (x) K_lo``
+    (:func:`split`) applied as two products on the state viewed as ``(2**h, 2**l)``
+    (four on the density tensor ``(2**h, 2**l, 2**h, 2**l)``), or one ``K`` product when
+    the layer is not split."""
+    n, cut = layer.n_qubits, split(layer)
+    if cut == 0:
+        k = _kron(mats, dtype, idle)
+        return k @ state @ jnp.conj(k).T if mixed else k @ state
+    hi, lo = _kron(mats[:cut], dtype), _kron(mats[cut:], dtype, idle)
+    dh, dl = hi.shape[0], lo.shape[0]
+    if not mixed:
+        return (hi @ state.reshape(dh, dl) @ lo.T).reshape(-1)
+    r = state.reshape(dh, dl, dh, dl)
+    r = jnp.einsum("ai,ijkl->ajkl", hi, r)
+    r = jnp.einsum("bj,ajkl->abkl", lo, r)
+    r = jnp.einsum("abkl,ck->abcl", r, jnp.conj(hi))
+    r = jnp.einsum("abcl,dl->abcd", r, jnp.conj(lo))
+    return r.reshape(2**n, 2**n)
 
 
 def _zero(n: int, dtype, mixed: bool):
