@@ -1,9 +1,9 @@
 """The dense small-state path (qjaxrob.sim.dense, qjaxrob.lower.layers): layer matrices applied
 by matrix products must equal the dense NumPy reference (values at complex64 and complex128,
-backprop gradients and second derivatives against finite differences, vmap over params and
-x, density matrices with channels), for random circuits over the whole gate set, unitary
-ops, parameter-free circuits and Circuit.repeat; selection (QJAXROB_DENSE, cost model) and
-its errors."""
+a second-order objective against the engine, vmap over params and x, density matrices with
+channels), for random circuits over the whole gate set, unitary ops, parameter-free circuits
+and Circuit.repeat; selection (QJAXROB_DENSE, cost model) and its errors. Gradients and
+Hessians against finite differences, on every path: test_dense_paths.py."""
 
 import jax
 import jax.numpy as jnp
@@ -160,29 +160,6 @@ def test_nested_repeat_and_all_wide_gates():
 
 
 # ---- derivatives -----------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
-@pytest.mark.parametrize("mixed", [False, True])
-def test_gradients_and_hessian_vector_products(dtype, mixed):
-    c = random_circuit(9, 3, n_ops=20, channels=mixed)
-    obs = _obs(3)
-    p, x = _inputs(c, 9)
-    f = _expval_fn(c, obs, dtype, mixed)
-    value = jax.jit(f)(p, x)
-    assert abs(float(value) - expval_ref(c, obs, p, x, mixed)) < TOL[dtype]
-    if dtype == jnp.complex64:
-        return  # finite differences need double precision; values checked above
-    ref = lambda pp, xx: expval_ref(c, obs, pp, xx, mixed)  # noqa: E731
-    gp, gx = jax.jit(jax.grad(f, argnums=(0, 1)))(p, x)
-    np.testing.assert_allclose(gp, finite_diff(lambda v: ref(v, x), p), atol=1e-7)
-    np.testing.assert_allclose(gx, finite_diff(lambda v: ref(p, v), x), atol=1e-7)
-    v = np.random.default_rng(1).normal(size=p.shape)
-    hvp = jax.jit(lambda p: jax.jvp(lambda q: jax.grad(f)(q, x), (p,), (v,))[1])(p)
-    grad = jax.jit(jax.grad(f))
-    h = 1e-5
-    fd = (np.asarray(grad(p + h * v, x)) - np.asarray(grad(p - h * v, x))) / (2 * h)
-    np.testing.assert_allclose(hvp, fd, atol=1e-6)
-
-
 @pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
 def test_vmap_over_params_and_inputs(dtype):
     c = hea(4, 2)

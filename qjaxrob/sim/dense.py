@@ -24,6 +24,9 @@ their repetitions, so compile time stays flat in depth.
 Pallas kernels (their tests must run them). The choice is made at trace time: a function
 already traced keeps its path until ``jax.clear_caches()``. The constants of the model are
 measured by ``benchmarks/dense.py`` (``benchmarks/README.md``, "Dense small-state path").
+Only the forward evolution (and so backprop derivatives of any order through it) takes this
+path: ``diff="adjoint"`` (:mod:`qjaxrob.sim.adjoint`) and quantum trajectories always run on
+the engine, whatever the choice.
 
 Tensor layout as in :mod:`qjaxrob.sim.engine`: the result is ``(2,)*n`` or ``(2,)*2n``.
 """
@@ -59,12 +62,13 @@ SPLIT_MIN_QUBITS = 4
 MAX_QUBITS_MIXED = 9
 """Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
 
+# Fitted by `python -m benchmarks.dense --sections costs` (its "fit:" line; the run and
+# its load average are recorded in benchmarks/README.md, "Dense small-state path").
 COST = {"engine_pass": 5.0e-6, "engine_amp": 2.0e-9, "dense_layer": 1.5e-5,
         "dense_mac": 1.0e-9}
 """Cost model constants (seconds, complex128, forward, one state): an engine pass costs
 ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes, ``4**n`` for a density
-matrix); a formed dense layer ``dense_layer + dense_mac * macs`` (:func:`counts`).
-Measured by ``benchmarks/dense.py``."""
+matrix); a formed dense layer ``dense_layer + dense_mac * macs`` (:func:`counts`)."""
 
 
 def dense_choice(dense: str | None = None) -> str:
