@@ -259,8 +259,12 @@ def test_bad_choice_and_too_wide_forced_raise(monkeypatch):
         dense.use_dense(mixed, True, dense="1")
 
 
-def test_auto_prefers_dense_for_small_states_only():
-    assert dense.use_dense(hea(6, 4), False, dense="auto")
+def test_auto_follows_the_cost_model_and_prefers_dense_for_small_states_only():
+    small = [(hea(n, 4), mixed) for n in range(2, 9) for mixed in (False, True)]
+    for c, mixed in small:
+        engine_s, dense_s = dense.costs(c, mixed)
+        assert dense.use_dense(c, mixed, dense="auto") == (dense_s < engine_s)
+    assert any(dense.use_dense(c, mixed, dense="auto") for c, mixed in small)
     assert not dense.use_dense(hea(dense.MAX_QUBITS + 1, 4), False, dense="auto")
     assert not dense.use_dense(hea(6, 4), False, kernels="pallas", dense="auto")
     engine_s, dense_s = dense.costs(hea(12, 4), False)

@@ -62,8 +62,8 @@ SPLIT_MIN_QUBITS = 4
 MAX_QUBITS_MIXED = 9
 """Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
 
-# Fitted by `python -m benchmarks.dense --sections costs` (its "fit:" line; the run and
-# its load average are recorded in benchmarks/README.md, "Dense small-state path").
+# Set from the "fit:" line of `python -m benchmarks.dense --sections costs`, run on a quiet
+# machine; benchmarks/README.md ("Dense small-state path") records which run set them.
 COST = {"engine_pass": 5.0e-6, "engine_amp": 2.0e-9, "dense_layer": 1.5e-5,
         "dense_mac": 1.0e-9}
 """Cost model constants (seconds, complex128, forward, one state): an engine pass costs
