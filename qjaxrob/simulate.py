@@ -33,7 +33,7 @@ from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
 from qjaxrob.ir.circuit import Circuit
 from qjaxrob.lower.angles import affine_angles
 from qjaxrob.sim.adjoint import adjoint_expval
-from qjaxrob.sim.engine import final_tensor
+from qjaxrob.sim.dense import final_tensor  # engine or dense path (QJAXROB_DENSE)
 from qjaxrob.sim.measure import marginal, observable_values, probabilities
 from qjaxrob.sim.param_shift import estimate as shot_estimate
 from qjaxrob.sim.param_shift import expand_circuit

@@ -129,7 +129,7 @@ def test_the_graph_covers_every_package(graph):
                 "qjaxrob.qml.models", "qjaxrob.attacks", "qjaxrob.ir.circuit",
                 "qjaxrob.lower.fusion"):
         assert pkg in graph
-    assert "qjaxrob.sim.engine" in graph["qjaxrob.simulate"]
+    assert "qjaxrob.sim.dense" in graph["qjaxrob.simulate"]
     assert "qjaxrob.sim.adjoint" in graph["qjaxrob.simulate"]
 
 

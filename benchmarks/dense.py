@@ -1,0 +1,250 @@
+"""The dense small-state path (``qjaxrob.sim.dense``) against the engine, side by side.
+
+Every row compiles the same function twice, once per path (``QJAXROB_DENSE=1`` / ``0`` at
+trace time, ``jax.clear_caches()`` between), then times the two compiled executables
+**alternately** (``--rounds`` rounds, each a median of a few calls) and reports the medians
+and the ratio dense / engine, with the load average before and after. complex128.
+
+Sections (``--sections``, default all):
+
+* ``costs``: the cost-model constants of ``qjaxrob.sim.dense.COST``: forward of the HEA
+  (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``, ``<Z0>``) at
+  n = 2..12 (pure) and 2..7 (density with no channel), per path; non-negative least-squares fits of
+  ``seconds = passes * (a + b * size)`` (engine) and ``layers * (a + b * macs)`` (dense).
+* ``inversion``: the 8-qubit inversion objective (``benchmarks/attacks.py``'s model: RY
+  encoding, HEA L = 2, linear readout; 64 restarts vmapped): forward (the loss), the
+  gradient w.r.t. the model, and the second-order "distance + its gradient w.r.t. x".
+* ``density``: gradient of ``<Z0>`` of ``benchmarks/density.py``'s noisy circuit at
+  n = 6, 8, 10 (dense path up to ``MAX_QUBITS_MIXED``), and PennyLane ``default.mixed``
+  (``diff_method="backprop"``, ``jax.jit``) on the same circuit.
+* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256).
+
+Run: ``python -m benchmarks.dense`` (about 10 min on 2 cores) or ``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import harness
+
+harness.enable_x64()
+
+import qjaxrob as qjr  # noqa: E402
+from qjaxrob.sim import dense  # noqa: E402
+
+DT = jnp.complex128
+
+
+def compiled(make, args, mode):
+    """``make()`` jitted and compiled for ``args`` with ``QJAXROB_DENSE=mode`` at trace time."""
+    old = os.environ.get(dense.ENV)
+    os.environ[dense.ENV] = mode
+    jax.clear_caches()
+    try:
+        fn = jax.jit(make()).lower(*args).compile()
+    finally:
+        if old is None:
+            os.environ.pop(dense.ENV)
+        else:
+            os.environ[dense.ENV] = old
+    jax.block_until_ready(fn(*args))
+    return fn
+
+
+def side_by_side(fns: dict, args, rounds: int, reps: int = 3):
+    """Median seconds of each compiled fn, timed alternately (``rounds`` x ``reps`` calls)."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].extend(harness.call_times(fn, *args, min_reps=reps, max_reps=reps))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def row(name, make, args, rounds, check=True, extra=None, show=True):
+    load0 = harness.load_average()[0]
+    fns = {"dense": compiled(make, args, "1"), "engine": compiled(make, args, "0")}
+    if check:
+        a, b = (np.asarray(jax.tree_util.tree_leaves(fns[k](*args))[0]) for k in fns)
+        diff = float(np.max(np.abs(a - b)))
+        assert diff < 1e-8, (name, diff)
+    fns.update(extra or {})
+    t = side_by_side(fns, args, rounds)
+    out = dict(workload=name, **{f"{k}_ms": 1e3 * v for k, v in t.items()},
+               ratio=t["dense"] / t["engine"],
+               load=f"{load0:.1f}-{harness.load_average()[0]:.1f}")
+    if show:
+        harness.print_row(out)
+    return out
+
+
+def hea(n, layers=4, noise=False):
+    block = qjr.Circuit(n)
+    for q in range(n):
+        block = block.ry(q, qjr.param(q)).rz(q, qjr.param(n + q))
+    for q in range(n):
+        block = block.cnot(q, (q + 1) % n)
+    return qjr.Circuit.repeat(block, layers)
+
+
+def costs(qubits, mixed_qubits, rounds):
+    rows = []
+    for mixed, ns in ((False, qubits), (True, mixed_qubits)):
+        for n in ns:
+            c = hea(n)
+            p = jnp.asarray(np.random.default_rng(n).uniform(-2, 2, c.n_params))
+
+            def make(c=c, mixed=mixed):
+                return lambda q: qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)
+
+            r = row(f"forward {'density' if mixed else 'pure'} n={n}", make, (p,), rounds)
+            engine_s, dense_s = dense.costs(c, mixed)
+            r.update(n=n, mixed=mixed, model_engine_ms=1e3 * engine_s,
+                     model_dense_ms=1e3 * dense_s)
+            rows.append(r)
+    fit(rows)
+    return rows
+
+
+def fit(rows):
+    """Non-negative least-squares constants of the cost model from the ``costs`` rows,
+    printed as the ``COST`` dict to paste into ``qjaxrob/sim/dense.py``."""
+    from scipy.optimize import nnls
+
+    eng, den = [], []
+    for r in rows:
+        k = dense.counts(hea(r["n"]), r["mixed"])
+        eng.append((k["passes"], k["passes"] * k["size"], r["engine_ms"] / 1e3))
+        den.append((k["formed"], k["macs"], r["dense_ms"] / 1e3,
+                    k["other"], k["size"]))
+    (ea, eb), _ = nnls(np.array([[p, s] for p, s, _ in eng], float),
+                       np.array([t for *_, t in eng]))
+    # the dense path's tail-only layers are priced as engine passes
+    t = np.array([t - o * (ea + eb * s) for _, _, t, o, s in den])
+    (da, db), _ = nnls(np.array([[f, m] for f, m, *_ in den], float), t)
+    print(f"fit: COST = {{'engine_pass': {ea:.2e}, 'engine_amp': {eb:.2e}, "
+          f"'dense_layer': {da:.2e}, 'dense_mac': {db:.2e}}}")
+
+
+def inversion(n, restarts, rounds):
+    import equinox as eqx
+
+    from qjaxrob.attacks import inversion as inv
+    from qjaxrob.attacks.inversion.objective import flat, objective
+    from qjaxrob.experiments.inversion_scaling import study_model
+    from qjaxrob.qml.train import cross_entropy
+
+    model = study_model(jax.random.key(n), "angle", n, 2, 0, DT)
+    x = jax.random.uniform(jax.random.key(1), (n,), jnp.float64, 0, 2 * np.pi)
+    grads = inv.shared_gradient(model, x[None], jnp.array([1]))
+    target = inv.check_grads(model, grads)
+    label = jnp.array([int(inv.infer_label(model, grads))], jnp.int32)
+    x0s = jax.random.uniform(jax.random.key(2), (restarts, 1, n), jnp.float64, 0, 2 * np.pi)
+    fl = objective(cross_entropy, model, target, "l2")
+    rows = [
+        row(f"inversion n={n} forward x{restarts}", lambda: jax.vmap(
+            lambda x: cross_entropy(model, x, label)), (x0s,), rounds),
+        row(f"inversion n={n} gradient x{restarts}", lambda: jax.vmap(
+            lambda x: flat(eqx.filter_grad(cross_entropy)(model, x, label))), (x0s,), rounds),
+        row(f"inversion n={n} distance+grad x{restarts}", lambda: jax.vmap(
+            jax.value_and_grad(lambda x: fl(x, label))), (x0s,), rounds),
+    ]
+    return rows
+
+
+def density_gradient(qubits, rounds):
+    from benchmarks.density import qjaxrob_circuit
+
+    rows = []
+    for n in qubits:
+        c = qjaxrob_circuit(n)
+        p = jnp.asarray(np.random.default_rng(n).uniform(-2, 2, c.n_params))
+
+        def make(c=c):
+            return jax.grad(lambda q: qjr.expval(c, qjr.Z(0), q, mixed=True, dtype=DT))
+
+        extra = {"default.mixed": pennylane_mixed_grad(n, p)}
+        if n > dense.MAX_QUBITS_MIXED:
+            fns = {"engine": compiled(make, (p,), "0"), **extra}
+            t = side_by_side(fns, (p,), rounds)
+            r = dict(workload=f"density grad n={n}", dense_ms=None,
+                     **{f"{k}_ms": 1e3 * v for k, v in t.items()}, ratio=None)
+        else:
+            r = row(f"density grad n={n}", make, (p,), rounds, extra=extra, show=False)
+        r["vs_default_mixed"] = (min(v for k, v in r.items() if k in ("dense_ms", "engine_ms")
+                                     and v is not None) / r["default.mixed_ms"])
+        harness.print_row(r)
+        rows.append(r)
+    return rows
+
+
+def pennylane_mixed_grad(n, p):
+    """Jitted ``jax.grad`` of ``<Z0>`` of the same circuit on ``default.mixed`` (backprop)."""
+    import pennylane as qml
+
+    from benchmarks.density import LAYERS, P
+
+    dev = qml.device("default.mixed", wires=n)
+
+    @qml.qnode(dev, interface="jax", diff_method="backprop")
+    def circuit(p):
+        for layer in range(LAYERS):
+            for kind, gate in enumerate((qml.RY, qml.RZ)):
+                for q in range(n):
+                    gate(p[layer * 2 * n + kind * n + q], wires=q)
+                for q in range(n):
+                    qml.DepolarizingChannel(3 * P / 4, wires=q)
+            for q in range(n):
+                qml.CNOT(wires=[q, (q + 1) % n])
+            for q in range(n):
+                qml.DepolarizingChannel(3 * P / 4, wires=q)
+        return qml.expval(qml.PauliZ(0))
+
+    g = jax.jit(jax.grad(lambda p: jnp.real(circuit(p))))
+    jax.block_until_ready(g(p))
+    return g
+
+
+def batched(n, layers, batch, rounds):
+    from benchmarks.peers import angles, inputs, qjr_forward
+
+    p, xs = jnp.asarray(angles(n, layers)), jnp.asarray(inputs(n, batch))
+
+    def make():
+        fwd = qjr_forward(n, layers, encode=True)
+        return jax.grad(lambda p, xs: jnp.mean(jax.vmap(fwd, in_axes=(None, 0))(p, xs)))
+
+    return [row(f"batched grad n={n} L={layers} B={batch}", make, (p, xs), rounds)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", nargs="*",
+                    default=["costs", "inversion", "density", "batched"])
+    ap.add_argument("--rounds", type=int, default=None, help="default 5 (2 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes (a smoke run of every section, about 2 min)")
+    a = ap.parse_args(argv)
+    a.rounds = a.rounds or (2 if a.quick else 5)
+    print(harness.machine(), "load", harness.load_average())
+    quick = a.quick
+    if "costs" in a.sections:
+        costs((2, 4, 6) if quick else (2, 4, 6, 8, 10, 12),
+              (2, 4) if quick else (2, 3, 4, 5, 6, 7), a.rounds)
+    if "inversion" in a.sections:
+        inversion(4 if quick else 8, 64, a.rounds)
+    if "density" in a.sections:
+        density_gradient((4,) if quick else (6, 8, 10), a.rounds)
+    if "batched" in a.sections:
+        batched(6 if quick else 10, 4, 32 if quick else 256, a.rounds)
+    print("load", harness.load_average())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""The dense small-state path: each layer of a circuit (:mod:`qjaxrob.lower.layers`) is formed
+as one ``2**n x 2**n`` matrix inside the traced program and applied with one matrix product.
+
+At ``2**4``-``2**12`` amplitudes the per-op cost of the gate-by-gate engine
+(:mod:`qjaxrob.sim.engine`) is mostly fixed overhead; here a layer costs one product,
+a batch of states (``vmap`` over inputs or restarts with shared parameters) becomes one
+matrix-matrix product, and derivatives of any order go through a short chain of products.
+
+Per :class:`qjaxrob.lower.layers.Layer` ``M = T K``: every group matrix is the product of
+its gates' matrices embedded in the group (:func:`qjaxrob.lower.tables.embed`), ``K`` is
+the Kronecker product of the group matrices and an identity on idle wires in the layer's
+layout order, and the layout and the tail ``T`` (constant monomial gates) are static
+gathers with phases (:func:`qjaxrob.lower.layers.layout`, :func:`~qjaxrob.lower.layers.tail_map`):
+``M v = phase * (K v[sigma^-1])[sigma[perm]]``. Pure states: ``psi -> M psi``; density
+matrices: ``rho -> M rho M^dagger`` (two products) and channels ``rho -> sum_k K_k rho
+K_k^dagger`` on their wires (:func:`qjaxrob.kernels.apply_kraus`). The first layer applied to
+``|0...0>`` is the Kronecker product of the groups' first columns (no matrix formed).
+``Roll`` nodes (``Circuit.repeat`` blocks and repeated layers) are one ``lax.scan`` over
+their repetitions, so compile time stays flat in depth.
+
+**Selection** (:func:`use_dense`): ``dense`` or ``$QJAXROB_DENSE``: ``"1"`` forces this path
+(``ResourceError`` beyond :data:`MAX_QUBITS` / :data:`MAX_QUBITS_MIXED`), ``"0"`` the engine,
+``"auto"`` (default) whichever the cost model :func:`costs` prices lower, never with the
+Pallas kernels (their tests must run them). The choice is made at trace time: a function
+already traced keeps its path until ``jax.clear_caches()``. The constants of the model are
+measured by ``benchmarks/dense.py`` (``benchmarks/README.md``, "Dense small-state path").
+Only the forward evolution (and so backprop derivatives of any order through it) takes this
+path: ``diff="adjoint"`` (:mod:`qjaxrob.sim.adjoint`) and quantum trajectories always run on
+the engine, whatever the choice.
+
+Tensor layout as in :mod:`qjaxrob.sim.engine`: the result is ``(2,)*n`` or ``(2,)*2n``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qjaxrob.errors import DensityMatrixOnlyError, ParameterError, ResourceError
+from qjaxrob.ir.circuit import Circuit, Op
+from qjaxrob.kernels import apply_kraus
+from qjaxrob.lower.fusion import fuse, op_matrix
+from qjaxrob.lower.layers import Layer, layer_ops, layout, tail_map
+from qjaxrob.lower.rolling import Roll, roll_rows
+from qjaxrob.lower.tables import const_matrix, embed
+from qjaxrob.sim import engine
+
+__all__ = ["CHOICES", "COST", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED", "costs", "counts",
+           "dense_choice", "dense_tensor", "final_tensor", "use_dense"]
+
+ENV = "QJAXROB_DENSE"
+CHOICES = ("auto", "0", "1")
+MAX_QUBITS = 12
+"""Widest pure state the dense path runs (a layer matrix is ``4**12`` entries, 256 MiB at
+complex128)."""
+SPLIT_MIN_QUBITS = 4
+"""From this many wires a layer's ``K`` is applied as two Kronecker factors (:func:`split`)."""
+MAX_QUBITS_MIXED = 9
+"""Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
+
+# Set from the "fit:" line of `python -m benchmarks.dense --sections costs`, run on a quiet
+# machine; benchmarks/README.md ("Dense small-state path") records which run set them.
+COST = {"engine_pass": 5.0e-6, "engine_amp": 2.0e-9, "dense_layer": 1.5e-5,
+        "dense_mac": 1.0e-9}
+"""Cost model constants (seconds, complex128, forward, one state): an engine pass costs
+``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes, ``4**n`` for a density
+matrix); a formed dense layer ``dense_layer + dense_mac * macs`` (:func:`counts`)."""
+
+
+def dense_choice(dense: str | None = None) -> str:
+    """``"auto"``, ``"0"`` or ``"1"``: ``dense`` if given, else ``$QJAXROB_DENSE`` (default
+    ``"auto"``); anything else raises ``ParameterError`` naming the value."""
+    value = os.environ.get(ENV, "auto") if dense is None else dense
+    if value not in CHOICES:
+        source = "dense" if dense is not None else ENV
+        raise ParameterError(f"{source} must be one of {CHOICES}, got {value!r}")
+    return value
+
+
+def _flat(ops: tuple) -> tuple:
+    out = []
+    for op in ops:
+        out.extend(op.unrolled_ops() if not isinstance(op, Op) else (op,))
+    return tuple(out)
+
+
+def _layer_macs(layer: Layer, mixed: bool) -> int:
+    """Multiply-adds to form a layer's factors and apply them to one state (or density
+    matrix): ``4**n`` and ``2**n * 2**n`` unsplit, ``4**h + 4**l`` and ``2**n (2**h + 2**l)``
+    split (:func:`split`); a density matrix is applied on both sides."""
+    n, cut = layer.n_qubits, split(layer)
+    h = sum(len(g.wires) for g in layer.groups[:cut]) if cut else n
+    dims = (2**h, 2 ** (n - h)) if cut else (2**n,)
+    form = sum(d * d for d in dims)
+    return form + (2 * 4**n if mixed else 2**n) * sum(dims)
+
+
+def _count_layers(nodes: tuple, n: int, mixed: bool):
+    """``(formed layers, tail-only layers and channels, multiply-adds of the formed
+    layers)`` of ``nodes``, repetitions included."""
+    formed = other = macs = 0
+    for node in nodes:
+        if isinstance(node, Roll):
+            f, o, m = _count_layers(layer_ops(node.block.ops, n), n, mixed)
+            formed, other, macs = (formed + node.times * f, other + node.times * o,
+                                   macs + node.times * m)
+        elif isinstance(node, Layer) and node.groups:
+            formed, macs = formed + 1, macs + _layer_macs(node, mixed)
+        else:
+            other += 1
+    return formed, other, macs
+
+
+@lru_cache(maxsize=256)
+def counts(circuit: Circuit, mixed: bool) -> dict:
+    """The work both paths do for one forward evaluation of ``circuit`` (static):
+    ``passes`` (the engine's fused 2-wire blocks; every gate for a density matrix, which is
+    not fused), ``size`` (elements one pass touches: ``2**n``, ``4**n`` mixed), ``channels``,
+    ``formed`` (dense layers with a matrix), ``other`` (tail-only layers and channels of
+    the dense path, priced as engine passes) and ``macs`` (multiply-adds of the formed
+    layers, :func:`_layer_macs`)."""
+    n = circuit.n_qubits
+    ops = tuple(op for op in _flat(circuit.ops) if not op.is_marker)
+    gates = tuple(op for op in ops if not op.is_channel)
+    formed, other, macs = _count_layers(layer_ops(circuit.ops, n), n, bool(mixed))
+    return dict(passes=len(gates) if mixed else len(fuse(gates, max_qubits=2)),
+                size=4**n if mixed else 2**n, channels=len(ops) - len(gates),
+                formed=formed, other=other, macs=macs)
+
+
+def costs(circuit: Circuit, mixed: bool) -> tuple[float, float]:
+    """``(engine seconds, dense seconds)`` predicted by :data:`COST` for one forward
+    evaluation of ``circuit`` from its :func:`counts`."""
+    k = counts(circuit, bool(mixed))
+    pass_cost = COST["engine_pass"] + COST["engine_amp"] * k["size"]
+    engine_s = (k["passes"] + k["channels"]) * pass_cost
+    dense_s = (k["formed"] * COST["dense_layer"] + COST["dense_mac"] * k["macs"]
+               + k["other"] * pass_cost)
+    return engine_s, dense_s
+
+
+def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = None) -> bool:
+    """Whether ``circuit`` runs on the dense path (module docs, "Selection")."""
+    choice = dense_choice(dense)
+    if choice == "0":
+        return False
+    n = circuit.n_qubits
+    limit = MAX_QUBITS_MIXED if mixed else MAX_QUBITS
+    if choice == "1":
+        if n > limit:
+            raise ResourceError(
+                f"the dense path ({ENV}=1) runs at most {limit} qubits "
+                f"{'(density matrix)' if mixed else '(statevector)'}, got {n}; "
+                f"set {ENV}=auto or 0")
+        return True
+    if n > limit or kernels == "pallas":
+        return False
+    engine_s, dense_s = costs(circuit, bool(mixed))
+    return dense_s < engine_s
+
+
+def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, kernels=None,
+                 dense: str | None = None):
+    """:func:`qjaxrob.sim.engine.final_tensor` or :func:`dense_tensor`, as
+    :func:`use_dense` selects (traceable, not jitted)."""
+    if use_dense(circuit, mixed, kernels, dense):
+        return dense_tensor(circuit, params, x, dtype, mixed)
+    return engine.final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
+
+
+# ---- forming layers ------------------------------------------------------------------
+def _gate_matrix(op, params, x, dtype):
+    m = const_matrix(op)
+    if m is not None:
+        return jnp.asarray(m, dtype)
+    kind, m = op_matrix(op, params, x, dtype)
+    return jnp.diag(m) if kind == "diagonal" else m
+
+
+def group_matrix(group, params, x, dtype):
+    """The ``2**k x 2**k`` matrix of a :class:`qjaxrob.lower.layers.Group` (its gates in
+    order, each embedded in the group's sorted wires)."""
+    k = len(group.wires)
+    out = None
+    for op in group.ops:
+        m = _gate_matrix(op, params, x, dtype)
+        pos = tuple(group.wires.index(w) for w in op.wires)
+        if pos != tuple(range(k)):
+            m = embed(m, pos, k, xp=jnp)
+        out = m if out is None else m @ out
+    return out
+
+
+def _kron(mats, dtype, idle: int = 0):
+    out = mats[0] if mats else jnp.eye(1, dtype=dtype)
+    for m in mats[1:]:
+        out = jnp.kron(out, m)
+    return jnp.kron(out, jnp.eye(2**idle, dtype=dtype)) if idle else out
+
+
+@lru_cache(maxsize=1024)
+def split(layer: Layer) -> int:
+    """How many of the layer's groups form the high factor ``K_hi`` of ``K = K_hi (x) K_lo``
+    (the rest and the idle wires form ``K_lo``): the group boundary whose high part is
+    nearest ``n/2`` wires; ``0`` (one factor) below :data:`SPLIT_MIN_QUBITS` wires or when
+    no boundary leaves both parts nonempty."""
+    n = layer.n_qubits
+    if n < SPLIT_MIN_QUBITS:
+        return 0
+    sizes = np.cumsum([len(g.wires) for g in layer.groups])
+    ok = [i + 1 for i, high in enumerate(sizes) if high < n]  # K_lo keeps >= 1 wire
+    return min(ok, key=lambda i: abs(sizes[i - 1] - n / 2), default=0)
+
+
+def _gathers(layer: Layer):
+    """``(sigma^-1 or None, rows or None, phase or None)`` of a layer (module docs)."""
+    n = layer.n_qubits
+    sigma = layout(layer)
+    inv = None if sigma is None else np.argsort(sigma).astype(np.int32)
+    perm, phase = tail_map(layer.tail, n) if layer.tail else (None, None)
+    if sigma is not None and perm is not None:
+        rows = sigma[perm]
+    else:
+        rows = sigma if perm is None else perm
+    if phase is not None and np.all(phase == 1):
+        phase = None
+    return inv, rows, phase
+
+
+def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
+    """``M state`` (pure, flat ``(2**n,)``) or ``M rho M^dagger`` (``(2**n, 2**n)``);
+    ``state=None`` stands for ``|0...0>``."""
+    n = layer.n_qubits
+    inv, rows, phase = _gathers(layer)
+    if layer.groups:
+        # the barrier keeps XLA from constant-folding parameter-free layers at compile time
+        mats = jax.lax.optimization_barrier(
+            [group_matrix(g, params, x, dtype) for g in layer.groups])
+        idle = n - sum(len(g.wires) for g in layer.groups)
+        if state is None:  # first columns: K e_0 (sigma(0) = 0)
+            cols = [m[:, 0] for m in mats] + ([jnp.zeros(2**idle, dtype).at[0].set(1)]
+                                               if idle else [])
+            v = cols[0]
+            for c in cols[1:]:
+                v = (v[:, None] * c[None, :]).reshape(-1)
+            state = jnp.outer(v, jnp.conj(v)) if mixed else v
+        else:
+            if inv is not None:
+                state = state[inv][:, inv] if mixed else state[inv]
+            state = _apply_factors(layer, mats, idle, state, dtype, mixed)
+    elif state is None:
+        state = _zero(n, dtype, mixed)
+    if rows is not None:
+        state = state[rows][:, rows] if mixed else state[rows]
+    if phase is not None:
+        ph = jnp.asarray(phase, dtype)
+        state = ph[:, None] * state * jnp.conj(ph)[None, :] if mixed else ph * state
+    return state
+
+
+def _apply_factors(layer: Layer, mats, idle: int, state, dtype, mixed: bool):
+    """``K state`` or ``K rho K^dagger`` in layout order, with ``K = K_hi (x) K_lo``
+    (:func:`split`) applied as two products on the state viewed as ``(2**h, 2**l)``
+    (four on the density tensor ``(2**h, 2**l, 2**h, 2**l)``), or one ``K`` product when
+    the layer is not split."""
+    n, cut = layer.n_qubits, split(layer)
+    if cut == 0:
+        k = _kron(mats, dtype, idle)
+        return k @ state @ jnp.conj(k).T if mixed else k @ state
+    hi, lo = _kron(mats[:cut], dtype), _kron(mats[cut:], dtype, idle)
+    dh, dl = hi.shape[0], lo.shape[0]
+    if not mixed:
+        return (hi @ state.reshape(dh, dl) @ lo.T).reshape(-1)
+    r = state.reshape(dh, dl, dh, dl)
+    r = jnp.einsum("ai,ijkl->ajkl", hi, r)
+    r = jnp.einsum("bj,ajkl->abkl", lo, r)
+    r = jnp.einsum("abkl,ck->abcl", r, jnp.conj(hi))
+    r = jnp.einsum("abcl,dl->abcd", r, jnp.conj(lo))
+    return r.reshape(2**n, 2**n)
+
+
+def _zero(n: int, dtype, mixed: bool):
+    dim = 2**n
+    state = (jnp.zeros((dim, dim), dtype).at[0, 0].set(1) if mixed
+             else jnp.zeros(dim, dtype).at[0].set(1))
+    return jax.lax.optimization_barrier(state)  # no constant folding (engine.zero_state)
+
+
+def _walk(nodes: tuple, state, params, x, dtype, mixed: bool, n: int):
+    for node in nodes:
+        if isinstance(node, Layer):
+            state = _apply_layer(node, state, params, x, dtype, mixed)
+            continue
+        if state is None:
+            state = _zero(n, dtype, mixed)
+        if isinstance(node, Roll):
+            def body(carry, rows, block=node.block):
+                out = _walk(layer_ops(block.ops, n), carry, rows[0], rows[1], dtype, mixed, n)
+                return out, None
+
+            state, _ = jax.lax.scan(body, state, roll_rows(node, params, x))
+        elif not mixed:
+            raise DensityMatrixOnlyError(
+                f"channel {node.name!r} on wires {node.wires} needs density-matrix simulation "
+                "(mixed=True / qjr.density_matrix) or quantum trajectories (pass key=)")
+        else:
+            kraus = engine.channel_kraus(node, params, x, dtype)
+            dim = 2**n
+            state = apply_kraus(state.reshape((2,) * (2 * n)), kraus,
+                                node.wires).reshape(dim, dim)
+    return state
+
+
+def dense_tensor(circuit: Circuit, params, x, dtype, mixed: bool):
+    """The final ``(2,)*n`` state (or ``(2,)*2n`` density tensor) of ``circuit`` from
+    ``|0...0>`` on the dense path (traceable, not jitted; module docs)."""
+    n = circuit.n_qubits
+    state = _walk(layer_ops(circuit.ops, n), None, params, x, dtype, bool(mixed), n)
+    if state is None:
+        state = _zero(n, dtype, mixed)
+    return state.reshape((2,) * (2 * n if mixed else n))
