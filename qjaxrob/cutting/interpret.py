@@ -24,8 +24,8 @@ faster but run slower, an unrolled part compiles slower (``benchmarks/cutting.md
 
 **Parameter-free fragments** (every op constant, NumPy QPD tables, no sharding, at most
 ``_NUMPY_WORK`` amplitude updates) run entirely in NumPy at trace time, in complex128, with
-the same instructions and indices (:func:`_np_rows`): their values are constants of the traced
-program, so XLA compiles only the contraction (``benchmarks/cutting.md``).
+the same instructions and indices (:func:`_np_rows`): their values are constants of the
+traced program, so XLA compiles only the contraction (``benchmarks/cutting.md``).
 
 **Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
 state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
@@ -55,10 +55,9 @@ import numpy as np
 from qjaxrob.ir.circuit import Circuit
 from qjaxrob.ir.gates import GATES
 from qjaxrob.ir.observables import pauli_masks
-from qjaxrob.kernels import grouped_shape
+from qjaxrob.kernels import grouped_shape, sign_table
 from qjaxrob.lower.tables import (angle_rows, angle_values, block_of, const_matrix, embed,
                                   slot_values)
-from qjaxrob.sim.measure import sign_table
 
 __all__ = ["run_rows"]
 
@@ -67,7 +66,7 @@ _NUMPY_WORK = 1 << 24
 trace time; beyond it the head runs in the compiled scan."""
 
 
-# ---- static instruction lists (NumPy, cached per fragment structure) -----------------------------------
+# ---- static instruction lists (NumPy, cached per fragment structure) ---------------------
 def _perm(block, n):
     """Basis-index permutation bringing ``block``'s wires to the front (and its inverse)."""
     rest = tuple(w for w in range(n) if w not in block)
