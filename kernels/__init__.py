@@ -19,11 +19,13 @@ from qjaxrob.kernels.density import (
     density_diagonal,
     density_pauli_expval,
 )
-from qjaxrob.kernels.pauli import apply_pauli, pauli_expval, z_signs
+from qjaxrob.kernels.pauli import (apply_pauli, parity_signs, pauli_expval, sign_table,
+                                   z_expval)
 from qjaxrob.kernels.structured import apply_diagonal, apply_permutation, monomial
 
 __all__ = [
     "apply_matrix", "apply_diagonal", "apply_permutation", "apply_pauli", "pauli_expval",
     "apply_matrix_density", "apply_diagonal_density", "apply_kraus", "density_diagonal",
-    "density_pauli_expval", "grouped_shape", "monomial", "pallas", "z_signs",
+    "density_pauli_expval", "grouped_shape", "monomial", "pallas", "parity_signs",
+    "sign_table", "z_expval",
 ]

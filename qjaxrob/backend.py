@@ -28,9 +28,9 @@ Fusion policy: on CPU (and TPU) the policy is exactly :mod:`qjaxrob.lower.fusion
 ``DEFAULT_MAX_QUBITS`` and ``KERNEL_COST``. On a GPU it is a cost table read from the data
 file ``gpu_costs.json`` beside this module, one table per kernel set (a GPU pass costs
 about the same for any width up to 3-4 qubits, so it fuses wider). The engine uses it:
-``engine.final_tensor``/``prepare_ops`` fuse with ``fusion.fuse(ops, policy.max_qubits,
-cost=policy.cost)`` for the chosen kernel set unless the caller passes ``fuse_qubits``
-(also the forward pass of ``diff="adjoint"``; its undo walk keeps ``UNDO_MAX_QUBITS``). The
+``engine.statevector_policy`` lowers with ``policy.max_qubits`` and ``policy.cost`` for the
+chosen kernel set unless the caller passes ``fuse_qubits`` (``diff="adjoint"`` walks the
+same blocks forwards and backwards). The
 JSON ships with the package (``[tool.setuptools.package-data]`` in ``pyproject.toml``).
 """
 

@@ -1,41 +1,18 @@
 """The adjoint-method gradient (qjaxrob/sim/adjoint.py) against backprop: every parameterised
-gate type, affine param and inp angles, inside and outside Repeat, both dtypes; and the
-generator table against the gate matrices."""
+gate type, affine param and inp angles, inside and outside Repeat, both dtypes."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.linalg
 
 import qjaxrob as qjr
 from helpers import TOL
-from qjaxrob.sim.adjoint import generator
-from qjaxrob.ir.circuit import Op, as_angle
-from qjaxrob.ir.gates import gate_matrix
 
 PARAM_GATES_1Q = ("rx", "ry", "rz", "phase")
 PARAM_GATES_2Q = ("crx", "cry", "crz", "rxx", "ryy", "rzz")
 CONST_1Q = ("h", "s", "t", "sx", "x", "y", "z", "sdg")
 CONST_2Q = ("cnot", "cz", "swap", "iswap", "cy")
-PAULI = {"I": np.eye(2), "X": np.array([[0, 1], [1, 0]]), "Y": np.array([[0, -1j], [1j, 0]]),
-         "Z": np.diag([1.0, -1.0])}
-
-
-@pytest.mark.parametrize("name", PARAM_GATES_1Q + PARAM_GATES_2Q)
-def test_generator_exponentiates_to_the_gate(name):
-    k = 1 if name in PARAM_GATES_1Q else 2
-    op = Op(name, tuple(range(k)), (as_angle(0.0),))
-    g = np.zeros((2**k, 2**k), complex)
-    for coeff, word in generator(op):
-        letters = dict(word)
-        m = np.eye(1)
-        for w in range(k):
-            m = np.kron(m, PAULI[letters.get(w, "I")])
-        g += coeff * m
-    theta = 0.731
-    expected = np.asarray(gate_matrix(name, (theta,), jnp.complex128))
-    np.testing.assert_allclose(scipy.linalg.expm(-0.5j * theta * g), expected, atol=1e-12)
 
 
 def _angle(rng, n_params, n_inputs):
@@ -120,8 +97,8 @@ def test_random_circuits_with_every_gate_and_repeat(seed, dtype):
 
 @pytest.mark.slow
 def test_commuting_layers_and_shared_parameters():
-    """Layers whose generators commute (evaluated at one point), a parameter shared by
-    gates of different groups, and an observable with several terms."""
+    """Layers of commuting rotations, a parameter shared by gates of different blocks, and
+    an observable with several terms."""
     n = 4
     block = qjr.Circuit(n)
     for q in range(n):
@@ -140,8 +117,8 @@ def test_commuting_layers_and_shared_parameters():
 
 @pytest.mark.slow
 def test_wide_register_windows_and_split_diagonals():
-    """n=10: Pauli words in the head and tail windows, in middle pairs, across pairs,
-    wider than any window (slow path); diagonal undo in both halves and across them."""
+    """n=10: blocks on distant wires (head, tail, middle, across the register), diagonal
+    blocks in both halves and across them."""
     n = 10
     c = qjr.Circuit(n)
     for q in range(n):
@@ -153,3 +130,22 @@ def test_wide_register_windows_and_split_diagonals():
          .cry(6, 7, qjr.param(4)).rx(8, qjr.param(5)).t(5))
     p, x = _inputs(np.random.default_rng(2), c, jnp.complex128)
     _check(c, [qjr.X(3), qjr.Z(6) @ qjr.Y(0)], p, x, jnp.complex128)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
+def test_equal_blocks_in_one_run_and_a_prefix(dtype):
+    """Two equal fused blocks (one shared parameter) in one run of the backward walk, after
+    a product-state prefix: each block's cotangent counts once."""
+    from qjaxrob.lower.fusion import Block
+    from qjaxrob.lower.pipeline import lower
+    from qjaxrob.sim.engine import statevector_policy
+
+    c = qjr.Circuit(3).ry(0, qjr.param(1)).rx(2, qjr.inp(0) * 0.5)
+    for _ in range(2):
+        c = c.rx(0, qjr.param(0)).cnot(0, 1).crz(1, 2, qjr.param(2))
+    low = lower(c.ops, 3, statevector_policy())
+    blocks = [b for b in low.nodes if isinstance(b, Block)]
+    assert low.prefix and len(blocks) != len(set(blocks))  # the case under test
+    rng = np.random.default_rng(9)
+    p, x = _inputs(rng, c, dtype)
+    _check(c, [qjr.Z(0) @ qjr.Y(1) + 0.3 * qjr.X(2)], p, x, dtype)

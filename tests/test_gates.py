@@ -183,3 +183,26 @@ def test_gate_matrix_follows_the_enabled_precision(x64, rng):
                                    atol=1e-14 if x64 else 1e-6)
         assert qjr.gate_matrix("cnot").dtype == m.dtype
         assert qjr.gate_matrix("rz", t, jnp.complex64).dtype == jnp.complex64
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_parity_sign_table_static_traced_and_grouped_agree_with_kron(n, dtype, rng):
+    """The one Z-mask sign table (kernels.pauli): NumPy ``sign_table``, traced
+    ``parity_signs`` and the grouped ``z_expval`` all equal the diagonal of the Kronecker
+    product of Z (on the mask's wires, wire 0 the most significant bit) and I."""
+    from qjaxrob.kernels import parity_signs, sign_table, z_expval
+
+    masks = rng.integers(0, 2**n, size=4)
+    p = rng.uniform(0, 1, 2**n)
+    table = sign_table(masks, n)
+    traced = parity_signs(jnp.arange(2**n)[None, :], jnp.asarray(masks)[:, None], dtype)
+    np.testing.assert_array_equal(np.asarray(traced), table)
+    for mask, row in zip(masks, table):
+        wires = [w for w in range(n) if (int(mask) >> (n - 1 - w)) & 1]
+        diag = np.ones(1)
+        for w in range(n):
+            diag = np.kron(diag, [1, -1] if w in wires else [1, 1])
+        np.testing.assert_array_equal(row, diag)
+        got = z_expval(jnp.asarray(p, dtype).reshape((2,) * n), wires)
+        np.testing.assert_allclose(got, diag @ p, rtol=1e-12 if dtype == jnp.float64 else 1e-5)

@@ -4,6 +4,7 @@ fusion's own, and circuits fused under every GPU policy equal the unfused refere
 every block width the policy may emit."""
 
 import json
+from dataclasses import replace
 from functools import partial
 
 import jax
@@ -18,6 +19,7 @@ from qjaxrob import backend
 from qjaxrob.sim import engine
 from qjaxrob.errors import ParameterError
 from qjaxrob.lower.fusion import DEFAULT_MAX_QUBITS, KERNEL_COST, Block, fuse
+from qjaxrob.lower.pipeline import lower
 
 
 def test_cpu_policy_is_fusions_own():
@@ -111,8 +113,9 @@ def test_cpu_policy_fuses_exactly_like_the_default():
 
 
 def test_engine_takes_the_backend_policy(monkeypatch, gpu_priced):
-    """Without an explicit ``fuse_qubits``, ``engine.prepare_ops``/``final_tensor`` fuse with
-    ``backend.fusion_policy(kernels=...)``: a GPU policy there gives the GPU-priced blocks."""
+    """Without an explicit ``fuse_qubits``, ``engine.statevector_policy``/``final_tensor``
+    fuse with ``backend.fusion_policy(kernels=...)``: a GPU policy there gives the
+    GPU-priced blocks."""
     pol, asked = gpu_priced, []
 
     def policy(backend=None, kernels=None):
@@ -122,9 +125,12 @@ def test_engine_takes_the_backend_policy(monkeypatch, gpu_priced):
     rng = np.random.default_rng(4)
     c = _random_circuit(rng, np.arange(N), n_gates=12)
     monkeypatch.setattr(backend, "fusion_policy", policy)
-    got = engine.prepare_ops(c.ops, N, kernels="xla")
+    def nodes(policy):
+        return lower(c.ops, N, replace(policy, prefix=False, interpret_blocks=0)).nodes
+
+    got = nodes(engine.statevector_policy(kernels="xla"))
     assert got == fuse(c.ops, pol.max_qubits, pol.cost) != fuse(c.ops)
-    assert engine.prepare_ops(c.ops, N, fuse_qubits=2) == fuse(c.ops)  # explicit width wins
+    assert nodes(engine.statevector_policy(fuse_qubits=2)) == fuse(c.ops)  # explicit width wins
     p = rng.uniform(-np.pi, np.pi, c.n_params)
     t = engine.final_tensor(c, p, jnp.zeros(0), jnp.complex128, False, kernels="xla")
     assert asked == ["xla", "xla"]
@@ -142,8 +148,8 @@ def test_fused_equals_unfused_for_every_emitted_width(gpu_priced):
 
     def states(ps):
         op = engine.statevector_op(jnp.complex128, kernels="xla")
-        return [engine.evolve(c, engine.zero_state(N, jnp.complex128), p, jnp.zeros(0), op,
-                              prepare) for c, p in zip(circuits, ps)]
+        return [engine.walk(prepare(c.ops), engine.zero_state(N, jnp.complex128), p,
+                            jnp.zeros(0), op) for c, p in zip(circuits, ps)]
 
     got = jax.jit(states)(params)
     for c, p, s in zip(circuits, params, got):

@@ -105,6 +105,21 @@ def test_runs_become_programs(circuits):
     assert interpret((c.depolarizing(0, 0.1) + c).ops, 3, 1)[1].is_channel
 
 
+def test_a_leading_program_takes_the_product_prefix(circuits):
+    """A circuit whose lowering starts with an interpreter program keeps its leading 1-wire
+    gates (here the ry/rx encoding) in that program: no separate product state to build
+    and, in the adjoint, to pull back; without the interpreter they become the prefix."""
+    from qjaxrob.lower.pipeline import lower
+
+    c = circuits[0]
+    low = lower(c.ops, c.n_qubits, engine.statevector_policy(interpret_blocks=1))
+    assert low.prefix == () and len(low.nodes) == 1 and isinstance(low.nodes[0], Program)
+    assert sorted(map(repr, low.nodes[0].ops)) == sorted(map(repr, c.ops))
+    plain = lower(c.ops, c.n_qubits, engine.statevector_policy(interpret_blocks=0))
+    assert {b.wires for b in plain.prefix} == {(0,), (1,), (2,)}
+    assert not any(isinstance(node, Program) for node in plain.nodes)
+
+
 def test_interpreted_equals_unrolled(rng):
     """Interpreted == op-by-op program: values, d/dparams and d/dx, backprop and adjoint."""
     c = random_circuit(7, n_ops=16)

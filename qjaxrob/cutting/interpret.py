@@ -24,8 +24,8 @@ faster but run slower, an unrolled part compiles slower (``benchmarks/cutting.md
 
 **Parameter-free fragments** (every op constant, NumPy QPD tables, no sharding, at most
 ``_NUMPY_WORK`` amplitude updates) run entirely in NumPy at trace time, in complex128, with
-the same plan and indices (:func:`_np_rows`): their values are constants of the traced
-program, so XLA compiles only the contraction (``benchmarks/cutting.md``).
+the same instructions and indices (:func:`_np_rows`): their values are constants of the
+traced program, so XLA compiles only the contraction (``benchmarks/cutting.md``).
 
 **Branches without concatenation.** All ``B`` branch slots start as copies of the prefix
 state; the ``i``-th measuring site applies its Kraus operator ``K[bit_i(b)]`` to slot ``b``,
@@ -55,10 +55,9 @@ import numpy as np
 from qjaxrob.ir.circuit import Circuit
 from qjaxrob.ir.gates import GATES
 from qjaxrob.ir.observables import pauli_masks
-from qjaxrob.kernels import grouped_shape
-from qjaxrob.lower.tables import (angle_code, block_of, const_matrix, embed, slot_index,
+from qjaxrob.kernels import grouped_shape, sign_table
+from qjaxrob.lower.tables import (angle_rows, angle_values, block_of, const_matrix, embed,
                                   slot_values)
-from qjaxrob.sim.measure import sign_table
 
 __all__ = ["run_rows"]
 
@@ -67,7 +66,7 @@ _NUMPY_WORK = 1 << 24
 trace time; beyond it the head runs in the compiled scan."""
 
 
-# ---- static plan (NumPy, cached per fragment structure) -----------------------------------
+# ---- static instruction lists (NumPy, cached per fragment structure) ---------------------
 def _perm(block, n):
     """Basis-index permutation bringing ``block``'s wires to the front (and its inverse)."""
     rest = tuple(w for w in range(n) if w not in block)
@@ -76,7 +75,7 @@ def _perm(block, n):
 
 
 @lru_cache(maxsize=256)
-def _plan(frag: Circuit, site_pos: tuple, branching: tuple):
+def _instructions(frag: Circuit, site_pos: tuple, branching: tuple):
     """``(k, pre, post, (perms, invs), bits, blocks)``: instructions ``(kind, ref, block_id,
     pos)`` (``kind`` "gate" with ``ref`` the op index, or "site" with ``ref`` the site slot) of the
     shared prefix and of the batched part; per-block permutations; each site's branch bit
@@ -132,27 +131,20 @@ def _gate_table(frag, instrs, k, params, x, dtype):
             groups[(op.name, pos)].append((s, op))
     if not trig and not groups:
         return table.astype(dtype)
-    real = jnp.finfo(dtype).dtype
-    values = slot_values(params, x, real)
+    z = slot_values(params, x, jnp.finfo(dtype).dtype)
     n_p, n_x = params.shape[0], x.shape[0]
     parts, where = [jnp.asarray(table, dtype)], np.arange(len(instrs))
     size = len(instrs)
     if trig:
-        idx = slot_index([angle_code(a) for _, a, _, _ in trig], n_p, n_x)
-        scale = np.array([w * (a.scale if a.source != "const" else 0.0) for _, a, w, _ in trig])
-        offset = np.array([w * a.offset for _, a, w, _ in trig])
-        u = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
+        rows = angle_rows([(a,) for _, a, _, _ in trig], np.array([[w] for _, _, w, _ in trig]))
+        u = angle_values(z, *rows, n_p, n_x)[:, 0]
         a, b, c = (jnp.asarray(np.stack([t[3][i] for t in trig]), dtype) for i in range(3))
         parts.append(a + jnp.cos(u).astype(dtype)[:, None, None] * b
                      + jnp.sin(u).astype(dtype)[:, None, None] * c)
         where[[t[0] for t in trig]] = size + np.arange(len(trig))
         size += len(trig)
     for (name, pos), members in groups.items():
-        idx = slot_index([[angle_code(a) for a in op.angles] for _, op in members], n_p, n_x)
-        scale = np.array([[a.scale if a.source != "const" else 0.0 for a in op.angles]
-                          for _, op in members])
-        offset = np.array([[a.offset for a in op.angles] for _, op in members])
-        theta = jnp.asarray(offset, real) + jnp.asarray(scale, real) * values[idx]
+        theta = angle_values(z, *angle_rows([op.angles for _, op in members]), n_p, n_x)
         fn = GATES[name].matrix_fn
         mats = jax.vmap(lambda t, fn=fn: fn(tuple(t[i] for i in range(t.shape[0])), dtype))(theta)
         parts.append(embed(mats.astype(dtype), pos, k, jnp))
@@ -304,7 +296,7 @@ def run_rows(frag: Circuit, site_pos: tuple, site_ops: tuple, rows, words, param
             (a sharding constraint).
     """
     n = frag.n_qubits
-    k, pre, post, (perms, invs), bits, blocks = _plan(
+    k, pre, post, (perms, invs), bits, blocks = _instructions(
         frag, tuple(site_pos), tuple(bool(b) for _, _, b in site_ops))
     real = jnp.finfo(dtype).dtype
     head = _const_head(frag, pre, k)

@@ -27,7 +27,7 @@ import numpy as np
 from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.kernels import monomial
-from qjaxrob.lower.tables import embed
+from qjaxrob.lower.tables import embed_on
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
@@ -61,12 +61,6 @@ class Block:
     phases: tuple[complex, ...] = ()
 
 
-def _embed_np(m, op_wires, wires):
-    """Dense NumPy ``(2**k, 2**k)`` matrix of ``m`` on ``op_wires`` within block ``wires``
-    (:func:`qjaxrob.lower.tables.embed`)."""
-    return embed(m, tuple(wires.index(w) for w in op_wires), len(wires))
-
-
 def _make_block(wires, ops) -> Block:
     wires = tuple(sorted(wires))
     kinds = {op.kind for op in ops}
@@ -75,7 +69,7 @@ def _make_block(wires, ops) -> Block:
     if "dense" not in kinds and all(op.is_constant for op in ops):
         m = np.eye(2 ** len(wires), dtype=np.complex128)
         for op in ops:
-            m = _embed_np(op.const_matrix(), op.wires, wires) @ m
+            m = embed_on(op.const_matrix(), op.wires, wires) @ m
         mono = monomial(m)
         if mono is not None:
             perm, phases = mono
@@ -182,7 +176,7 @@ def op_matrix(op, params, x, dtype):
 
 MAX_TABLE_ENTRIES = 2**14
 """Largest constant table (monomials x matrix entries) of one chunk of a traced block
-(:class:`_Plan`); a block whose members need more is split into chunks multiplied at
+(:class:`_Recipe`); a block whose members need more is split into chunks multiplied at
 run time."""
 
 
@@ -200,7 +194,7 @@ class _Chunk:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _Recipe:
     """Static recipe of a traced block's operand (built once per block, cached): the
     product of its ``chunks`` (usually one) in application order, and the angles
     ``u_t = scale_t * source_t[index_t] + offset_t`` of its one-angle members
@@ -214,7 +208,7 @@ class _Plan:
 
 
 @lru_cache(maxsize=4096)
-def _plan(block: Block) -> _Plan:
+def _recipe(block: Block) -> _Recipe:
     wires, diagonal = block.wires, block.kind == "diagonal"
     d = 2 ** len(wires)
     entries = d if diagonal else d * d
@@ -225,21 +219,21 @@ def _plan(block: Block) -> _Plan:
     def units(op):  # the embedded unit matrices E_ab (or diagonals) of op's entries
         j = 2 ** len(op.wires)
         if diagonal:
-            return [flat(_embed_np(np.diag(np.eye(j)[a]), op.wires, wires)) for a in range(j)]
-        return [_embed_np(np.eye(j * j)[a].reshape(j, j), op.wires, wires)
+            return [flat(embed_on(np.diag(np.eye(j)[a]), op.wires, wires)) for a in range(j)]
+        return [embed_on(np.eye(j * j)[a].reshape(j, j), op.wires, wires)
                 for a in range(j * j)]
 
     chunks, members, trig = [], [], []
     table = np.ones((1, d)) if diagonal else np.eye(d)[None]
     for op in block.ops:
         if op.is_constant:
-            c = flat(_embed_np(op.const_matrix(), op.wires, wires))
+            c = flat(embed_on(op.const_matrix(), op.wires, wires))
             table = table * c if diagonal else c @ table
             continue
         spec = GATES.get(op.name)
         if spec is not None and spec.trig is not None:
             w, *abc = spec.trig
-            basis = [flat(_embed_np(m, op.wires, wires)) for m in abc]
+            basis = [flat(embed_on(m, op.wires, wires)) for m in abc]
             keep = tuple(i for i, m in enumerate(basis) if np.any(m))
             angle = op.angles[0]
             trig.append((angle.source, angle.index, w * angle.scale, w * angle.offset))
@@ -255,10 +249,10 @@ def _plan(block: Block) -> _Plan:
             table = np.einsum("fij,pjk->pfik", basis, table).reshape(-1, d, d)
         members.append(member)
     chunks.append(_Chunk(tuple(members), table.reshape(len(table), -1)))
-    return _Plan(tuple(chunks), tuple(t[0] for t in trig),
-                 np.array([t[1] for t in trig], np.int64),
-                 np.array([t[2] for t in trig], np.float64),
-                 np.array([t[3] for t in trig], np.float64))
+    return _Recipe(tuple(chunks), tuple(t[0] for t in trig),
+                   np.array([t[1] for t in trig], np.int64),
+                   np.array([t[2] for t in trig], np.float64),
+                   np.array([t[3] for t in trig], np.float64))
 
 
 def _take(v, index):
@@ -274,22 +268,22 @@ def _take(v, index):
                           unique_indices=len(set(index.tolist())) == len(index))
 
 
-def _trig_features(plan: _Plan, params, x, dtype):
+def _trig_features(recipe: _Recipe, params, x, dtype):
     """``(T, 3)`` complex ``[1, cos u_t, sin u_t]`` of the block's one-angle members: one
     gather of the angles per source, one ``cos`` and one ``sin`` for all of them."""
     real = jnp.finfo(dtype).dtype
-    sources = np.array(plan.sources)
+    sources = np.array(recipe.sources)
     parts, order = [], []
     for name, vec in (("param", params), ("inp", x)):
         sel = np.flatnonzero(sources == name)
         if len(sel):
-            parts.append(_take(jnp.asarray(vec, real), plan.index[sel]))
+            parts.append(_take(jnp.asarray(vec, real), recipe.index[sel]))
             order.append(sel)
     raw = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     order = np.concatenate(order)
     if not np.array_equal(order, np.arange(len(order))):
         raw = _take(raw, np.argsort(order))
-    u = raw * jnp.asarray(plan.scale, real) + jnp.asarray(plan.offset, real)
+    u = raw * jnp.asarray(recipe.scale, real) + jnp.asarray(recipe.offset, real)
     return jnp.stack([jnp.ones_like(u), jnp.cos(u), jnp.sin(u)], axis=1).astype(dtype)
 
 
@@ -297,7 +291,7 @@ def block_apply_args(block: Block, params, x, dtype):
     """The run-time operand of a block: ``(2**k,)`` diagonal, ``(2**k, 2**k)`` matrix, or
     the ``(2**k,)`` phases of a permutation block (static NumPy; ``None`` if all ones).
 
-    Traced blocks follow their cached :class:`_Plan`: the block is a multilinear
+    Traced blocks follow their cached :class:`_Recipe`: the block is a multilinear
     polynomial in its members' features (``cos``/``sin`` of one-angle gates, the entries
     of other traced gates) with a constant NumPy table, so a block costs one gather, one
     ``cos``/``sin``, an outer product and one small matrix-vector product whatever its
@@ -305,12 +299,12 @@ def block_apply_args(block: Block, params, x, dtype):
     if block.kind == "permutation":
         phases = np.asarray(block.phases, dtype)
         return None if np.all(phases == 1) else phases
-    plan = _plan(block)
+    recipe = _recipe(block)
     diagonal = block.kind == "diagonal"
     shape = (2 ** len(block.wires),) * (1 if diagonal else 2)
-    cs = _trig_features(plan, params, x, dtype) if plan.sources else None
+    cs = _trig_features(recipe, params, x, dtype) if recipe.sources else None
     m = None
-    for chunk in plan.chunks:
+    for chunk in recipe.chunks:
         mono = None
         for member in chunk.members:
             if member[0] == "trig":

@@ -60,7 +60,8 @@ import numpy as np
 from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.lower.fusion import fuse
-from qjaxrob.lower.tables import angle_code, block_of, const_matrix, embed, slot_index, slot_values
+from qjaxrob.lower.tables import (angle_rows, angle_values, block_of, const_matrix, embed,
+                                  embed_on, slot_values)
 
 __all__ = [
     "INTERPRET_MIN_BLOCKS",
@@ -69,6 +70,7 @@ __all__ = [
     "block_matrices",
     "interpret",
     "run_program",
+    "table_matrices",
 ]
 
 INTERPRET_MIN_BLOCKS = 24
@@ -128,28 +130,14 @@ def interpret(ops: tuple, n_qubits: int, min_blocks: int = INTERPRET_MIN_BLOCKS)
 
 
 # ---- static tables -----------------------------------------------------------------
-_SWAP = np.array([0, 2, 1, 3])  # basis order of a 2-qubit matrix with its wires swapped
-
-
 @dataclass(frozen=True)
 class _Tables:
-    """NumPy tables of a program (see :func:`_tables`)."""
+    """NumPy tables of a block sequence (see :func:`_tables`)."""
 
-    wires: np.ndarray      # (B, 2) int32: the sorted wire pair of each block
-    consts: np.ndarray     # (C, 4, 4) complex128: constant members, [0] the identity
+    wires: np.ndarray      # (B, k) int32: the sorted wires each block is applied on
+    consts: np.ndarray     # (C, 2**k, 2**k) complex128: constant members, [0] the identity
     types: tuple           # ((name, index (m, a), scale (m, a), offset (m, a), flag (m,)), ...)
     members: np.ndarray    # (B, K) int32: member indices into [consts, type 0, type 1, ...]
-
-
-def _pair(block, n: int):
-    """The sorted wire pair a block is applied on (a 1-wire block gets a neighbour,
-    :func:`qjaxrob.lower.tables.block_of`)."""
-    return block_of(block.wires, n, 2)[0]
-
-
-def _embed_np(m, op_wires, pair):
-    """The ``4 x 4`` matrix of the constant ``m`` on ``op_wires`` within ``pair``."""
-    return embed(m, tuple(pair.index(w) for w in op_wires), 2)
 
 
 def _fixed(op) -> bool:
@@ -161,9 +149,11 @@ def _fixed(op) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _tables(program: Program) -> _Tables:
-    n = program.n_qubits
-    consts = [np.eye(4, dtype=np.complex128)]
+def _tables(blocks: tuple, n: int, k: int) -> _Tables:
+    """Tables of ``blocks`` (fused blocks of at most ``k`` wires, ``k`` 1 or 2) applied on
+    ``k``-wire blocks of an ``n``-qubit register (a narrower block gets neighbours,
+    :func:`qjaxrob.lower.tables.block_of`)."""
+    consts = [np.eye(2**k, dtype=np.complex128)]
     seen = {consts[0].tobytes(): 0}
 
     def const_index(m):  # equal constant members share one entry
@@ -176,13 +166,13 @@ def _tables(program: Program) -> _Tables:
     traced: dict[str, list] = {}
     per_block = []  # per block: list of ("c", const index) / ("t", name, instance)
     pairs = []
-    for block in program.blocks:
-        pair = _pair(block, n)
+    for block in blocks:
+        pair = block_of(block.wires, n, k)[0]
         pairs.append(pair)
         members, pending = [], None
         for op in block.ops:
             if _fixed(op):
-                e = _embed_np(const_matrix(op), op.wires, pair)
+                e = embed_on(const_matrix(op), op.wires, pair)
                 pending = e if pending is None else e @ pending
                 continue
             if pending is not None:
@@ -200,64 +190,52 @@ def _tables(program: Program) -> _Tables:
     for name in names:
         start[name] = offset
         offset += len(traced[name])
-    k = max(1, max(len(m) for m in per_block))
-    table = np.zeros((len(per_block), k), np.int32)
+    width = max(1, max(len(m) for m in per_block))
+    table = np.zeros((len(per_block), width), np.int32)
     for b, members in enumerate(per_block):
         for j, m in enumerate(members):
             table[b, j] = m[1] if m[0] == "c" else start[m[1]] + m[2]
     types = []
     for name in names:
         rows = traced[name]
-        index = np.array([[angle_code(a) for a in angles] for angles, _ in rows], np.int64)
-        scale = np.array([[a.scale if a.source != "const" else 0.0 for a in angles]
-                          for angles, _ in rows])
-        off = np.array([[a.offset for a in angles] for angles, _ in rows])
+        index, scale, off = angle_rows([angles for angles, _ in rows])
         flag = np.array([f for _, f in rows], bool)
         types.append((name, index, scale, off, flag))
     return _Tables(np.asarray(pairs, np.int32), np.stack(consts), tuple(types), table)
 
 
 # ---- traced matrices ------------------------------------------------------------------
-def _embed(m, flag, n_wires: int):
-    """Batched ``(m, d, d)`` gate matrices embedded in their ``4 x 4`` pair matrices;
-    ``flag``: 1-qubit gates on the pair's second wire / 2-qubit gates with swapped wires.
-    (The traced twin of :func:`qjaxrob.lower.tables.embed` for ``k = 2``, written with
-    ``einsum`` and a fixed swap so the lowered program stays small.)"""
-    dtype = m.dtype
-    if n_wires == 1:
-        eye = jnp.eye(2, dtype=dtype)
-        first = jnp.einsum("cij,kl->cikjl", m, eye).reshape(-1, 4, 4)
-        second = jnp.einsum("kl,cij->ckilj", eye, m).reshape(-1, 4, 4)
-        if not flag.any():
-            return first
-        if flag.all():
-            return second
-        return jnp.where(jnp.asarray(flag)[:, None, None], second, first)
-    if not flag.any():
-        return m
-    swapped = m[:, _SWAP][:, :, _SWAP]
-    return swapped if flag.all() else jnp.where(jnp.asarray(flag)[:, None, None], swapped, m)
-
-
 _UNROLL_PRODUCT = 8
 """Members per block up to which the block product is an unrolled loop (a scan beyond)."""
 
 
-def block_matrices(program: Program, params, x, dtype):
-    """The ``(B, 4, 4)`` block matrices of ``program`` at ``params``/``x`` (1-D real
-    arrays; traced or not), ``dtype`` complex. Differentiable to any order."""
-    tabs = _tables(program)
-    real = jnp.finfo(dtype).dtype
-    z = slot_values(params, x, real)
-    n_params, n_inputs = jnp.shape(params)[0], jnp.shape(x)[0]
+def _embedded(m, flag, n_wires: int, k: int):
+    """Batched ``(m, d, d)`` gate matrices on ``n_wires`` wires as ``(m, 2**k, 2**k)`` block
+    matrices (:func:`qjaxrob.lower.tables.embed`); ``flag``: 1-qubit gates on the block's
+    second wire / 2-qubit gates with swapped wires. Both placements are always embedded and
+    selected per instance, so the program does not depend on which placements occur
+    (nor, therefore, on the circuit's depth)."""
+    if k == 1:
+        return m
+    first = m if n_wires == k else embed(m, (0,), k, jnp)
+    second = embed(m, (1,) if n_wires == 1 else (1, 0), k, jnp)
+    return jnp.where(jnp.asarray(flag)[:, None, None], second, first)
+
+
+def table_matrices(blocks: tuple, n: int, k: int, params, x, dtype):
+    """The ``(B, 2**k, 2**k)`` matrices of fused ``blocks`` on their ``k``-wire blocks
+    (:func:`_tables`) at ``params``/``x`` (1-D real arrays; traced or not), ``dtype``
+    complex: one vectorised gate-table call per gate type, then the members' products.
+    Differentiable to any order."""
+    tabs = _tables(blocks, n, k)
+    z = slot_values(params, x, jnp.finfo(dtype).dtype)
     parts = [jnp.asarray(tabs.consts, dtype)]
     for name, index, scale, offset, flag in tabs.types:
         spec = GATES[name]
-        values = (z[slot_index(index, n_params, n_inputs)] * jnp.asarray(scale, real)
-                  + jnp.asarray(offset, real))
+        values = angle_values(z, index, scale, offset, jnp.shape(params)[0], jnp.shape(x)[0])
         mats = jax.vmap(lambda v, spec=spec: spec.matrix_fn(
             tuple(v[j] for j in range(spec.n_angles)), dtype))(values)
-        parts.append(_embed(mats.astype(dtype), flag, spec.n_wires))
+        parts.append(_embedded(mats.astype(dtype), flag, spec.n_wires, k))
     every = jnp.concatenate(parts)
     table = tabs.members
     out = every[table[:, 0]]
@@ -268,6 +246,12 @@ def block_matrices(program: Program, params, x, dtype):
     out, _ = jax.lax.scan(lambda acc, col: (every[col] @ acc, None), out,
                           jnp.asarray(table[:, 1:].T))
     return out
+
+
+def block_matrices(program: Program, params, x, dtype):
+    """The ``(B, 4, 4)`` block matrices of ``program`` at ``params``/``x``
+    (:func:`table_matrices` on wire pairs)."""
+    return table_matrices(program.blocks, program.n_qubits, 2, params, x, dtype)
 
 
 # ---- the generic pair kernel ------------------------------------------------------------
@@ -295,7 +279,7 @@ def _relayout(flat, old, new, n: int):
 def _walk_tables(program: Program):
     """``(pairs, previous pairs)`` ``(B, 2)`` int32: each block's wire pair and the pair
     whose layout the state is in before the block (``(-1, -1)``: canonical)."""
-    pairs = _tables(program).wires
+    pairs = _tables(program.blocks, program.n_qubits, 2).wires
     prev = np.concatenate([np.full((1, 2), -1, np.int32), pairs[:-1]])
     return jnp.asarray(pairs), jnp.asarray(prev)
 

@@ -5,8 +5,8 @@ flat tuple of ops; traced op by op, its compile time grows with depth. :func:`ro
 maximal runs of a repeated layer -- ``times`` consecutive copies of a ``period``-op block
 whose ops agree in everything but the *indices* of their ``param``/``inp`` angles (same gate
 names, wires, constant angles, affine scales and offsets, matrices, cut flags) -- and replaces
-each run by a :class:`Roll` node. The walk (:func:`qjaxrob.sim.engine.evolve`, the adjoint's
-backward walk) lowers a ``Roll`` exactly as it lowers ``Circuit.repeat``: one ``lax.scan``
+each run by a :class:`Roll` node. Lowering (:func:`qjaxrob.lower.pipeline.lower`) makes a
+``Roll`` exactly what it makes of ``Circuit.repeat``: a scanned node, one ``lax.scan``
 whose body is the block, here with the per-repetition angle values gathered by static index
 tables (:func:`roll_rows`), so any index pattern is allowed (strided, shuffled, shared).
 The result is the same circuit: values and derivatives of every order are unchanged up to

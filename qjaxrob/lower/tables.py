@@ -25,8 +25,8 @@ import numpy as np
 
 from qjaxrob.ir.gates import GATES
 
-__all__ = ["CONST_CODE", "angle_code", "block_of", "const_matrix", "embed", "slot_index",
-           "slot_values"]
+__all__ = ["CONST_CODE", "angle_code", "angle_rows", "angle_values", "block_of", "const_matrix",
+           "embed", "embed_on", "slot_index", "slot_values"]
 
 CONST_CODE = np.iinfo(np.int32).min
 """The :func:`angle_code` of a constant angle."""
@@ -55,6 +55,30 @@ def slot_values(params, x, real):
     """``z = [params, x, 0]`` as one 1-D ``real`` array (the constant slot last)."""
     return jnp.concatenate([jnp.asarray(params, real).reshape(-1),
                             jnp.asarray(x, real).reshape(-1), jnp.zeros((1,), real)])
+
+
+def angle_rows(rows, weight=1.0):
+    """Static ``(codes, scale, offset)`` NumPy ``(m, a)`` tables of ``m`` rows of ``a``
+    angles each: :func:`angle_code`, ``weight * scale`` (0 for constants) and
+    ``weight * offset`` (``weight``: e.g. a per-row gate frequency, broadcastable)."""
+    codes = np.array([[angle_code(a) for a in row] for row in rows], np.int64)
+    scale = np.array([[a.scale if a.source != "const" else 0.0 for a in row] for row in rows])
+    offset = np.array([[a.offset for a in row] for row in rows])
+    return codes, weight * scale.reshape(codes.shape), weight * offset.reshape(codes.shape)
+
+
+def angle_values(z, codes, scale, offset, n_params: int, n_inputs: int):
+    """The angles ``scale * z[slot] + offset`` of :func:`angle_rows` tables, traced (``z``
+    from :func:`slot_values`), shape of ``codes``."""
+    real = z.dtype
+    return (z[slot_index(codes, n_params, n_inputs)] * jnp.asarray(scale, real)
+            + jnp.asarray(offset, real))
+
+
+def embed_on(m, op_wires, block_wires, xp=np):
+    """:func:`embed` of a gate on ``op_wires`` into the block of the sorted
+    ``block_wires``."""
+    return embed(m, tuple(block_wires.index(w) for w in op_wires), len(block_wires), xp)
 
 
 # ---- blocks --------------------------------------------------------------------------------

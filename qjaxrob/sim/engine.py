@@ -1,14 +1,15 @@
-"""The simulation engine: walks a ``Circuit`` over a state (traceable, not jitted).
+"""The simulation engine: walks a lowered circuit over a state (traceable, not jitted).
 
-One walk (:func:`evolve`) drives every simulation mode; only the per-op update differs:
-:func:`statevector_op` (pure states, gates fused into blocks), :func:`density_op` (density
-tensors, channels as Kraus superoperators) and the trajectory update of
-:mod:`qjaxrob.sim.trajectories`. Scanned nodes (``Circuit.repeat`` blocks and repeated
-layers of a flat circuit, both ``Roll`` nodes of :mod:`qjaxrob.lower.rolling`) become one
-``lax.scan`` over their repetitions' rows, so compile time does not grow with the
-repetition count, and long statevector runs with no repetition become interpreter
-programs (:mod:`qjaxrob.lower.interpreter`: one scan over a block table). Values are read
-off the final tensor by :mod:`qjaxrob.sim.measure`.
+Every mode walks the one lowering of :func:`qjaxrob.lower.pipeline.lower` under its own
+:class:`~qjaxrob.lower.pipeline.Policy` (:func:`statevector_policy`, :func:`density_policy`;
+trajectories in :mod:`qjaxrob.sim.trajectories`), and one walk (:func:`walk`) drives them
+all; only the per-node update differs: :func:`statevector_op` (pure states: fused blocks,
+interpreter programs), :func:`density_op` (density tensors, channels as Kraus
+superoperators) and the trajectory update. Scanned nodes (``Circuit.repeat`` blocks and
+repeated layers of a flat circuit) are one ``lax.scan`` over their repetitions' rows, so
+compile time does not grow with the repetition count, and long statevector runs with no
+repetition are interpreter programs (:mod:`qjaxrob.lower.interpreter`: one scan over a
+block table). Values are read off the final tensor by :mod:`qjaxrob.sim.measure`.
 
 This module sits between lowering (``qjaxrob.lower``) and the readers of its tensors
 (``measure``, ``adjoint``, ``trajectories``, ``qjaxrob.simulate``): they import it; it
@@ -22,35 +23,38 @@ column axes ``n..2n-1``.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from qjaxrob import backend
 from qjaxrob.checks import check_int
 from qjaxrob.errors import DensityMatrixOnlyError
 from qjaxrob.ir import channels
-from qjaxrob.ir.circuit import Circuit, Repeat
+from qjaxrob.ir.circuit import Circuit
 from qjaxrob.kernels import (
     apply_diagonal_density,
     apply_kraus,
     apply_matrix_density,
     apply_permutation,
 )
-from qjaxrob.lower.fusion import Block, block_apply_args, fuse, op_matrix
-from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret, run_program
-from qjaxrob.lower.pipeline import lower
-from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll, roll_rows
+from qjaxrob.lower.fusion import Block, block_apply_args, op_matrix
+from qjaxrob.lower.interpreter import (INTERPRET_MIN_BLOCKS, Program, run_program,
+                                       table_matrices)
+from qjaxrob.lower.pipeline import Lowered, Policy, Scan, lower
+from qjaxrob.lower.rolling import ROLL_MIN_OPS, roll_rows
 
 __all__ = [
     "channel_kraus",
     "density_op",
-    "evolve",
+    "density_policy",
+    "outer_product",
     "final_tensor",
-    "prepare_ops",
+    "prefix_vectors",
     "product_state",
+    "run_lowered",
     "statevector_op",
+    "statevector_policy",
     "walk",
     "zero_state",
 ]
@@ -65,32 +69,19 @@ def zero_state(n: int, dtype, mixed: bool = False):
     return jax.lax.optimization_barrier(state)
 
 
-def evolve(circuit: Circuit, carry, params, x, apply_op, prepare=None):
-    """Applies ``apply_op(carry, op, params, x) -> carry`` over the circuit's ops
-    (:func:`walk`)."""
-    return walk(circuit.ops, carry, params, x, apply_op, prepare)
+def walk(nodes: tuple, carry, params, x, apply_op):
+    """Applies ``apply_op(carry, node, params, x) -> carry`` over lowered ``nodes``
+    (:class:`qjaxrob.lower.pipeline.Lowered`), each :class:`~qjaxrob.lower.pipeline.Scan` as
+    one ``lax.scan`` of its body over the gathered parameter and input rows
+    (:func:`qjaxrob.lower.rolling.roll_rows`)."""
+    for node in nodes:
+        if isinstance(node, Scan):
+            def body(carry, rows, nodes=node.body.nodes):
+                return walk(nodes, carry, rows[0], rows[1], apply_op), None
 
-
-def walk(nodes: tuple, carry, params, x, apply_op, prepare=None):
-    """Applies ``apply_op(carry, op, params, x) -> carry`` over ``nodes``, lowering each
-    ``Roll`` (a repeated layer found by :func:`qjaxrob.lower.rolling.roll`, or a
-    ``Circuit.repeat`` node, :func:`qjaxrob.lower.rolling.repeat_as_roll`) to one
-    ``lax.scan`` over its gathered parameter and input rows
-    (:func:`qjaxrob.lower.rolling.roll_rows`).
-
-    ``prepare`` (optional, static) maps an op tuple to the sequence actually applied, e.g.
-    :func:`prepare_ops`; it is applied to every ``Repeat``/``Roll`` body as well."""
-    ops = nodes if prepare is None else prepare(nodes)
-    for op in ops:
-        if isinstance(op, Repeat):
-            op = repeat_as_roll(op)
-        if isinstance(op, Roll):
-            def body(carry, rows, block=op.block):
-                return walk(block.ops, carry, rows[0], rows[1], apply_op, prepare), None
-
-            carry, _ = jax.lax.scan(body, carry, roll_rows(op, params, x))
+            carry, _ = jax.lax.scan(body, carry, roll_rows(node.roll, params, x))
         else:
-            carry = apply_op(carry, op, params, x)
+            carry = apply_op(carry, node, params, x)
     return carry
 
 
@@ -156,22 +147,24 @@ def density_op(dtype):
     return apply
 
 
-def prepare_ops(ops: tuple, n_qubits: int, fuse_qubits=None, roll_ops=ROLL_MIN_OPS,
-                cost=None, kernels=None, interpret_blocks=0) -> tuple:
-    """The op sequence the walk applies: repeated layers rolled into ``Roll`` nodes
-    (:func:`qjaxrob.lower.rolling.roll`, runs of at least ``roll_ops`` ops; ``0`` disables), then
-    runs of 1-2 wire gates that fuse into at least ``interpret_blocks`` blocks made
-    interpreter :class:`~qjaxrob.lower.interpreter.Program` s (:func:`qjaxrob.lower.interpreter.interpret`;
-    ``0``, the default here, disables: statevector walks only), then the remaining
-    gates fused into blocks of at most ``fuse_qubits`` wires (``0`` disables) priced by
-    ``cost`` (``(key, cost)`` pairs, ``None``: ``fusion.KERNEL_COST``). ``fuse_qubits=None``
-    (default) takes width and costs from :func:`qjaxrob.backend.fusion_policy` for the
-    current backend and ``kernels`` (on CPU exactly fusion's defaults)."""
+def statevector_policy(fuse_qubits=None, roll_ops=ROLL_MIN_OPS, kernels=None,
+                       interpret_blocks=INTERPRET_MIN_BLOCKS) -> Policy:
+    """The lowering policy of a statevector walk: product prefix, rolling (runs of at least
+    ``roll_ops`` ops; ``0`` disables), interpretation (runs of at least
+    ``interpret_blocks`` fused blocks; ``0`` disables) and fusion into blocks of at most
+    ``fuse_qubits`` wires (``0`` disables; ``None``: width and costs from
+    :func:`qjaxrob.backend.fusion_policy` for the current backend and ``kernels``)."""
+    cost = None
     if fuse_qubits is None:
-        policy = backend.fusion_policy(kernels=kernels)
-        fuse_qubits, cost = policy.max_qubits, policy.cost
-    ops = interpret(roll(ops, n_qubits, roll_ops), n_qubits, interpret_blocks)
-    return fuse(ops, max_qubits=fuse_qubits, cost=cost) if fuse_qubits else ops
+        fusion = backend.fusion_policy(kernels=kernels)
+        fuse_qubits, cost = fusion.max_qubits, fusion.cost
+    return Policy(fuse_qubits, cost, roll_ops, interpret_blocks, prefix=True)
+
+
+def density_policy(roll_ops=ROLL_MIN_OPS) -> Policy:
+    """The lowering policy of a density-matrix walk: rolling only (no fusion, no
+    interpreter, no product prefix)."""
+    return Policy(0, None, roll_ops, 0, prefix=False)
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=None,
@@ -195,38 +188,55 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
 
     A statevector starts from the product state of the 1-wire gates that act on their
     wire before any multi-wire gate does (:func:`qjaxrob.lower.pipeline.product_prefix`,
-    e.g. an angle encoding):
-    one 2-vector per wire and a chain of outer products instead of passes over the state."""
+    e.g. an angle encoding): one 2-vector per wire and a chain of outer products instead
+    of passes over the state (unless the program starts with an interpreter program,
+    which takes those gates into its first blocks)."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     n = circuit.n_qubits
     if mixed:
-        prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=0, roll_ops=roll_ops)
-        return evolve(circuit, zero_state(n, dtype, True), params, x, density_op(dtype), prepare)
-    cost = None
-    if fuse_qubits is None:
-        policy = backend.fusion_policy(kernels=kernels)
-        fuse_qubits, cost = policy.max_qubits, policy.cost
-    # the one lowering (qjaxrob.lower.pipeline) the adjoint's backward walk shares:
-    # programs replace top-level runs only; Repeat/Roll bodies keep their scanned blocks
-    low = lower(circuit.ops, n, roll_ops, interpret_blocks)
-    start = (product_state(low.prefix, n, params, x, dtype) if low.prefix
-             else zero_state(n, dtype))
-    prepare = partial(prepare_ops, n_qubits=n, fuse_qubits=fuse_qubits, roll_ops=roll_ops,
-                      cost=cost)
-    return walk(low.nodes, start, params, x, statevector_op(dtype, kernels), prepare)
+        low = lower(circuit.ops, n, density_policy(roll_ops))
+        return walk(low.nodes, zero_state(n, dtype, True), params, x, density_op(dtype))
+    low = lower(circuit.ops, n, statevector_policy(fuse_qubits, roll_ops, kernels,
+                                                   interpret_blocks))
+    return run_lowered(low, params, x, dtype, kernels)
+
+
+def run_lowered(low: Lowered, params, x, dtype, kernels=None):
+    """The final ``(2,)*n`` state of a lowered statevector program: its prefix's product
+    state (:func:`product_state`, or ``|0...0>``) walked through its nodes."""
+    n = low.n_qubits
+    start = product_state(low.prefix, n, params, x, dtype) if low.prefix else zero_state(n, dtype)
+    return walk(low.nodes, start, params, x, statevector_op(dtype, kernels))
+
+
+def prefix_vectors(prefix, n: int, params, x, dtype):
+    """``(n, 2)``: ``B_q |0>`` per wire ``q`` for the 1-wire fused blocks ``prefix`` (in
+    order; :class:`qjaxrob.lower.pipeline.Lowered`), their matrices built by one vectorised
+    table (:func:`qjaxrob.lower.interpreter.table_matrices`)."""
+    mats = table_matrices(prefix, n, 1, params, x, dtype)  # (P, 2, 2)
+    first = {}
+    for b, block in enumerate(prefix):
+        first.setdefault(block.wires[0], b)
+    pick = np.array([first.get(q, len(prefix)) for q in range(n)])
+    zero = jnp.zeros((1, 2), dtype).at[0, 0].set(1)
+    vecs = jnp.concatenate([mats[:, :, 0], zero])[pick]
+    for b, block in enumerate(prefix):  # later blocks on a wire (fusion keeps one per wire)
+        q = block.wires[0]
+        if first[q] != b:
+            vecs = vecs.at[q].set(mats[b] @ vecs[q])
+    return vecs
 
 
 def product_state(prefix, n: int, params, x, dtype):
-    """The ``(2,)*n`` product state ``prod_q (U_q |0>)`` of 1-wire gates ``prefix`` on
-    ``|0...0>`` (:func:`qjaxrob.lower.pipeline.product_prefix`): one 2-vector per wire,
-    then outer products."""
-    vecs = [jnp.zeros(2, dtype).at[0].set(1)] * n
-    for op in prefix:
-        kind, m = op_matrix(op, params, x, dtype)
-        w = op.wires[0]
-        vecs[w] = m * vecs[w] if kind == "diagonal" else m @ vecs[w]
-    vecs = jax.lax.optimization_barrier(jnp.stack(vecs))  # no constant folding (zero_state)
+    """The ``(2,)*n`` product state ``prod_q (B_q |0>)`` of the 1-wire blocks ``prefix``
+    (:func:`prefix_vectors`): one 2-vector per wire, then outer products."""
+    vecs = prefix_vectors(prefix, n, params, x, dtype)
+    return outer_product(jax.lax.optimization_barrier(vecs))  # no constant folding (zero_state)
+
+
+def outer_product(vecs):
+    """The ``(2,)*n`` tensor ``vecs[0] (x) ... (x) vecs[n-1]`` of ``(n, 2)`` vectors."""
     out = vecs[0]
-    for q in range(1, n):
+    for q in range(1, vecs.shape[0]):
         out = (out[:, None] * vecs[q][None, :]).reshape(-1)
-    return out.reshape((2,) * n)
+    return out.reshape((2,) * vecs.shape[0])

@@ -1,10 +1,8 @@
 """Measurement: values read off a final state or density tensor (traceable, not jitted).
 
 Pauli-term expectations (:func:`term_values`, :func:`observable_values`), computational-basis
-probabilities (:func:`probabilities`, :func:`marginal`) and the one parity-sign table every
-reader of Z masks uses (:func:`sign_table` in NumPy for static tables, :func:`parity_signs`
-traced): ``(-1)**popcount(i & z)`` with bit ``n-1-w`` of ``z`` for wire ``w`` (wire 0 the
-most significant bit of the basis index ``i``).
+probabilities (:func:`probabilities`, :func:`marginal`). Z masks are read with the one
+parity-sign table of :mod:`qjaxrob.kernels.pauli` (``sign_table``, ``parity_signs``).
 
 Paths: words of ``I``/``Z`` letters only take one pass for the probabilities and then a
 signed sum per word (:func:`_diagonal_values`); other words on pure states take one kernel
@@ -19,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.ir.observables import PauliSum, pauli_masks, split_word
-from qjaxrob.kernels import density_diagonal, density_pauli_expval, pauli_expval, z_signs
+from qjaxrob.kernels import (density_diagonal, density_pauli_expval, parity_signs, pauli_expval,
+                             sign_table, z_expval)
 
 __all__ = [
     "BATCHED_TERMS",
@@ -28,26 +27,9 @@ __all__ = [
     "marginal",
     "observable_value",
     "observable_values",
-    "parity_signs",
     "probabilities",
-    "sign_table",
     "term_values",
 ]
-
-
-def sign_table(z_masks, n: int) -> np.ndarray:
-    """``(W, 2**n)`` int8 NumPy table ``(-1)**popcount(i & z_k)`` of the Z masks ``z_masks``
-    (bit ``n-1-w`` = wire w), built at trace time."""
-    basis = np.arange(2**n)
-    z = np.asarray(z_masks, np.int64).reshape(-1)
-    parity = np.bitwise_count(basis[None, :] & z[:, None]) & 1
-    return (1 - 2 * parity).astype(np.int8)
-
-
-def parity_signs(idx, z, dtype):
-    """Traced ``(-1)**popcount(idx & z)`` in ``dtype`` (``idx``, ``z`` integer arrays that
-    broadcast): the sign table of :func:`sign_table` for masks known only at run time."""
-    return (1 - 2 * (jax.lax.population_count(idx & z) & 1)).astype(dtype)
 
 
 def marginal(p, wires, n):
@@ -126,8 +108,7 @@ def _diagonal_values(t, words, mixed: bool):
         return jnp.asarray(sign_table(zs, n), p.dtype) @ p
     if len(words) <= BATCHED_TERMS:
         p = p.reshape((2,) * n)
-        return jnp.stack([jnp.sum(p * z_signs([w for w, _ in word], n, p.dtype))
-                          for word in words])
+        return jnp.stack([z_expval(p, [w for w, _ in word]) for word in words])
     idx = jnp.arange(2**n, dtype=jnp.int32)
 
     def one(z):

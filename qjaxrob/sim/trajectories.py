@@ -8,8 +8,10 @@ error ``std / sqrt(T)``. Memory is ``2**n`` amplitudes per trajectory instead of
 
 The branch probabilities come from the reduced density matrix of the channel's wires,
 ``p_i = Re Tr(K_i^dagger K_i rho_w)`` (one pass over the state, no copy per Kraus operator),
-then one kernel call applies the chosen ``K_i``. The carry of ``engine.evolve`` is the
-pair ``(state, key)``: each channel splits the key, so ``Repeat`` blocks stay ``lax.scan`` s.
+then one kernel call applies the chosen ``K_i``. The walk (:func:`qjaxrob.sim.engine.walk`
+over :func:`qjaxrob.lower.pipeline.lower` with :data:`POLICY`: gates one by one, no
+rolling, interpretation or prefix) carries the pair ``(state, key)``: each channel splits
+the key, so ``Repeat`` blocks stay ``lax.scan`` s.
 
 Gradients flow along the sampled branch (the discrete choice itself is not differentiated).
 For mixed-unitary channels whose branch probabilities do not depend on the state
@@ -26,15 +28,19 @@ import jax
 import jax.numpy as jnp
 
 from qjaxrob.checks import check_key, check_memory, check_positive_int
-from qjaxrob.sim.engine import channel_kraus, evolve, statevector_op, zero_state
+from qjaxrob.lower.pipeline import Policy, lower
+from qjaxrob.sim.engine import channel_kraus, statevector_op, walk, zero_state
 from qjaxrob.sim.measure import observable_values
 from qjaxrob.errors import ParameterError
 from qjaxrob.kernels import apply_matrix
 
 __all__ = [
     "trajectory_tensor", "trajectory_state", "trajectory_expval", "checked_expval",
-    "BATCH_AMPLITUDES",
+    "BATCH_AMPLITUDES", "POLICY",
 ]
+
+POLICY = Policy(fuse_qubits=0, roll_ops=0, interpret_blocks=0, prefix=False)
+"""The trajectory walk's lowering: the circuit's own ops, ``Repeat`` nodes scanned."""
 
 BATCH_AMPLITUDES = 2**24
 """Trajectories run ``max(1, BATCH_AMPLITUDES // 2**n)`` at a time under ``vmap`` (a
@@ -83,7 +89,8 @@ def _trajectory_op(dtype):
 def trajectory_tensor(circuit, params, x, key, dtype):
     """One trajectory's final ``(2,)*n`` state (traceable, not jitted)."""
     carry = (zero_state(circuit.n_qubits, dtype), key)
-    state, _ = evolve(circuit, carry, params, x, _trajectory_op(dtype))
+    low = lower(circuit.ops, circuit.n_qubits, POLICY)
+    state, _ = walk(low.nodes, carry, params, x, _trajectory_op(dtype))
     return state
 
 
