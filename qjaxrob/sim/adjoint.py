@@ -78,7 +78,7 @@ from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll_rows
 from qjaxrob.sim.engine import final_tensor
 from qjaxrob.sim.measure import observable_values, sign_table
 
-__all__ = ["UNDO_MAX_QUBITS", "adjoint_expval", "generator"]
+__all__ = ["UNDO_MAX_QUBITS", "adjoint_expval", "generator", "undo_walk"]
 
 UNDO_MAX_QUBITS = 4
 """Largest fused block when undoing gates. The undo walk is not differentiated, so wider
@@ -468,6 +468,19 @@ def _backward(circuit, carry, params, x, dtype, max_qubits, min_blocks):
     if low.prefix:
         carry, grad_p = _backward_run(low.prefix, carry, grad_p, params, x, dtype, max_qubits)
     return carry, grad_p
+
+
+def undo_walk(circuit, psi, lam, params, x, dtype, interpret_blocks=INTERPRET_MIN_BLOCKS):
+    """The adjoint method's backward walk over ``circuit`` from any state: ``psi`` (the
+    state after the circuit) and ``lam`` (its cotangent state) are walked back through the
+    circuit's forward program (:func:`qjaxrob.lower.pipeline.lower` with
+    ``interpret_blocks``). Returns ``(psi_before, lam_before, grad_params, grad_x)``, the
+    gradients being sums over the amplitudes of the tensors given (so partial sums over
+    shards of a state add up)."""
+    carry = (psi, lam, jnp.zeros_like(x))
+    (psi, lam, grad_x), grad_p = _backward(circuit, carry, params, x, dtype, UNDO_MAX_QUBITS,
+                                           interpret_blocks)
+    return psi, lam, grad_p, grad_x
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4, 5, 6))
