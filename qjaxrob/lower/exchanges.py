@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qjaxrob.errors import DensityMatrixOnlyError, ParameterError, WireError
-from qjaxrob.ir.circuit import Circuit, Op, Repeat
+from qjaxrob.ir.circuit import Circuit, Repeat
 
 __all__ = ["ExchangePlan", "Swap", "global_wire_count", "plan"]
 

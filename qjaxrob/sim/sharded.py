@@ -122,10 +122,14 @@ def _prepare(c, mesh, params, x, dtype, what):
 
 
 def _refuse(what, **options):
+    """``ParameterError`` for the first option given (not ``None``/``False``), naming it and
+    its value (arrays such as keys by their type)."""
     for name, value in options.items():
-        if value:
+        if value is not None and value is not False:
+            shown = (repr(value) if isinstance(value, (bool, int, float, str, np.integer))
+                     else f"<{type(value).__name__}>")
             raise ParameterError(
-                f"{what} with mesh= simulates a pure state vector; {name}={value!r} is not "
+                f"{what} with mesh= simulates a pure state vector; {name}={shown} is not "
                 "supported with a mesh (drop mesh= for it)")
 
 
@@ -183,7 +187,7 @@ def _split(word, pl: ExchangePlan):
     """A Pauli word's letters on global slots ``{slot: letter}`` and on local axes
     ``(letters, axes)`` under the final layout."""
     k = pl.global_wires
-    glob = {pl.layout[w] : l for w, l in word if pl.layout[w] < k}
+    glob = {pl.layout[w]: l for w, l in word if pl.layout[w] < k}
     loc = [(pl.layout[w] - k, l) for w, l in word if pl.layout[w] >= k]
     return glob, ("".join(l for _, l in loc), tuple(a for a, _ in loc))
 
@@ -357,7 +361,8 @@ _adjoint_jit = jax.jit(_adjoint, static_argnums=(0, 1, 2, 5, 6))
 # ---- entry points (called by qjaxrob.simulate when mesh= is given) -------------------
 def statevector(c, params, x, *, mesh, key=None, dtype=jnp.complex64):
     """:func:`qjaxrob.statevector` over ``mesh`` (module docs)."""
-    _refuse("statevector", key=key if isinstance(c, Circuit) and c.has_channels else None)
+    if isinstance(c, Circuit) and c.has_channels:
+        _refuse("statevector of a noisy circuit", key=key)
     pl, dt, params, x = _prepare(c, mesh, params, x, dtype, "statevector")
     return _statevector(pl, mesh, params, x, dt, backend.kernel_choice())
 
