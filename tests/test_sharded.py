@@ -233,6 +233,8 @@ def test_mesh_device_count_not_power_of_two():
         qjr.statevector(c, mesh=_mesh(6))
     with pytest.raises(ParameterError, match="got 3"):
         qjr.sharding_plan(c, 3)
+    with pytest.raises(ParameterError, match="positive int, got 0"):
+        qjr.sharding_plan(c, 0)
 
 
 def test_mesh_with_two_axes():
