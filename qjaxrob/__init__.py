@@ -18,7 +18,7 @@ from qjaxrob.ir.expressions import (
 )
 from qjaxrob.ir.gates import GATES, gate_matrix
 from qjaxrob.ir.observables import I, PauliSum, X, Y, Z, pauli
-from qjaxrob.simulate import density_matrix, expval, probs, sample, statevector
+from qjaxrob.simulate import density_matrix, expval, probs, sample, sharding_plan, statevector
 
 from qjaxrob import cutting  # noqa: E402  (builds on the core above)
 # the IR modules keep their flat names (qjr.circuit.Op, qjr.gates.GATES, qjr.noise.layer)
@@ -46,5 +46,5 @@ __all__ = [
     "Angle", "Circuit", "Expr", "GATES", "arccos", "arcsin", "arctan", "cos", "cosh", "exp",
     "expressions", "log", "sin", "sinh", "sqrt", "tan", "tanh", "cutting", "I", "PauliSum", "X", "Y", "Z",
     "checks", "density_matrix", "errors", "expval", "gate_matrix", "inp", "param", "pauli",
-    "noise", "probs", "qml", "sample", "statevector",
+    "noise", "probs", "qml", "sample", "sharding_plan", "statevector",
 ]

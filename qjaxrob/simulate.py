@@ -32,6 +32,7 @@ from qjaxrob.checks import (
 from qjaxrob.errors import ParameterError, QjrTypeError, ResourceError
 from qjaxrob.ir.circuit import Circuit
 from qjaxrob.lower.angles import affine_angles
+from qjaxrob.sim import sharded
 from qjaxrob.sim.adjoint import adjoint_expval
 from qjaxrob.sim.dense import final_tensor  # engine or dense path (QJAXROB_DENSE)
 from qjaxrob.sim.measure import marginal, observable_values, probabilities
@@ -40,7 +41,14 @@ from qjaxrob.sim.param_shift import expand_circuit
 from qjaxrob.sim.sampling import sample_bits, shot_values
 from qjaxrob.sim.trajectories import checked_expval, trajectory_state
 
-__all__ = ["statevector", "density_matrix", "probs", "sample", "expval"]
+__all__ = ["statevector", "density_matrix", "probs", "sample", "expval", "sharding_plan"]
+
+sharding_plan = sharded.sharding_plan
+
+
+def _sharded(mesh) -> bool:
+    """Whether ``mesh`` asks for the sharded path (checked: a one-axis mesh)."""
+    return mesh is not None and sharded.mesh_devices(mesh) > 1
 
 
 def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
@@ -88,14 +96,24 @@ def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, ker
 
 
 # ---- public API ------------------------------------------------------------------------
-def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex64):
+def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex64, mesh=None):
     """The final state vector of ``c`` from ``|0...0>``, shape ``(2**n,)``.
 
     Basis index ``i = sum_k b_k 2**(n-1-k)`` (wire 0 is the most significant bit).
     If the circuit contains noise channels, ``key`` (a ``jax.random`` key) selects one
     quantum trajectory (``qjaxrob.sim.trajectories``); without a key that raises
     ``DensityMatrixOnlyError``. ``key`` is ignored for noiseless circuits.
+
+    ``mesh``: ``None`` (default: one device), or a one-axis ``jax.sharding.Mesh`` of
+    ``2**k`` devices sharing one state vector: the top ``k`` wires are global (the device
+    index), each device holds ``2**(n-k)`` amplitudes, and a gate on a global wire first
+    swaps it with a local wire (one all-to-all; :func:`sharding_plan` counts them; details
+    in ``qjaxrob.sim.sharded``). Needs ``k <= n - w`` for the circuit's widest gate on ``w``
+    wires; pure states only (noise, ``mixed``, ``shots``, ``trajectories`` raise). A
+    one-device mesh runs the unsharded path. The result is in logical order.
     """
+    if _sharded(mesh):
+        return sharded.statevector(c, params, x, mesh=mesh, key=key, dtype=dtype)
     c, dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
         return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
@@ -109,9 +127,13 @@ def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     return _tensor(c, params, x, dt, True, kernel_choice()).reshape(dim, dim)
 
 
-def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64):
+def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64,
+          mesh=None):
     """Probabilities of the computational-basis outcomes on ``wires`` (default all),
-    shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit."""
+    shape ``(2**len(wires),)``, ``wires[0]`` the most significant bit. ``mesh``: one state
+    over several devices as in :func:`statevector`."""
+    if _sharded(mesh):
+        return sharded.probs(c, params, x, mesh=mesh, wires=wires, mixed=mixed, dtype=dtype)
     c, dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
     wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
     return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
@@ -120,10 +142,14 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
 _sample_bits = jax.jit(sample_bits, static_argnames=("shots", "n"))
 
 
-def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64):
+def sample(key, c: Circuit, shots: int, params=None, x=None, *, mixed=False, dtype=jnp.complex64,
+           mesh=None):
     """``shots`` computational-basis measurements of all wires, shape ``(shots, n)`` int8,
     column k = wire k. ``shots`` is at most :func:`qjaxrob.checks.max_shots`, and a draw
-    that cannot fit in memory raises ``ResourceError`` before anything is allocated."""
+    that cannot fit in memory raises ``ResourceError`` before anything is allocated.
+    ``mesh``: one state over several devices as in :func:`statevector`."""
+    if _sharded(mesh):
+        return sharded.sample(key, c, shots, params, x, mesh=mesh, mixed=mixed, dtype=dtype)
     key = check_key(key, "sample")
     shots = check_shots(shots)
     if isinstance(c, Circuit) and c.n_qubits >= 31 and not jax.config.read("jax_enable_x64"):
@@ -149,6 +175,7 @@ def expval(
     trajectories=None,
     dtype=jnp.complex64,
     diff="backprop",
+    mesh=None,
 ):
     """Expectation value ``<O>`` of a ``PauliSum`` (scalar) or of a list of them (vector).
 
@@ -168,7 +195,11 @@ def expval(
             ``key``. Exclusive with ``mixed``, ``shots`` and ``diff="adjoint"``.
         dtype: complex64 (default) or complex128.
         diff: ``"backprop"`` (default; gradients of any order) or ``"adjoint"``.
+        mesh: one state over several devices as in :func:`statevector`; both ``diff`` modes.
     """
+    if _sharded(mesh):
+        return sharded.expval(c, obs, params, x, mesh=mesh, mixed=mixed, shots=shots, key=key,
+                              trajectories=trajectories, dtype=dtype, diff=diff)
     if not isinstance(c, Circuit):
         raise QjrTypeError(f"expected a qjr.Circuit, got {type(c).__name__}")
     observables, single = check_observables(obs, c.n_qubits)

@@ -37,6 +37,7 @@ simulation only: density-matrix (mixed) circuits and noise channels are rejected
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache, partial
 
 import jax
@@ -61,7 +62,7 @@ from qjaxrob.lower.rolling import roll_rows
 from qjaxrob.sim.engine import outer_product, prefix_vectors, run_lowered, statevector_policy
 from qjaxrob.sim.measure import observable_values
 
-__all__ = ["adjoint_expval"]
+__all__ = ["adjoint_expval", "undo_walk"]
 
 
 # ---- one block, on the stacked pair (psi, lam) -------------------------------------------
@@ -197,6 +198,19 @@ def _lowered(circuit, kernels, min_blocks) -> Lowered:
     """The program both directions walk: the forward pass's lowering."""
     policy = statevector_policy(kernels=kernels, interpret_blocks=min_blocks)
     return lower(circuit.ops, circuit.n_qubits, policy)
+
+
+def undo_walk(circuit, psi, lam, params, x, dtype, interpret_blocks=INTERPRET_MIN_BLOCKS):
+    """The adjoint method's backward walk over ``circuit`` from any state: ``psi`` (the
+    state after the circuit, shape ``(2,) * n``) and ``lam`` (its cotangent state) are
+    walked back through the circuit's statevector lowering without a product prefix (the
+    state before need not be ``|0...0>``). Returns ``(psi_before, lam_before, grad_params,
+    grad_x)``, the gradients being sums over the amplitudes of the tensors given (so partial
+    sums over shards of a state add up)."""
+    policy = replace(statevector_policy(interpret_blocks=interpret_blocks), prefix=False)
+    low = lower(circuit.ops, circuit.n_qubits, policy)
+    pair, grad_p, grad_x = _nodes_backward(low.nodes, jnp.stack([psi, lam]), params, x, dtype)
+    return pair[0], pair[1], grad_p, grad_x
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 4, 5, 6))
