@@ -34,7 +34,7 @@ from qjaxrob.ir.circuit import Circuit
 from qjaxrob.lower.angles import affine_angles
 from qjaxrob.sim import sharded
 from qjaxrob.sim.adjoint import adjoint_expval
-from qjaxrob.sim.dense import final_tensor  # engine or dense path (QJAXROB_DENSE)
+from qjaxrob.sim.dense import dense_choice, final_tensor
 from qjaxrob.sim.measure import marginal, observable_values, probabilities
 from qjaxrob.sim.param_shift import estimate as shot_estimate
 from qjaxrob.sim.param_shift import expand_circuit
@@ -67,31 +67,34 @@ def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
 
 
 # ---- compiled entry points ---------------------------------------------------------
-# ``kernels`` (``"xla"``/``"pallas"``, resolved by the public functions from
-# ``$QJAXROB_KERNELS`` at call time) is static, so switching the variable mid-process
-# re-traces instead of silently reusing the kernels of the first trace.
-@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "kernels"))
-def _tensor(circuit, params, x, dtype, mixed, kernels):
-    return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
+# ``kernels`` (``"xla"``/``"pallas"``, from ``$QJAXROB_KERNELS``) and ``dense`` (the engine
+# or the dense small-state path, from ``$QJAXROB_DENSE``: :mod:`qjaxrob.sim.dense`) are
+# resolved by the public functions at call time and static, so switching a variable
+# mid-process re-traces instead of silently reusing the choice of the first trace.
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "kernels", "dense"))
+def _tensor(circuit, params, x, dtype, mixed, kernels, dense):
+    return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels, dense=dense)
 
 
-@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires", "kernels"))
-def _probs(circuit, params, x, dtype, mixed, wires, kernels):
-    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
+@partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "wires", "kernels", "dense"))
+def _probs(circuit, params, x, dtype, mixed, wires, kernels, dense):
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels, dense=dense)
     p = probabilities(t, mixed).reshape((2,) * circuit.n_qubits)
     return marginal(p, wires, circuit.n_qubits)
 
 
-@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
-def _expval(circuit, observables, params, x, dtype, mixed, kernels):
-    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
+@partial(jax.jit,
+         static_argnames=("circuit", "observables", "dtype", "mixed", "kernels", "dense"))
+def _expval(circuit, observables, params, x, dtype, mixed, kernels, dense):
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels, dense=dense)
     return observable_values(t, observables, mixed)
 
 
-@partial(jax.jit, static_argnames=("circuit", "observables", "dtype", "mixed", "kernels"))
-def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, kernels):
+@partial(jax.jit,
+         static_argnames=("circuit", "observables", "dtype", "mixed", "kernels", "dense"))
+def _expval_shots(circuit, observables, params, x, key, dtype, mixed, shots, kernels, dense):
     """Finite-shot estimate (:func:`qjaxrob.sim.sampling.shot_values`)."""
-    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels)
+    t = final_tensor(circuit, params, x, dtype, mixed, kernels=kernels, dense=dense)
     return shot_values(t, observables, mixed, key, shots)
 
 
@@ -117,14 +120,14 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
     c, dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
         return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
-    return _tensor(c, params, x, dt, False, kernel_choice()).reshape(-1)
+    return _tensor(c, params, x, dt, False, kernel_choice(), dense_choice()).reshape(-1)
 
 
 def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
     c, dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
     dim = 2**c.n_qubits
-    return _tensor(c, params, x, dt, True, kernel_choice()).reshape(dim, dim)
+    return _tensor(c, params, x, dt, True, kernel_choice(), dense_choice()).reshape(dim, dim)
 
 
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64,
@@ -136,7 +139,7 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
         return sharded.probs(c, params, x, mesh=mesh, wires=wires, mixed=mixed, dtype=dtype)
     c, dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
     wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
-    return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice())
+    return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice(), dense_choice())
 
 
 _sample_bits = jax.jit(sample_bits, static_argnames=("shots", "n"))
@@ -214,9 +217,10 @@ def expval(
         out = shot_estimate(_expval_shots, c, expand_circuit, params, x,
                             check_key(key, "expval with shots"), jnp.asarray(shots),
                             observables=observables, dtype=dt, mixed=bool(mixed),
-                            kernels=kernel_choice())
+                            kernels=kernel_choice(), dense=dense_choice())
     elif diff == "adjoint":
         out = adjoint_expval(c, observables, params, x, dt, bool(mixed), kernel_choice())
     else:
-        out = _expval(c, observables, params, x, dt, bool(mixed), kernel_choice())
+        out = _expval(c, observables, params, x, dt, bool(mixed), kernel_choice(),
+                      dense_choice())
     return out[0] if single else out

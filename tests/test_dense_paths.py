@@ -142,3 +142,24 @@ def test_public_api_bad_environment_value_raises(monkeypatch):
     with pytest.raises(ParameterError, match="QJAXROB_DENSE.*'dense'"):
         qjr.expval(c, qjr.Z(0), p, x)
     jax.clear_caches()
+
+
+def test_switching_the_variable_mid_process_retraces(monkeypatch):
+    """The choice is static in the compiled entry points: after a call on the engine,
+    ``QJAXROB_DENSE=1`` takes the dense path on the next call (no ``clear_caches``), both
+    equal the reference, and a bad value set after a trace still raises."""
+    c = hea(3, 2)
+    obs = _obs(3)
+    p, x = _inputs(c, 37)
+    want = expval_ref(c, obs, p, x)
+    traced = []
+    real = dense.dense_tensor
+    monkeypatch.setattr(dense, "dense_tensor", lambda *a: traced.append(1) or real(*a))
+    for value, dense_calls in (("0", 0), ("1", 1)):
+        monkeypatch.setenv(dense.ENV, value)
+        got = qjr.expval(c, obs, p, x, dtype=jnp.complex128)
+        np.testing.assert_allclose(got, want, atol=TOL[jnp.complex128])
+        assert len(traced) == dense_calls
+    monkeypatch.setenv(dense.ENV, "yes")
+    with pytest.raises(ParameterError, match="QJAXROB_DENSE.*'yes'"):
+        qjr.expval(c, obs, p, x, dtype=jnp.complex128)
