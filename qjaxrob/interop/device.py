@@ -28,6 +28,15 @@ parameters through JAX, ``jax.vjp`` serving as autograd's derivative (any order;
 ``qjaxrob.interop.autograd_bridge``). Torch and TensorFlow are not declared, so PennyLane
 uses its gradient transforms for them, as for tapes with shots (parameter shift).
 
+Compiles: qjaxrob's jitted simulation is cached per circuit structure, so tapes that
+differ only in parameter values (gate angles, observable coefficients, the matrices of
+1- and 2-wire ``QubitUnitary`` gates, which are decomposed into rotations) reuse one
+executable; with concrete (untraced) inputs PennyLane's measurements run in NumPy on the
+final state, so they add no compiles per shape. Still compiled per value: operations
+converted through a constant matrix (``QubitUnitary`` on 3+ wires,
+``DoubleExcitationPlus``...) and state preparations whose values choose the gates
+(``BasisState``).
+
 Samples are drawn from the state renormalised in float64 (a complex64 state of a deep
 circuit can miss norm 1 by more than PennyLane's sampler allows). Under ``jax.jit``
 without backprop PennyLane runs the device inside a host callback; the device then
@@ -51,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import GradientError, ParameterError
+from qjaxrob.errors import GradientError, MatrixError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
 from qjaxrob.interop.pennylane import convert_tape, supported_operation, vmappable
@@ -84,11 +93,32 @@ def _sample_ok(mp) -> bool:
     return isinstance(mp, SampleMeasurement)
 
 
-def _to_numpy_unless(keep_jax: bool, out):
-    """Results as NumPy arrays for non-JAX callers (JAX inputs and tracers stay JAX)."""
-    if keep_jax:
-        return out
-    return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v), out)
+def _output(out, jax_in: bool, to_jax: bool):
+    """Results as NumPy arrays for non-JAX callers (tracers, e.g. samples drawn with a
+    traced ``jax.random`` key, stay as they are); for a tape holding JAX arrays, as they
+    are, or (``to_jax``: computed in NumPy) as JAX arrays."""
+    if not jax_in:
+        return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v),
+                            out)
+    return jax.tree.map(jnp.asarray, out) if to_jax else out
+
+
+def _stops(op) -> bool:
+    """The device's stopping condition for PennyLane's ``decompose``: as
+    ``supported_operation``, except that a 1- or 2-wire ``QubitUnitary`` is decomposed
+    (ZYZ rotations, or PennyLane's two-qubit decomposition into rotations and CNOTs, both
+    exact to float64 rounding), so its matrix enters the compiled program as gate angles
+    rather than as a constant: tapes that differ only in such a matrix reuse one executable
+    (per CNOT count, 0 to 3, for two wires). A matrix that is not unitary (or is traced or
+    broadcast) is not decomposed: the conversion refuses it, or PennyLane decomposes it,
+    as before."""
+    if op.name == "QubitUnitary" and len(op.wires) <= 2 and supported_operation(op):
+        try:
+            qjr.checks.check_unitary(op.data[0], len(op.wires))
+        except MatrixError:
+            return True
+        return False
+    return supported_operation(op)
 
 
 @qml.transform
@@ -173,7 +203,7 @@ class QjaxrobQubit(Device):
     def preprocess_transforms(self, execution_config=None):
         config = execution_config or ExecutionConfig()
         program = qml.CompilePipeline()
-        program.add_transform(decompose, stopping_condition=supported_operation,
+        program.add_transform(decompose, stopping_condition=_stops,
                               skip_initial_state_prep=False, name=self.name)
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, analytic_measurements=_analytic_ok,
@@ -234,31 +264,37 @@ class QjaxrobQubit(Device):
     def _run_plain(self, tape):
         dtype = self._dtype_now()
         tape, circuit, params, n_wires = self._convert(tape)
-        traced = any(isinstance(v, jax.Array) for op in tape.operations for v in op.data)
-        traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
-                               if m.obs is not None for v in m.obs.data)
+        data = [v for op in tape.operations for v in op.data]
+        data += [v for m in tape.measurements if m.obs is not None for v in m.obs.data]
+        jax_in = any(isinstance(v, jax.Array) for v in data)
+        concrete = not isinstance(params, jax.core.Tracer) and not any(
+            isinstance(v, jax.core.Tracer) for v in data)
         mps = tape.measurements
         batched = params.ndim == 2      # a broadcast tape: one vmap over the batch
         if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs is not None
                                   and m.obs.pauli_rep is not None for m in mps):
             if batched:
                 out = list(jax.vmap(
-                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype)))(params))
+                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype, False)))(params))
             else:
-                out = self._pauli_expvals(circuit, params, mps, dtype)
+                out = self._pauli_expvals(circuit, params, mps, dtype, concrete)
         elif batched:
             states = jax.vmap(lambda p: qjr.statevector(circuit, p, dtype=dtype))(params)
             states = states.reshape((-1,) + (2,) * n_wires)
             out = [measure(m, states, is_state_batched=True) for m in mps]
         else:
             state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * n_wires)
-            if not tape.shots:
-                out = [measure(m, state) for m in mps]
-            else:
-                return _to_numpy_unless(traced, self._sampled(tape, state))
-        return _to_numpy_unless(traced, out[0] if len(out) == 1 else tuple(out))
+            if tape.shots:
+                return _output(self._sampled(tape, state), jax_in, False)
+            if concrete:        # PennyLane's measurements in NumPy: no per-shape compiles
+                state = np.asarray(state)
+            out = [measure(m, state) for m in mps]
+        return _output(out[0] if len(out) == 1 else tuple(out), jax_in, concrete)
 
-    def _pauli_expvals(self, circuit, params, mps, dtype):
+    def _pauli_expvals(self, circuit, params, mps, dtype, concrete):
+        """The expectation values of ``mps`` (Pauli sums): one ``qjr.expval`` over their
+        distinct Pauli words, summed with their coefficients in NumPy when ``concrete``
+        (no tracers), else in JAX (coefficients may be traced and are differentiated)."""
         words, terms = {}, []
         for m in mps:
             entry = []
@@ -277,17 +313,21 @@ class QjaxrobQubit(Device):
                     obs = obs @ _PAULI[letter](wire)
                 observables.append(obs)
             values = qjr.expval(circuit, observables, params, dtype=dtype, diff=self._diff)
+            if concrete:
+                values = np.asarray(values, np.float64)
         out = []
         for entry in terms:
-            total = jnp.zeros((), real)
+            total = 0.0 if concrete else jnp.zeros((), real)
             for position, coeff in entry:
                 term = 1.0 if position < 0 else values[position]
-                if isinstance(coeff, jax.Array):       # trainable (possibly traced) coefficient
+                if concrete:
+                    coeff = float(np.real(np.asarray(coeff)))
+                elif isinstance(coeff, jax.Array):   # trainable (possibly traced) coefficient
                     coeff = jnp.real(coeff).astype(real)
                 else:
                     coeff = float(np.real(coeff))
                 total = total + coeff * term
-            out.append(total)
+            out.append(np.asarray(total, real) if concrete else total)
         return out
 
     def _sampled(self, tape, state):
