@@ -17,7 +17,13 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
 * with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
   (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
   lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
-  QNode then reuses the key drawn when it was traced).
+  QNode then reuses the key drawn when it was traced); classical shadows
+  (``classical_shadow``, ``shadow_expval``) are sampled in NumPy, so under ``jax.jit`` such
+  a tape runs in a host callback, whatever the seed;
+* mid-circuit measurements (``qml.measure``, ``qml.cond``, ``reset=True``) run deferred
+  (``qml.defer_measurements``: one extra wire per reused measured wire, so the device
+  needs spare wires); postselection and ``mcm_method`` other than ``"deferred"`` are
+  refused (``ConversionError`` / ``ParameterError``).
 
 Gradients: with ``interface="jax"`` PennyLane uses ``diff_method="backprop"`` (also what
 ``"best"`` resolves to for analytic tapes): ``jax.grad`` and ``jax.jit`` go straight
@@ -60,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import GradientError, MatrixError, ParameterError
+from qjaxrob.errors import ConversionError, GradientError, MatrixError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
 from qjaxrob.interop.pennylane import convert_tape, supported_operation, vmappable
@@ -75,7 +81,13 @@ from pennylane.devices.preprocess import (  # noqa: E402
     validate_measurements,
 )
 from pennylane.devices.qubit import measure, measure_with_samples  # noqa: E402
-from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement  # noqa: E402
+from pennylane.measurements import (  # noqa: E402
+    ClassicalShadowMP,
+    ExpectationMP,
+    SampleMeasurement,
+    ShadowExpvalMP,
+    StateMeasurement,
+)
 
 __all__ = ["QjaxrobQubit"]
 
@@ -90,7 +102,28 @@ def _analytic_ok(mp) -> bool:
 
 
 def _sample_ok(mp) -> bool:
-    return isinstance(mp, SampleMeasurement)
+    return isinstance(mp, (SampleMeasurement, ClassicalShadowMP, ShadowExpvalMP))
+
+
+def _has_shadow(tape) -> bool:
+    """Whether ``tape`` measures classical shadows (sampled in NumPy only: under
+    ``jax.jit`` such a tape runs in a host callback, also with a ``jax.random`` key)."""
+    return tape is not None and any(isinstance(m, (ClassicalShadowMP, ShadowExpvalMP))
+                                    for m in tape.measurements)
+
+
+def _shadow_ints(tape, results):
+    """Classical shadow results (bits and recipes, int8 from PennyLane's sampler) as JAX's
+    default integer type, which ``jax.jit``'s host callback expects."""
+    int_dtype = jnp.zeros((), int).dtype
+
+    def fix(per_mp):
+        return tuple(np.asarray(r, int_dtype) if isinstance(m, ClassicalShadowMP) else r
+                     for m, r in zip(tape.measurements, per_mp))
+
+    if tape.shots.has_partitioned_shots:
+        return tuple(fix(r) for r in results)
+    return fix(results)
 
 
 def _output(out, jax_in: bool, to_jax: bool):
@@ -119,6 +152,20 @@ def _stops(op) -> bool:
             return True
         return False
     return supported_operation(op)
+
+
+@qml.transform
+def _no_postselection(tape):
+    """Refuses postselected mid-circuit measurements (deferred, they would need a
+    non-unitary projector and a renormalised state): a ``ConversionError`` naming the
+    measurement."""
+    for position, op in enumerate(tape.operations):
+        if getattr(op, "postselect", None) is not None:
+            raise ConversionError(
+                f"operation {position} (mid-circuit measurement on wires {op.wires.tolist()} "
+                f"with postselect={op.postselect}): postselection is not supported on "
+                "qjaxrob.qubit")
+    return (tape,), lambda results: results[0]
 
 
 @qml.transform
@@ -177,13 +224,20 @@ class QjaxrobQubit(Device):
         if method == "best":
             method = "backprop"
         jaxish = config.interface in _JAX
+        mcm = config.mcm_config
+        if mcm.mcm_method not in (None, "deferred"):
+            raise ParameterError(
+                f"mcm_method={mcm.mcm_method!r}: qjaxrob.qubit runs mid-circuit measurements "
+                "deferred only (mcm_method='deferred' or None)")
         config = replace(
             config,
+            mcm_config=replace(mcm, mcm_method="deferred"),
             gradient_method=method,
             use_device_gradient=method == "backprop",
             use_device_jacobian_product=False,
             grad_on_execution=False,
-            convert_to_numpy=not (jaxish and (method == "backprop" or self._prng_key is not None)),
+            convert_to_numpy=_has_shadow(circuit) or not (
+                jaxish and (method == "backprop" or self._prng_key is not None)),
         )
         if circuit is not None and config.interface is qml.math.Interface.JAX_JIT \
                 and not config.use_device_gradient:
@@ -203,6 +257,8 @@ class QjaxrobQubit(Device):
     def preprocess_transforms(self, execution_config=None):
         config = execution_config or ExecutionConfig()
         program = qml.CompilePipeline()
+        program.add_transform(_no_postselection)
+        program.add_transform(qml.defer_measurements, allow_postselect=False)
         program.add_transform(decompose, stopping_condition=_stops,
                               skip_initial_state_prep=False, name=self.name)
         program.add_transform(validate_device_wires, self.wires, name=self.name)
@@ -335,6 +391,10 @@ class QjaxrobQubit(Device):
         complex64 state of a deep circuit misses norm 1 by more than PennyLane's sampler
         allows), in its own dtype when traced."""
         if isinstance(state, jax.core.Tracer):
+            if _has_shadow(tape):
+                raise ConversionError(
+                    "classical shadows are sampled in NumPy and cannot be traced; run the "
+                    "QNode under jax.jit as a whole (the device then samples in a callback)")
             state = state / jnp.linalg.norm(state)
         else:
             state = np.asarray(state, np.complex128)
@@ -344,6 +404,8 @@ class QjaxrobQubit(Device):
             self._prng_key, key = jax.random.split(self._prng_key)
         results = measure_with_samples(tape.measurements, state, shots=tape.shots,
                                        rng=self._rng, prng_key=key)
+        if any(isinstance(m, ClassicalShadowMP) for m in tape.measurements):
+            results = _shadow_ints(tape, results)
         if len(tape.measurements) == 1:
             if tape.shots.has_partitioned_shots:
                 return tuple(r[0] for r in results)
