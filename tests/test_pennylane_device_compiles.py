@@ -105,3 +105,31 @@ def test_non_unitary_matrices_are_still_refused():
 
     with pytest.raises(ConversionError, match="QubitUnitary"):
         qml.QNode(bad, dev)()
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_constant_operations_enter_as_one_matrix_each(dtype):
+    """Operations whose only parameters are concrete matrices (controlled unitaries, QFT,
+    CH) run as one constant unitary each instead of their decompositions (hundreds of
+    gates for QuantumMonteCarlo's), with default.qubit's state."""
+    rng = np.random.default_rng(3)
+    u2 = unitary_group.rvs(2, random_state=1)
+    u4 = unitary_group.rvs(4, random_state=2)
+    angles = rng.uniform(-np.pi, np.pi, 3)
+
+    def qfunc():
+        for wire, a in enumerate(angles):
+            qml.RY(a, wire)
+        qml.ctrl(qml.QubitUnitary(u4, wires=[2, 3]), control=[0, 1])
+        qml.ControlledQubitUnitary(u2, wires=[3, 1, 0])
+        qml.adjoint(qml.QFT(wires=[0, 2, 3]))
+        qml.CH(wires=[1, 2])
+        return qml.state()
+
+    dev = qml.device("qjaxrob.qubit", wires=4, dtype=dtype)
+    tape = qml.tape.make_qscript(qfunc)()
+    (done,), _ = dev.preprocess_transforms()((tape,))
+    assert len(done.operations) == len(tape.operations), [op.name for op in done.operations]
+    got = qml.QNode(qfunc, dev)()
+    want = qml.QNode(qfunc, qml.device("default.qubit", wires=4))()
+    np.testing.assert_allclose(got, want, atol=2e-6 if dtype == jnp.complex64 else 1e-12)
