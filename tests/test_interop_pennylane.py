@@ -350,15 +350,15 @@ def test_errors_under_jit_with_shots_are_raised_as_themselves():
         qml.QubitUnitary(almost, wires=1)
         return qml.expval(qml.Z(0))
 
-    def shadow(x):
+    def state(x):
         qml.RX(x, 0)
-        return qml.classical_shadow(wires=[0, 1])
+        return qml.state()
 
     node = qml.set_shots(qml.QNode(bad_matrix, dev, interface="jax"), 100)
     with pytest.raises(ConversionError, match="QubitUnitary"):
         jax.jit(node)(0.3)
-    node = qml.set_shots(qml.QNode(shadow, dev, interface="jax"), 100)
-    with pytest.raises(qml.exceptions.DeviceError, match="shadow"):
+    node = qml.set_shots(qml.QNode(state, dev, interface="jax"), 100)
+    with pytest.raises(qml.exceptions.DeviceError, match="state"):
         jax.jit(node)(0.3)
 
 

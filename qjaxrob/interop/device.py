@@ -17,7 +17,13 @@ device = qjaxrob wire ``i``; gate angles become ``params``) and simulated by qja
 * with shots, PennyLane's ``measure_with_samples`` samples from qjaxrob's statevector
   (``seed``: an int or ``None`` for a NumPy generator, or a ``jax.random`` key, which
   lets a shot-based QNode be jitted end to end; as with ``default.qubit``, a jitted
-  QNode then reuses the key drawn when it was traced).
+  QNode then reuses the key drawn when it was traced); classical shadows
+  (``classical_shadow``, ``shadow_expval``) are sampled in NumPy, so under ``jax.jit`` such
+  a tape runs in a host callback, whatever the seed;
+* mid-circuit measurements (``qml.measure``, ``qml.cond``, ``reset=True``) run deferred
+  (``qml.defer_measurements``: one extra wire per reused measured wire, so the device
+  needs spare wires); postselection and ``mcm_method`` other than ``"deferred"`` are
+  refused (``ConversionError`` / ``ParameterError``).
 
 Gradients: with ``interface="jax"`` PennyLane uses ``diff_method="backprop"`` (also what
 ``"best"`` resolves to for analytic tapes): ``jax.grad`` and ``jax.jit`` go straight
@@ -27,6 +33,15 @@ of depth). With autograd (PennyLane's NumPy interface) backprop runs the differe
 parameters through JAX, ``jax.vjp`` serving as autograd's derivative (any order;
 ``qjaxrob.interop.autograd_bridge``). Torch and TensorFlow are not declared, so PennyLane
 uses its gradient transforms for them, as for tapes with shots (parameter shift).
+
+Compiles: qjaxrob's jitted simulation is cached per circuit structure, so tapes that
+differ only in parameter values (gate angles, observable coefficients, the matrices of
+1- and 2-wire ``QubitUnitary`` gates, which are decomposed into rotations) reuse one
+executable; with concrete (untraced) inputs PennyLane's measurements run in NumPy on the
+final state, so they add no compiles per shape. Still compiled per value: operations
+converted through a constant matrix (``QubitUnitary`` on 3+ wires,
+``DoubleExcitationPlus``...) and state preparations whose values choose the gates
+(``BasisState``).
 
 Samples are drawn from the state renormalised in float64 (a complex64 state of a deep
 circuit can miss norm 1 by more than PennyLane's sampler allows). Under ``jax.jit``
@@ -51,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import GradientError, ParameterError
+from qjaxrob.errors import ConversionError, GradientError, MatrixError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.interop.autograd_bridge import autograd_call, autograd_value, is_boxed
 from qjaxrob.interop.pennylane import convert_tape, supported_operation, vmappable
@@ -66,7 +81,13 @@ from pennylane.devices.preprocess import (  # noqa: E402
     validate_measurements,
 )
 from pennylane.devices.qubit import measure, measure_with_samples  # noqa: E402
-from pennylane.measurements import ExpectationMP, SampleMeasurement, StateMeasurement  # noqa: E402
+from pennylane.measurements import (  # noqa: E402
+    ClassicalShadowMP,
+    ExpectationMP,
+    SampleMeasurement,
+    ShadowExpvalMP,
+    StateMeasurement,
+)
 
 __all__ = ["QjaxrobQubit"]
 
@@ -81,14 +102,70 @@ def _analytic_ok(mp) -> bool:
 
 
 def _sample_ok(mp) -> bool:
-    return isinstance(mp, SampleMeasurement)
+    return isinstance(mp, (SampleMeasurement, ClassicalShadowMP, ShadowExpvalMP))
 
 
-def _to_numpy_unless(keep_jax: bool, out):
-    """Results as NumPy arrays for non-JAX callers (JAX inputs and tracers stay JAX)."""
-    if keep_jax:
-        return out
-    return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v), out)
+def _has_shadow(tape) -> bool:
+    """Whether ``tape`` measures classical shadows (sampled in NumPy only: under
+    ``jax.jit`` such a tape runs in a host callback, also with a ``jax.random`` key)."""
+    return tape is not None and any(isinstance(m, (ClassicalShadowMP, ShadowExpvalMP))
+                                    for m in tape.measurements)
+
+
+def _shadow_ints(tape, results):
+    """Classical shadow results (bits and recipes, int8 from PennyLane's sampler) as JAX's
+    default integer type, which ``jax.jit``'s host callback expects."""
+    int_dtype = jnp.zeros((), int).dtype
+
+    def fix(per_mp):
+        return tuple(np.asarray(r, int_dtype) if isinstance(m, ClassicalShadowMP) else r
+                     for m, r in zip(tape.measurements, per_mp))
+
+    if tape.shots.has_partitioned_shots:
+        return tuple(fix(r) for r in results)
+    return fix(results)
+
+
+def _output(out, jax_in: bool, to_jax: bool):
+    """Results as NumPy arrays for non-JAX callers (tracers, e.g. samples drawn with a
+    traced ``jax.random`` key, stay as they are); for a tape holding JAX arrays, as they
+    are, or (``to_jax``: computed in NumPy) as JAX arrays."""
+    if not jax_in:
+        return jax.tree.map(lambda v: v if isinstance(v, jax.core.Tracer) else np.asarray(v),
+                            out)
+    return jax.tree.map(jnp.asarray, out) if to_jax else out
+
+
+def _stops(op) -> bool:
+    """The device's stopping condition for PennyLane's ``decompose``: as
+    ``supported_operation``, except that a 1- or 2-wire ``QubitUnitary`` is decomposed
+    (ZYZ rotations, or PennyLane's two-qubit decomposition into rotations and CNOTs, both
+    exact to float64 rounding), so its matrix enters the compiled program as gate angles
+    rather than as a constant: tapes that differ only in such a matrix reuse one executable
+    (per CNOT count, 0 to 3, for two wires). A matrix that is not unitary (or is traced or
+    broadcast) is not decomposed: the conversion refuses it, or PennyLane decomposes it,
+    as before."""
+    if op.name == "QubitUnitary" and len(op.wires) <= 2 and supported_operation(op):
+        try:
+            qjr.checks.check_unitary(op.data[0], len(op.wires))
+        except MatrixError:
+            return True
+        return False
+    return supported_operation(op)
+
+
+@qml.transform
+def _no_postselection(tape):
+    """Refuses postselected mid-circuit measurements (deferred, they would need a
+    non-unitary projector and a renormalised state): a ``ConversionError`` naming the
+    measurement."""
+    for position, op in enumerate(tape.operations):
+        if getattr(op, "postselect", None) is not None:
+            raise ConversionError(
+                f"operation {position} (mid-circuit measurement on wires {op.wires.tolist()} "
+                f"with postselect={op.postselect}): postselection is not supported on "
+                "qjaxrob.qubit")
+    return (tape,), lambda results: results[0]
 
 
 @qml.transform
@@ -147,13 +224,20 @@ class QjaxrobQubit(Device):
         if method == "best":
             method = "backprop"
         jaxish = config.interface in _JAX
+        mcm = config.mcm_config
+        if mcm.mcm_method not in (None, "deferred"):
+            raise ParameterError(
+                f"mcm_method={mcm.mcm_method!r}: qjaxrob.qubit runs mid-circuit measurements "
+                "deferred only (mcm_method='deferred' or None)")
         config = replace(
             config,
+            mcm_config=replace(mcm, mcm_method="deferred"),
             gradient_method=method,
             use_device_gradient=method == "backprop",
             use_device_jacobian_product=False,
             grad_on_execution=False,
-            convert_to_numpy=not (jaxish and (method == "backprop" or self._prng_key is not None)),
+            convert_to_numpy=_has_shadow(circuit) or not (
+                jaxish and (method == "backprop" or self._prng_key is not None)),
         )
         if circuit is not None and config.interface is qml.math.Interface.JAX_JIT \
                 and not config.use_device_gradient:
@@ -173,7 +257,9 @@ class QjaxrobQubit(Device):
     def preprocess_transforms(self, execution_config=None):
         config = execution_config or ExecutionConfig()
         program = qml.CompilePipeline()
-        program.add_transform(decompose, stopping_condition=supported_operation,
+        program.add_transform(_no_postselection)
+        program.add_transform(qml.defer_measurements, allow_postselect=False)
+        program.add_transform(decompose, stopping_condition=_stops,
                               skip_initial_state_prep=False, name=self.name)
         program.add_transform(validate_device_wires, self.wires, name=self.name)
         program.add_transform(validate_measurements, analytic_measurements=_analytic_ok,
@@ -234,31 +320,37 @@ class QjaxrobQubit(Device):
     def _run_plain(self, tape):
         dtype = self._dtype_now()
         tape, circuit, params, n_wires = self._convert(tape)
-        traced = any(isinstance(v, jax.Array) for op in tape.operations for v in op.data)
-        traced = traced or any(isinstance(v, jax.Array) for m in tape.measurements
-                               if m.obs is not None for v in m.obs.data)
+        data = [v for op in tape.operations for v in op.data]
+        data += [v for m in tape.measurements if m.obs is not None for v in m.obs.data]
+        jax_in = any(isinstance(v, jax.Array) for v in data)
+        concrete = not isinstance(params, jax.core.Tracer) and not any(
+            isinstance(v, jax.core.Tracer) for v in data)
         mps = tape.measurements
         batched = params.ndim == 2      # a broadcast tape: one vmap over the batch
         if not tape.shots and all(isinstance(m, ExpectationMP) and m.obs is not None
                                   and m.obs.pauli_rep is not None for m in mps):
             if batched:
                 out = list(jax.vmap(
-                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype)))(params))
+                    lambda p: tuple(self._pauli_expvals(circuit, p, mps, dtype, False)))(params))
             else:
-                out = self._pauli_expvals(circuit, params, mps, dtype)
+                out = self._pauli_expvals(circuit, params, mps, dtype, concrete)
         elif batched:
             states = jax.vmap(lambda p: qjr.statevector(circuit, p, dtype=dtype))(params)
             states = states.reshape((-1,) + (2,) * n_wires)
             out = [measure(m, states, is_state_batched=True) for m in mps]
         else:
             state = qjr.statevector(circuit, params, dtype=dtype).reshape((2,) * n_wires)
-            if not tape.shots:
-                out = [measure(m, state) for m in mps]
-            else:
-                return _to_numpy_unless(traced, self._sampled(tape, state))
-        return _to_numpy_unless(traced, out[0] if len(out) == 1 else tuple(out))
+            if tape.shots:
+                return _output(self._sampled(tape, state), jax_in, False)
+            if concrete:        # PennyLane's measurements in NumPy: no per-shape compiles
+                state = np.asarray(state)
+            out = [measure(m, state) for m in mps]
+        return _output(out[0] if len(out) == 1 else tuple(out), jax_in, concrete)
 
-    def _pauli_expvals(self, circuit, params, mps, dtype):
+    def _pauli_expvals(self, circuit, params, mps, dtype, concrete):
+        """The expectation values of ``mps`` (Pauli sums): one ``qjr.expval`` over their
+        distinct Pauli words, summed with their coefficients in NumPy when ``concrete``
+        (no tracers), else in JAX (coefficients may be traced and are differentiated)."""
         words, terms = {}, []
         for m in mps:
             entry = []
@@ -277,17 +369,21 @@ class QjaxrobQubit(Device):
                     obs = obs @ _PAULI[letter](wire)
                 observables.append(obs)
             values = qjr.expval(circuit, observables, params, dtype=dtype, diff=self._diff)
+            if concrete:
+                values = np.asarray(values, np.float64)
         out = []
         for entry in terms:
-            total = jnp.zeros((), real)
+            total = 0.0 if concrete else jnp.zeros((), real)
             for position, coeff in entry:
                 term = 1.0 if position < 0 else values[position]
-                if isinstance(coeff, jax.Array):       # trainable (possibly traced) coefficient
+                if concrete:
+                    coeff = float(np.real(np.asarray(coeff)))
+                elif isinstance(coeff, jax.Array):   # trainable (possibly traced) coefficient
                     coeff = jnp.real(coeff).astype(real)
                 else:
                     coeff = float(np.real(coeff))
                 total = total + coeff * term
-            out.append(total)
+            out.append(np.asarray(total, real) if concrete else total)
         return out
 
     def _sampled(self, tape, state):
@@ -295,6 +391,10 @@ class QjaxrobQubit(Device):
         complex64 state of a deep circuit misses norm 1 by more than PennyLane's sampler
         allows), in its own dtype when traced."""
         if isinstance(state, jax.core.Tracer):
+            if _has_shadow(tape):
+                raise ConversionError(
+                    "classical shadows are sampled in NumPy and cannot be traced; run the "
+                    "QNode under jax.jit as a whole (the device then samples in a callback)")
             state = state / jnp.linalg.norm(state)
         else:
             state = np.asarray(state, np.complex128)
@@ -304,6 +404,8 @@ class QjaxrobQubit(Device):
             self._prng_key, key = jax.random.split(self._prng_key)
         results = measure_with_samples(tape.measurements, state, shots=tape.shots,
                                        rng=self._rng, prng_key=key)
+        if any(isinstance(m, ClassicalShadowMP) for m in tape.measurements):
+            results = _shadow_ints(tape, results)
         if len(tape.measurements) == 1:
             if tape.shots.has_partitioned_shots:
                 return tuple(r[0] for r in results)

@@ -14,9 +14,11 @@ without a qjaxrob form are first decomposed by PennyLane (``qml.devices.preproce
 decompose``); gates kept as they are: Pauli gates, ``Hadamard S T SX`` and their adjoints,
 ``RX RY RZ PhaseShift U1 U2 U3 Rot``, ``CNOT CY CZ SWAP ISWAP CSWAP Toffoli``,
 ``CRX CRY CRZ ControlledPhaseShift IsingXX IsingYY IsingZZ``, ``GlobalPhase``
-(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped), and
-operations PennyLane cannot decompose but gives a concrete matrix of at most 8 wires
-(``DoubleExcitationPlus``/``Minus``, ``BlockEncode``...), as constant unitaries.
+(``e^{-i phi}``), ``QubitUnitary`` with a concrete matrix, ``Identity`` (dropped), and,
+as constant unitaries, operations PennyLane cannot decompose but gives a concrete matrix
+of at most 8 wires (``DoubleExcitationPlus``/``Minus``, ``BlockEncode``...) and
+operations of at most 4 wires whose only parameters are concrete matrices, if any
+(``QFT``, ``CH``, ``C(QubitUnitary)``...).
 Measurements of the tape are ignored here (the device handles them).
 """
 
@@ -54,15 +56,27 @@ def import_pennylane():
 
 
 _MAX_MATRIX_WIRES = 8
+_MAX_CONSTANT_WIRES = 4
 
 
 def _by_matrix(op) -> bool:
-    """An operation without a decomposition but with a concrete matrix of at most
-    ``_MAX_MATRIX_WIRES`` wires (``DoubleExcitationPlus``, ``BlockEncode``...): converted
-    through its matrix (constant: its parameters are not trainable ``params``)."""
+    """Operations converted through their concrete matrix (a constant: their parameters
+    are not trainable ``params``), if not broadcast and not traced:
+
+    * without a decomposition, on at most ``_MAX_MATRIX_WIRES`` wires
+      (``DoubleExcitationPlus``, ``BlockEncode``...);
+    * constant ones on at most ``_MAX_CONSTANT_WIRES`` wires: no parameters but matrices
+      (``QFT``, ``C(QubitUnitary)``, ``CH``...), whose decompositions can run to hundreds
+      of gates, each a step of the compiled program.
+    """
     qml = import_pennylane()
-    return (not op.has_decomposition and op.has_matrix and len(op.wires) <= _MAX_MATRIX_WIRES
-            and not any(qml.math.is_abstract(d) for d in op.data))
+    if not op.has_matrix or op.batch_size is not None or any(qml.math.is_abstract(d)
+                                                             for d in op.data):
+        return False
+    if not op.has_decomposition:
+        return len(op.wires) <= _MAX_MATRIX_WIRES
+    return (len(op.wires) <= _MAX_CONSTANT_WIRES
+            and all(qml.math.ndim(d) == 2 for d in op.data))
 
 
 def supported_operation(op) -> bool:

@@ -5,8 +5,9 @@
 follows Qiskit's V2 estimator contract: each PUB's circuit is converted once by
 ``from_qiskit`` (exact, or refused with a ``ConversionError`` naming the instruction),
 its parameter values (a ``BindingsArray``, rows in ``circuit.parameters`` order) and
-observables (an ``ObservablesArray``) broadcast against each other, and the expectation
-values of every distinct observable are computed for every parameter row in one
+observables (an ``ObservablesArray``: Pauli labels and ``SparseObservable``'s projector
+letters ``01+-rl``, expanded into Paulis) broadcast against each other, and the
+expectation values of every distinct observable are computed for every parameter row in one
 ``jax.vmap`` of ``qjr.expval``. Pauli labels are Qiskit's (qubit 0 the rightmost letter);
 qjaxrob's wire ``k`` is Qiskit's qubit ``k`` (see ``qjaxrob.interop.qiskit``).
 
@@ -19,6 +20,14 @@ for every parameter row (one ``vmap`` over rows and keys from ``seed``) and retu
 ``BitArray`` per classical register, named as the register: clbit ``j`` of a register
 holds the last qubit measured into it (0 if none). Measurements must be final (nothing
 may follow on a measured qubit; ``from_qiskit`` refuses mid-circuit measurement).
+
+Bad input raises ``qjaxrob.errors``: a PUB Qiskit cannot coerce or validate (unbound
+parameters, parameter values whose last axis is not ``circuit.num_parameters`` long,
+observables not broadcastable against the parameter values or of another width, a
+negative precision, non-positive shots) a ``ParameterError`` naming the PUB and Qiskit's
+reason (which names the shapes); non-finite parameter values a ``ParameterError``
+naming the first; an instruction without an exact qjaxrob form a ``ConversionError``
+naming it.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import qjaxrob as qjr
-from qjaxrob.errors import ParameterError
+from qjaxrob.errors import ObservableError, ParameterError
 from qjaxrob.extras import require
 from qjaxrob.interop.qiskit import from_qiskit
 
@@ -44,14 +53,83 @@ _spub = require("qiskit.primitives.containers.sampler_pub", "qiskit",
 __all__ = ["Estimator", "Sampler"]
 
 
+def _describe(pub, values_at: int) -> str:
+    """`` (circuit of n qubits and p parameters, parameter values of shape s)`` for a
+    tuple PUB, to name the shapes in a coercion error; empty otherwise."""
+    if not (isinstance(pub, tuple) and pub and hasattr(pub[0], "num_parameters")):
+        return ""
+    parts = [f"circuit of {pub[0].num_qubits} qubits and {pub[0].num_parameters} parameters"]
+    if len(pub) > values_at and pub[values_at] is not None \
+            and not isinstance(pub[values_at], dict):
+        try:
+            parts.append(f"parameter values of shape {np.shape(pub[values_at])}")
+        except (TypeError, ValueError):
+            pass
+    return f" ({', '.join(parts)})"
+
+
+def _coerce(kind, pubs, default, values_at: int):
+    """Qiskit's coercion and validation of each PUB (``kind``: ``EstimatorPub`` or
+    ``SamplerPub``; ``values_at``: the position of the parameter values in a tuple PUB),
+    its ``ValueError``/``TypeError`` raised as a ``ParameterError`` naming the PUB."""
+    coerced = []
+    for i, pub in enumerate(pubs):
+        try:
+            coerced.append(kind.coerce(pub, default))
+        except (ValueError, TypeError) as exc:
+            raise ParameterError(f"PUB {i}{_describe(pub, values_at)}: {exc}") from exc
+    return coerced
+
+
+def _rows(pub, circuit, real):
+    """The PUB's parameter rows as an ``(n_rows, circuit.n_params)`` array (rows in
+    ``pub.parameter_values`` order, columns in ``pub.circuit.parameters`` order)."""
+    values = pub.parameter_values.as_array(pub.circuit.parameters)  # (*shape, n_params)
+    n_rows = int(np.prod(pub.parameter_values.shape, dtype=int))
+    rows = np.asarray(values, np.float64).reshape(n_rows, values.shape[-1])[:, :circuit.n_params]
+    bad = np.argwhere(~np.isfinite(rows))
+    if bad.size:
+        row, col = bad[0]
+        index = np.unravel_index(row, pub.parameter_values.shape)
+        name = pub.circuit.parameters[int(col)].name
+        raise ParameterError(f"parameter value {rows[row, col]} of {name!r} at binding "
+                             f"{tuple(int(i) for i in index)} is not finite")
+    return jnp.asarray(rows, real)
+
+
+# Qiskit's projector letters (``SparseObservable``) as half sums of Paulis: |0><0| = (I + Z)/2...
+_PROJECTORS = {"0": ("I", "Z", 1), "1": ("I", "Z", -1), "+": ("I", "X", 1),
+               "-": ("I", "X", -1), "r": ("I", "Y", 1), "l": ("I", "Y", -1)}
+_MAX_PROJECTOR_LETTERS = 12
+
+
+def _pauli_terms(label: str, coeff: float) -> list[tuple[str, float]]:
+    """A Qiskit observable label (``IXYZ`` and the projectors ``01+-rl``) as
+    ``[(pauli label, coeff)]``; each projector letter doubles the terms."""
+    terms = [("", coeff)]
+    projectors = sum(letter in _PROJECTORS for letter in label)
+    if projectors > _MAX_PROJECTOR_LETTERS:
+        raise ObservableError(f"observable term {label!r} has {projectors} projector letters; "
+                              f"at most {_MAX_PROJECTOR_LETTERS} are expanded into Paulis")
+    for letter in label:
+        if letter in _PROJECTORS:
+            identity, pauli, sign = _PROJECTORS[letter]
+            terms = [(word + p, c * s / 2) for word, c in terms
+                     for p, s in ((identity, 1), (pauli, sign))]
+        else:
+            terms = [(word + letter, c) for word, c in terms]
+    return terms
+
+
 def _pauli_sum(observable: dict):
-    """A ``{qiskit pauli label: coeff}`` dict as a qjaxrob Pauli sum (labels reversed)."""
+    """A ``{qiskit label: coeff}`` dict (coefficients real: Qiskit's ``ObservablesArray``
+    checks that) as a qjaxrob Pauli sum (labels reversed: Qiskit's qubit 0 is the last
+    letter)."""
     total = None
     for label, coeff in observable.items():
-        if abs(np.imag(coeff)) > 1e-12:
-            raise ParameterError(f"observable coefficient {coeff!r} of {label!r} is not real")
-        term = float(np.real(coeff)) * qjr.pauli(label[::-1])
-        total = term if total is None else total + term
+        for word, c in _pauli_terms(label, float(np.real(coeff))):
+            term = c * qjr.pauli(word[::-1])
+            total = term if total is None else total + term
     return total
 
 
@@ -74,7 +152,7 @@ class Estimator(_primitives.BaseEstimatorV2):
     def run(self, pubs, *, precision=None):
         if precision is None:
             precision = self._default_precision
-        coerced = [_pub.EstimatorPub.coerce(pub, precision) for pub in pubs]
+        coerced = _coerce(_pub.EstimatorPub, pubs, precision, 2)
         job = _job.PrimitiveJob(self._run, coerced)
         job._submit()
         return job
@@ -87,22 +165,20 @@ class Estimator(_primitives.BaseEstimatorV2):
     def _run_pub(self, pub, rng):
         dtype = self._dtype or (jnp.complex128 if jax.config.jax_enable_x64 else jnp.complex64)
         circuit = from_qiskit(pub.circuit)
-        values = pub.parameter_values.as_array(pub.circuit.parameters)  # (*shape, n_params)
+        real = np.finfo(dtype).dtype
+        rows = _rows(pub, circuit, real)
         shape = pub.shape
-        n_rows = int(np.prod(pub.parameter_values.shape, dtype=int))
-        rows = values.reshape(n_rows, values.shape[-1])[:, :circuit.n_params]
-        row_of = np.arange(n_rows).reshape(pub.parameter_values.shape)
+        row_of = np.arange(rows.shape[0]).reshape(pub.parameter_values.shape)
         labels, column_of = {}, np.empty(pub.observables.shape, int)
         for index in np.ndindex(*pub.observables.shape):
             key = tuple(sorted(pub.observables[index].items()))
             column_of[index] = labels.setdefault(key, len(labels))
         observables = [_pauli_sum(dict(key)) for key in labels]
-        real = np.finfo(dtype).dtype
 
         def values_at(p):
             return qjr.expval(circuit, observables, p if circuit.n_params else None, dtype=dtype)
 
-        table = np.asarray(jax.vmap(values_at)(jnp.asarray(rows, real)), np.float64)
+        table = np.asarray(jax.vmap(values_at)(rows), np.float64)
         rows_b = np.broadcast_to(row_of, shape)
         cols_b = np.broadcast_to(column_of, shape)
         evs = table[rows_b, cols_b]
@@ -144,7 +220,7 @@ class Sampler(_primitives.BaseSamplerV2):
     def run(self, pubs, *, shots=None):
         if shots is None:
             shots = self._default_shots
-        coerced = [_spub.SamplerPub.coerce(pub, shots) for pub in pubs]
+        coerced = _coerce(_spub.SamplerPub, pubs, shots, 1)
         job = _job.PrimitiveJob(self._run, coerced)
         job._submit()
         return job
@@ -161,10 +237,8 @@ class Sampler(_primitives.BaseSamplerV2):
         dtype = self._dtype or (jnp.complex128 if jax.config.jax_enable_x64 else jnp.complex64)
         circuit = from_qiskit(pub.circuit)
         shape, shots = pub.shape, pub.shots
-        n_rows = int(np.prod(shape, dtype=int))
-        values = pub.parameter_values.as_array(pub.circuit.parameters)
-        rows = jnp.asarray(values.reshape(n_rows, values.shape[-1])[:, :circuit.n_params],
-                           np.finfo(dtype).dtype)
+        rows = _rows(pub, circuit, np.finfo(dtype).dtype)
+        n_rows = rows.shape[0]
 
         def draw(k, p):
             return qjr.sample(k, circuit, shots, p if circuit.n_params else None, dtype=dtype)
