@@ -39,8 +39,7 @@ from qjaxrob.kernels import (
     apply_permutation,
 )
 from qjaxrob.lower.fusion import Block, block_apply_args, op_matrix
-from qjaxrob.lower.interpreter import (INTERPRET_MIN_BLOCKS, Program, run_program,
-                                       table_matrices)
+from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, run_program
 from qjaxrob.lower.pipeline import Lowered, Policy, Scan, lower
 from qjaxrob.lower.rolling import ROLL_MIN_OPS, roll_rows
 
@@ -211,20 +210,22 @@ def run_lowered(low: Lowered, params, x, dtype, kernels=None):
 
 def prefix_vectors(prefix, n: int, params, x, dtype):
     """``(n, 2)``: ``B_q |0>`` per wire ``q`` for the 1-wire fused blocks ``prefix`` (in
-    order; :class:`qjaxrob.lower.pipeline.Lowered`), their matrices built by one vectorised
-    table (:func:`qjaxrob.lower.interpreter.table_matrices`)."""
-    mats = table_matrices(prefix, n, 1, params, x, dtype)  # (P, 2, 2)
-    first = {}
-    for b, block in enumerate(prefix):
-        first.setdefault(block.wires[0], b)
-    pick = np.array([first.get(q, len(prefix)) for q in range(n)])
-    zero = jnp.zeros((1, 2), dtype).at[0, 0].set(1)
-    vecs = jnp.concatenate([mats[:, :, 0], zero])[pick]
-    for b, block in enumerate(prefix):  # later blocks on a wire (fusion keeps one per wire)
+    order; :class:`qjaxrob.lower.pipeline.Lowered`), each block's operand from
+    :func:`qjaxrob.lower.fusion.block_apply_args` applied to its wire's 2-vector (``|0>``
+    for wires without a block). Per block rather than one vectorised table: XLA's CPU HLO
+    verifier rejects the table's batched 2x2 products under nested ``vmap`` + ``jvp``
+    (parameter-shift gradients of a vmapped model)."""
+    vecs = [jnp.zeros(2, dtype).at[0].set(1)] * n
+    for block in prefix:
         q = block.wires[0]
-        if first[q] != b:
-            vecs = vecs.at[q].set(mats[b] @ vecs[q])
-    return vecs
+        arg = block_apply_args(block, params, x, dtype)
+        if block.kind == "permutation":
+            vecs[q] = apply_permutation(vecs[q], block.perm, arg, (0,))
+        elif block.kind == "diagonal":
+            vecs[q] = arg * vecs[q]
+        else:
+            vecs[q] = arg @ vecs[q]
+    return jnp.stack(vecs)
 
 
 def product_state(prefix, n: int, params, x, dtype):
