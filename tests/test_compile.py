@@ -8,24 +8,27 @@ import numpy as np
 import pytest
 
 import qjaxrob as qjr
-from qjaxrob.sim import engine
+from qjaxrob.sim import dense, engine
 from qjaxrob.qml import hardware_efficient
 from helpers import finite_diff
 from reference import expval_ref
 
 
-@pytest.fixture
-def count_blocks(monkeypatch):
-    """Counts fused blocks built while tracing (block matrices are built at trace time
-    only, so the count is zero for a cached compilation)."""
+@pytest.fixture(params=["0", "1"])
+def count_blocks(request, monkeypatch):
+    """Counts the matrices built while tracing on either path (``QJAXROB_DENSE=0``: the
+    engine's fused blocks; ``=1``: the dense path's gate groups); they are built at trace
+    time only, so the count is zero for a cached compilation."""
+    monkeypatch.setenv(dense.ENV, request.param)
     calls = []
-    real = engine.block_apply_args
+    module, name = (engine, "block_apply_args") if request.param == "0" else (dense, "group_matrix")
+    real = getattr(module, name)
 
     def counting(block, *args):
         calls.append(block)
         return real(block, *args)
 
-    monkeypatch.setattr(engine, "block_apply_args", counting)
+    monkeypatch.setattr(module, name, counting)
     return calls
 
 
