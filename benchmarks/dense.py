@@ -7,10 +7,11 @@ and the ratio dense / engine, with the load average before and after. complex128
 
 Sections (``--sections``, default all):
 
-* ``costs``: the cost-model constants of ``qjaxrob.sim.dense.COST``: forward of the HEA
-  (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``, ``<Z0>``) at
-  n = 2..12 (pure) and 2..7 (density with no channel), per path; non-negative least-squares fits of
-  ``seconds = passes * (a + b * size)`` (engine) and ``layers * (a + b * macs)`` (dense).
+* ``costs``: the cost-model constants of ``qjaxrob.sim.dense.COST``: the gradient of
+  ``<Z0>`` of the HEA (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``),
+  vmapped over ``dense.COST_BATCH`` parameter vectors, at n = 2..12 (pure) and 2..7
+  (density with no channel), per path; non-negative least-squares fits of the seconds per
+  example ``passes * (a + b * size)`` (engine) and ``layers * (a + b * macs)`` (dense).
 * ``inversion``: the 8-qubit inversion objective (``benchmarks/attacks.py``'s model: RY
   encoding, HEA L = 2, linear readout; 64 restarts vmapped): forward (the loss), the
   gradient w.r.t. the model, and the second-order "distance + its gradient w.r.t. x".
@@ -94,19 +95,24 @@ def hea(n, layers=4, noise=False):
 
 
 def costs(qubits, mixed_qubits, rounds):
+    """Per-example seconds of the regime the model prices (``dense.COST_BATCH`` parameter
+    vectors, ``jax.vmap`` of ``jax.grad`` of ``<Z0>``), per path, then :func:`fit`."""
+    b = dense.COST_BATCH
     rows = []
     for mixed, ns in ((False, qubits), (True, mixed_qubits)):
         for n in ns:
             c = hea(n)
-            p = jnp.asarray(np.random.default_rng(n).uniform(-2, 2, c.n_params))
+            ps = jnp.asarray(np.random.default_rng(n).uniform(-2, 2, (b, c.n_params)))
 
             def make(c=c, mixed=mixed):
-                return lambda q: qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)
+                return jax.vmap(jax.grad(
+                    lambda q: qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)))
 
-            r = row(f"forward {'density' if mixed else 'pure'} n={n}", make, (p,), rounds)
+            r = row(f"batched grad {'density' if mixed else 'pure'} n={n} B={b}", make, (ps,),
+                    rounds)
             engine_s, dense_s = dense.costs(c, mixed)
-            r.update(n=n, mixed=mixed, model_engine_ms=1e3 * engine_s,
-                     model_dense_ms=1e3 * dense_s)
+            r.update(n=n, mixed=mixed, model_engine_ms=1e3 * engine_s * b,
+                     model_dense_ms=1e3 * dense_s * b)
             rows.append(r)
     fit(rows)
     return rows
@@ -120,8 +126,9 @@ def fit(rows):
     eng, den = [], []
     for r in rows:
         k = dense.counts(hea(r["n"]), r["mixed"])
-        eng.append((k["passes"], k["passes"] * k["size"], r["engine_ms"] / 1e3))
-        den.append((k["formed"], k["macs"], r["dense_ms"] / 1e3,
+        b = dense.COST_BATCH
+        eng.append((k["passes"], k["passes"] * k["size"], r["engine_ms"] / 1e3 / b))
+        den.append((k["formed"], k["macs"], r["dense_ms"] / 1e3 / b,
                     k["other"], k["size"]))
     (ea, eb), _ = nnls(np.array([[p, s] for p, s, _ in eng], float),
                        np.array([t for *_, t in eng]))

@@ -62,13 +62,19 @@ SPLIT_MIN_QUBITS = 4
 MAX_QUBITS_MIXED = 9
 """Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
 
+COST_BATCH = 32
+"""The regime :data:`COST` is fitted in: ``jax.vmap`` of ``jax.grad`` over this many
+parameter vectors (training, restarts and clients run batched gradients; a single
+unbatched forward evaluation pays more per op and may be priced wrong)."""
+
 # Set from the "fit:" line of `python -m benchmarks.dense --sections costs`, run on a quiet
 # machine; benchmarks/README.md ("Dense small-state path") records which run set them.
-COST = {"engine_pass": 5.0e-6, "engine_amp": 2.0e-9, "dense_layer": 1.5e-5,
-        "dense_mac": 1.0e-9}
-"""Cost model constants (seconds, complex128, forward, one state): an engine pass costs
-``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes, ``4**n`` for a density
-matrix); a formed dense layer ``dense_layer + dense_mac * macs`` (:func:`counts`)."""
+COST = {"engine_pass": 0.0, "engine_amp": 1.63e-8, "dense_layer": 1.01e-6,
+        "dense_mac": 2.47e-9}
+"""Cost model constants (seconds per example in the :data:`COST_BATCH` regime, complex128):
+an engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes,
+``4**n`` for a density matrix); a formed dense layer ``dense_layer + dense_mac * macs``
+(:func:`counts`)."""
 
 
 def dense_choice(dense: str | None = None) -> str:
