@@ -195,22 +195,13 @@ def pennylane_mixed_grad(n, p):
     """Jitted ``jax.grad`` of ``<Z0>`` of the same circuit on ``default.mixed`` (backprop)."""
     import pennylane as qml
 
-    from benchmarks.density import LAYERS, P
+    from benchmarks.density import pennylane_ops
 
     dev = qml.device("default.mixed", wires=n)
 
     @qml.qnode(dev, interface="jax", diff_method="backprop")
     def circuit(p):
-        for layer in range(LAYERS):
-            for kind, gate in enumerate((qml.RY, qml.RZ)):
-                for q in range(n):
-                    gate(p[layer * 2 * n + kind * n + q], wires=q)
-                for q in range(n):
-                    qml.DepolarizingChannel(3 * P / 4, wires=q)
-            for q in range(n):
-                qml.CNOT(wires=[q, (q + 1) % n])
-            for q in range(n):
-                qml.DepolarizingChannel(3 * P / 4, wires=q)
+        pennylane_ops(n, p)
         return qml.expval(qml.PauliZ(0))
 
     g = jax.jit(jax.grad(lambda p: jnp.real(circuit(p))))

@@ -61,23 +61,32 @@ def angles(n: int, layer: int, kind: int, q: int, params):
     return float(params[layer * 2 * n + kind * n + q])
 
 
+def pennylane_ops(n: int, params) -> None:
+    """Queues the workload's PennyLane operations (inside a QNode); ``params`` concrete or
+    traced, indexed as :func:`angles`; PennyLane's ``DepolarizingChannel(3p/4)`` is ours."""
+    import pennylane as qml
+
+    for layer in range(LAYERS):
+        for kind, gate in enumerate((qml.RY, qml.RZ)):
+            for q in range(n):
+                gate(params[layer * 2 * n + kind * n + q], wires=q)
+            for q in range(n):
+                qml.DepolarizingChannel(3 * P / 4, wires=q)
+        for q in range(n):
+            qml.CNOT(wires=[q, (q + 1) % n])
+        for q in range(n):
+            qml.DepolarizingChannel(3 * P / 4, wires=q)
+
+
 def pennylane_fn(n: int, params):
     import pennylane as qml
 
     dev = qml.device("default.mixed", wires=n)
+    values = [float(v) for v in params]
 
     @qml.qnode(dev, diff_method=None)
     def circuit():
-        for layer in range(LAYERS):
-            for kind, gate in enumerate((qml.RY, qml.RZ)):
-                for q in range(n):
-                    gate(angles(n, layer, kind, q, params), wires=q)
-                for q in range(n):
-                    qml.DepolarizingChannel(3 * P / 4, wires=q)
-            for q in range(n):
-                qml.CNOT(wires=[q, (q + 1) % n])
-            for q in range(n):
-                qml.DepolarizingChannel(3 * P / 4, wires=q)
+        pennylane_ops(n, values)
         return qml.expval(qml.PauliZ(0))
 
     return lambda: float(circuit())
