@@ -23,6 +23,20 @@ TOL = _Tolerances({np.dtype(np.complex128): 1e-10, np.dtype(np.complex64): 1e-5}
 """Absolute tolerance of a simulated amplitude/expectation against an independent reference."""
 
 
+def seeded_angle(rng, n_params: int, n_inputs: int, const_only: bool = False):
+    """One gate angle drawn from ``rng``: a constant in [-3, 3), ``qjr.param(i)``, an affine
+    ``qjr.param(i) * 0.7 - 0.4`` or ``qjr.inp(j) * 1.3 + 0.1`` (equally likely); only the
+    constant (and no kind draw) when ``const_only``."""
+    kind = 0 if const_only else rng.integers(4)
+    if kind == 0:
+        return float(rng.uniform(-3, 3))
+    if kind == 1:
+        return qjr.param(int(rng.integers(n_params)))
+    if kind == 2:
+        return qjr.param(int(rng.integers(n_params))) * 0.7 - 0.4
+    return qjr.inp(int(rng.integers(n_inputs))) * 1.3 + 0.1
+
+
 def finite_diff(f, v, h=1e-6):
     """Central finite differences ``(f(v + h e_i) - f(v - h e_i)) / 2h`` of a scalar- or
     array-valued ``f`` along each coordinate of the 1-D ``v``; the last axis is ``i``."""

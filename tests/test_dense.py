@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, finite_diff, random_unitary
+from helpers import TOL, finite_diff, random_unitary, seeded_angle
 from reference import density_ref, expval_ref, statevector_ref
 
 import qjaxrob as qjr
@@ -20,17 +20,6 @@ from qjaxrob.sim import dense, measure
 
 N_PARAMS, N_INPUTS = 6, 3
 CHANNELS = ("depolarizing", "bit_flip", "phase_flip", "amplitude_damping", "phase_damping")
-
-
-def _angle(rng, const_only=False):
-    kind = 0 if const_only else rng.integers(4)
-    if kind == 0:
-        return float(rng.uniform(-3, 3))
-    if kind == 1:
-        return qjr.param(int(rng.integers(N_PARAMS)))
-    if kind == 2:
-        return qjr.param(int(rng.integers(N_PARAMS))) * 0.7 - 0.4
-    return qjr.inp(int(rng.integers(N_INPUTS))) * 1.3 + 0.1
 
 
 def random_circuit(seed, n, n_ops=30, channels=False, const_only=False):
@@ -58,7 +47,7 @@ def random_circuit(seed, n, n_ops=30, channels=False, const_only=False):
         else:
             spec = GATES[name]
             wires = tuple(int(w) for w in rng.permutation(n)[: spec.n_wires])
-            c = c.gate(name, wires, *[_angle(rng, const_only) for _ in range(spec.n_angles)])
+            c = c.gate(name, wires, *[seeded_angle(rng, N_PARAMS, N_INPUTS, const_only) for _ in range(spec.n_angles)])
     if not const_only:
         for i in range(N_PARAMS):
             c = c.rx(i % n, qjr.param(i))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import finite_diff
+from helpers import finite_diff, seeded_angle
 from reference import expval_ref
 
 import qjaxrob as qjr
@@ -22,17 +22,6 @@ GATES_1 = ("rx", "ry", "rz", "phase", "u3", "h", "s", "sx", "t", "x", "y")
 GATES_2 = ("cnot", "cy", "cz", "swap", "iswap", "crx", "cry", "crz", "rxx", "ryy", "rzz")
 OBS = (qjr.Z(0) @ qjr.X(2) + 0.4 * qjr.Y(1), qjr.X(0) @ qjr.Y(1) - 0.3 * qjr.Z(2))
 N_PARAMS, N_INPUTS = 7, 3
-
-
-def _angle(rng):
-    kind = rng.integers(4)
-    if kind == 0:
-        return float(rng.uniform(-3, 3))
-    if kind == 1:
-        return qjr.param(int(rng.integers(N_PARAMS)))
-    if kind == 2:
-        return qjr.param(int(rng.integers(N_PARAMS))) * 0.7 - 0.4
-    return qjr.inp(int(rng.integers(N_INPUTS))) * 1.3 + 0.1
 
 
 def random_circuit(seed, n=3, n_ops=40):
@@ -50,7 +39,7 @@ def random_circuit(seed, n=3, n_ops=40):
         else:
             name = str(rng.choice(GATES_2))
             wires = tuple(int(w) for w in rng.permutation(n)[:2])
-        c = c.gate(name, wires, *[_angle(rng) for _ in range(qjr.gates.GATES[name].n_angles)])
+        c = c.gate(name, wires, *[seeded_angle(rng, N_PARAMS, N_INPUTS) for _ in range(qjr.gates.GATES[name].n_angles)])
     return c
 
 
