@@ -6,6 +6,7 @@ the same restarts) and seconds per PGD step on a batch of 256.
     python -m benchmarks.attacks --scaling --qubits 2 3 4 5 6 7 8   # the scaling-study table
     python -m benchmarks.attacks --success --qubits 8 --seeds 8      # time to success
     python -m benchmarks.attacks --success --peer-circuit 8 --qubits 8 --seeds 8  # peer's model
+    python -m benchmarks.attacks --second-order --qubits 8 --complex64   # AD formulations
 
 Inversion model: the scaling study's (``qjaxrob.experiments.inversion_scaling.study_model``):
 RY angle encoding, hardware-efficient ansatz (RY, RZ, CNOT ring), 2 layers, readout
@@ -20,6 +21,10 @@ are medians of ``--repeats`` warm runs (compile excluded, reported separately), 
 seconds per recovered input, fixed step counts vs pooled restarts (``time_to_success``;
 ``benchmarks/results/attacks_success.json``). ``--peer-circuit REPS``: the same on the peer's
 own model and success criterion (``peer_time_to_success``), the like-for-like comparison.
+``--second-order``: one vmapped evaluation of the objective and its ``x``-gradient over
+``--restarts`` restarts, written three ways (``second_order_forms``), on the dense path and
+on the engine (``QJAXROB_DENSE=1`` / ``0`` at trace time), timed alternately
+(``benchmarks/results/attacks_second_order.json``).
 """
 
 from __future__ import annotations
@@ -186,6 +191,92 @@ def peer_time_to_success(n, reps, seeds, restarts, slots, fixed_steps, max_steps
                           "dtype": np.dtype(dtype).name})
 
 
+def second_order_forms(model, target, label):
+    """The gradient-matching objective's value and ``x``-gradient, ``x -> (f, df/dx)`` with
+    ``f = ||G(x) - g||^2`` and ``G = grad_theta L``, written three ways (equal to rounding):
+
+    * ``"reverse_reverse"``: ``jax.value_and_grad`` of ``f`` (what the attack runs);
+    * ``"reverse_forward"``: ``G`` by reverse mode, then ``df/dx = 2 d/dx <u, G(x)>`` with
+      ``u = G - g`` held fixed, the inner product a forward-mode derivative of ``L`` along
+      ``u`` (``jax.jvp``) and its ``x``-gradient reverse mode;
+    * ``"forward_reverse"``: ``jax.linearize`` of ``(theta, x) -> grad L`` in ``theta``
+      (its primal output is ``G``), the linear map applied to ``u`` gives ``H_{x theta} u``.
+
+    Also ``"forward"`` (the loss) and ``"gradient"`` (``G``), the levels below."""
+    import equinox as eqx
+
+    from qjaxrob.attacks.inversion.objective import flat, objective
+    from qjaxrob.qml.train import cross_entropy
+
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    leaves, tdef = jax.tree_util.tree_flatten(params)
+    cuts = np.cumsum([leaf.size for leaf in leaves])[:-1]
+
+    def unflat(v):
+        return jax.tree_util.tree_unflatten(
+            tdef, [a.reshape(b.shape) for a, b in zip(jnp.split(v, cuts), leaves)])
+
+    def loss(p, x):
+        return cross_entropy(eqx.combine(p, static), x, label)
+
+    def grad(x):
+        return flat(jax.grad(loss)(params, x))
+
+    fl = objective(cross_entropy, model, target, "l2")
+
+    def reverse_forward(x):
+        u = grad(x) - target
+        tangent = unflat(u)
+        dx = jax.grad(lambda z: jax.jvp(lambda p: loss(p, z), (params,), (tangent,))[1])(x)
+        return u @ u, 2 * dx
+
+    def forward_reverse(x):
+        (gp, _), lin = jax.linearize(lambda p: jax.grad(loss, argnums=(0, 1))(p, x), params)
+        u = flat(gp) - target
+        return u @ u, 2 * lin(unflat(u))[1]
+
+    return {"forward": lambda x: loss(params, x), "gradient": grad,
+            "reverse_reverse": jax.value_and_grad(lambda x: fl(x, label)),
+            "reverse_forward": reverse_forward, "forward_reverse": forward_reverse}
+
+
+def second_order_times(n, restarts, rounds, dtype):
+    """Medians (ms) of :func:`second_order_forms` vmapped over ``restarts`` restarts of the
+    scaling study's ``n``-qubit model, each compiled on the dense path and on the engine and
+    timed alternately; checks every formulation against ``reverse_reverse`` (1e-4 relative
+    at complex64, 1e-9 at complex128)."""
+    from benchmarks.dense import compiled, side_by_side
+
+    model = study_model(jax.random.key(n), "angle", n, 2, 0, dtype)
+    real = model.params.dtype
+    x = jax.random.uniform(jax.random.key(1), (n,), real, 0, 2 * np.pi)
+    grads = inv.shared_gradient(model, x[None], jnp.array([1]))
+    target = inv.check_grads(model, grads)
+    label = jnp.array([int(inv.infer_label(model, grads))], jnp.int32)
+    x0s = jax.random.uniform(jax.random.key(2), (restarts, 1, n), real, 0, 2 * np.pi)
+    forms = second_order_forms(model, target, label)
+    load0 = harness.load_average()[0]
+    fns = {(name, path): compiled(lambda f=f: jax.vmap(f), (x0s,), mode)
+           for path, mode in (("dense", "1"), ("engine", "0")) for name, f in forms.items()}
+    tol = 1e-4 if real == jnp.float32 else 1e-9
+    for path in ("dense", "engine"):
+        ref = fns[("reverse_reverse", "dense")](x0s)
+        for name in ("reverse_reverse", "reverse_forward", "forward_reverse"):
+            v, g = fns[(name, path)](x0s)
+            err = float(jnp.max(jnp.abs(g - ref[1])) / jnp.max(jnp.abs(ref[1])))
+            assert err < tol and float(jnp.max(jnp.abs(v - ref[0]) / ref[0])) < tol, (name, path)
+    t = side_by_side(fns, (x0s,), rounds)
+    rows = []
+    for path in ("dense", "engine"):
+        ms = {name: 1e3 * t[(name, path)] for name in forms}
+        rows.append(dict(n_qubits=n, restarts=restarts, dtype=np.dtype(dtype).name, path=path,
+                         **{f"{k}_ms": v for k, v in ms.items()},
+                         gradient_over_forward=ms["gradient"] / ms["forward"],
+                         second_over_gradient=ms["reverse_reverse"] / ms["gradient"],
+                         load=f"{load0:.1f}-{harness.load_average()[0]:.1f}"))
+    return rows
+
+
 def pgd_step_time(n, batch, steps, repeats):
     key = jax.random.key(0)
     model = qjr.qml.make_vqc(key, n, 2, layers=2, dtype=jnp.complex128)
@@ -219,13 +310,23 @@ def main():
     ap.add_argument("--complex64", action="store_true", help="simulate in complex64")
     ap.add_argument("--workers", type=int, nargs="+", default=[0],
                     help="--success: invert's worker threads, one run each (0: its default)")
+    ap.add_argument("--second-order", action="store_true",
+                    help="time the objective's value and x-gradient written three ways")
+    ap.add_argument("--rounds", type=int, default=5, help="--second-order: alternations")
     ap.add_argument("--peer-circuit", type=int, default=0, metavar="REPS",
                     help="--success on the peer's own model (re-uploading circuit with REPS "
                          "repetitions, MSE on the mean <Z>, 0.05 rad success), e.g. 8")
     args = ap.parse_args()
     harness.enable_x64()
     out = {"device": str(jax.devices()[0]), "cpu_count": os.cpu_count()}
-    if args.success:
+    if args.second_order:
+        out["second_order"] = []
+        dtype = jnp.complex64 if args.complex64 else jnp.complex128
+        for n in args.qubits:
+            for row in second_order_times(n, args.restarts, args.rounds, dtype):
+                harness.print_row(row)
+                out["second_order"].append(row)
+    elif args.success:
         out["success"] = []
         dtype = jnp.complex64 if args.complex64 else jnp.complex128
         for n in args.qubits:
@@ -259,7 +360,8 @@ def main():
             print(row, flush=True)
             out["pgd"].append(row)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    path = (RESULTS.replace(".json", "_scaling.json") if args.scaling else
+    path = (RESULTS.replace(".json", "_second_order.json") if args.second_order else
+            RESULTS.replace(".json", "_scaling.json") if args.scaling else
             RESULTS.replace(".json", "_peer.json") if args.success and args.peer_circuit else
             RESULTS.replace(".json", "_success.json") if args.success else RESULTS)
     with open(path, "w") as f:
