@@ -8,15 +8,15 @@ import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TOL
+from reference import expval_ref
 
 import qjaxrob as qjr
-from helpers import TOL
 from qjaxrob import backend
 from qjaxrob.lower.interpreter import Program
 from qjaxrob.lower.pipeline import Scan
 from qjaxrob.lower.ring import RING_MIN_BLOCKS, window_runs, window_wire
 from qjaxrob.sim.adjoint import _backward, _lowered
-from reference import expval_ref
 
 TWO_QUBIT = ("crx", "cry", "crz", "rxx", "ryy", "rzz")
 

@@ -45,7 +45,9 @@ Scope: unitary gates (gate table and ``unitary`` ops) on 1 or 2 wires in pure-st
 simulation, at the top level of a circuit. Wider gates, channels and ``Repeat``/``Roll``
 nodes end a run and keep their own paths (their bodies are never interpreted, so a
 ``repeat``-built circuit runs exactly as without the interpreter); the density-matrix and
-trajectory walks never see programs.
+trajectory walks never see programs. Sliding-window programs (``start >= 0``,
+:mod:`qjaxrob.lower.ring`) are the exception: where a policy asks for them (the adjoint
+method's backward walk) they also replace runs inside scan bodies.
 """
 
 from __future__ import annotations
@@ -61,8 +63,15 @@ from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.lower.fusion import fuse
 from qjaxrob.lower.ring import adjoint_windows, oriented, run_windows
-from qjaxrob.lower.tables import (angle_rows, angle_values, block_of, const_matrix, embed,
-                                  embed_on, slot_values)
+from qjaxrob.lower.tables import (
+    angle_rows,
+    angle_values,
+    block_of,
+    const_matrix,
+    embed,
+    embed_on,
+    slot_values,
+)
 
 __all__ = [
     "INTERPRET_MIN_BLOCKS",
