@@ -45,7 +45,9 @@ Scope: unitary gates (gate table and ``unitary`` ops) on 1 or 2 wires in pure-st
 simulation, at the top level of a circuit. Wider gates, channels and ``Repeat``/``Roll``
 nodes end a run and keep their own paths (their bodies are never interpreted, so a
 ``repeat``-built circuit runs exactly as without the interpreter); the density-matrix and
-trajectory walks never see programs.
+trajectory walks never see programs. Sliding-window programs (``start >= 0``,
+:mod:`qjaxrob.lower.ring`) are the exception: where a policy asks for them (the adjoint
+method's backward walk) they also replace runs inside scan bodies.
 """
 
 from __future__ import annotations
@@ -60,8 +62,16 @@ import numpy as np
 from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.lower.fusion import fuse
-from qjaxrob.lower.tables import (angle_rows, angle_values, block_of, const_matrix, embed,
-                                  embed_on, slot_values)
+from qjaxrob.lower.ring import adjoint_windows, oriented, run_windows
+from qjaxrob.lower.tables import (
+    angle_rows,
+    angle_values,
+    block_of,
+    const_matrix,
+    embed,
+    embed_on,
+    slot_values,
+)
 
 __all__ = [
     "INTERPRET_MIN_BLOCKS",
@@ -85,10 +95,14 @@ dominate are interpreted (``benchmarks/README.md``, "Compile time");
 class Program:
     """A run of gates executed by the interpreter: ``blocks`` are the fused blocks
     (:class:`qjaxrob.lower.fusion.Block`, at most 2 wires each) in application order on an
-    ``n_qubits`` state. Static and hashable; its tables are built once (cached)."""
+    ``n_qubits`` state. ``start >= 0`` marks a sliding-window run (block ``j`` on wires
+    ``(start + j, start + j + 1) mod n``, :mod:`qjaxrob.lower.ring`), walked with a
+    rotating layout instead of the generic pair kernel. Static and hashable; its tables are
+    built once (cached)."""
 
     blocks: tuple
     n_qubits: int
+    start: int = -1
 
     @property
     def ops(self) -> tuple:
@@ -250,8 +264,12 @@ def table_matrices(blocks: tuple, n: int, k: int, params, x, dtype):
 
 def block_matrices(program: Program, params, x, dtype):
     """The ``(B, 4, 4)`` block matrices of ``program`` at ``params``/``x``
-    (:func:`table_matrices` on wire pairs)."""
-    return table_matrices(program.blocks, program.n_qubits, 2, params, x, dtype)
+    (:func:`table_matrices` on wire pairs; on their windows for a sliding-window run,
+    :func:`qjaxrob.lower.ring.oriented`)."""
+    mats = table_matrices(program.blocks, program.n_qubits, 2, params, x, dtype)
+    if program.start >= 0:
+        return oriented(mats, program.blocks, program.n_qubits)
+    return mats
 
 
 # ---- the generic pair kernel ------------------------------------------------------------
@@ -289,9 +307,12 @@ def run_program(program: Program, state, params, x, dtype):
 
     The state is kept in the layout of the current block's pair (its two bits lowest), so a
     step is one relayout gather and one ``(2**(n-2), 4) @ (4, 4)`` product; the canonical
-    layout is restored at the end."""
+    layout is restored at the end. A sliding-window run is one scan of
+    :func:`qjaxrob.lower.ring.run_windows` instead."""
     n = program.n_qubits
     mats = block_matrices(program, params, x, dtype)
+    if program.start >= 0:
+        return run_windows(state, mats, program.start)
     pairs, prev = _walk_tables(program)
 
     def step(flat, xs):
@@ -315,6 +336,9 @@ def adjoint_program(program: Program, psi, lam, params, x, dtype):
     ``params``/``x``. Returns ``(psi, lam, d params, d x)`` at the program's start."""
     n = program.n_qubits
     mats, pullback = jax.vjp(lambda p, xx: block_matrices(program, p, xx, dtype), params, x)
+    if program.start >= 0:
+        psi, lam, cts = adjoint_windows(psi, lam, mats, program.start)
+        return (psi, lam) + pullback(cts)
     pairs, prev = _walk_tables(program)
     canonical = _layout(jnp.array([-1, -1]), n)
     last = _layout(pairs[-1], n)

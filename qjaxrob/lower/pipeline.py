@@ -16,6 +16,12 @@ or not by the mode's :class:`Policy`:
    interpreter ``Program`` s (:func:`qjaxrob.lower.interpreter.interpret`).
 4. **Fusion** (``policy.fuse_qubits``, ``policy.cost``): the remaining gates become fused
    ``Block`` s (:func:`qjaxrob.lower.fusion.fuse`; cut markers dropped, channels kept).
+5. **Sliding windows** (``policy.ring_blocks``): runs of 2-wire blocks on consecutive
+   wire pairs ``(s, s+1), (s+1, s+2), ...`` (mod ``n``; a hardware-efficient layer) become
+   sliding-window ``Program`` s (:mod:`qjaxrob.lower.ring`), at the top level and in scan
+   bodies, so the program does not grow with the qubit count (off by default: its
+   rotating layout costs a transpose per window; the adjoint method's backward walk,
+   whose compile time it cuts most, turns it on).
 
 So the nodes of a lowered program are ``Block``, ``Program``, :class:`Scan` and, where
 fusion is off or for channels, plain ``Op`` s.
@@ -27,8 +33,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from qjaxrob.ir.circuit import Op, Repeat
-from qjaxrob.lower.fusion import DEFAULT_MAX_QUBITS, fuse
+from qjaxrob.lower.fusion import DEFAULT_MAX_QUBITS, Block, fuse
 from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, interpret
+from qjaxrob.lower.ring import window_runs
 from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll
 
 __all__ = ["Lowered", "Policy", "Scan", "lower", "product_prefix"]
@@ -45,6 +52,9 @@ class Policy:
         roll_ops: smallest rolled run in ops (``0`` disables rolling).
         interpret_blocks: smallest interpreted run in fused blocks (``0`` disables).
         prefix: split off the product-state prefix (pure states only).
+        ring_blocks: smallest sliding-window run in fused blocks (``0``, the default,
+            disables; pure states only, needs fusion; the adjoint method's backward walk
+            uses :data:`qjaxrob.lower.ring.RING_MIN_BLOCKS`).
     """
 
     fuse_qubits: int = DEFAULT_MAX_QUBITS
@@ -52,6 +62,7 @@ class Policy:
     roll_ops: int = ROLL_MIN_OPS
     interpret_blocks: int = INTERPRET_MIN_BLOCKS
     prefix: bool = True
+    ring_blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,15 +112,21 @@ def lower(ops: tuple, n_qubits: int, policy: Policy = Policy()) -> Lowered:
     own, forwards and backwards)."""
     if policy.prefix:
         whole = lower(ops, n_qubits, replace(policy, prefix=False))
-        if whole.nodes and isinstance(whole.nodes[0], Program):
+        if whole.nodes and isinstance(whole.nodes[0], Program) and whole.nodes[0].start < 0:
             return whole
     prefix, rest = product_prefix(ops) if policy.prefix else ((), ops)
     prefix = fuse(prefix, max_qubits=1)
     nodes = interpret(roll(rest, n_qubits, policy.roll_ops), n_qubits, policy.interpret_blocks)
     if policy.fuse_qubits:
         nodes = fuse(nodes, max_qubits=policy.fuse_qubits, cost=policy.cost)
+        nodes = window_runs(nodes, n_qubits, policy.ring_blocks, _pair_block,
+                            lambda blocks, start: Program(blocks, n_qubits, start))
     body = replace(policy, interpret_blocks=0, prefix=False)
     return Lowered(n_qubits, prefix, tuple(_scan(node, body) for node in nodes))
+
+
+def _pair_block(node) -> bool:
+    return isinstance(node, Block) and len(node.wires) == 2
 
 
 def _scan(node, policy: Policy):

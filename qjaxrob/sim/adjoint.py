@@ -8,16 +8,19 @@ for every node ``U_k``, so the cotangent of a node's matrix (JAX's convention
 (psi_k)_j`` the cross matrix of the node's wires (all other wires summed), and ``jax.vjp``
 of the matrix builder maps it to ``params``/``x``: no generator table, every gate exact.
 
-The backward walk runs the very program the forward pass ran
+The backward walk runs the program the forward pass ran
 (:func:`qjaxrob.lower.pipeline.lower` under :func:`qjaxrob.sim.engine.statevector_policy`),
-node by node from the end:
+node by node from the end, with one difference: runs of blocks on consecutive wire pairs
+(a hardware-efficient layer) are grouped into sliding-window programs
+(:mod:`qjaxrob.lower.ring`), so the walk's compiled size does not grow with the qubit
+count (the forward pass keeps its unrolled blocks, which run faster):
 
 * a fused ``Block`` is read (cross matrix and cotangent, if it has traced members) and
   undone on ``psi`` and ``lam`` at once (one kernel on the stacked pair: conjugate diagonal,
   inverse permutation or conjugate-transposed matrix);
 * a ``Scan`` by a reversed ``lax.scan`` over its rows, its body walked backwards;
-* an interpreter ``Program`` by the interpreter's reversed scan
-  (:func:`qjaxrob.lower.interpreter.adjoint_program`);
+* an interpreter ``Program`` (sliding-window runs included) by the interpreter's reversed
+  scan (:func:`qjaxrob.lower.interpreter.adjoint_program`);
 * the product-state prefix last: ``dL = 2 Re <lam_0| d psi_0>``, so ``jax.vjp`` of the
   start state (:func:`qjaxrob.sim.engine.prefix_vectors` and their outer product) at the
   cotangent ``2 conj(lam_0)`` gives its ``params``/``x`` gradients.
@@ -58,6 +61,7 @@ from qjaxrob.kernels import (
 from qjaxrob.lower.fusion import Block, block_apply_args
 from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, adjoint_program
 from qjaxrob.lower.pipeline import Lowered, Scan, lower
+from qjaxrob.lower.ring import RING_MIN_BLOCKS
 from qjaxrob.lower.rolling import roll_rows
 from qjaxrob.sim.engine import outer_product, prefix_vectors, run_lowered, statevector_policy
 from qjaxrob.sim.measure import observable_values
@@ -194,9 +198,12 @@ def _backward(low: Lowered, pair, params, x, dtype):
     return grad_p, grad_x
 
 
-def _lowered(circuit, kernels, min_blocks) -> Lowered:
-    """The program both directions walk: the forward pass's lowering."""
+def _lowered(circuit, kernels, min_blocks, backward=False) -> Lowered:
+    """The forward pass's lowering; with ``backward``, the same program with its runs of
+    sliding windows grouped (module docs)."""
     policy = statevector_policy(kernels=kernels, interpret_blocks=min_blocks)
+    if backward:
+        policy = replace(policy, ring_blocks=RING_MIN_BLOCKS)
     return lower(circuit.ops, circuit.n_qubits, policy)
 
 
@@ -231,7 +238,7 @@ def _bwd(circuit, observables, dtype, kernels, min_blocks, residuals, g):
     for gi, obs in zip(g, observables):
         for coeff, word in obs.terms:
             lam = lam + (gi * coeff.real).astype(psi.dtype) * apply_pauli(psi, *split_word(word))
-    low = _lowered(circuit, kernels, min_blocks)
+    low = _lowered(circuit, kernels, min_blocks, True)
     return _backward(low, jnp.stack([psi, lam]), params, x, dtype)
 
 
