@@ -53,16 +53,23 @@ from jax.custom_batching import custom_vmap
 
 from qjaxrob.errors import DensityMatrixOnlyError, ParameterError, ResourceError
 from qjaxrob.ir.circuit import Circuit, Op
-from qjaxrob.kernels import apply_kraus, apply_permutation, monomial
-from qjaxrob.kernels.density import apply_local, apply_local_const, superoperator
+from qjaxrob.kernels import (
+    apply_kraus,
+    apply_local,
+    apply_local_const,
+    apply_permutation,
+    monomial,
+    superoperator,
+)
 from qjaxrob.lower.fusion import fuse, op_matrix
 from qjaxrob.lower.layers import Layer, Local, layer_ops, layout, tail_map
 from qjaxrob.lower.rolling import Roll, roll_rows
 from qjaxrob.lower.tables import const_matrix, embed
 from qjaxrob.sim import engine
 
-__all__ = ["CHOICES", "COST", "COST_SINGLE", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED", "batch_sizes", "costs",
-           "counts", "dense_choice", "dense_tensor", "final_tensor", "path_choice", "use_dense"]
+__all__ = ["CHOICES", "COST", "COST_SINGLE", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED",
+           "batch_sizes", "costs", "counts", "dense_choice", "dense_tensor", "final_tensor",
+           "path_choice", "use_dense"]
 
 ENV = "QJAXROB_DENSE"
 CHOICES = ("auto", "0", "1")
@@ -71,8 +78,8 @@ MAX_QUBITS = 12
 complex128)."""
 SPLIT_MIN_QUBITS = 4
 """From this many wires a layer's ``K`` is applied as two Kronecker factors (:func:`split`)."""
-MAX_QUBITS_MIXED = 9
-"""Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
+MAX_QUBITS_MIXED = 10
+"""Widest density matrix the dense path runs (``4**10`` entries, 16 MiB at complex128)."""
 
 COST_BATCH = 32
 """The batch of the batched rows :data:`COST` is fitted on (``benchmarks/dense.py``)."""
@@ -156,7 +163,8 @@ def counts(circuit: Circuit, mixed: bool) -> dict:
     n = circuit.n_qubits
     ops = tuple(op for op in _flat(circuit.ops) if not op.is_marker)
     gates = tuple(op for op in ops if not op.is_channel)
-    formed, other, macs = _count_layers(layer_ops(circuit.ops, n, local=bool(mixed)), n, bool(mixed))
+    mixed = bool(mixed)
+    formed, other, macs = _count_layers(layer_ops(circuit.ops, n, local=mixed), n, mixed)
     return dict(passes=len(gates) if mixed else len(fuse(gates, max_qubits=2)),
                 size=4**n if mixed else 2**n, channels=len(ops) - len(gates),
                 formed=formed, other=other, macs=macs)
@@ -400,7 +408,8 @@ def _walk(nodes: tuple, state, params, x, dtype, mixed: bool, n: int):
             state = _apply_local(node, state, params, x, dtype)
         elif isinstance(node, Roll):
             def body(carry, rows, block=node.block):
-                out = _walk(layer_ops(block.ops, n, local=mixed), carry, rows[0], rows[1], dtype, mixed, n)
+                out = _walk(layer_ops(block.ops, n, local=mixed), carry, rows[0], rows[1],
+                            dtype, mixed, n)
                 return out, None
 
             state, _ = jax.lax.scan(body, state, roll_rows(node, params, x))
@@ -460,7 +469,8 @@ def dense_tensor(circuit: Circuit, params, x, dtype, mixed: bool):
     """The final ``(2,)*n`` state (or ``(2,)*2n`` density tensor) of ``circuit`` from
     ``|0...0>`` on the dense path (traceable, not jitted; module docs)."""
     n = circuit.n_qubits
-    state = _walk(layer_ops(circuit.ops, n, local=bool(mixed)), None, params, x, dtype, bool(mixed), n)
+    mixed = bool(mixed)
+    state = _walk(layer_ops(circuit.ops, n, local=mixed), None, params, x, dtype, mixed, n)
     if state is None:
         state = _zero(n, dtype, mixed)
     return state.reshape((2,) * (2 * n if mixed else n))
