@@ -23,7 +23,9 @@ Sections (``--sections``, default all):
 * ``density``: gradient of ``<Z0>`` of ``benchmarks/density.py``'s noisy circuit at
   n = 6, 8, 10 (dense path up to ``MAX_QUBITS_MIXED``), and PennyLane ``default.mixed``
   (``diff_method="backprop"``, ``jax.jit``) on the same circuit.
-* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256).
+* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256), also
+  under ``QJAXROB_DENSE=auto`` (the ``auto_ms`` column: the path the cost model picks for
+  the batch).
 
 Run: ``python -m benchmarks.dense`` (about 10 min on 2 cores) or ``--quick``.
 """
@@ -274,7 +276,9 @@ def batched(n, layers, batch, rounds):
         fwd = qjr_forward(n, layers, encode=True)
         return jax.grad(lambda p, xs: jnp.mean(jax.vmap(fwd, in_axes=(None, 0))(p, xs)))
 
-    return [row(f"batched grad n={n} L={layers} B={batch}", make, (p, xs), rounds)]
+    args = (p, xs)
+    return [row(f"batched grad n={n} L={layers} B={batch}", make, args, rounds,
+                extra={"auto": compiled(make, args, "auto")})]
 
 
 def main(argv=None):
