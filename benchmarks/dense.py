@@ -7,18 +7,25 @@ and the ratio dense / engine, with the load average before and after. complex128
 
 Sections (``--sections``, default all):
 
-* ``costs``: the cost-model constants of ``qjaxrob.sim.dense.COST``: the gradient of
-  ``<Z0>`` of the HEA (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``),
-  vmapped over ``dense.COST_BATCH`` parameter vectors, at n = 2..12 (pure) and 2..7
-  (density with no channel), per path; non-negative least-squares fits of the seconds per
-  example ``passes * (a + b * size)`` (engine) and ``layers * (a + b * macs)`` (dense).
+* ``costs``: the cost-model constants ``qjaxrob.sim.dense.COST_SINGLE`` and ``COST``, from
+  ``<Z0>`` of the HEA (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``)
+  at n = 2..12 (pure) and 2..7 (density with no channel), per path: one unbatched forward
+  (``COST_SINGLE``, seconds per call), and batched gradients (``COST``, seconds per
+  example): ``jax.vmap(jax.grad)`` over ``dense.COST_BATCH`` parameter vectors and (pure)
+  the gradient of the mean over ``dense.COST_BATCH`` inputs sharing the parameters (an RY
+  encoding layer first, ``jax.vmap`` inside ``jax.grad``); non-negative least-squares fits
+  (relative errors) of ``passes * (a + b * size)`` (engine) and ``layers * c + macs * (d
+  or e) + other * (a + f * size)`` (dense; ``e`` when the parameters are shared), then the
+  fitted model's pick per row.
 * ``inversion``: the 8-qubit inversion objective (``benchmarks/attacks.py``'s model: RY
   encoding, HEA L = 2, linear readout; 64 restarts vmapped): forward (the loss), the
   gradient w.r.t. the model, and the second-order "distance + its gradient w.r.t. x".
 * ``density``: gradient of ``<Z0>`` of ``benchmarks/density.py``'s noisy circuit at
   n = 6, 8, 10 (dense path up to ``MAX_QUBITS_MIXED``), and PennyLane ``default.mixed``
   (``diff_method="backprop"``, ``jax.jit``) on the same circuit.
-* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256).
+* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256), also
+  under ``QJAXROB_DENSE=auto`` (the ``auto_ms`` column: the path the cost model picks for
+  the batch).
 
 Run: ``python -m benchmarks.dense`` (about 10 min on 2 cores) or ``--quick``.
 """
@@ -85,58 +92,109 @@ def row(name, make, args, rounds, check=True, extra=None, show=True):
     return out
 
 
-def hea(n, layers=4, noise=False):
+def hea(n, layers=4, noise=False, encode=False):
     block = qjr.Circuit(n)
     for q in range(n):
         block = block.ry(q, qjr.param(q)).rz(q, qjr.param(n + q))
     for q in range(n):
         block = block.cnot(q, (q + 1) % n)
-    return qjr.Circuit.repeat(block, layers)
+    c = qjr.Circuit.repeat(block, layers)
+    if encode:
+        enc = qjr.Circuit(n)
+        for q in range(n):
+            enc = enc.ry(q, qjr.inp(q))
+        c = enc + c
+    return c
+
+
+REGIMES = {"forward B=1": "COST_SINGLE", "vmap grad": "COST", "grad shared": "COST"}
+"""The regimes of :func:`costs` and the constants each fits."""
 
 
 def costs(qubits, mixed_qubits, rounds):
-    """Per-example seconds of the regime the model prices (``dense.COST_BATCH`` parameter
-    vectors, ``jax.vmap`` of ``jax.grad`` of ``<Z0>``), per path, then :func:`fit`."""
+    """Seconds per call of each path in the :data:`REGIMES` (``dense.COST_BATCH`` examples
+    when batched), then :func:`fit`."""
     b = dense.COST_BATCH
     rows = []
     for mixed, ns in ((False, qubits), (True, mixed_qubits)):
         for n in ns:
             c = hea(n)
-            ps = jnp.asarray(np.random.default_rng(n).uniform(-2, 2, (b, c.n_params)))
+            rng = np.random.default_rng(n)
+            p1 = jnp.asarray(rng.uniform(-2, 2, c.n_params))
+            ps = jnp.asarray(rng.uniform(-2, 2, (b, c.n_params)))
 
-            def make(c=c, mixed=mixed):
-                return jax.vmap(jax.grad(
-                    lambda q: qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)))
+            def f(q, c=c, mixed=mixed):
+                return qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)
 
-            r = row(f"batched grad {'density' if mixed else 'pure'} n={n} B={b}", make, (ps,),
-                    rounds)
-            engine_s, dense_s = dense.costs(c, mixed)
-            r.update(n=n, mixed=mixed, model_engine_ms=1e3 * engine_s * b,
-                     model_dense_ms=1e3 * dense_s * b)
-            rows.append(r)
+            cases = [("forward B=1", c, 1, False, lambda f=f: f, (p1,)),
+                     ("vmap grad", c, b, False, lambda f=f: jax.vmap(jax.grad(f)), (ps,))]
+            if not mixed:
+                ce = hea(n, encode=True)
+                xs = jnp.asarray(rng.uniform(0, np.pi, (b, n)))
+
+                def shared(ce=ce):
+                    def fx(q, x):
+                        return qjr.expval(ce, qjr.Z(0), q, x, dtype=DT)
+
+                    return jax.grad(lambda q, v: jnp.mean(jax.vmap(fx, (None, 0))(q, v)))
+
+                cases.append(("grad shared", ce, b, True, shared, (p1, xs)))
+            for regime, circ, batch, is_shared, make, args in cases:
+                r = row(f"{regime} {'density' if mixed else 'pure'} n={n}", make, args, rounds)
+                engine_s, dense_s = dense.costs(circ, mixed, batch, is_shared)
+                r.update(n=n, mixed=mixed, regime=regime, batch=batch, shared=is_shared,
+                         model_engine_ms=1e3 * engine_s, model_dense_ms=1e3 * dense_s,
+                         counts=dense.counts(circ, mixed))
+                rows.append(r)
     fit(rows)
     return rows
 
 
 def fit(rows):
-    """Non-negative least-squares constants of the cost model from the ``costs`` rows,
-    printed as the ``COST`` dict to paste into ``qjaxrob/sim/dense.py``."""
+    """Non-negative least-squares constants of ``COST_SINGLE`` and ``COST`` from the
+    ``costs`` rows (per call and per example; each equation divided by its measured time:
+    relative errors), printed as the dicts to paste into ``qjaxrob/sim/dense.py``, then
+    the fitted model's pick per row."""
     from scipy.optimize import nnls
 
-    eng, den = [], []
-    for r in rows:
-        k = dense.counts(hea(r["n"]), r["mixed"])
-        b = dense.COST_BATCH
-        eng.append((k["passes"], k["passes"] * k["size"], r["engine_ms"] / 1e3 / b))
-        den.append((k["formed"], k["macs"], r["dense_ms"] / 1e3 / b,
-                    k["other"], k["size"]))
-    (ea, eb), _ = nnls(np.array([[p, s] for p, s, _ in eng], float),
-                       np.array([t for *_, t in eng]))
-    # the dense path's tail-only layers are priced as engine passes
-    t = np.array([t - o * (ea + eb * s) for _, _, t, o, s in den])
-    (da, db), _ = nnls(np.array([[f, m] for f, m, *_ in den], float), t)
-    print(f"fit: COST = {{'engine_pass': {ea:.2e}, 'engine_amp': {eb:.2e}, "
-          f"'dense_layer': {da:.2e}, 'dense_mac': {db:.2e}}}")
+    def solve(design, times):
+        a = np.array(design, float) / np.array(times)[:, None]
+        return nnls(a, np.ones(len(times)))[0]
+
+    fitted = {}
+    for name in ("COST_SINGLE", "COST"):
+        sel = [r for r in rows if REGIMES[r["regime"]] == name]
+        per = [r["batch"] for r in sel]
+        ea, eb = solve([[r["counts"]["passes"] + r["counts"]["channels"],
+                         (r["counts"]["passes"] + r["counts"]["channels"])
+                         * r["counts"]["size"]] for r in sel],
+                       [r["engine_ms"] / 1e3 / b for r, b in zip(sel, per)])
+        # the dense path's other passes share the engine's fixed cost per pass
+        den, times = [], []
+        for r, b in zip(sel, per):
+            k = r["counts"]
+            den.append([k["formed"], 0 if r["shared"] else k["macs"],
+                        k["macs"] if r["shared"] else 0, k["other"] * k["size"]])
+            times.append(max(r["dense_ms"] / 1e3 / b - k["other"] * ea, 1e-8))
+        da, db, dg, dp = solve(den, times)
+        fitted[name] = dict(engine_pass=ea, engine_amp=eb, dense_layer=da, dense_mac=db,
+                            dense_amp=dp)
+        if name == "COST":
+            fitted[name]["dense_gemm"] = dg
+        print(f"fit: {name} = {{" + ", ".join(f"'{k}': {v:.2e}"
+                                            for k, v in fitted[name].items()) + "}")
+    old = {k: dict(getattr(dense, k)) for k in fitted}
+    for k, v in fitted.items():
+        getattr(dense, k).update(v)
+    try:
+        for r in rows:
+            e, d = dense.costs(hea(r["n"], encode=r["shared"]), r["mixed"], r["batch"],
+                               r["shared"])
+            print(f"  {r['workload']}: measured dense/engine {r['ratio']:.2f}, "
+                  f"fit {d / e:.2f}, fit picks {'dense' if d < e else 'engine'}")
+    finally:
+        for k, v in old.items():
+            getattr(dense, k).update(v)
 
 
 def inversion(n, restarts, rounds):
@@ -218,7 +276,9 @@ def batched(n, layers, batch, rounds):
         fwd = qjr_forward(n, layers, encode=True)
         return jax.grad(lambda p, xs: jnp.mean(jax.vmap(fwd, in_axes=(None, 0))(p, xs)))
 
-    return [row(f"batched grad n={n} L={layers} B={batch}", make, (p, xs), rounds)]
+    args = (p, xs)
+    return [row(f"batched grad n={n} L={layers} B={batch}", make, args, rounds,
+                extra={"auto": compiled(make, args, "auto")})]
 
 
 def main(argv=None):

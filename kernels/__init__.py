@@ -15,9 +15,12 @@ from qjaxrob.kernels.dense import apply_matrix, grouped_shape
 from qjaxrob.kernels.density import (
     apply_diagonal_density,
     apply_kraus,
+    apply_local,
+    apply_local_const,
     apply_matrix_density,
     density_diagonal,
     density_pauli_expval,
+    superoperator,
 )
 from qjaxrob.kernels.pauli import (apply_pauli, parity_signs, pauli_expval, sign_table,
                                    z_expval)
@@ -27,5 +30,5 @@ __all__ = [
     "apply_matrix", "apply_diagonal", "apply_permutation", "apply_pauli", "pauli_expval",
     "apply_matrix_density", "apply_diagonal_density", "apply_kraus", "density_diagonal",
     "density_pauli_expval", "grouped_shape", "monomial", "pallas", "parity_signs",
-    "sign_table", "z_expval",
+    "sign_table", "z_expval", "apply_local", "apply_local_const", "superoperator",
 ]

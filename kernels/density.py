@@ -8,7 +8,10 @@ Both go through *local* operators on a few axes of rho, never a ``4**n x 4**n`` 
 * two-qubit gates: U on the row axes, then conj(U) on the column axes (two passes with 4
   terms per element, cheaper than one pass with 16 terms);
 * two-qubit channels: the 16 x 16 local superoperator on 4 axes (one pass);
-* diagonal gates: one elementwise multiply by d (x) conj(d).
+* diagonal gates: one elementwise multiply by d (x) conj(d);
+* constant one-qubit superoperators (:func:`apply_local_const`, NumPy, known at trace
+  time): linear combinations over their nonzero entries only (a one-qubit depolarizing
+  channel has 6 of 16), one pass.
 
 Local operators on up to 4 axes work on a reshaped view: rho is viewed as
 ``(pre_0, 2, pre_1, 2, ..., pre_k)`` with the k target axes as the size-2 dimensions. On 2
@@ -25,13 +28,15 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
 from qjaxrob.kernels.dense import grouped_slices, sort_wires, stack_slices
 from qjaxrob.kernels.pauli import apply_pauli
 from qjaxrob.kernels.structured import apply_diagonal
 
 __all__ = [
     "apply_local", "apply_matrix_density", "apply_diagonal_density", "apply_kraus",
-    "superoperator", "density_diagonal", "density_pauli_expval",
+    "apply_local_const", "superoperator", "density_diagonal", "density_pauli_expval",
 ]
 
 _MAX_LOCAL_AXES = 4
@@ -108,6 +113,35 @@ def apply_kraus(rho, kraus, wires):
     n = rho.ndim // 2
     wires = tuple(wires)
     return apply_local(rho, superoperator(kraus), wires + _cols(wires, n))
+
+
+def _sparse_combined(t, m: np.ndarray, axes):
+    """The constant ``m`` applied as linear combinations of the slices over its nonzero
+    entries only; differentiable in ``t`` (the transpose is
+    the same sparse combination with ``m.T``)."""
+    s = grouped_slices(t, axes)
+    outs = []
+    for r in range(len(s)):
+        terms = []
+        for c, x in enumerate(s):
+            v = complex(m[r, c])
+            if v != 0:
+                terms.append(x if v == 1 else v * x)
+        outs.append(sum(terms[1:], terms[0]) if terms else jnp.zeros_like(s[0]))
+    return stack_slices(outs, len(axes)).reshape(t.shape)
+
+
+def apply_local_const(t, m: np.ndarray, axes):
+    """:func:`apply_local` for a matrix known at trace time (NumPy ``(4, 4)`` on 2 distinct
+    axes): linear combinations over its nonzero entries only, one pass; wider matrices go
+    through :func:`apply_local`."""
+    axes = tuple(int(a) for a in axes)
+    if len(axes) != 2:
+        return apply_local(t, jnp.asarray(m, t.dtype), axes)
+    if axes[0] > axes[1]:
+        m = m.reshape(2, 2, 2, 2).transpose(1, 0, 3, 2).reshape(4, 4)
+        axes = axes[::-1]
+    return _sparse_combined(t, m, axes)
 
 
 def density_diagonal(rho):

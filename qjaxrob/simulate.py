@@ -34,7 +34,7 @@ from qjaxrob.ir.circuit import Circuit
 from qjaxrob.lower.angles import affine_angles
 from qjaxrob.sim import sharded
 from qjaxrob.sim.adjoint import adjoint_expval
-from qjaxrob.sim.dense import dense_choice, final_tensor
+from qjaxrob.sim.dense import dense_choice, final_tensor, path_choice
 from qjaxrob.sim.measure import marginal, observable_values, probabilities
 from qjaxrob.sim.param_shift import estimate as shot_estimate
 from qjaxrob.sim.param_shift import expand_circuit
@@ -68,9 +68,10 @@ def _prepare(c, params, x, dtype, *, mixed=False, what="simulation"):
 
 # ---- compiled entry points ---------------------------------------------------------
 # ``kernels`` (``"xla"``/``"pallas"``, from ``$QJAXROB_KERNELS``) and ``dense`` (the engine
-# or the dense small-state path, from ``$QJAXROB_DENSE``: :mod:`qjaxrob.sim.dense`) are
-# resolved by the public functions at call time and static, so switching a variable
-# mid-process re-traces instead of silently reusing the choice of the first trace.
+# or the dense small-state path, from ``$QJAXROB_DENSE`` and, under ``auto``, the batch the
+# call runs in: :func:`qjaxrob.sim.dense.path_choice`) are resolved by the public functions
+# at call time and static, so switching a variable mid-process, or calling under a ``vmap``
+# of another size, re-traces instead of silently reusing the choice of the first trace.
 @partial(jax.jit, static_argnames=("circuit", "dtype", "mixed", "kernels", "dense"))
 def _tensor(circuit, params, x, dtype, mixed, kernels, dense):
     return final_tensor(circuit, params, x, dtype, mixed, kernels=kernels, dense=dense)
@@ -120,14 +121,18 @@ def statevector(c: Circuit, params=None, x=None, *, key=None, dtype=jnp.complex6
     c, dt, params, x = _prepare(c, params, x, dtype, what="statevector")
     if key is not None and c.has_channels:
         return trajectory_state(c, params, x, check_key(key, "statevector of a noisy circuit"), dt)
-    return _tensor(c, params, x, dt, False, kernel_choice(), dense_choice()).reshape(-1)
+    kernels = kernel_choice()
+    return _tensor(c, params, x, dt, False, kernels,
+                   path_choice(c, False, kernels, params, x)).reshape(-1)
 
 
 def density_matrix(c: Circuit, params=None, x=None, *, dtype=jnp.complex64):
     """The final density matrix of ``c`` (channels included), shape ``(2**n, 2**n)``."""
     c, dt, params, x = _prepare(c, params, x, dtype, mixed=True, what="density_matrix")
     dim = 2**c.n_qubits
-    return _tensor(c, params, x, dt, True, kernel_choice(), dense_choice()).reshape(dim, dim)
+    kernels = kernel_choice()
+    return _tensor(c, params, x, dt, True, kernels,
+                   path_choice(c, True, kernels, params, x)).reshape(dim, dim)
 
 
 def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp.complex64,
@@ -139,7 +144,9 @@ def probs(c: Circuit, params=None, x=None, *, wires=None, mixed=False, dtype=jnp
         return sharded.probs(c, params, x, mesh=mesh, wires=wires, mixed=mixed, dtype=dtype)
     c, dt, params, x = _prepare(c, params, x, dtype, mixed=mixed, what="probs")
     wires = tuple(range(c.n_qubits)) if wires is None else check_wires(wires, c.n_qubits)
-    return _probs(c, params, x, dt, bool(mixed), wires, kernel_choice(), dense_choice())
+    kernels = kernel_choice()
+    return _probs(c, params, x, dt, bool(mixed), wires, kernels,
+                  path_choice(c, bool(mixed), kernels, params, x))
 
 
 _sample_bits = jax.jit(sample_bits, static_argnames=("shots", "n"))
@@ -221,6 +228,7 @@ def expval(
     elif diff == "adjoint":
         out = adjoint_expval(c, observables, params, x, dt, bool(mixed), kernel_choice())
     else:
-        out = _expval(c, observables, params, x, dt, bool(mixed), kernel_choice(),
-                      dense_choice())
+        kernels = kernel_choice()
+        out = _expval(c, observables, params, x, dt, bool(mixed), kernels,
+                      path_choice(c, bool(mixed), kernels, params, x))
     return out[0] if single else out

@@ -15,7 +15,7 @@ from reference import density_ref, expval_ref, statevector_ref
 import qjaxrob as qjr
 from qjaxrob.errors import DensityMatrixOnlyError, ParameterError, ResourceError
 from qjaxrob.ir.gates import GATES
-from qjaxrob.lower.layers import Layer, layer_ops, tail_map
+from qjaxrob.lower.layers import Layer, Local, layer_ops, tail_map
 from qjaxrob.sim import dense, measure
 
 N_PARAMS, N_INPUTS = 6, 3
@@ -198,6 +198,53 @@ def test_layers_group_rotations_and_fold_the_entangler_into_a_tail():
     assert [g.wires for g in nodes[0].groups] == [(0,), (2,)]
     assert [op.name for op in nodes[0].tail] == ["cnot", "cnot", "cz"]
     assert [g.wires for g in nodes[1].groups] == [(1,)] and nodes[2].is_channel
+
+
+def test_density_layers_collect_one_qubit_gates_and_channels_per_wire():
+    """With ``local=True`` a run of one-qubit gates and channels is one ``Local`` node (per
+    wire, its ops in order); multi-qubit gates and channels end the run."""
+    c = qjr.Circuit(3).ry(0, qjr.param(0)).depolarizing(0, 0.1).rz(2, qjr.param(1))
+    c = c.depolarizing(2, 0.2).rx(0, 0.3).cnot(0, 1).cz(1, 2).bit_flip(1, 0.1)
+    c = c.swap(0, 2).ry(1, 0.4)
+    nodes = layer_ops(c.ops, 3, local=True)
+    assert [type(node).__name__ for node in nodes] == ["Local", "Layer", "Local", "Layer",
+                                                        "Local"]
+    assert nodes[0].wires == (0, 2)
+    assert [[op.name for op in ops] for ops in nodes[0].ops] == [
+        ["ry", "depolarizing", "rx"], ["rz", "depolarizing"]]
+    assert [op.name for op in nodes[1].tail] == ["cnot", "cz"] and not nodes[1].groups
+    assert nodes[2].wires == (1,) and nodes[2].ops[0][0].name == "bit_flip"
+    assert not any(isinstance(node, Local) for node in layer_ops(c.ops, 3))
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_constant_superoperator_pass_matches_the_general_pass(dtype):
+    """``apply_local_const`` (nonzero entries only) equals ``apply_local`` for a sparse
+    (depolarizing) and a dense random superoperator, on either axis order, and so do the
+    gradients w.r.t. rho."""
+    from qjaxrob.ir.channels import kraus_set
+    from qjaxrob.kernels.density import apply_local, apply_local_const, superoperator
+
+    rng = np.random.default_rng(3)
+    n = 3
+    rho = jnp.asarray(rng.normal(size=(2,) * 2 * n) + 1j * rng.normal(size=(2,) * 2 * n),
+                      dtype)
+    dep = np.asarray(superoperator(kraus_set("depolarizing", 1, (0.3,), (), None,
+                                             jnp.complex128)))
+    assert np.count_nonzero(np.abs(dep) > 1e-15) == 6
+    dense_m = rng.normal(size=(4, 4)) + 1j * rng.normal(size=(4, 4))
+    w = jnp.asarray(rng.normal(size=(2,) * 2 * n), dtype)
+    for m in (dep, dense_m):
+        for axes in ((1, 4), (4, 1), (0, 2)):
+            got = apply_local_const(rho, m, axes)
+            want = apply_local(rho, jnp.asarray(m, dtype), axes)
+            np.testing.assert_allclose(got, want, atol=10 * TOL[dtype])
+            g = jax.grad(lambda r, f: jnp.real(jnp.sum(w * f(r))))
+            gc = g(jnp.real(rho), lambda r, m=m, axes=axes: apply_local_const(
+                r.astype(dtype), m, axes))
+            ga = g(jnp.real(rho), lambda r, m=m, axes=axes: apply_local(
+                r.astype(dtype), jnp.asarray(m, dtype), axes))
+            np.testing.assert_allclose(gc, ga, atol=10 * TOL[dtype])
 
 
 def test_tail_map_is_the_product_of_the_monomial_gates():

@@ -18,6 +18,11 @@ layer has a tail already or merging would exceed ``max_group`` wires; a constant
 gate that does not lie inside one existing group starts (or extends) the tail. A layer
 with no groups is a pure tail (a permutation with phases of the state).
 
+For density matrices (``local=True``) a run of one-qubit gates and one-qubit channels
+becomes one :class:`Local` node instead: per wire, the product of the ops' 4 x 4
+superoperators, applied to ``rho`` as one pass per wire (a layer of rotations with noise
+after it costs ``n`` passes, where forming it costs four products and each channel a pass).
+
 Other nodes: a channel op ends the layer and stays an ``Op`` (density path only); repeated
 layers and ``Circuit.repeat`` blocks become :class:`qjaxrob.lower.rolling.Roll` nodes
 (:func:`qjaxrob.lower.rolling.roll`, :func:`qjaxrob.lower.rolling.repeat_as_roll`), whose
@@ -39,7 +44,7 @@ from qjaxrob.ir.circuit import Op, Repeat
 from qjaxrob.lower.rolling import ROLL_MIN_OPS, Roll, repeat_as_roll, roll
 from qjaxrob.lower.tables import const_matrix
 
-__all__ = ["Group", "Layer", "default_max_group", "layer_ops", "layout", "tail_map"]
+__all__ = ["Group", "Layer", "Local", "default_max_group", "layer_ops", "layout", "tail_map"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,24 @@ class Layer:
     def ops(self) -> tuple:
         """The gates of the layer (group by group, then the tail)."""
         return tuple(op for g in self.groups for op in g.ops) + self.tail
+
+
+@dataclass(frozen=True)
+class Local:
+    """One-qubit gates and channels on ``n_qubits`` wires: ``wires`` (sorted) and, per
+    wire, its ops in order (``ops[i]`` on ``wires[i]``); ops on different wires commute."""
+
+    n_qubits: int
+    wires: tuple
+    ops: tuple
+
+
+def _local(run: list, n: int) -> Local:
+    per = {}
+    for op in run:
+        per.setdefault(op.wires[0], []).append(op)
+    wires = tuple(sorted(per))
+    return Local(n, wires, tuple(tuple(per[w]) for w in wires))
 
 
 def default_max_group(n: int) -> int:
@@ -120,22 +143,38 @@ class _Builder:
 
 @lru_cache(maxsize=256)
 def layer_ops(ops: tuple, n_qubits: int, max_group: int | None = None,
-              roll_ops: int = ROLL_MIN_OPS) -> tuple:
+              roll_ops: int = ROLL_MIN_OPS, local: bool = False) -> tuple:
     """``ops`` as a tuple of :class:`Layer`, channel ``Op`` and ``Roll`` nodes in
-    application order (module docs). ``max_group``: widest group (default
-    :func:`default_max_group`); ``roll_ops``: smallest rolled run of repeated layers
+    application order (module docs), and :class:`Local` nodes with ``local`` (density
+    matrices). ``max_group``: widest group (default :func:`default_max_group`);
+    ``roll_ops``: smallest rolled run of repeated layers
     (:func:`qjaxrob.lower.rolling.roll`; ``0`` disables)."""
     max_group = default_max_group(n_qubits) if max_group is None else max_group
     b = _Builder(n_qubits, max_group)
+    run = []
+
+    def flush():
+        if run:
+            b.out.append(_local(run, n_qubits))
+            run.clear()
+
     for node in roll(ops, n_qubits, roll_ops):
         if isinstance(node, Repeat):
             node = repeat_as_roll(node)
-        if isinstance(node, Roll) or (isinstance(node, Op) and node.is_channel):
+        if isinstance(node, Op) and node.is_marker:
+            continue
+        if local and isinstance(node, Op) and len(node.wires) == 1:
+            b.close()
+            run.append(node)
+            continue
+        flush()
+        if isinstance(node, Roll) or node.is_channel:
             b.close()
             b.out.append(node)
-        elif not node.is_marker:
+        else:
             b.add(node)
     b.close()
+    flush()
     return tuple(b.out)
 
 

@@ -11,19 +11,29 @@ its gates' matrices embedded in the group (:func:`qjaxrob.lower.tables.embed`), 
 the Kronecker product of the group matrices and an identity on idle wires in the layer's
 layout order, and the layout and the tail ``T`` (constant monomial gates) are static
 gathers with phases (:func:`qjaxrob.lower.layers.layout`, :func:`~qjaxrob.lower.layers.tail_map`):
-``M v = phase * (K v[sigma^-1])[sigma[perm]]``. Pure states: ``psi -> M psi``; density
-matrices: ``rho -> M rho M^dagger`` (two products) and channels ``rho -> sum_k K_k rho
-K_k^dagger`` on their wires (:func:`qjaxrob.kernels.apply_kraus`). The first layer applied to
+``M v = phase * (K v[sigma^-1])[sigma[perm]]``. Pure states: ``psi -> M psi``. Density
+matrices: ``rho -> K rho K^dagger`` (products), the tail gate by gate as slices of the row
+then the column axes (:func:`qjaxrob.kernels.apply_permutation`: its transpose is slicing
+too, where a gather's is a scatter), wider channels ``rho -> sum_k K_k rho K_k^dagger``
+(:func:`qjaxrob.kernels.apply_kraus`), and runs of one-qubit gates and channels as
+:class:`~qjaxrob.lower.layers.Local` nodes: per wire one pass of the product of their 4 x 4
+superoperators (over its nonzero entries only when the product is constant,
+:func:`qjaxrob.kernels.density.apply_local_const`). The first layer applied to
 ``|0...0>`` is the Kronecker product of the groups' first columns (no matrix formed).
 ``Roll`` nodes (``Circuit.repeat`` blocks and repeated layers) are one ``lax.scan`` over
 their repetitions, so compile time stays flat in depth.
 
 **Selection** (:func:`use_dense`): ``dense`` or ``$QJAXROB_DENSE``: ``"1"`` forces this path
 (``ResourceError`` beyond :data:`MAX_QUBITS` / :data:`MAX_QUBITS_MIXED`), ``"0"`` the engine,
-``"auto"`` (default) whichever the cost model :func:`costs` prices lower, never with the
-Pallas kernels (their tests must run them). The choice is made at trace time: a function
-already traced keeps its path until ``jax.clear_caches()``. The constants of the model are
-measured by ``benchmarks/dense.py`` (``benchmarks/README.md``, "Dense small-state path").
+``"auto"`` (default) whichever the cost model :func:`costs` prices lower for the batch the
+call runs in, never with the Pallas kernels (their tests must run them). The public entry
+points resolve ``auto`` to a path before their ``jit`` (:func:`path_choice`, a static
+argument), where the batch is still visible: :func:`batch_sizes` finds the ``jax.vmap``
+sizes that batch ``params``/``x`` at the call, and whether the parameters are shared across
+the batch (a shared layer matrix multiplies all states at once). A ``vmap`` applied outside
+a ``jit`` boundary (``jax.vmap(jax.jit(f))``) is not visible there: such a call is priced as
+unbatched (a possibly slower path, never a different value). The constants of the model
+are measured by ``benchmarks/dense.py`` (``benchmarks/README.md``, "Dense small-state path").
 Only the forward evolution (and so backprop derivatives of any order through it) takes this
 path: ``diff="adjoint"`` (:mod:`qjaxrob.sim.adjoint`) and quantum trajectories always run on
 the engine, whatever the choice.
@@ -39,18 +49,27 @@ from functools import lru_cache
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 
 from qjaxrob.errors import DensityMatrixOnlyError, ParameterError, ResourceError
 from qjaxrob.ir.circuit import Circuit, Op
-from qjaxrob.kernels import apply_kraus
+from qjaxrob.kernels import (
+    apply_kraus,
+    apply_local,
+    apply_local_const,
+    apply_permutation,
+    monomial,
+    superoperator,
+)
 from qjaxrob.lower.fusion import fuse, op_matrix
-from qjaxrob.lower.layers import Layer, layer_ops, layout, tail_map
+from qjaxrob.lower.layers import Layer, Local, layer_ops, layout, tail_map
 from qjaxrob.lower.rolling import Roll, roll_rows
 from qjaxrob.lower.tables import const_matrix, embed
 from qjaxrob.sim import engine
 
-__all__ = ["CHOICES", "COST", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED", "costs", "counts",
-           "dense_choice", "dense_tensor", "final_tensor", "use_dense"]
+__all__ = ["CHOICES", "COST", "COST_SINGLE", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED",
+           "batch_sizes", "costs", "counts", "dense_choice", "dense_tensor", "final_tensor",
+           "path_choice", "use_dense"]
 
 ENV = "QJAXROB_DENSE"
 CHOICES = ("auto", "0", "1")
@@ -59,22 +78,28 @@ MAX_QUBITS = 12
 complex128)."""
 SPLIT_MIN_QUBITS = 4
 """From this many wires a layer's ``K`` is applied as two Kronecker factors (:func:`split`)."""
-MAX_QUBITS_MIXED = 9
-"""Widest density matrix the dense path runs (a layer is two ``8**n`` products)."""
+MAX_QUBITS_MIXED = 10
+"""Widest density matrix the dense path runs (``4**10`` entries, 16 MiB at complex128)."""
 
 COST_BATCH = 32
-"""The regime :data:`COST` is fitted in: ``jax.vmap`` of ``jax.grad`` over this many
-parameter vectors (training, restarts and clients run batched gradients; a single
-unbatched forward evaluation pays more per op and may be priced wrong)."""
+"""The batch of the batched rows :data:`COST` is fitted on (``benchmarks/dense.py``)."""
 
-# Set from the "fit:" line of `python -m benchmarks.dense --sections costs`, run on a quiet
+# Set from the "fit:" lines of `python -m benchmarks.dense --sections costs`, run on a quiet
 # machine; benchmarks/README.md ("Dense small-state path") records which run set them.
-COST = {"engine_pass": 0.0, "engine_amp": 1.63e-8, "dense_layer": 1.01e-6,
-        "dense_mac": 2.47e-9}
-"""Cost model constants (seconds per example in the :data:`COST_BATCH` regime, complex128):
-an engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes,
+COST = {"engine_pass": 2.72e-7, "engine_amp": 1.40e-8, "dense_layer": 1.24e-6,
+        "dense_mac": 6.15e-9, "dense_gemm": 1.64e-9, "dense_amp": 1.25e-8}
+"""Cost model of a batched call (``B > 1`` examples), seconds per example, complex128: an
+engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes,
 ``4**n`` for a density matrix); a formed dense layer ``dense_layer + dense_mac * macs``
-(:func:`counts`)."""
+(:func:`counts`), or ``dense_gemm`` in place of ``dense_mac`` when the batch shares the
+parameters (only inputs batched: a layer matrix multiplies all ``B`` states in one
+matrix-matrix product); another pass of the dense path ``engine_pass + dense_amp *
+size``. Fitted on batched gradients (training, restarts, clients)."""
+
+COST_SINGLE = {"engine_pass": 4.93e-7, "engine_amp": 2.48e-9, "dense_layer": 4.46e-6,
+               "dense_mac": 5.45e-10, "dense_amp": 1.79e-9}
+"""The same model (without ``dense_gemm``) for one unbatched call, seconds per call,
+fitted on single forward evaluations (where fixed costs per op weigh most)."""
 
 
 def dense_choice(dense: str | None = None) -> str:
@@ -106,16 +131,22 @@ def _layer_macs(layer: Layer, mixed: bool) -> int:
 
 
 def _count_layers(nodes: tuple, n: int, mixed: bool):
-    """``(formed layers, tail-only layers and channels, multiply-adds of the formed
-    layers)`` of ``nodes``, repetitions included."""
+    """``(formed layers, other passes, multiply-adds of the formed layers)`` of ``nodes``,
+    repetitions included; other passes: a tail-only layer (two per tail gate on a density
+    matrix), a channel, a wire of a :class:`~qjaxrob.lower.layers.Local` node."""
     formed = other = macs = 0
     for node in nodes:
         if isinstance(node, Roll):
-            f, o, m = _count_layers(layer_ops(node.block.ops, n), n, mixed)
+            f, o, m = _count_layers(layer_ops(node.block.ops, n, local=mixed), n, mixed)
             formed, other, macs = (formed + node.times * f, other + node.times * o,
                                    macs + node.times * m)
         elif isinstance(node, Layer) and node.groups:
             formed, macs = formed + 1, macs + _layer_macs(node, mixed)
+            other += 2 * len(node.tail) if mixed else 0
+        elif isinstance(node, Layer) and mixed:
+            other += 2 * len(node.tail)
+        elif isinstance(node, Local):
+            other += len(node.wires)
         else:
             other += 1
     return formed, other, macs
@@ -126,31 +157,39 @@ def counts(circuit: Circuit, mixed: bool) -> dict:
     """The work both paths do for one forward evaluation of ``circuit`` (static):
     ``passes`` (the engine's fused 2-wire blocks; every gate for a density matrix, which is
     not fused), ``size`` (elements one pass touches: ``2**n``, ``4**n`` mixed), ``channels``,
-    ``formed`` (dense layers with a matrix), ``other`` (tail-only layers and channels of
-    the dense path, priced as engine passes) and ``macs`` (multiply-adds of the formed
+    ``formed`` (dense layers with a matrix), ``other`` (the dense path's other passes,
+    :func:`_count_layers`) and ``macs`` (multiply-adds of the formed
     layers, :func:`_layer_macs`)."""
     n = circuit.n_qubits
     ops = tuple(op for op in _flat(circuit.ops) if not op.is_marker)
     gates = tuple(op for op in ops if not op.is_channel)
-    formed, other, macs = _count_layers(layer_ops(circuit.ops, n), n, bool(mixed))
+    mixed = bool(mixed)
+    formed, other, macs = _count_layers(layer_ops(circuit.ops, n, local=mixed), n, mixed)
     return dict(passes=len(gates) if mixed else len(fuse(gates, max_qubits=2)),
                 size=4**n if mixed else 2**n, channels=len(ops) - len(gates),
                 formed=formed, other=other, macs=macs)
 
 
-def costs(circuit: Circuit, mixed: bool) -> tuple[float, float]:
-    """``(engine seconds, dense seconds)`` predicted by :data:`COST` for one forward
-    evaluation of ``circuit`` from its :func:`counts`."""
+def costs(circuit: Circuit, mixed: bool, batch: int = 1,
+          shared: bool = False) -> tuple[float, float]:
+    """``(engine seconds, dense seconds)`` predicted for one call of ``circuit``'s forward
+    evaluation over ``batch`` examples (``shared``: they share the parameters), from its
+    :func:`counts`: :data:`COST_SINGLE` for ``batch == 1``, else ``batch`` times the
+    per-example :data:`COST`."""
     k = counts(circuit, bool(mixed))
-    pass_cost = COST["engine_pass"] + COST["engine_amp"] * k["size"]
+    cost = COST if batch > 1 else COST_SINGLE
+    pass_cost = cost["engine_pass"] + cost["engine_amp"] * k["size"]
     engine_s = (k["passes"] + k["channels"]) * pass_cost
-    dense_s = (k["formed"] * COST["dense_layer"] + COST["dense_mac"] * k["macs"]
-               + k["other"] * pass_cost)
-    return engine_s, dense_s
+    mac = cost["dense_gemm"] if shared and batch > 1 else cost["dense_mac"]
+    dense_s = (k["formed"] * cost["dense_layer"] + mac * k["macs"]
+               + k["other"] * (cost["engine_pass"] + cost["dense_amp"] * k["size"]))
+    return batch * engine_s, batch * dense_s
 
 
-def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = None) -> bool:
-    """Whether ``circuit`` runs on the dense path (module docs, "Selection")."""
+def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = None,
+              batch: int = 1, shared: bool = False) -> bool:
+    """Whether ``circuit`` runs on the dense path (module docs, "Selection") in a call over
+    ``batch`` examples (``shared``: they share the parameters)."""
     choice = dense_choice(dense)
     if choice == "0":
         return False
@@ -165,8 +204,50 @@ def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = N
         return True
     if n > limit or kernels == "pallas":
         return False
-    engine_s, dense_s = costs(circuit, bool(mixed))
+    engine_s, dense_s = costs(circuit, bool(mixed), batch, shared)
     return dense_s < engine_s
+
+
+def batch_sizes(params, x) -> tuple[int, int]:
+    """``(B, B_params)``: the product of the sizes of the ``jax.vmap`` transformations that
+    batch ``params`` or ``x`` at this point of a trace, and of those that batch ``params``
+    (``(1, 1)`` outside any ``vmap``, and for a ``vmap`` applied outside a ``jit`` boundary,
+    which has not batched the traced values yet).
+
+    Found with a ``jax.custom_batching.custom_vmap`` identity on ``stop_gradient`` copies
+    of the arrays: each ``vmap`` level that batches them calls its rule with the axis size
+    at once (the rule asks the next level out with one slice), and the ``stop_gradient``
+    keeps the probe out of every derivative (its output is unused)."""
+    if not any(isinstance(a, jax.core.Tracer) for a in (params, x)):
+        return 1, 1
+    sizes = []
+
+    @custom_vmap
+    def probe(p, v):
+        return p, v
+
+    @probe.def_vmap
+    def rule(axis_size, in_batched, p, v):
+        sizes.append((axis_size, bool(in_batched[0])))
+        probe(p[0] if in_batched[0] else p, v[0] if in_batched[1] else v)
+        return (p, v), tuple(in_batched)
+
+    probe(jax.lax.stop_gradient(jnp.asarray(params)), jax.lax.stop_gradient(jnp.asarray(x)))
+    return (int(np.prod([s for s, _ in sizes], dtype=np.int64)),
+            int(np.prod([s for s, p in sizes if p], dtype=np.int64)))
+
+
+def path_choice(circuit: Circuit, mixed: bool, kernels, params, x,
+                dense: str | None = None) -> str:
+    """``"1"`` (dense path) or ``"0"`` (engine) for a call of ``circuit`` at ``params``,
+    ``x`` (checked arrays, possibly tracers), as :func:`use_dense` selects for the batch
+    :func:`batch_sizes` finds; the static path argument of the compiled entry points."""
+    choice = dense_choice(dense)
+    if choice != "auto":
+        return "1" if use_dense(circuit, mixed, kernels, choice) else "0"
+    batch, batch_params = batch_sizes(params, x)
+    return "1" if use_dense(circuit, mixed, kernels, choice, batch,
+                            shared=batch_params == 1) else "0"
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, kernels=None,
@@ -237,10 +318,30 @@ def _gathers(layer: Layer):
     return inv, rows, phase
 
 
+def _apply_tail_density(tail: tuple, rho, n: int):
+    """``T rho T^dagger`` for the constant monomial gates ``tail`` (in order), each as slices
+    of ``rho`` on its row axes and then its column axes (transposed by slicing too, where
+    a gather's transpose is a scatter)."""
+    t = rho.reshape((2,) * (2 * n))
+    for op in tail:
+        perm, phases = monomial(const_matrix(op))
+        phases = None if np.all(phases == 1) else np.asarray(phases)
+        t = apply_permutation(t, perm, phases, op.wires)
+        t = apply_permutation(t, perm, None if phases is None else np.conj(phases),
+                              tuple(w + n for w in op.wires))
+    return t.reshape(2**n, 2**n)
+
+
 def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
     """``M state`` (pure, flat ``(2**n,)``) or ``M rho M^dagger`` (``(2**n, 2**n)``);
     ``state=None`` stands for ``|0...0>``."""
     n = layer.n_qubits
+    if mixed and layer.tail:
+        if layer.groups:
+            state = _apply_layer(Layer(n, layer.groups, ()), state, params, x, dtype, True)
+        elif state is None:
+            state = _zero(n, dtype, True)
+        return _apply_tail_density(layer.tail, state, n)
     inv, rows, phase = _gathers(layer)
     if layer.groups:
         # the barrier keeps XLA from constant-folding parameter-free layers at compile time
@@ -303,9 +404,12 @@ def _walk(nodes: tuple, state, params, x, dtype, mixed: bool, n: int):
             continue
         if state is None:
             state = _zero(n, dtype, mixed)
-        if isinstance(node, Roll):
+        if isinstance(node, Local):
+            state = _apply_local(node, state, params, x, dtype)
+        elif isinstance(node, Roll):
             def body(carry, rows, block=node.block):
-                out = _walk(layer_ops(block.ops, n), carry, rows[0], rows[1], dtype, mixed, n)
+                out = _walk(layer_ops(block.ops, n, local=mixed), carry, rows[0], rows[1],
+                            dtype, mixed, n)
                 return out, None
 
             state, _ = jax.lax.scan(body, state, roll_rows(node, params, x))
@@ -321,11 +425,52 @@ def _walk(nodes: tuple, state, params, x, dtype, mixed: bool, n: int):
     return state
 
 
+def _superop(op: Op, params, x, dtype):
+    """The 4 x 4 superoperator of a one-qubit gate (``U (x) conj(U)``) or channel."""
+    if op.is_channel:
+        return superoperator(engine.channel_kraus(op, params, x, dtype))
+    u = _gate_matrix(op, params, x, dtype)
+    return jnp.kron(u, jnp.conj(u))
+
+
+@lru_cache(maxsize=1024)
+def _const_superop(ops: tuple, dtype: str):
+    """The NumPy product of the superoperators of ``ops`` (one wire, in order) when all
+    their angles are constants, else ``None``; evaluated at trace time so that its zeros
+    are known (:func:`qjaxrob.kernels.density.apply_local_const`)."""
+    if any(a.source != "const" for op in ops for a in op.angles):
+        return None
+    with jax.ensure_compile_time_eval():
+        out = np.eye(4, dtype=dtype)
+        for op in ops:
+            out = np.asarray(_superop(op, None, None, dtype)) @ out
+    return out
+
+
+def _apply_local(node: Local, rho, params, x, dtype):
+    """``rho`` (``(2**n, 2**n)``, ``None`` for ``|0...0>``) after a :class:`Local` node:
+    per wire ``q`` the product of its ops' superoperators on the axes ``(q, q + n)``."""
+    n = node.n_qubits
+    t = (_zero(n, dtype, True) if rho is None else rho).reshape((2,) * (2 * n))
+    for w, ops in zip(node.wires, node.ops):
+        const = _const_superop(ops, np.dtype(dtype).name)
+        if const is not None:
+            t = apply_local_const(t, const, (w, w + n))
+            continue
+        s = None
+        for op in ops:
+            m = _superop(op, params, x, dtype)
+            s = m if s is None else m @ s
+        t = apply_local(t, s, (w, w + n))
+    return t.reshape(2**n, 2**n)
+
+
 def dense_tensor(circuit: Circuit, params, x, dtype, mixed: bool):
     """The final ``(2,)*n`` state (or ``(2,)*2n`` density tensor) of ``circuit`` from
     ``|0...0>`` on the dense path (traceable, not jitted; module docs)."""
     n = circuit.n_qubits
-    state = _walk(layer_ops(circuit.ops, n), None, params, x, dtype, bool(mixed), n)
+    mixed = bool(mixed)
+    state = _walk(layer_ops(circuit.ops, n, local=mixed), None, params, x, dtype, mixed, n)
     if state is None:
         state = _zero(n, dtype, mixed)
     return state.reshape((2,) * (2 * n if mixed else n))
