@@ -136,3 +136,28 @@ def test_plan_windows_invariants(n, window, contiguous):
 def test_hea_layer_is_two_passes_at_20_qubits():
     """The HEA layer (19 dense pairs and a CNOT permutation) in two 14-wire passes."""
     assert len(plan_windows(_blocks(20, 1), 20, 14, 4)) == 2
+
+
+@pytest.mark.slow
+def test_default_windows_at_17_qubits_match_block_by_block():
+    """The defaults block a 17-qubit state (the smallest blocked size): the public entry
+    points' state, backprop and adjoint gradients equal the block-by-block walk (checked
+    against the reference above at small sizes), and the program holds the chunk loop."""
+    n = 17
+    c = hardware_efficient(n, 2) + _random_circuit(n, 12, 11, n_params=3, n_inputs=1)
+    p = jnp.asarray(np.random.default_rng(12).uniform(-np.pi, np.pi, c.n_params))
+    x = jnp.asarray([0.7])
+    plain = jax.jit(lambda p: _state(c, p, x, jnp.complex128, 0, 0))
+    out = qjr.statevector(c, p, x, dtype=jnp.complex128)
+    np.testing.assert_allclose(out, plain(p), atol=1e-12)
+    hlo = jax.jit(lambda p: qjr.statevector(c, p, x, dtype=jnp.complex128)).lower(p).as_text()
+    assert "dynamic_update_slice" in hlo
+
+    def z0(s):
+        return jnp.sum(jnp.abs(s[: s.shape[0] // 2]) ** 2) - jnp.sum(jnp.abs(s[s.shape[0] // 2:]) ** 2)
+
+    ref = jax.jit(jax.grad(lambda p: z0(plain(p))))(p)
+    for diff in ("backprop", "adjoint"):
+        g = jax.jit(jax.grad(lambda p: qjr.expval(c, qjr.Z(0), p, x, dtype=jnp.complex128,
+                                                  diff=diff)))(p)
+        np.testing.assert_allclose(g, ref, atol=1e-10)
