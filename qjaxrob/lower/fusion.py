@@ -29,15 +29,7 @@ from qjaxrob.ir.gates import GATES
 from qjaxrob.kernels import monomial
 from qjaxrob.lower.tables import embed_on
 
-__all__ = [
-    "DEFAULT_MAX_QUBITS",
-    "KERNEL_COST",
-    "Block",
-    "block_apply_args",
-    "fuse",
-    "op_matrix",
-    "plan_windows",
-]
+__all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
 DEFAULT_MAX_QUBITS = 2
 """Largest fused block on CPU: wider blocks (3 wires: 64-term slice-and-combine kernels) do
@@ -327,39 +319,3 @@ def block_apply_args(block: Block, params, x, dtype):
         e = (table[0] if mono is None else mono @ table).reshape(shape)
         m = e if m is None else (e * m if diagonal else e @ m)
     return m
-
-
-def plan_windows(blocks: tuple, n: int, window: int, contiguous: int) -> tuple:
-    """Groups a run of fused ``blocks`` (in application order, on ``n`` wires) into passes
-    over cache-sized windows: ``((wires, members), ...)``, each ``wires`` a sorted tuple of
-    ``min(window, n)`` wires that always holds the ``contiguous`` least significant wires
-    (so every chunk is made of contiguous runs of ``2**contiguous`` amplitudes), and
-    ``members`` the blocks applied, in order, chunk by chunk on those wires.
-
-    Greedy and order-preserving: a pass takes, in order, every block whose wires fit in the
-    window (growing it up to ``window`` wires) and that shares no wire with an earlier block
-    left for a later pass (so taken blocks commute past the ones left); the window is then
-    filled up with the least significant free wires. Applying the passes in order equals
-    applying ``blocks`` in order."""
-    low = set(range(max(0, n - contiguous), n))
-    rest, out = list(blocks), []
-    while rest:
-        wires, taken, left, blocked = set(low), [], [], set()
-        for b in rest:
-            bw = set(b.wires)
-            if not (bw & blocked) and len(wires | bw) <= window:
-                wires |= bw
-                taken.append(b)
-            else:
-                blocked |= bw
-                left.append(b)
-        if not taken:  # a block wider than the window: its own pass over every wire
-            taken, left = [left[0]], left[1:]
-            wires |= set(taken[0].wires)
-        for w in reversed(range(n)):
-            if len(wires) >= window:
-                break
-            wires.add(w)
-        out.append((tuple(sorted(wires)), tuple(taken)))
-        rest = left
-    return tuple(out)

@@ -23,10 +23,9 @@ column axes ``n..2n-1``.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from qjaxrob import backend
 from qjaxrob.checks import check_int
@@ -39,41 +38,25 @@ from qjaxrob.kernels import (
     apply_matrix_density,
     apply_permutation,
 )
-from qjaxrob.lower.fusion import Block, block_apply_args, op_matrix, plan_windows
+from qjaxrob.lower.fusion import Block, block_apply_args, op_matrix
 from qjaxrob.lower.interpreter import INTERPRET_MIN_BLOCKS, Program, run_program
 from qjaxrob.lower.pipeline import Lowered, Policy, Scan, lower
 from qjaxrob.lower.rolling import ROLL_MIN_OPS, roll_rows
 
 __all__ = [
-    "apply_block",
     "channel_kraus",
-    "default_window",
     "density_op",
     "density_policy",
-    "final_tensor",
     "outer_product",
+    "final_tensor",
     "prefix_vectors",
     "product_state",
     "run_lowered",
     "statevector_op",
     "statevector_policy",
     "walk",
-    "window_pass",
-    "windowed_runs",
     "zero_state",
 ]
-
-WINDOW_QUBITS = 14
-"""Wires of one chunk of a cache-blocked pass (:func:`window_pass`): ``2**14`` complex128
-amplitudes are 256 KiB, so a chunk and a kernel's output stay in a core's L2 cache."""
-
-WINDOW_CONTIGUOUS = 4
-"""Least significant wires every window holds: chunks are runs of ``2**4`` contiguous
-amplitudes (256 bytes at complex128), whole cache lines."""
-
-WINDOW_MIN_QUBITS = 17
-"""Smallest state blocked in windows: below it the state fits in L2 and passes are as
-cheap as chunks."""
 
 
 def zero_state(n: int, dtype, mixed: bool = False):
@@ -85,29 +68,19 @@ def zero_state(n: int, dtype, mixed: bool = False):
     return jax.lax.optimization_barrier(state)
 
 
-def walk(nodes: tuple, carry, params, x, apply_op, apply_run=None):
+def walk(nodes: tuple, carry, params, x, apply_op):
     """Applies ``apply_op(carry, node, params, x) -> carry`` over lowered ``nodes``
     (:class:`qjaxrob.lower.pipeline.Lowered`), each :class:`~qjaxrob.lower.pipeline.Scan` as
     one ``lax.scan`` of its body over the gathered parameter and input rows
-    (:func:`qjaxrob.lower.rolling.roll_rows`). With ``apply_run``, every maximal run of
-    consecutive fused ``Block`` nodes goes to ``apply_run(carry, blocks, params, x)``
-    instead, as one tuple."""
-    run = []
+    (:func:`qjaxrob.lower.rolling.roll_rows`)."""
     for node in nodes:
-        if apply_run is not None and isinstance(node, Block):
-            run.append(node)
-            continue
-        if run:
-            carry, run = apply_run(carry, tuple(run), params, x), []
         if isinstance(node, Scan):
             def body(carry, rows, nodes=node.body.nodes):
-                return walk(nodes, carry, rows[0], rows[1], apply_op, apply_run), None
+                return walk(nodes, carry, rows[0], rows[1], apply_op), None
 
             carry, _ = jax.lax.scan(body, carry, roll_rows(node.roll, params, x))
         else:
             carry = apply_op(carry, node, params, x)
-    if run:
-        carry = apply_run(carry, tuple(run), params, x)
     return carry
 
 
@@ -130,8 +103,12 @@ def statevector_op(dtype, kernels=None):
         if isinstance(op, Program):
             return run_program(op, state, params, x, dtype)
         if isinstance(op, Block):
-            return apply_block(state, op, block_apply_args(op, params, x, dtype), op.wires,
-                               kernels)
+            arg = block_apply_args(op, params, x, dtype)
+            if op.kind == "diagonal":
+                return diagonal_kernel(state, arg, op.wires)
+            if op.kind == "permutation":
+                return apply_permutation(state, op.perm, arg, op.wires)
+            return matrix_kernel(state, arg, op.wires)
         if op.is_marker:
             return state
         if op.is_channel:
@@ -145,101 +122,6 @@ def statevector_op(dtype, kernels=None):
         return matrix_kernel(state, m, op.wires)
 
     return apply
-
-
-def apply_block(state, block: Block, arg, wires, kernels=None):
-    """``state`` with the fused ``block`` (operand ``arg`` from
-    :func:`qjaxrob.lower.fusion.block_apply_args`) applied on the axes ``wires`` (its own
-    wires, or their positions in a window's chunk), by the kernel of its kind."""
-    matrix_kernel, diagonal_kernel = _kernels(kernels)
-    if block.kind == "diagonal":
-        return diagonal_kernel(state, arg, wires)
-    if block.kind == "permutation":
-        return apply_permutation(state, block.perm, arg, wires)
-    return matrix_kernel(state, arg, wires)
-
-
-def window_pass(state, wires: tuple, apply_chunk):
-    """``state`` (``(2,)*n``) updated chunk by chunk: for every setting of the wires not in
-    the sorted ``wires`` (``m`` of them), the ``(2,)*m`` chunk at that setting is replaced
-    by ``apply_chunk(chunk)`` (axis ``i`` of a chunk is wire ``wires[i]``). One
-    ``fori_loop`` of ``dynamic_slice``/``dynamic_update_slice`` on its carry, so XLA updates
-    the state in place and every gate of ``apply_chunk`` runs on a cache-resident chunk:
-    one read and one write of the state for the whole pass."""
-    n, m = state.ndim, len(wires)
-    inside = set(wires)
-    runs = []  # [in window?, wire count] of maximal runs of consecutive wires
-    for w in range(n):
-        if runs and runs[-1][0] == (w in inside):
-            runs[-1][1] += 1
-        else:
-            runs.append([w in inside, 1])
-    shape = tuple(2**c for _, c in runs)
-    sizes = tuple(s if inw else 1 for (inw, _), s in zip(runs, shape))
-    shifts, rest = [], n - m  # bit offset of each outside run in the loop index
-    for inw, c in runs:
-        rest -= 0 if inw else c
-        shifts.append(None if inw else rest)
-
-    def body(i, view):
-        i = i.astype(jnp.int32)
-        starts = tuple(jnp.zeros((), jnp.int32) if inw else (i >> sh) & (2**c - 1)
-                       for (inw, c), sh in zip(runs, shifts))
-        chunk = jax.lax.dynamic_slice(view, starts, sizes).reshape((2,) * m)
-        return jax.lax.dynamic_update_slice(view, apply_chunk(chunk).reshape(sizes), starts)
-
-    view = jax.lax.fori_loop(0, 2 ** (n - m), body, state.reshape(shape))
-    return view.reshape(state.shape)
-
-
-def windowed_runs(dtype, kernels=None, window=None, contiguous=None, min_qubits=None):
-    """The ``apply_run`` of :func:`walk` for statevectors: a run of fused blocks on a state
-    of at least ``min_qubits`` wires (``None``: :data:`WINDOW_MIN_QUBITS`) goes in
-    cache-sized passes (:func:`qjaxrob.lower.fusion.plan_windows` of ``window`` wires,
-    ``None``: :data:`WINDOW_QUBITS`, ``contiguous`` of them least significant, ``None``:
-    :data:`WINDOW_CONTIGUOUS`; :func:`window_pass`), a pass of one block as one kernel on
-    the whole state; smaller states, or ``window=0``, block by block.
-
-    Only the value is blocked: derivatives (a ``custom_jvp``) are those of the block-by-block
-    run, whose transpose XLA runs faster than that of the chunk loops, so backprop and
-    higher orders are unchanged."""
-    def plain(state, params, x, blocks):
-        for b in blocks:
-            state = apply_block(state, b, block_apply_args(b, params, x, dtype), b.wires,
-                                kernels)
-        return state
-
-    def blocked(state, params, x, blocks):
-        for wires, members in plan_windows(blocks, state.ndim, window,
-                                           min(contiguous, window)):
-            args = [block_apply_args(b, params, x, dtype) for b in members]
-            if len(members) == 1 or len(wires) == state.ndim:
-                for b, a in zip(members, args):
-                    state = apply_block(state, b, a, b.wires, kernels)
-                continue
-            local = {w: i for i, w in enumerate(wires)}
-
-            def apply_chunk(chunk, members=members, args=args, local=local):
-                for b, a in zip(members, args):
-                    chunk = apply_block(chunk, b, a, tuple(local[w] for w in b.wires), kernels)
-                return chunk
-
-            state = window_pass(state, wires, apply_chunk)
-        return state
-
-    window = WINDOW_QUBITS if window is None else window
-    contiguous = WINDOW_CONTIGUOUS if contiguous is None else contiguous
-    min_qubits = WINDOW_MIN_QUBITS if min_qubits is None else min_qubits
-
-    def run(state, blocks, params, x):
-        if not window or state.ndim < max(min_qubits, window + 1):
-            return plain(state, params, x, blocks)
-        f = jax.custom_jvp(partial(blocked, blocks=blocks))
-        f.defjvp(lambda primals, tangents: jax.jvp(partial(plain, blocks=blocks), primals,
-                                                   tangents))
-        return f(state, params, x)
-
-    return run
 
 
 def channel_kraus(op, params, x, dtype):
@@ -285,8 +167,7 @@ def density_policy(roll_ops=ROLL_MIN_OPS) -> Policy:
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=None,
-                 roll_ops=ROLL_MIN_OPS, kernels=None, interpret_blocks=INTERPRET_MIN_BLOCKS,
-                 window=None):
+                 roll_ops=ROLL_MIN_OPS, kernels=None, interpret_blocks=INTERPRET_MIN_BLOCKS):
     """The final ``(2,)*n`` state or ``(2,)*2n`` density tensor (traceable, not jitted).
 
     Repeated layers of at least ``roll_ops`` ops in all are rolled into one ``lax.scan``
@@ -308,10 +189,7 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
     wire before any multi-wire gate does (:func:`qjaxrob.lower.pipeline.product_prefix`,
     e.g. an angle encoding): one 2-vector per wire and a chain of outer products instead
     of passes over the state (unless the program starts with an interpreter program,
-    which takes those gates into its first blocks).
-
-    Runs of fused blocks on large states go in cache-sized passes of ``window`` wires
-    (:func:`run_lowered`)."""
+    which takes those gates into its first blocks)."""
     interpret_blocks = check_int(interpret_blocks, "interpret_blocks", minimum=0)
     n = circuit.n_qubits
     if mixed:
@@ -319,26 +197,15 @@ def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, fuse_qubits=No
         return walk(low.nodes, zero_state(n, dtype, True), params, x, density_op(dtype))
     low = lower(circuit.ops, n, statevector_policy(fuse_qubits, roll_ops, kernels,
                                                    interpret_blocks))
-    return run_lowered(low, params, x, dtype, kernels, window)
+    return run_lowered(low, params, x, dtype, kernels)
 
 
-def run_lowered(low: Lowered, params, x, dtype, kernels=None, window=None):
+def run_lowered(low: Lowered, params, x, dtype, kernels=None):
     """The final ``(2,)*n`` state of a lowered statevector program: its prefix's product
-    state (:func:`product_state`, or ``|0...0>``) walked through its nodes, runs of fused
-    blocks in cache-sized passes of ``window`` wires (:func:`windowed_runs`; ``None``: the
-    backend's default, :func:`default_window`; ``0``: block by block)."""
+    state (:func:`product_state`, or ``|0...0>``) walked through its nodes."""
     n = low.n_qubits
     start = product_state(low.prefix, n, params, x, dtype) if low.prefix else zero_state(n, dtype)
-    window = default_window(kernels) if window is None else window
-    return walk(low.nodes, start, params, x, statevector_op(dtype, kernels),
-                windowed_runs(dtype, kernels, window) if window else None)
-
-
-def default_window(kernels=None) -> int:
-    """Window width of the cache-blocked passes: :data:`WINDOW_QUBITS` on CPU with the XLA
-    kernels, else ``0`` (whole-state kernels: a GPU streams the state anyway)."""
-    cpu = jax.default_backend() == "cpu" and backend.kernel_choice(kernels) == "xla"
-    return WINDOW_QUBITS if cpu else 0
+    return walk(low.nodes, start, params, x, statevector_op(dtype, kernels))
 
 
 def prefix_vectors(prefix, n: int, params, x, dtype):
