@@ -15,10 +15,21 @@ import qjaxrob as qjr
 from qjaxrob import backend
 from qjaxrob.lower.interpreter import Program
 from qjaxrob.lower.pipeline import Scan
-from qjaxrob.lower.ring import RING_MIN_BLOCKS, window_runs, window_wire
+from qjaxrob.lower.ring import window_runs, window_wire
+from qjaxrob.sim import adjoint
 from qjaxrob.sim.adjoint import _backward, _lowered
 
 TWO_QUBIT = ("crx", "cry", "crz", "rxx", "ryy", "rzz")
+
+
+@pytest.fixture(autouse=True)
+def _short_runs(monkeypatch):
+    """Group runs from 8 windows (the default starts at 18, beyond the reference's sizes);
+    the compiled entry points are cleared around each test so no other test reuses them."""
+    monkeypatch.setattr(adjoint, "RING_MIN_BLOCKS", 8)
+    jax.clear_caches()
+    yield
+    jax.clear_caches()
 
 
 def _hea(n, layers, ring=True):
@@ -170,8 +181,24 @@ def _backward_size(n, grouped):
 
 
 def test_backward_program_size_flat_in_qubits():
-    assert RING_MIN_BLOCKS <= 9
     grouped = _backward_size(9, True), _backward_size(13, True)
     unrolled = _backward_size(9, False), _backward_size(13, False)
     assert grouped[0] == grouped[1]
     assert unrolled[1] > unrolled[0] > grouped[0]
+
+
+@pytest.mark.slow
+def test_default_threshold_groups_from_18_qubits(monkeypatch):
+    """With the library's threshold a 17-qubit HEA layer stays unrolled and an 18-qubit one
+    is one sliding-window run, whose adjoint gradient equals backprop's."""
+    from qjaxrob.lower import ring
+
+    monkeypatch.setattr(adjoint, "RING_MIN_BLOCKS", ring.RING_MIN_BLOCKS)
+    assert _grouped(_hea(17, 2)) == []
+    c = _hea(18, 2)
+    assert [(r.start, len(r.blocks)) for r in _grouped(c)] == [(0, 18)]
+    p = jnp.asarray(np.random.default_rng(3).uniform(-2, 2, c.n_params))
+    grads = [jax.jit(jax.grad(lambda q, d=d: qjr.expval(c, qjr.Z(0) @ qjr.Z(9), q,
+                                                        dtype=jnp.complex128, diff=d)))(p)
+             for d in ("adjoint", "backprop")]
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-10)
