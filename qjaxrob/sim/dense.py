@@ -86,8 +86,8 @@ COST_BATCH = 32
 
 # Set from the "fit:" lines of `python -m benchmarks.dense --sections costs`, run on a quiet
 # machine; benchmarks/README.md ("Dense small-state path") records which run set them.
-COST = {"engine_pass": 2.72e-7, "engine_amp": 1.40e-8, "dense_layer": 1.24e-6,
-        "dense_mac": 6.15e-9, "dense_gemm": 1.64e-9, "dense_amp": 1.25e-8}
+COST = {"engine_pass": 4.12e-7, "engine_amp": 1.33e-8, "dense_layer": 1.38e-6,
+        "dense_mac": 1.89e-9, "dense_gemm": 7.09e-10, "dense_amp": 1.02e-8}
 """Cost model of a batched call (``B > 1`` examples), seconds per example, complex128: an
 engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes,
 ``4**n`` for a density matrix); a formed dense layer ``dense_layer + dense_mac * macs``
@@ -96,8 +96,8 @@ parameters (only inputs batched: a layer matrix multiplies all ``B`` states in o
 matrix-matrix product); another pass of the dense path ``engine_pass + dense_amp *
 size``. Fitted on batched gradients (training, restarts, clients)."""
 
-COST_SINGLE = {"engine_pass": 4.93e-7, "engine_amp": 2.48e-9, "dense_layer": 4.46e-6,
-               "dense_mac": 5.45e-10, "dense_amp": 1.79e-9}
+COST_SINGLE = {"engine_pass": 5.76e-7, "engine_amp": 2.11e-9, "dense_layer": 5.34e-6,
+               "dense_mac": 6.56e-10, "dense_amp": 1.54e-9}
 """The same model (without ``dense_gemm``) for one unbatched call, seconds per call,
 fitted on single forward evaluations (where fixed costs per op weigh most)."""
 
