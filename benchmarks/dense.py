@@ -7,23 +7,25 @@ and the ratio dense / engine, with the load average before and after. complex128
 
 Sections (``--sections``, default all):
 
-* ``costs``: the cost-model constants ``qjaxrob.sim.dense.COST_SINGLE`` and ``COST``, from
-  ``<Z0>`` of the HEA (RY, RZ on every wire then a CNOT ring, L = 4, ``Circuit.repeat``)
-  at n = 2..12 (pure) and 2..7 (density with no channel), per path: one unbatched forward
-  (``COST_SINGLE``, seconds per call), and batched gradients (``COST``, seconds per
-  example): ``jax.vmap(jax.grad)`` over ``dense.COST_BATCH`` parameter vectors and (pure)
-  the gradient of the mean over ``dense.COST_BATCH`` inputs sharing the parameters (an RY
-  encoding layer first, ``jax.vmap`` inside ``jax.grad``); non-negative least-squares fits
-  (relative errors) of ``passes * (a + b * size)`` (engine) and ``layers * c + macs * (d
-  or e) + other * (a + f * size)`` (dense; ``e`` when the parameters are shared), then the
-  fitted model's pick per row.
+* ``costs``: the cost-model constants ``qjaxrob.sim.dense.COST_SINGLE``, ``COST`` and
+  ``COST_FORWARD``, from ``<Z0>`` of the HEA (RY, RZ on every wire then a CNOT ring, L = 4,
+  ``Circuit.repeat``) at n = 2..12 (pure) and 2..7 (density with no channel), per path: one
+  unbatched forward (``COST_SINGLE``, seconds per call), batched gradients (``COST``,
+  seconds per example): ``jax.vmap(jax.grad)`` over ``dense.COST_BATCH`` parameter vectors
+  and (pure) the gradient of the mean over ``dense.COST_BATCH`` inputs sharing the
+  parameters (an RY encoding layer first, ``jax.vmap`` inside ``jax.grad``), and the same
+  two batches evaluated without a derivative (``COST_FORWARD``); non-negative least-squares
+  fits (relative errors) of ``passes * (a + b * size)`` (engine) and ``layers * c + macs *
+  (d or e) + other * (a + f * size)`` (dense; ``e`` when the parameters are shared), then
+  the fitted model's pick per row. ``--fits`` restricts the run to some of the constants.
 * ``inversion``: the 8-qubit inversion objective (``benchmarks/attacks.py``'s model: RY
   encoding, HEA L = 2, linear readout; 64 restarts vmapped): forward (the loss), the
   gradient w.r.t. the model, and the second-order "distance + its gradient w.r.t. x".
 * ``density``: gradient of ``<Z0>`` of ``benchmarks/density.py``'s noisy circuit at
   n = 6, 8, 10 (dense path up to ``MAX_QUBITS_MIXED``), and PennyLane ``default.mixed``
   (``diff_method="backprop"``, ``jax.jit``) on the same circuit.
-* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256), also
+* ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256) and
+  the batched forward of the same circuit and batch, each also
   under ``QJAXROB_DENSE=auto`` (the ``auto_ms`` column: the path the cost model picks for
   the batch).
 
@@ -107,13 +109,15 @@ def hea(n, layers=4, noise=False, encode=False):
     return c
 
 
-REGIMES = {"forward B=1": "COST_SINGLE", "vmap grad": "COST", "grad shared": "COST"}
+REGIMES = {"forward B=1": "COST_SINGLE", "vmap grad": "COST", "grad shared": "COST",
+           "vmap forward": "COST_FORWARD", "forward shared": "COST_FORWARD"}
 """The regimes of :func:`costs` and the constants each fits."""
 
 
-def costs(qubits, mixed_qubits, rounds):
-    """Seconds per call of each path in the :data:`REGIMES` (``dense.COST_BATCH`` examples
-    when batched), then :func:`fit`."""
+def costs(qubits, mixed_qubits, rounds, fits=None):
+    """Seconds per call of each path in the :data:`REGIMES` whose constants are in ``fits``
+    (default all; ``dense.COST_BATCH`` examples when batched), then :func:`fit`."""
+    fits = set(REGIMES.values()) if fits is None else set(fits)
     b = dense.COST_BATCH
     rows = []
     for mixed, ns in ((False, qubits), (True, mixed_qubits)):
@@ -127,22 +131,29 @@ def costs(qubits, mixed_qubits, rounds):
                 return qjr.expval(c, qjr.Z(0), q, mixed=mixed, dtype=DT)
 
             cases = [("forward B=1", c, 1, False, lambda f=f: f, (p1,)),
-                     ("vmap grad", c, b, False, lambda f=f: jax.vmap(jax.grad(f)), (ps,))]
+                     ("vmap grad", c, b, False, lambda f=f: jax.vmap(jax.grad(f)), (ps,)),
+                     ("vmap forward", c, b, False, lambda f=f: jax.vmap(f), (ps,))]
             if not mixed:
                 ce = hea(n, encode=True)
                 xs = jnp.asarray(rng.uniform(0, np.pi, (b, n)))
 
-                def shared(ce=ce):
-                    def fx(q, x):
-                        return qjr.expval(ce, qjr.Z(0), q, x, dtype=DT)
+                def fx(q, x, ce=ce):
+                    return qjr.expval(ce, qjr.Z(0), q, x, dtype=DT)
 
+                def shared(fx=fx):
                     return jax.grad(lambda q, v: jnp.mean(jax.vmap(fx, (None, 0))(q, v)))
 
                 cases.append(("grad shared", ce, b, True, shared, (p1, xs)))
+                cases.append(("forward shared", ce, b, True,
+                              lambda fx=fx: jax.vmap(fx, (None, 0)), (p1, xs)))
             for regime, circ, batch, is_shared, make, args in cases:
+                if REGIMES[regime] not in fits:
+                    continue
+                derivative = "grad" in regime
                 r = row(f"{regime} {'density' if mixed else 'pure'} n={n}", make, args, rounds)
-                engine_s, dense_s = dense.costs(circ, mixed, batch, is_shared)
+                engine_s, dense_s = dense.costs(circ, mixed, batch, is_shared, derivative)
                 r.update(n=n, mixed=mixed, regime=regime, batch=batch, shared=is_shared,
+                         derivative=derivative,
                          model_engine_ms=1e3 * engine_s, model_dense_ms=1e3 * dense_s,
                          counts=dense.counts(circ, mixed))
                 rows.append(r)
@@ -151,7 +162,8 @@ def costs(qubits, mixed_qubits, rounds):
 
 
 def fit(rows):
-    """Non-negative least-squares constants of ``COST_SINGLE`` and ``COST`` from the
+    """Non-negative least-squares constants of ``COST_SINGLE``, ``COST`` and ``COST_FORWARD``
+    (those the rows measure) from the
     ``costs`` rows (per call and per example; each equation divided by its measured time:
     relative errors), printed as the dicts to paste into ``qjaxrob/sim/dense.py``, then
     the fitted model's pick per row."""
@@ -162,7 +174,7 @@ def fit(rows):
         return nnls(a, np.ones(len(times)))[0]
 
     fitted = {}
-    for name in ("COST_SINGLE", "COST"):
+    for name in dict.fromkeys(REGIMES[r["regime"]] for r in rows):
         sel = [r for r in rows if REGIMES[r["regime"]] == name]
         per = [r["batch"] for r in sel]
         ea, eb = solve([[r["counts"]["passes"] + r["counts"]["channels"],
@@ -179,7 +191,7 @@ def fit(rows):
         da, db, dg, dp = solve(den, times)
         fitted[name] = dict(engine_pass=ea, engine_amp=eb, dense_layer=da, dense_mac=db,
                             dense_amp=dp)
-        if name == "COST":
+        if name != "COST_SINGLE":
             fitted[name]["dense_gemm"] = dg
         print(f"fit: {name} = {{" + ", ".join(f"'{k}': {v:.2e}"
                                             for k, v in fitted[name].items()) + "}")
@@ -189,7 +201,7 @@ def fit(rows):
     try:
         for r in rows:
             e, d = dense.costs(hea(r["n"], encode=r["shared"]), r["mixed"], r["batch"],
-                               r["shared"])
+                               r["shared"], r["derivative"])
             print(f"  {r['workload']}: measured dense/engine {r['ratio']:.2f}, "
                   f"fit {d / e:.2f}, fit picks {'dense' if d < e else 'engine'}")
     finally:
@@ -276,9 +288,14 @@ def batched(n, layers, batch, rounds):
         fwd = qjr_forward(n, layers, encode=True)
         return jax.grad(lambda p, xs: jnp.mean(jax.vmap(fwd, in_axes=(None, 0))(p, xs)))
 
+    def make_forward():
+        return jax.vmap(qjr_forward(n, layers, encode=True), in_axes=(None, 0))
+
     args = (p, xs)
     return [row(f"batched grad n={n} L={layers} B={batch}", make, args, rounds,
-                extra={"auto": compiled(make, args, "auto")})]
+                extra={"auto": compiled(make, args, "auto")}),
+            row(f"batched forward n={n} L={layers} B={batch}", make_forward, args, rounds,
+                extra={"auto": compiled(make_forward, args, "auto")})]
 
 
 def main(argv=None):
@@ -286,6 +303,8 @@ def main(argv=None):
     ap.add_argument("--sections", nargs="*",
                     default=["costs", "inversion", "density", "batched"])
     ap.add_argument("--rounds", type=int, default=None, help="default 5 (2 with --quick)")
+    ap.add_argument("--fits", nargs="*", default=None, choices=sorted(set(REGIMES.values())),
+                    help="costs: measure and fit only these constants (default all)")
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (a smoke run of every section, about 2 min)")
     a = ap.parse_args(argv)
@@ -294,7 +313,7 @@ def main(argv=None):
     quick = a.quick
     if "costs" in a.sections:
         costs((2, 4, 6) if quick else (2, 4, 6, 8, 10, 12),
-              (2, 4) if quick else (2, 3, 4, 5, 6, 7), a.rounds)
+              (2, 4) if quick else (2, 3, 4, 5, 6, 7), a.rounds, a.fits)
     if "inversion" in a.sections:
         inversion(4 if quick else 8, 64, a.rounds)
     if "density" in a.sections:

@@ -1,10 +1,12 @@
 """Batch-aware path choice of the dense small-state path (qjaxrob.sim.dense): the batch
 probe (``batch_sizes``) reports the ``jax.vmap`` sizes over params/x through every nesting
-of vmap, grad, jit and Hessians, and stays out of the values and derivatives; under
+of vmap, grad, jit and Hessians, the derivative probe (``differentiated``) whether the call
+is differentiated, and both stay out of the values and derivatives; under
 ``QJAXROB_DENSE=auto`` the public API takes the path the cost model prices lower for the
-batch the call runs in (asserted on the path traced, not on time), a ``vmap`` outside a
-``jit`` falls back to the unbatched choice, and batched values and gradients equal the
-dense NumPy reference at both dtypes whichever path is taken."""
+batch the call runs in and for whether it is differentiated (asserted on the path traced,
+not on time), a ``vmap`` outside a ``jit`` falls back to the unbatched choice, and batched
+values and gradients equal the dense NumPy reference at both dtypes whichever path is
+taken."""
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +72,39 @@ def test_probe_derivatives_are_analytic():
     np.testing.assert_allclose(h, np.diag(-np.sin(P) * XS[0]), atol=1e-6)
 
 
+def _marked(seen):
+    """``f(p, x) = sum(sin(p) * x)`` that records the derivative probe."""
+    def f(p, x):
+        seen.append(dense.differentiated(p, x))
+        return jnp.sum(jnp.sin(p) * x)
+    return f
+
+
+@pytest.mark.parametrize("name,build,want", [
+    ("eager", lambda f, p, x: f(p, x), False),
+    ("jit", lambda f, p, x: jax.jit(f)(p, x), False),
+    ("vmap x", lambda f, p, x: jax.vmap(f, (None, 0))(p, jnp.stack([x, 2 * x])), False),
+    ("grad", lambda f, p, x: jax.grad(f)(p, x), True),
+    ("grad in x", lambda f, p, x: jax.grad(f, 1)(p, x), True),
+    ("jit(grad)", lambda f, p, x: jax.jit(jax.grad(f))(p, x), True),
+    ("vmap(grad)", lambda f, p, x: jax.vmap(jax.grad(f), (None, 0))(p, jnp.stack([x, x])),
+     True),
+    ("grad(vmap)", lambda f, p, x: jax.grad(
+        lambda q: jnp.sum(jax.vmap(f, (None, 0))(q, jnp.stack([x, x]))))(p), True),
+    ("jvp", lambda f, p, x: jax.jvp(lambda q: f(q, x), (p,), (p,))[1], True),
+    ("linearize", lambda f, p, x: jax.linearize(lambda q: f(q, x), p)[0], True),
+    ("hessian", lambda f, p, x: jax.hessian(f)(p, x), True),
+    ("stop_gradient", lambda f, p, x: jax.grad(
+        lambda q: f(jax.lax.stop_gradient(q), x) + jnp.sum(q))(p), False),
+])
+def test_derivative_probe_through_transforms(name, build, want):
+    seen = []
+    got = build(_marked(seen), P, XS[0])
+    ref = build(lambda p, x: jnp.sum(jnp.sin(p) * x), P, XS[0])
+    np.testing.assert_allclose(got, ref, atol=1e-6)  # the probe never changes a value
+    assert seen and all(s == want for s in seen), (name, seen)
+
+
 def _traced_paths(monkeypatch):
     """A list that records, per trace, whether the dense path was traced."""
     paths = []
@@ -113,7 +148,12 @@ def test_auto_takes_the_dense_path_for_the_batched_row_only(monkeypatch):
         ps = jnp.zeros((32, c.n_params))
         want = "dense" if dense.use_dense(c, False, batch=32) else "engine"
         assert _paths_of(paths, jax.vmap(jax.grad(_fwd(c)), (0, None)), ps, xs[0]) == {want}
+        want = ("dense" if dense.use_dense(c, False, batch=256, shared=True, derivative=False)
+                else "engine")
+        assert _paths_of(paths, jax.vmap(_fwd(c), (None, 0)), p, xs) == {want}
     assert dense.use_dense(hea(10, 4), False, batch=256, shared=True)
+    # the same batch evaluated without a derivative is priced by COST_FORWARD
+    assert not dense.use_dense(hea(10, 4), False, batch=256, shared=True, derivative=False)
     jax.clear_caches()
 
 
@@ -153,15 +193,17 @@ def test_batched_values_and_gradients_match_reference(monkeypatch, dtype):
     jax.clear_caches()
     paths.clear()
     vals = jax.jit(jax.vmap(f, (None, 0)))(pj, xj)
-    assert set(paths) == {"dense"}
+    forward = dense.use_dense(c, False, batch=b, shared=True, derivative=False)
+    assert set(paths) == {"dense" if forward else "engine"}
     want = [expval_ref(c, qjr.Z(0), p, x) for x in xs]
     np.testing.assert_allclose(vals, want, atol=10 * TOL[dtype])
+    paths.clear()
     g = jax.jit(_mean_grad(c, dtype))(pj, xj)
+    assert set(paths) == {"dense"}
     fd = finite_diff(lambda v: np.mean([expval_ref(c, qjr.Z(0), v, x) for x in xs]), p)
     np.testing.assert_allclose(g, fd, atol=1e-6 if dtype == jnp.complex128 else 2e-4)
-    paths.clear()
-    one = f(pj, xj[0])  # unbatched: the engine
-    assert set(paths) == {"engine"}
+    assert _paths_of(paths, f, pj, xj[0]) == {"engine"}  # unbatched: the engine
+    one = f(pj, xj[0])
     np.testing.assert_allclose(one, want[0], atol=10 * TOL[dtype])
     jax.clear_caches()
 

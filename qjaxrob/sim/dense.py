@@ -30,9 +30,12 @@ call runs in, never with the Pallas kernels (their tests must run them). The pub
 points resolve ``auto`` to a path before their ``jit`` (:func:`path_choice`, a static
 argument), where the batch is still visible: :func:`batch_sizes` finds the ``jax.vmap``
 sizes that batch ``params``/``x`` at the call, and whether the parameters are shared across
-the batch (a shared layer matrix multiplies all states at once). A ``vmap`` applied outside
-a ``jit`` boundary (``jax.vmap(jax.jit(f))``) is not visible there: such a call is priced as
-unbatched (a possibly slower path, never a different value). The constants of the model
+the batch (a shared layer matrix multiplies all states at once), and :func:`differentiated`
+whether the call is being differentiated (a batched forward and a batched gradient have
+different best paths). A ``vmap`` or a derivative applied outside a ``jit`` (or
+``jax.checkpoint``) boundary (``jax.vmap(jax.jit(f))``, ``jax.grad(jax.jit(f))``) is not
+visible there: such a call is priced as unbatched, or as a forward evaluation (a possibly
+slower path, never a different value). The constants of the model
 are measured by ``benchmarks/dense.py`` (``benchmarks/README.md``, "Dense small-state path").
 Only the forward evolution (and so backprop derivatives of any order through it) takes this
 path: ``diff="adjoint"`` (:mod:`qjaxrob.sim.adjoint`) and quantum trajectories always run on
@@ -67,9 +70,9 @@ from qjaxrob.lower.rolling import Roll, roll_rows
 from qjaxrob.lower.tables import const_matrix, embed
 from qjaxrob.sim import engine
 
-__all__ = ["CHOICES", "COST", "COST_SINGLE", "ENV", "MAX_QUBITS", "MAX_QUBITS_MIXED",
-           "batch_sizes", "costs", "counts", "dense_choice", "dense_tensor", "final_tensor",
-           "path_choice", "use_dense"]
+__all__ = ["CHOICES", "COST", "COST_FORWARD", "COST_SINGLE", "ENV", "MAX_QUBITS",
+           "MAX_QUBITS_MIXED", "batch_sizes", "costs", "counts", "dense_choice", "dense_tensor",
+           "differentiated", "final_tensor", "path_choice", "use_dense"]
 
 ENV = "QJAXROB_DENSE"
 CHOICES = ("auto", "0", "1")
@@ -95,6 +98,12 @@ engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplit
 parameters (only inputs batched: a layer matrix multiplies all ``B`` states in one
 matrix-matrix product); another pass of the dense path ``engine_pass + dense_amp *
 size``. Fitted on batched gradients (training, restarts, clients)."""
+
+COST_FORWARD = {"engine_pass": 1.17e-7, "engine_amp": 1.92e-9, "dense_layer": 6.11e-7,
+                "dense_mac": 5.60e-10, "dense_gemm": 3.42e-10, "dense_amp": 1.26e-9}
+"""The same model as :data:`COST` for a batched call that is not differentiated (inference,
+evaluation, an attack's forward pass), seconds per example, fitted on batched forward
+evaluations."""
 
 COST_SINGLE = {"engine_pass": 5.76e-7, "engine_amp": 2.11e-9, "dense_layer": 5.34e-6,
                "dense_mac": 6.56e-10, "dense_amp": 1.54e-9}
@@ -170,14 +179,15 @@ def counts(circuit: Circuit, mixed: bool) -> dict:
                 formed=formed, other=other, macs=macs)
 
 
-def costs(circuit: Circuit, mixed: bool, batch: int = 1,
-          shared: bool = False) -> tuple[float, float]:
+def costs(circuit: Circuit, mixed: bool, batch: int = 1, shared: bool = False,
+          derivative: bool = True) -> tuple[float, float]:
     """``(engine seconds, dense seconds)`` predicted for one call of ``circuit``'s forward
     evaluation over ``batch`` examples (``shared``: they share the parameters), from its
     :func:`counts`: :data:`COST_SINGLE` for ``batch == 1``, else ``batch`` times the
-    per-example :data:`COST`."""
+    per-example :data:`COST` when the call is differentiated (``derivative``), or
+    :data:`COST_FORWARD` when it is not."""
     k = counts(circuit, bool(mixed))
-    cost = COST if batch > 1 else COST_SINGLE
+    cost = COST_SINGLE if batch <= 1 else COST if derivative else COST_FORWARD
     pass_cost = cost["engine_pass"] + cost["engine_amp"] * k["size"]
     engine_s = (k["passes"] + k["channels"]) * pass_cost
     mac = cost["dense_gemm"] if shared and batch > 1 else cost["dense_mac"]
@@ -187,9 +197,10 @@ def costs(circuit: Circuit, mixed: bool, batch: int = 1,
 
 
 def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = None,
-              batch: int = 1, shared: bool = False) -> bool:
+              batch: int = 1, shared: bool = False, derivative: bool = True) -> bool:
     """Whether ``circuit`` runs on the dense path (module docs, "Selection") in a call over
-    ``batch`` examples (``shared``: they share the parameters)."""
+    ``batch`` examples (``shared``: they share the parameters; ``derivative``: the call is
+    differentiated, :func:`costs`)."""
     choice = dense_choice(dense)
     if choice == "0":
         return False
@@ -204,7 +215,7 @@ def use_dense(circuit: Circuit, mixed: bool, kernels=None, dense: str | None = N
         return True
     if n > limit or kernels == "pallas":
         return False
-    engine_s, dense_s = costs(circuit, bool(mixed), batch, shared)
+    engine_s, dense_s = costs(circuit, bool(mixed), batch, shared, derivative)
     return dense_s < engine_s
 
 
@@ -237,17 +248,46 @@ def batch_sizes(params, x) -> tuple[int, int]:
             int(np.prod([s for s, p in sizes if p], dtype=np.int64)))
 
 
+def differentiated(params, x) -> bool:
+    """Whether ``params`` or ``x`` carry a derivative at this point of a trace (``jax.grad``,
+    ``jax.jvp``, ``jax.linearize``, ``jax.hessian`` and their compositions with ``jit`` and
+    ``vmap``, at any nesting), so that the call being traced is differentiated. ``False``
+    outside any derivative, for ``stop_gradient`` inputs, and for a derivative applied
+    outside a ``jit``/``jax.checkpoint`` boundary (which differentiates the traced program
+    afterwards).
+
+    Found with a ``jax.custom_jvp`` identity on the arrays: JAX calls its JVP rule, at once,
+    exactly when some input has a tangent; the probe's outputs are unused."""
+    if not any(isinstance(a, jax.core.Tracer) for a in (params, x)):
+        return False
+    seen = []
+
+    @jax.custom_jvp
+    def probe(p, v):
+        return p, v
+
+    @probe.defjvp
+    def rule(primals, tangents):
+        seen.append(True)
+        return primals, tangents
+
+    probe(jnp.asarray(params), jnp.asarray(x))
+    return bool(seen)
+
+
 def path_choice(circuit: Circuit, mixed: bool, kernels, params, x,
                 dense: str | None = None) -> str:
     """``"1"`` (dense path) or ``"0"`` (engine) for a call of ``circuit`` at ``params``,
     ``x`` (checked arrays, possibly tracers), as :func:`use_dense` selects for the batch
-    :func:`batch_sizes` finds; the static path argument of the compiled entry points."""
+    :func:`batch_sizes` finds (priced as a gradient when :func:`differentiated`); the static
+    path argument of the compiled entry points."""
     choice = dense_choice(dense)
     if choice != "auto":
         return "1" if use_dense(circuit, mixed, kernels, choice) else "0"
     batch, batch_params = batch_sizes(params, x)
-    return "1" if use_dense(circuit, mixed, kernels, choice, batch,
-                            shared=batch_params == 1) else "0"
+    derivative = batch > 1 and differentiated(params, x)
+    return "1" if use_dense(circuit, mixed, kernels, choice, batch, shared=batch_params == 1,
+                            derivative=derivative) else "0"
 
 
 def final_tensor(circuit: Circuit, params, x, dtype, mixed: bool, kernels=None,
