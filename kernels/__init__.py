@@ -24,11 +24,13 @@ from qjaxrob.kernels.density import (
 )
 from qjaxrob.kernels.pauli import (apply_pauli, parity_signs, pauli_expval, sign_table,
                                    z_expval)
-from qjaxrob.kernels.structured import apply_diagonal, apply_permutation, monomial
+from qjaxrob.kernels.structured import (apply_diagonal, apply_permutation, monomial,
+                                       permute_axis)
 
 __all__ = [
     "apply_matrix", "apply_diagonal", "apply_permutation", "apply_pauli", "pauli_expval",
     "apply_matrix_density", "apply_diagonal_density", "apply_kraus", "density_diagonal",
     "density_pauli_expval", "grouped_shape", "monomial", "pallas", "parity_signs",
     "sign_table", "z_expval", "apply_local", "apply_local_const", "superoperator",
+    "permute_axis",
 ]

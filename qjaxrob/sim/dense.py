@@ -10,7 +10,8 @@ Per :class:`qjaxrob.lower.layers.Layer` ``M = T K``: every group matrix is the p
 its gates' matrices embedded in the group (:func:`qjaxrob.lower.tables.embed`), ``K`` is
 the Kronecker product of the group matrices and an identity on idle wires in the layer's
 layout order, and the layout and the tail ``T`` (constant monomial gates) are static
-gathers with phases (:func:`qjaxrob.lower.layers.layout`, :func:`~qjaxrob.lower.layers.tail_map`):
+gathers with phases (:func:`qjaxrob.lower.layers.layout`, :func:`~qjaxrob.lower.layers.tail_map`;
+:func:`qjaxrob.kernels.permute_axis`, whose derivatives are gathers, not scatters):
 ``M v = phase * (K v[sigma^-1])[sigma[perm]]``. Pure states: ``psi -> M psi``. Density
 matrices: ``rho -> K rho K^dagger`` (products), the tail gate by gate as slices of the row
 then the column axes (:func:`qjaxrob.kernels.apply_permutation`: its transpose is slicing
@@ -62,6 +63,7 @@ from qjaxrob.kernels import (
     apply_local_const,
     apply_permutation,
     monomial,
+    permute_axis,
     superoperator,
 )
 from qjaxrob.lower.fusion import fuse, op_matrix
@@ -397,16 +399,23 @@ def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
             state = jnp.outer(v, jnp.conj(v)) if mixed else v
         else:
             if inv is not None:
-                state = state[inv][:, inv] if mixed else state[inv]
+                state = _permute(state, inv, mixed)
             state = _apply_factors(layer, mats, idle, state, dtype, mixed)
     elif state is None:
         state = _zero(n, dtype, mixed)
     if rows is not None:
-        state = state[rows][:, rows] if mixed else state[rows]
+        state = _permute(state, rows, mixed)
     if phase is not None:
         ph = jnp.asarray(phase, dtype)
         state = ph[:, None] * state * jnp.conj(ph)[None, :] if mixed else ph * state
     return state
+
+
+def _permute(state, perm, mixed: bool):
+    """``state[perm]`` (or ``rho[perm][:, perm]``) as gathers whose derivatives are gathers
+    too (:func:`qjaxrob.kernels.permute_axis`)."""
+    state = permute_axis(state, perm, 0)
+    return permute_axis(state, perm, 1) if mixed else state
 
 
 def _apply_factors(layer: Layer, mats, idle: int, state, dtype, mixed: bool):
