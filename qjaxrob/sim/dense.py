@@ -13,9 +13,8 @@ layout order, and the layout and the tail ``T`` (constant monomial gates) are st
 gathers with phases (:func:`qjaxrob.lower.layers.layout`, :func:`~qjaxrob.lower.layers.tail_map`;
 :func:`qjaxrob.kernels.permute_axis`, whose derivatives are gathers, not scatters):
 ``M v = phase * (K v[sigma^-1])[sigma[perm]]``. Pure states: ``psi -> M psi``. Density
-matrices: ``rho -> K rho K^dagger`` (products), the tail gate by gate as slices of the row
-then the column axes (:func:`qjaxrob.kernels.apply_permutation`: its transpose is slicing
-too, where a gather's is a scatter), wider channels ``rho -> sum_k K_k rho K_k^dagger``
+matrices: ``rho -> M rho M^dagger`` (products, and the gathers on the row then the column
+axis), wider channels ``rho -> sum_k K_k rho K_k^dagger``
 (:func:`qjaxrob.kernels.apply_kraus`), and runs of one-qubit gates and channels as
 :class:`~qjaxrob.lower.layers.Local` nodes: per wire one pass of the product of their 4 x 4
 superoperators (over its nonzero entries only when the product is constant,
@@ -61,8 +60,6 @@ from qjaxrob.kernels import (
     apply_kraus,
     apply_local,
     apply_local_const,
-    apply_permutation,
-    monomial,
     permute_axis,
     superoperator,
 )
@@ -143,8 +140,9 @@ def _layer_macs(layer: Layer, mixed: bool) -> int:
 
 def _count_layers(nodes: tuple, n: int, mixed: bool):
     """``(formed layers, other passes, multiply-adds of the formed layers)`` of ``nodes``,
-    repetitions included; other passes: a tail-only layer (two per tail gate on a density
-    matrix), a channel, a wire of a :class:`~qjaxrob.lower.layers.Local` node."""
+    repetitions included; other passes: a tail-only layer (one gather; on a density
+    matrix two, the row and the column gather, after a formed layer too), a channel, a wire
+    of a :class:`~qjaxrob.lower.layers.Local` node."""
     formed = other = macs = 0
     for node in nodes:
         if isinstance(node, Roll):
@@ -153,9 +151,9 @@ def _count_layers(nodes: tuple, n: int, mixed: bool):
                                    macs + node.times * m)
         elif isinstance(node, Layer) and node.groups:
             formed, macs = formed + 1, macs + _layer_macs(node, mixed)
-            other += 2 * len(node.tail) if mixed else 0
+            other += 2 if mixed and node.tail else 0
         elif isinstance(node, Layer) and mixed:
-            other += 2 * len(node.tail)
+            other += 2 if node.tail else 0
         elif isinstance(node, Local):
             other += len(node.wires)
         else:
@@ -360,30 +358,10 @@ def _gathers(layer: Layer):
     return inv, rows, phase
 
 
-def _apply_tail_density(tail: tuple, rho, n: int):
-    """``T rho T^dagger`` for the constant monomial gates ``tail`` (in order), each as slices
-    of ``rho`` on its row axes and then its column axes (transposed by slicing too, where
-    a gather's transpose is a scatter)."""
-    t = rho.reshape((2,) * (2 * n))
-    for op in tail:
-        perm, phases = monomial(const_matrix(op))
-        phases = None if np.all(phases == 1) else np.asarray(phases)
-        t = apply_permutation(t, perm, phases, op.wires)
-        t = apply_permutation(t, perm, None if phases is None else np.conj(phases),
-                              tuple(w + n for w in op.wires))
-    return t.reshape(2**n, 2**n)
-
-
 def _apply_layer(layer: Layer, state, params, x, dtype, mixed: bool):
     """``M state`` (pure, flat ``(2**n,)``) or ``M rho M^dagger`` (``(2**n, 2**n)``);
     ``state=None`` stands for ``|0...0>``."""
     n = layer.n_qubits
-    if mixed and layer.tail:
-        if layer.groups:
-            state = _apply_layer(Layer(n, layer.groups, ()), state, params, x, dtype, True)
-        elif state is None:
-            state = _zero(n, dtype, True)
-        return _apply_tail_density(layer.tail, state, n)
     inv, rows, phase = _gathers(layer)
     if layer.groups:
         # the barrier keeps XLA from constant-folding parameter-free layers at compile time
