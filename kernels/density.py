@@ -11,26 +11,26 @@ Both go through *local* operators on a few axes of rho, never a ``4**n x 4**n`` 
 * diagonal gates: one elementwise multiply by d (x) conj(d);
 * constant one-qubit superoperators (:func:`apply_local_const`, NumPy, known at trace
   time): linear combinations over their nonzero entries only (a one-qubit depolarizing
-  channel has 6 of 16), one pass.
+  channel has 6 of 16), one pass; its derivatives are the dense kernel's.
 
 Local operators on up to 4 axes work on a reshaped view: rho is viewed as
 ``(pre_0, 2, pre_1, 2, ..., pre_k)`` with the k target axes as the size-2 dimensions. On 2
 axes each output slice is an explicit linear combination of the 4 input slices, which XLA
-fuses into one loop over rho (about the cost of a copy); its custom JVP keeps the
-gradient w.r.t. the matrix a single contraction. On 3-4 axes the stacked slices go
+fuses into one loop over rho (about the cost of a copy): the primitive of
+:func:`qjaxrob.kernels.dense.apply_matrix`, whose transpose is the same kernel (plain
+slices would transpose into pads and adds) and whose gradient w.r.t. the matrix is a
+single contraction. On 3-4 axes the stacked slices go
 through one small ``tensordot`` (the explicit 16 x 16 combination compiles slowly and its
 gradient even more so). More axes fall back to ``tensordot`` on rho.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.kernels.dense import grouped_slices, sort_wires, stack_slices
+from qjaxrob.kernels.dense import apply_matrix, grouped_slices, sort_wires, stack_slices
 from qjaxrob.kernels.pauli import apply_pauli
 from qjaxrob.kernels.structured import apply_diagonal
 
@@ -49,29 +49,15 @@ def _stacked(t, m, axes):
     return stack_slices(list(out), len(axes)).reshape(t.shape)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _combined(t, m, axes):
-    """``m`` applied as explicit linear combinations of the slices (fastest forward pass)."""
-    s = grouped_slices(t, axes)
-    outs = [sum(m[r, c] * x for c, x in enumerate(s)) for r in range(len(s))]
-    return stack_slices(outs, len(axes)).reshape(t.shape)
-
-
-@_combined.defjvp
-def _combined_jvp(axes, primals, tangents):
-    (t, m), (dt, dm) = primals, tangents
-    return _combined(t, m, axes), _combined(dt, m, axes) + _stacked(t, dm, axes)
-
-
 def apply_local(t, m, axes):
     """Applies the ``(2**k, 2**k)`` matrix ``m`` to the distinct ``axes`` of the ``(2,)*N``
     tensor ``t`` (``axes[0]`` is the most significant bit of m's index). Differentiable
     (any order) in ``t`` and ``m``."""
     axes = tuple(int(a) for a in axes)
     k = len(axes)
-    m, axes = sort_wires(m, axes)
     if k <= 2:
-        return _combined(t, m, axes)
+        return apply_matrix(t, m, axes)
+    m, axes = sort_wires(m, axes)
     if k <= _MAX_LOCAL_AXES:
         return _stacked(t, m, axes)
     out = jnp.tensordot(m.reshape((2,) * (2 * k)), t, axes=(tuple(range(k, 2 * k)), axes))
@@ -117,8 +103,7 @@ def apply_kraus(rho, kraus, wires):
 
 def _sparse_combined(t, m: np.ndarray, axes):
     """The constant ``m`` applied as linear combinations of the slices over its nonzero
-    entries only; differentiable in ``t`` (the transpose is
-    the same sparse combination with ``m.T``)."""
+    entries only (forward pass of :func:`apply_local_const`)."""
     s = grouped_slices(t, axes)
     outs = []
     for r in range(len(s)):
@@ -141,7 +126,18 @@ def apply_local_const(t, m: np.ndarray, axes):
     if axes[0] > axes[1]:
         m = m.reshape(2, 2, 2, 2).transpose(1, 0, 3, 2).reshape(4, 4)
         axes = axes[::-1]
-    return _sparse_combined(t, m, axes)
+
+    @jax.custom_jvp
+    def apply(t):
+        return _sparse_combined(t, m, axes)
+
+    @apply.defjvp
+    def apply_jvp(primals, tangents):
+        # the tangent map is the same linear map as one slice_combine kernel, whose
+        # transpose is one kernel too (the sparse slices' transpose is pads and adds)
+        return apply(primals[0]), apply_matrix(tangents[0], jnp.asarray(m, t.dtype), axes)
+
+    return apply(t)
 
 
 def density_diagonal(rho):
