@@ -189,6 +189,9 @@ def _transpose_state(ct, x, m, *, k):
 
 
 def _transpose_matrix(ct, x, m, *, k):
+    # ct is also read by _transpose_state; the barrier keeps XLA from fusing its producer
+    # (the next gate's transpose kernel) into the contraction, recomputed per product.
+    ct = jax.lax.optimization_barrier(ct)
     return _matrix_cotangent(ct, x, k, m.aval.shape[0] == 1 and x.shape[0] != 1)
 
 
