@@ -63,8 +63,9 @@ def form(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize(("form", "dtype"), [("default", jnp.complex64), ("gemm", jnp.complex64)] + [
-    (f, jnp.complex128) for f in FORMS], indirect=["form"])
+@pytest.mark.parametrize(("form", "dtype"), [
+    ("default", jnp.complex64), ("gemm", jnp.complex64),
+    *((f, jnp.complex128) for f in FORMS)], indirect=["form"])
 def test_matrix_cotangent_matches_einsum_on_views(form, dtype):
     rng = np.random.default_rng(list(FORMS).index(form) + 10 * (dtype == jnp.complex64))
     # A fresh function per test: jit's cache is keyed on the function, not the thresholds.
