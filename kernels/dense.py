@@ -110,8 +110,9 @@ _GEMM_MIN_TAIL = 256
 """Adjacent wires with a trailing group at least this long: batched GEMMs over the tail."""
 _GRAM_MAX_TAIL = 2
 """Adjacent wires with a trailing group at most this long: one Gram matrix over the head."""
-_SPLIT = 16
-"""Chunks of the longest group summed inside the elementwise product."""
+_SPLIT = 4
+"""Chunks of the longest group summed inside the elementwise product (more chunks cost
+less alone but keep XLA from fusing a residual's ``dynamic-slice`` into the product)."""
 
 
 def _matrix_cotangent(ct, x, k: int, shared: bool):
