@@ -124,10 +124,9 @@ def _matrix_cotangent(ct, x, k: int, shared: bool):
     several times the cost of the forward kernel). Adjacent wires (inner groups of size 1)
     give each example the contiguous view ``(P, 2**k, R)``: a long tail ``R`` contracts as
     batched GEMMs over ``P``, a tail of one or two amplitudes (one matrix) as one Gram
-    matrix over ``P`` (diagonal blocks kept). Every other layout multiplies the two operands elementwise in
-    one fused pass with the ``4**k`` products stacked beside each amplitude, summing up to
-    :data:`_SPLIT` chunks of the longest group on the way, and reduces the rest
-    (:func:`_products_cotangent`). Each form costs about one forward kernel."""
+    matrix over ``P`` (diagonal blocks kept); a shared matrix folds the batch into ``P``.
+    Every other layout multiplies the two operands elementwise in one fused pass
+    (:func:`_products_cotangent`). Each form reads each operand about once."""
     if shared:
         ct, x = (t.reshape((1, -1) + t.shape[2:]) for t in (ct, x))
     bm, groups, dim = x.shape[0], x.shape[1::2], 2**k
@@ -138,8 +137,8 @@ def _matrix_cotangent(ct, x, k: int, shared: bool):
             c, v = (t.reshape(bm, head, dim, tail) for t in (ct, x))
             return jax.lax.dot_general(c, v, (((3,), (3,)), ((0, 1), (0, 1)))).sum(1)
         c, v = (t.reshape(bm, head, dim * tail) for t in (ct, x))
-        gram = jax.lax.dot_general(c, v, (((1,), (1,)), ((0,), (0,))))
-        return jnp.einsum("zarbr->zab", gram.reshape(bm, dim, tail, dim, tail))
+        full = jax.lax.dot_general(c, v, (((1,), (1,)), ((0,), (0,))))
+        return jnp.einsum("zarbr->zab", full.reshape(bm, dim, tail, dim, tail))
     return _products_cotangent(ct, x, k)
 
 
