@@ -17,7 +17,7 @@ Sections (``--sections``, default all):
   the median of repeated calls after compiling.
 
 complex128 unless the row says otherwise; load average before and after each row. Run:
-``python -m benchmarks.cotangent`` (about 3 min on 2 cores) or ``--sections kernel``.
+``python -m benchmarks.cotangent`` (about 5 min on 2 cores) or ``--sections kernel``.
 """
 
 from __future__ import annotations
