@@ -17,6 +17,7 @@ gradients trace and compile like a second forward pass.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -105,18 +106,69 @@ def _combine(x, m, k: int):
     return jax.vmap(partial(_combine_one, k=k))(x, m)
 
 
+_GEMM_MIN_TAIL = 256
+"""Adjacent wires with a trailing group at least this long: batched GEMMs over the tail."""
+_GRAM_MAX_TAIL = 2
+"""Adjacent wires with a trailing group at most this long: one Gram matrix over the head."""
+_SPLIT = 4
+"""Chunks of the longest group summed inside the elementwise product (more chunks cost
+less alone but keep XLA from fusing a residual's ``dynamic-slice`` into the product)."""
+
+
 def _matrix_cotangent(ct, x, k: int, shared: bool):
     """``sum ct_r x_c`` over every amplitude (and over the batch when the matrix is
-    ``shared``): the cotangent of ``m`` in ``y = m x``, one contraction, shape
-    ``(Bm, 2**k, 2**k)``."""
-    groups, rows, cols = "abcd"[: k + 1], "efg"[:k], "hij"[:k]
+    ``shared``): the cotangent of ``m`` in ``y = m x``, shape ``(Bm, 2**k, 2**k)``.
 
-    def view(bits):
-        return "z" + "".join(g + b for g, b in zip(groups, bits)) + groups[k]
+    ``ct`` and ``x`` are ``(B, g0, 2, g1, ..., 2, gk)``. No operand is transposed (XLA CPU
+    copies operands into ``[batch, free, contracting]`` order for a general contraction,
+    several times the cost of the forward kernel). Adjacent wires (inner groups of size 1)
+    give each example the contiguous view ``(P, 2**k, R)``: a long tail ``R`` contracts as
+    batched GEMMs over ``P``, a tail of one or two amplitudes (one matrix) as one Gram
+    matrix over ``P`` (diagonal blocks kept); a shared matrix folds the batch into ``P``.
+    Every other layout multiplies the two operands elementwise in one fused pass
+    (:func:`_products_cotangent`). Each form reads each operand about once."""
+    if shared:
+        ct, x = (t.reshape((1, -1) + t.shape[2:]) for t in (ct, x))
+    bm, groups, dim = x.shape[0], x.shape[1::2], 2**k
+    head, tail = groups[0], groups[-1]
+    gemm, gram = tail >= _GEMM_MIN_TAIL, tail <= _GRAM_MAX_TAIL and bm == 1
+    if all(g == 1 for g in groups[1:-1]) and (gemm or gram):
+        if gemm:
+            c, v = (t.reshape(bm, head, dim, tail) for t in (ct, x))
+            return jax.lax.dot_general(c, v, (((3,), (3,)), ((0, 1), (0, 1)))).sum(1)
+        c, v = (t.reshape(bm, head, dim * tail) for t in (ct, x))
+        full = jax.lax.dot_general(c, v, (((1,), (1,)), ((0,), (0,))))
+        return jnp.einsum("zarbr->zab", full.reshape(bm, dim, tail, dim, tail))
+    return _products_cotangent(ct, x, k)
 
-    out = ("" if shared else "z") + rows + cols
-    t = jnp.einsum(f"{view(rows)},{view(cols)}->{out}", ct, x)
-    return t.reshape((1 if shared else x.shape[0], 2**k, 2**k))
+
+def _products_cotangent(ct, x, k: int):
+    """:func:`_matrix_cotangent` of any layout as one elementwise product and a reduction:
+    the products ``ct_r x_c`` of shape ``(B, g0, 2, 2, g1, ..., 2, 2, gk)`` (row bit, then
+    column bit, at each wire), with the longest group ``g`` split as ``(s, g / s)`` and
+    its ``s`` chunks added inside the same fusion (``s`` sliced products, each used once,
+    so XLA computes them in one loop instead of materializing the product tensor), then
+    summed over the groups."""
+    bm, groups = x.shape[0], list(x.shape[1::2])
+    j = max(range(k + 1), key=lambda i: groups[i])
+    s = math.gcd(_SPLIT, groups[j])  # a power of two
+
+    def view(t, pair):
+        shape = [bm]
+        for i, g in enumerate(groups):
+            shape += [s, g // s] if i == j else [g]
+            if i < k:
+                shape += pair
+        return t.reshape(shape)
+
+    c, v = view(ct, [2, 1]), view(x, [1, 2])
+    axis = 1 + 3 * j  # the chunk axis
+    prod = sum(jax.lax.index_in_dim(c, i, axis, False) * jax.lax.index_in_dim(v, i, axis, False)
+               for i in range(s))
+    group_axes = tuple(1 + 3 * i for i in range(k + 1))
+    bits = prod.sum(group_axes)  # (Bm, r0, c0, r1, c1, ...)
+    order = (0,) + tuple(1 + 2 * i for i in range(k)) + tuple(2 + 2 * i for i in range(k))
+    return bits.transpose(order).reshape(bm, 2**k, 2**k)
 
 
 slice_combine_p = Primitive("qjaxrob_slice_combine")
@@ -137,6 +189,9 @@ def _transpose_state(ct, x, m, *, k):
 
 
 def _transpose_matrix(ct, x, m, *, k):
+    # ct is also read by _transpose_state; the barrier keeps XLA from fusing its producer
+    # (the next gate's transpose kernel) into the contraction, recomputed per product.
+    ct = jax.lax.optimization_barrier(ct)
     return _matrix_cotangent(ct, x, k, m.aval.shape[0] == 1 and x.shape[0] != 1)
 
 
