@@ -175,7 +175,7 @@ slice_combine_p = Primitive("qjaxrob_slice_combine")
 """``y = m x`` on a batched grouped view (operands as in :func:`_combine`; static ``k``).
 Bilinear: the JVP is ``P(dx, m) + P(x, dm)``; the transpose in ``x`` is ``P(ct, m^T)``
 (JAX transposes complex maps without conjugating) and in ``m`` the contraction
-:func:`_matrix_cotangent`, so a reverse pass costs one kernel and one contraction per
+:data:`matrix_cotangent_p` (:func:`_matrix_cotangent`), so a reverse pass costs one kernel and one contraction per
 application instead of the transposes of ``4**k`` slices (pads); batching folds vmapped
 axes into the leading batch axis."""
 slice_combine_p.def_impl(
@@ -189,13 +189,56 @@ def _transpose_state(ct, x, m, *, k):
 
 
 def _transpose_matrix(ct, x, m, *, k):
-    # ct is also read by _transpose_state; the barrier keeps XLA from fusing its producer
-    # (the next gate's transpose kernel) into the contraction, recomputed per product.
-    ct = jax.lax.optimization_barrier(ct)
-    return _matrix_cotangent(ct, x, k, m.aval.shape[0] == 1 and x.shape[0] != 1)
+    return matrix_cotangent_p.bind(ct, x, k=k, shared=m.aval.shape[0] == 1 and x.shape[0] != 1)
 
 
 ad.defbilinear(slice_combine_p, _transpose_state, _transpose_matrix)
+
+
+matrix_cotangent_p = Primitive("qjaxrob_matrix_cotangent")
+"""``G = sum ct_r x_c`` (:func:`_matrix_cotangent`; static ``k`` and ``shared``) as one
+primitive, bilinear in ``ct`` and ``x``: its transposes are the slice-combine kernels
+``ct_bar = P(x, G_bar)`` and ``x_bar = P(ct, G_bar^T)``, so derivatives of a reverse pass
+(second order, the inversion objective) are the same kernels again rather than the
+transposes of the contraction's internal views."""
+
+
+def _lower_cotangent(ct, x, *, k, shared):
+    # ct is also read by _transpose_state; the barrier keeps XLA from fusing its producer
+    # (the next gate's transpose kernel) into the contraction, recomputed per product.
+    return _matrix_cotangent(jax.lax.optimization_barrier(ct), x, k, shared)
+
+
+matrix_cotangent_p.def_impl(lambda ct, x, *, k, shared: jax.jit(
+    partial(matrix_cotangent_p.bind, k=k, shared=shared))(ct, x))
+matrix_cotangent_p.def_abstract_eval(lambda ct, x, *, k, shared: jax.core.ShapedArray(
+    (1 if shared else x.shape[0], 2**k, 2**k), x.dtype))
+mlir.register_lowering(matrix_cotangent_p,
+                       mlir.lower_fun(_lower_cotangent, multiple_results=False))
+
+
+def _cotangent_transpose_ct(g, ct, x, *, k, shared):
+    return slice_combine_p.bind(x, g, k=k)
+
+
+def _cotangent_transpose_x(g, ct, x, *, k, shared):
+    return slice_combine_p.bind(ct, jnp.swapaxes(g, 1, 2), k=k)
+
+
+ad.defbilinear(matrix_cotangent_p, _cotangent_transpose_ct, _cotangent_transpose_x)
+
+
+def _batch_cotangent(args, dims, *, k, shared):
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    ct, x = (jnp.broadcast_to(a, (size,) + a.shape) if d is None else jnp.moveaxis(a, d, 0)
+             for a, d in zip(args, dims))
+    inner = x.shape[1]
+    flat = (t.reshape((size * inner,) + t.shape[2:]) for t in (ct, x))
+    g = matrix_cotangent_p.bind(*flat, k=k, shared=False).reshape(size, inner, 2**k, 2**k)
+    return (g.sum(1, keepdims=True) if shared else g), 0
+
+
+batching.primitive_batchers[matrix_cotangent_p] = _batch_cotangent
 
 
 def _batch(args, dims, *, k):
