@@ -211,8 +211,19 @@ def _lower_cotangent(ct, x, *, k, shared):
 
 matrix_cotangent_p.def_impl(lambda ct, x, *, k, shared: jax.jit(
     partial(matrix_cotangent_p.bind, k=k, shared=shared))(ct, x))
-matrix_cotangent_p.def_abstract_eval(lambda ct, x, *, k, shared: jax.core.ShapedArray(
-    (1 if shared else x.shape[0], 2**k, 2**k), x.dtype))
+
+
+def _cotangent_aval(ct, x, *, k, shared):
+    """``(Bm, 2**k, 2**k)``, varying over the manual mesh axes (``shard_map``) that either
+    operand varies over, so reverse passes inside ``shard_map`` type-check."""
+    out = jax.eval_shape(partial(_matrix_cotangent, k=k, shared=shared),
+                         jax.ShapeDtypeStruct(ct.shape, ct.dtype),
+                         jax.ShapeDtypeStruct(x.shape, x.dtype))
+    return x.update(shape=out.shape, dtype=out.dtype,
+                    manual_axis_type=x.mat.update(varying=ct.mat.varying | x.mat.varying))
+
+
+matrix_cotangent_p.def_abstract_eval(_cotangent_aval)
 mlir.register_lowering(matrix_cotangent_p,
                        mlir.lower_fun(_lower_cotangent, multiple_results=False))
 
