@@ -175,9 +175,9 @@ slice_combine_p = Primitive("qjaxrob_slice_combine")
 """``y = m x`` on a batched grouped view (operands as in :func:`_combine`; static ``k``).
 Bilinear: the JVP is ``P(dx, m) + P(x, dm)``; the transpose in ``x`` is ``P(ct, m^T)``
 (JAX transposes complex maps without conjugating) and in ``m`` the contraction
-:data:`matrix_cotangent_p` (:func:`_matrix_cotangent`), so a reverse pass costs one kernel and one contraction per
-application instead of the transposes of ``4**k`` slices (pads); batching folds vmapped
-axes into the leading batch axis."""
+:data:`matrix_cotangent_p` (:func:`_matrix_cotangent`), so a reverse pass costs one kernel
+and one contraction per application instead of the transposes of ``4**k`` slices (pads);
+batching folds vmapped axes into the leading batch axis."""
 slice_combine_p.def_impl(
     lambda x, m, *, k: jax.jit(partial(slice_combine_p.bind, k=k))(x, m))
 slice_combine_p.def_abstract_eval(lambda x, m, *, k: x)  # same shape and dtype
@@ -189,7 +189,8 @@ def _transpose_state(ct, x, m, *, k):
 
 
 def _transpose_matrix(ct, x, m, *, k):
-    return matrix_cotangent_p.bind(ct, x, k=k, shared=m.aval.shape[0] == 1 and x.shape[0] != 1)
+    shared = m.aval.shape[0] == 1 and x.shape[0] != 1
+    return matrix_cotangent_p.bind(ct, x, k=k, shared=shared)
 
 
 ad.defbilinear(slice_combine_p, _transpose_state, _transpose_matrix)
@@ -216,10 +217,7 @@ matrix_cotangent_p.def_impl(lambda ct, x, *, k, shared: jax.jit(
 def _cotangent_aval(ct, x, *, k, shared):
     """``(Bm, 2**k, 2**k)``, varying over the manual mesh axes (``shard_map``) that either
     operand varies over, so reverse passes inside ``shard_map`` type-check."""
-    out = jax.eval_shape(partial(_matrix_cotangent, k=k, shared=shared),
-                         jax.ShapeDtypeStruct(ct.shape, ct.dtype),
-                         jax.ShapeDtypeStruct(x.shape, x.dtype))
-    return x.update(shape=out.shape, dtype=out.dtype,
+    return x.update(shape=(1 if shared else x.shape[0], 2**k, 2**k),
                     manual_axis_type=x.mat.update(varying=ct.mat.varying | x.mat.varying))
 
 
