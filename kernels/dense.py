@@ -110,6 +110,9 @@ _GEMM_MIN_TAIL = 256
 """Adjacent wires with a trailing group at least this long: batched GEMMs over the tail."""
 _GRAM_MAX_TAIL = 2
 """Adjacent wires with a trailing group at most this long: one Gram matrix over the head."""
+_ROWS_TAILS = (4, 16)
+"""Adjacent wires (``k <= 2``) with a trailing group in this range (inclusive): each row's
+outer products summed over the tail, then the rows summed (:func:`_rows_cotangent`)."""
 _SPLIT = 4
 """Chunks of the longest group summed inside the elementwise product (more chunks cost
 less alone but keep XLA from fusing a residual's ``dynamic-slice`` into the product)."""
@@ -124,22 +127,37 @@ def _matrix_cotangent(ct, x, k: int, shared: bool):
     several times the cost of the forward kernel). Adjacent wires (inner groups of size 1)
     give each example the contiguous view ``(P, 2**k, R)``: a long tail ``R`` contracts as
     batched GEMMs over ``P``, a tail of one or two amplitudes (one matrix) as one Gram
-    matrix over ``P`` (diagonal blocks kept); a shared matrix folds the batch into ``P``.
-    Every other layout multiplies the two operands elementwise in one fused pass
+    matrix over ``P`` (diagonal blocks kept), a tail of 4-16 amplitudes (``k <= 2``) as
+    each row's outer products summed over the tail, then over ``P``
+    (:func:`_rows_cotangent`); a shared matrix folds the batch into ``P``. Every other
+    layout multiplies the two operands elementwise in one fused pass
     (:func:`_products_cotangent`). Each form reads each operand about once."""
     if shared:
         ct, x = (t.reshape((1, -1) + t.shape[2:]) for t in (ct, x))
     bm, groups, dim = x.shape[0], x.shape[1::2], 2**k
     head, tail = groups[0], groups[-1]
     gemm, gram = tail >= _GEMM_MIN_TAIL, tail <= _GRAM_MAX_TAIL and bm == 1
-    if all(g == 1 for g in groups[1:-1]) and (gemm or gram):
+    rows = k <= 2 and _ROWS_TAILS[0] <= tail <= _ROWS_TAILS[1]
+    if all(g == 1 for g in groups[1:-1]) and (gemm or gram or rows):
+        c, v = (t.reshape(bm, head, dim, tail) for t in (ct, x))
         if gemm:
-            c, v = (t.reshape(bm, head, dim, tail) for t in (ct, x))
             return jax.lax.dot_general(c, v, (((3,), (3,)), ((0, 1), (0, 1)))).sum(1)
+        if rows:
+            return _rows_cotangent(c, v)
         c, v = (t.reshape(bm, head, dim * tail) for t in (ct, x))
         full = jax.lax.dot_general(c, v, (((1,), (1,)), ((0,), (0,))))
         return jnp.einsum("zarbr->zab", full.reshape(bm, dim, tail, dim, tail))
     return _products_cotangent(ct, x, k)
+
+
+def _rows_cotangent(c, v):
+    """:func:`_matrix_cotangent` of contiguous views ``c``, ``v`` ``(Bm, P, 2**k, R)``: the
+    ``(Bm, P, 2**k, 2**k)`` outer products of each row summed over its short tail ``R`` in
+    one fused pass, then summed over the rows ``P``. The barrier keeps the two sums apart:
+    fused into one reduction over these layouts, XLA CPU takes up to ten times longer to
+    compile it (``benchmarks/README.md``, "compile time of the matrix cotangent")."""
+    per_row = (c[:, :, :, None] * v[:, :, None]).sum(-1)
+    return jax.lax.optimization_barrier(per_row).sum(1)
 
 
 def _products_cotangent(ct, x, k: int):

@@ -1,6 +1,6 @@
 """The matrix cotangent of ``slice_combine_p`` (``kernels.dense._matrix_cotangent``) against
 NumPy: every formulation (batched GEMMs over a long tail, a Gram matrix for a short tail,
-fused elementwise products) on grouped views, the reverse pass of ``apply_matrix`` with
+per-row outer products over a tail of 4-16, fused elementwise products) on grouped views, the reverse pass of ``apply_matrix`` with
 unsorted wires (shared and per-example matrices under ``vmap``), and engine gradients
 against finite differences of ``tests/reference.py``."""
 
@@ -18,9 +18,12 @@ from qjaxrob.kernels import dense
 
 DTYPES = {jnp.complex64: 2e-5, jnp.complex128: 1e-12}  # relative tolerance
 
-# Thresholds (_GEMM_MIN_TAIL, _GRAM_MAX_TAIL) that force one formulation where the layout
-# allows it: adjacent wires take the GEMM or (one matrix) the Gram matrix, the rest products.
-FORMS = {"default": None, "gemm": (1, 0), "gram": (1 << 30, 1 << 30), "products": (1 << 30, 0)}
+# Thresholds (_GEMM_MIN_TAIL, _GRAM_MAX_TAIL, _ROWS_TAILS) that force one formulation where
+# the layout allows it: adjacent wires take the GEMM, (one matrix) the Gram matrix or (k <= 2)
+# the per-row products, the rest products.
+NO_ROWS = (1, 0)
+FORMS = {"default": None, "gemm": (1, 0, NO_ROWS), "gram": (1 << 30, 1 << 30, NO_ROWS),
+         "rows": (1 << 30, 0, (1, 1 << 30)), "products": (1 << 30, 0, NO_ROWS)}
 
 
 def _rand(rng, shape, dtype):
@@ -60,11 +63,12 @@ def form(request, monkeypatch):
     if limits is not None:
         monkeypatch.setattr(dense, "_GEMM_MIN_TAIL", limits[0])
         monkeypatch.setattr(dense, "_GRAM_MAX_TAIL", limits[1])
+        monkeypatch.setattr(dense, "_ROWS_TAILS", limits[2])
     return request.param
 
 
 @pytest.mark.parametrize(("form", "dtype"), [
-    ("default", jnp.complex64), ("gemm", jnp.complex64),
+    ("default", jnp.complex64), ("gemm", jnp.complex64), ("rows", jnp.complex64),
     *((f, jnp.complex128) for f in FORMS)], indirect=["form"])
 def test_matrix_cotangent_matches_einsum_on_views(form, dtype):
     rng = np.random.default_rng(list(FORMS).index(form) + 10 * (dtype == jnp.complex64))
@@ -75,7 +79,7 @@ def test_matrix_cotangent_matches_einsum_on_views(form, dtype):
     for k, n in itertools.product((1, 2, 3), (3, 5, 8)):
         for wires in _wire_sets(n, k, rng):
             adjacent = wires == tuple(range(wires[0], wires[0] + k))
-            if form in ("gemm", "gram") and not adjacent:
+            if form in ("gemm", "gram", "rows") and not adjacent:
                 continue
             for batch, shared in ((3, True), (2, False)):
                 shape = (batch,) + dense.grouped_shape(n, wires)
