@@ -15,8 +15,9 @@ Sections (``--sections``, default all):
   and (pure) the gradient of the mean over ``dense.COST_BATCH`` inputs sharing the
   parameters (an RY encoding layer first, ``jax.vmap`` inside ``jax.grad``), and the same
   two batches evaluated without a derivative (``COST_FORWARD``); non-negative least-squares
-  fits (relative errors) of ``passes * (a + b * size)`` (engine) and ``layers * c + macs *
-  (d or e) + other * (a + f * size)`` (dense; ``e`` when the parameters are shared), then
+  fits (relative errors) of ``passes * (a + b * size)`` (engine) and ``layers * (c + g *
+  size) + macs * (d or e) + other * (a + f * size)`` (dense; ``e`` when the parameters are
+  shared), then
   the fitted model's pick per row. ``--fits`` restricts the run to some of the constants.
 * ``inversion``: the 8-qubit inversion objective (``benchmarks/attacks.py``'s model: RY
   encoding, HEA L = 2, linear readout; 64 restarts vmapped): forward (the loss), the
@@ -186,11 +187,12 @@ def fit(rows):
         for r, b in zip(sel, per):
             k = r["counts"]
             den.append([k["formed"], 0 if r["shared"] else k["macs"],
-                        k["macs"] if r["shared"] else 0, k["other"] * k["size"]])
+                        k["macs"] if r["shared"] else 0, k["other"] * k["size"],
+                        k["formed"] * k["size"]])
             times.append(max(r["dense_ms"] / 1e3 / b - k["other"] * ea, 1e-8))
-        da, db, dg, dp = solve(den, times)
-        fitted[name] = dict(engine_pass=ea, engine_amp=eb, dense_layer=da, dense_mac=db,
-                            dense_amp=dp)
+        da, db, dg, dp, dl = solve(den, times)
+        fitted[name] = dict(engine_pass=ea, engine_amp=eb, dense_layer=da,
+                            dense_layer_amp=dl, dense_mac=db, dense_amp=dp)
         if name != "COST_SINGLE":
             fitted[name]["dense_gemm"] = dg
         print(f"fit: {name} = {{" + ", ".join(f"'{k}': {v:.2e}"

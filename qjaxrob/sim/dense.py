@@ -88,24 +88,28 @@ COST_BATCH = 32
 
 # Set from the "fit:" lines of `python -m benchmarks.dense --sections costs`, run on a quiet
 # machine; benchmarks/README.md ("Dense small-state path") records which run set them.
-COST = {"engine_pass": 4.12e-7, "engine_amp": 1.33e-8, "dense_layer": 1.38e-6,
-        "dense_mac": 1.89e-9, "dense_gemm": 7.09e-10, "dense_amp": 1.02e-8}
+COST = {"engine_pass": 3.55e-7, "engine_amp": 6.49e-9, "dense_layer": 1.60e-6,
+        "dense_layer_amp": 1.99e-8, "dense_mac": 1.34e-9, "dense_gemm": 2.50e-10,
+        "dense_amp": 8.92e-9}
 """Cost model of a batched call (``B > 1`` examples), seconds per example, complex128: an
 engine pass costs ``engine_pass + engine_amp * size`` (``size``: ``2**n`` amplitudes,
-``4**n`` for a density matrix); a formed dense layer ``dense_layer + dense_mac * macs``
-(:func:`counts`), or ``dense_gemm`` in place of ``dense_mac`` when the batch shares the
+``4**n`` for a density matrix); a formed dense layer ``dense_layer + dense_layer_amp * size
++ dense_mac * macs`` (:func:`counts`; the ``size`` term prices what grows with the state
+beside the products: the split factors, ``2 * 2**(n/2)`` entries each, and the layout and
+tail gathers), or ``dense_gemm`` in place of ``dense_mac`` when the batch shares the
 parameters (only inputs batched: a layer matrix multiplies all ``B`` states in one
 matrix-matrix product); another pass of the dense path ``engine_pass + dense_amp *
 size``. Fitted on batched gradients (training, restarts, clients)."""
 
-COST_FORWARD = {"engine_pass": 1.17e-7, "engine_amp": 1.92e-9, "dense_layer": 6.11e-7,
-                "dense_mac": 5.60e-10, "dense_gemm": 3.42e-10, "dense_amp": 1.26e-9}
+COST_FORWARD = {"engine_pass": 1.24e-7, "engine_amp": 8.44e-10, "dense_layer": 4.62e-7,
+                "dense_layer_amp": 1.17e-8, "dense_mac": 3.06e-10, "dense_gemm": 9.82e-12,
+                "dense_amp": 1.57e-9}
 """The same model as :data:`COST` for a batched call that is not differentiated (inference,
 evaluation, an attack's forward pass), seconds per example, fitted on batched forward
 evaluations."""
 
-COST_SINGLE = {"engine_pass": 5.76e-7, "engine_amp": 2.11e-9, "dense_layer": 5.34e-6,
-               "dense_mac": 6.56e-10, "dense_amp": 1.54e-9}
+COST_SINGLE = {"engine_pass": 5.48e-7, "engine_amp": 1.75e-9, "dense_layer": 3.56e-6,
+               "dense_layer_amp": 5.88e-8, "dense_mac": 0.0, "dense_amp": 2.18e-9}
 """The same model (without ``dense_gemm``) for one unbatched call, seconds per call,
 fitted on single forward evaluations (where fixed costs per op weigh most)."""
 
@@ -191,7 +195,8 @@ def costs(circuit: Circuit, mixed: bool, batch: int = 1, shared: bool = False,
     pass_cost = cost["engine_pass"] + cost["engine_amp"] * k["size"]
     engine_s = (k["passes"] + k["channels"]) * pass_cost
     mac = cost["dense_gemm"] if shared and batch > 1 else cost["dense_mac"]
-    dense_s = (k["formed"] * cost["dense_layer"] + mac * k["macs"]
+    layer = cost["dense_layer"] + cost["dense_layer_amp"] * k["size"]
+    dense_s = (k["formed"] * layer + mac * k["macs"]
                + k["other"] * (cost["engine_pass"] + cost["dense_amp"] * k["size"]))
     return batch * engine_s, batch * dense_s
 
