@@ -191,3 +191,28 @@ def test_product_prefix_state_and_gradients(dtype, rng):
         g = np.asarray(jax.grad(f, argnums=(0, 1))(jnp.asarray(p), jnp.asarray(x))[1])
         ref = finite_diff(lambda w: expval_ref(c, obs, p, w), x)
         np.testing.assert_allclose(g, ref, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+@pytest.mark.parametrize("shapes", [((4,), (4, 16)), ((2, 2), (2, 2)), ((4, 4), (4, 4)),
+                                    ((8, 8), (8, 8)), ((16, 16), (16, 16)), ((32,), (32, 16)),
+                                    ((3, 5), (5, 7))])
+def test_small_product_equals_numpy_matmul_values_and_derivatives(dtype, shapes, rng):
+    """``small_product`` (broadcast form up to ``SMALL_PRODUCT`` multiply-adds, ``@`` above)
+    against NumPy's product, under ``jit`` and ``vmap``, and its derivative in ``a``
+    against the analytic one (``d(sum(w * (a @ b)))/da = w @ b^H`` for the real part)."""
+    from qjaxrob.lower.tables import SMALL_PRODUCT, small_product
+
+    sa, sb = shapes
+    real = np.float32 if dtype == jnp.complex64 else np.float64
+    a = (rng.normal(size=(3,) + sa) + 1j * rng.normal(size=(3,) + sa)).astype(dtype)
+    b = (rng.normal(size=sb) + 1j * rng.normal(size=sb)).astype(dtype)
+    rows = 1 if len(sa) == 1 else sa[0]
+    assert (rows * sb[0] * sb[1] <= SMALL_PRODUCT) == (shapes != ((16, 16), (16, 16)))
+    got = jax.jit(jax.vmap(small_product, (0, None)))(jnp.asarray(a), jnp.asarray(b))
+    np.testing.assert_allclose(got, a @ b, rtol=20 * TOL[dtype], atol=20 * TOL[dtype])
+    w = rng.normal(size=(sa[0], sb[1]) if len(sa) == 2 else (sb[1],)).astype(real)
+    grad = jax.grad(lambda m: jnp.sum(w * small_product(m, jnp.asarray(b)).real))(
+        jnp.asarray(a[0]))
+    want = np.conj(w @ np.conj(b).T) if len(sa) == 2 else np.conj(np.conj(b) @ w)
+    np.testing.assert_allclose(grad, want, rtol=20 * TOL[dtype], atol=20 * TOL[dtype])

@@ -27,7 +27,7 @@ import numpy as np
 from qjaxrob.ir.circuit import Op
 from qjaxrob.ir.gates import GATES
 from qjaxrob.kernels import monomial
-from qjaxrob.lower.tables import embed_on
+from qjaxrob.lower.tables import embed_on, small_product
 
 __all__ = ["Block", "fuse", "block_apply_args", "op_matrix", "DEFAULT_MAX_QUBITS", "KERNEL_COST"]
 
@@ -317,5 +317,5 @@ def block_apply_args(block: Block, params, x, dtype):
             mono = f if mono is None else (mono[:, None] * f[None, :]).reshape(-1)
         table = jnp.asarray(chunk.table, dtype)
         e = (table[0] if mono is None else mono @ table).reshape(shape)
-        m = e if m is None else (e * m if diagonal else e @ m)
+        m = e if m is None else (e * m if diagonal else small_product(e, m))
     return m

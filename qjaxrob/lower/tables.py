@@ -12,6 +12,8 @@ cut-fragment program (:mod:`qjaxrob.cutting.interpret`).
   block's ``2**k x 2**k`` matrix (:func:`embed`, NumPy or traced, batched).
 * **Constant matrices** of ops that read neither ``params`` nor ``x`` are complex128 NumPy,
   cached per op (:func:`const_matrix`), computed without compiling anything.
+* **Small products** of traced gate matrices (:func:`small_product`) are broadcast products
+  and a sum, which XLA fuses with the ops that form the matrices.
 
 Matrices put wire 0 of a gate (or block) on the most significant bit of their index.
 """
@@ -25,8 +27,12 @@ import numpy as np
 
 from qjaxrob.ir.gates import GATES
 
-__all__ = ["CONST_CODE", "angle_code", "angle_rows", "angle_values", "block_of", "const_matrix",
-           "embed", "embed_on", "slot_index", "slot_values"]
+__all__ = ["CONST_CODE", "SMALL_PRODUCT", "angle_code", "angle_rows", "angle_values", "block_of",
+           "const_matrix", "embed", "embed_on", "slot_index", "slot_values", "small_product"]
+
+SMALL_PRODUCT = 512
+"""Most multiply-adds (``i * j * k`` of an ``(i, j) @ (j, k)`` product, ``j * k`` of a vector
+times a matrix) that :func:`small_product` does as one fused broadcast product."""
 
 CONST_CODE = np.iinfo(np.int32).min
 """The :func:`angle_code` of a constant angle."""
@@ -124,3 +130,17 @@ def const_matrix(op) -> np.ndarray | None:
         t = w * op.angles[0].offset
         return a + np.cos(t) * b + np.sin(t) * c
     return op.const_matrix()
+
+
+def small_product(a, b):
+    """``a @ b`` for a traced matrix or vector ``a`` (``(i, j)`` or ``(j,)``) and a matrix
+    ``b`` (``(j, k)``). Up to :data:`SMALL_PRODUCT` multiply-adds it is a broadcast product
+    summed over ``j``: XLA CPU runs every ``dot`` as a thunk of its own (a library call and a
+    scheduling step, microseconds each), while the broadcast form joins the loop fusion of
+    the ops that form ``a`` and ``b``. Larger products stay ``a @ b``."""
+    rows = 1 if a.ndim == 1 else a.shape[0]
+    if rows * b.shape[0] * b.shape[1] > SMALL_PRODUCT:
+        return a @ b
+    if a.ndim == 1:
+        return jnp.sum(a[:, None] * b, axis=0)
+    return jnp.sum(a[:, :, None] * b[None, :, :], axis=1)

@@ -66,7 +66,7 @@ from qjaxrob.kernels import (
 from qjaxrob.lower.fusion import fuse, op_matrix
 from qjaxrob.lower.layers import Layer, Local, layer_ops, layout, tail_map
 from qjaxrob.lower.rolling import Roll, roll_rows
-from qjaxrob.lower.tables import const_matrix, embed
+from qjaxrob.lower.tables import const_matrix, embed, small_product
 from qjaxrob.sim import engine
 
 __all__ = ["CHOICES", "COST", "COST_FORWARD", "COST_SINGLE", "ENV", "MAX_QUBITS",
@@ -323,7 +323,7 @@ def group_matrix(group, params, x, dtype):
         pos = tuple(group.wires.index(w) for w in op.wires)
         if pos != tuple(range(k)):
             m = embed(m, pos, k, xp=jnp)
-        out = m if out is None else m @ out
+        out = m if out is None else small_product(m, out)
     return out
 
 
@@ -492,7 +492,7 @@ def _apply_local(node: Local, rho, params, x, dtype):
         s = None
         for op in ops:
             m = _superop(op, params, x, dtype)
-            s = m if s is None else m @ s
+            s = m if s is None else small_product(m, s)
         t = apply_local(t, s, (w, w + n))
     return t.reshape(2**n, 2**n)
 
