@@ -25,6 +25,11 @@ Sections (``--sections``, default all):
 * ``density``: gradient of ``<Z0>`` of ``benchmarks/density.py``'s noisy circuit at
   n = 6, 8, 10 (dense path up to ``MAX_QUBITS_MIXED``), and PennyLane ``default.mixed``
   (``diff_method="backprop"``, ``jax.jit``) on the same circuit.
+* ``products``: ``qjaxrob.lower.tables.small_product`` against plain ``dot`` products
+  (``SMALL_PRODUCT = 0`` at trace time), on both paths: forward and gradient of one call,
+  the gradient of the mean over ``dense.COST_BATCH`` inputs sharing the parameters, and
+  ``jax.vmap(jax.grad)`` over as many parameter vectors (encoded HEA, L = 4); ``ratio`` is
+  small products / dots.
 * ``batched``: ``benchmarks/peers.py``'s batched gradient row (n = 10, L = 4, B = 256) and
   the batched forward of the same circuit and batch, each also
   under ``QJAXROB_DENSE=auto`` (the ``auto_ms`` column: the path the cost model picks for
@@ -211,6 +216,47 @@ def fit(rows):
             getattr(dense, k).update(v)
 
 
+def products(qubits, rounds):
+    """Rows of ``qjaxrob.lower.tables.small_product`` against ``dot`` products (module docs)."""
+    from qjaxrob.lower import tables
+
+    limit, b, rows = tables.SMALL_PRODUCT, dense.COST_BATCH, []
+    for n in qubits:
+        c = hea(n, encode=True)
+        rng = np.random.default_rng(n)
+        p1 = jnp.asarray(rng.uniform(-2, 2, c.n_params))
+        ps = jnp.asarray(rng.uniform(-2, 2, (b, c.n_params)))
+        xs = jnp.asarray(rng.uniform(0, np.pi, (b, n)))
+
+        def f(q, x, c=c):
+            return qjr.expval(c, qjr.Z(0), q, x, dtype=DT)
+
+        cases = [("fwd B=1", lambda f=f: f, (p1, xs[0])),
+                 ("grad B=1", lambda f=f: jax.grad(f), (p1, xs[0])),
+                 ("grad shared", lambda f=f: jax.grad(
+                     lambda q, v: jnp.mean(jax.vmap(f, (None, 0))(q, v))), (p1, xs)),
+                 ("vmap grad", lambda f=f: jax.vmap(jax.grad(f)), (ps, xs))]
+        for mode, path in (("1", "dense"), ("0", "engine")):
+            if mode == "1" and n > dense.MAX_QUBITS:
+                continue
+            for name, make, args in cases:
+                fns = {}
+                try:
+                    for key, value in (("dots", 0), ("small", limit)):
+                        tables.SMALL_PRODUCT = value
+                        fns[key] = compiled(make, args, mode)
+                finally:
+                    tables.SMALL_PRODUCT = limit
+                a, s = (jax.tree_util.tree_leaves(fns[k](*args))[0] for k in fns)
+                assert float(jnp.max(jnp.abs(a - s))) < 1e-9, (n, path, name)
+                t = side_by_side(fns, args, rounds)
+                r = dict(workload=f"products {path} {name} n={n}", dots_ms=1e3 * t["dots"],
+                         small_ms=1e3 * t["small"], ratio=t["small"] / t["dots"])
+                harness.print_row(r)
+                rows.append(r)
+    return rows
+
+
 def inversion(n, restarts, rounds):
     import equinox as eqx
 
@@ -303,7 +349,7 @@ def batched(n, layers, batch, rounds):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sections", nargs="*",
-                    default=["costs", "inversion", "density", "batched"])
+                    default=["costs", "products", "inversion", "density", "batched"])
     ap.add_argument("--rounds", type=int, default=None, help="default 5 (2 with --quick)")
     ap.add_argument("--fits", nargs="*", default=None, choices=sorted(set(REGIMES.values())),
                     help="costs: measure and fit only these constants (default all)")
@@ -316,6 +362,8 @@ def main(argv=None):
     if "costs" in a.sections:
         costs((2, 4, 6) if quick else (2, 4, 6, 8, 10, 12),
               (2, 4) if quick else (2, 3, 4, 5, 6, 7), a.rounds, a.fits)
+    if "products" in a.sections:
+        products((4, 6) if quick else (4, 6, 8, 10, 12), a.rounds)
     if "inversion" in a.sections:
         inversion(4 if quick else 8, 64, a.rounds)
     if "density" in a.sections:
