@@ -7,7 +7,8 @@ order given: the first wire is the most significant bit of the matrix index.
 
 Modules: ``dense`` (k-qubit matrices, grouped views), ``structured`` (diagonal and
 permutation gates), ``pauli`` (Pauli strings), ``density`` (density tensors), ``pallas``
-(GPU variants of ``apply_matrix``/``apply_diagonal`` with the same signatures).
+(GPU variants of ``apply_matrix``/``apply_diagonal`` with the same signatures), ``inplace``
+(the CPU lowering of ``dense``'s primitive as an in-place C++ kernel for large states).
 """
 
 from qjaxrob.kernels import pallas

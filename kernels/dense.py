@@ -26,6 +26,8 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from qjaxrob.kernels import inplace
+
 __all__ = [
     "apply_matrix", "grouped_shape", "grouped_slices", "view_slices", "sort_wires",
     "stack_slices",
@@ -200,6 +202,7 @@ slice_combine_p.def_impl(
     lambda x, m, *, k: jax.jit(partial(slice_combine_p.bind, k=k))(x, m))
 slice_combine_p.def_abstract_eval(lambda x, m, *, k: x)  # same shape and dtype
 mlir.register_lowering(slice_combine_p, mlir.lower_fun(_combine, multiple_results=False))
+mlir.register_lowering(slice_combine_p, inplace.lowering(_combine), platform="cpu")
 
 
 def _transpose_state(ct, x, m, *, k):
