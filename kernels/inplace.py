@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from jax.interpreters import mlir
 
-__all__ = ["ENV_VAR", "FLAGS", "MIN_STATE_BYTES", "SOURCE", "available", "lowering", "status"]
+__all__ = ["ENV_VAR", "FLAGS", "MIN_STATE_BYTES", "SOURCE", "available", "in_place", "lowering", "status"]
 
 ENV_VAR = "QJAXROB_INPLACE"
 """``off`` (or ``0``, ``false``, ``no``) keeps XLA's kernels everywhere."""
@@ -108,6 +108,12 @@ def status() -> str:
     return f"in-place CPU kernels: {detail}" if ok else f"XLA kernels ({detail})"
 
 
+def in_place(nbytes: int) -> bool:
+    """Whether a dense 1-2 qubit gate on a state of ``nbytes`` bytes (per example) runs
+    in place on this machine."""
+    return nbytes >= MIN_STATE_BYTES and available()
+
+
 def _wires(shape):
     """``(n, sorted wires)`` of a grouped view ``(B, g0, 2, g1, ..., 2, gk)``."""
     bits = [int(s).bit_length() - 1 for s in shape[1:]]
@@ -137,9 +143,9 @@ def lowering(combine):
 
     def rule(ctx, x, m, *, k):
         aval = ctx.avals_in[0]
-        big = int(np.prod(aval.shape[1:])) * np.dtype(aval.dtype).itemsize >= MIN_STATE_BYTES
-        if (big and k <= 2 and np.dtype(aval.dtype) in _TARGETS
-                and ctx.avals_in[1].shape[0] in (1, aval.shape[0]) and available()):
+        nbytes = int(np.prod(aval.shape[1:])) * np.dtype(aval.dtype).itemsize
+        if (k <= 2 and np.dtype(aval.dtype) in _TARGETS
+                and ctx.avals_in[1].shape[0] in (1, aval.shape[0]) and in_place(nbytes)):
             return inplace(ctx, x, m, k=k)
         return fallback(ctx, x, m, k=k)
 

@@ -13,6 +13,7 @@ from reference import expval_ref
 
 import qjaxrob as qjr
 from qjaxrob import backend
+from qjaxrob.kernels import inplace
 from qjaxrob.lower.interpreter import Program
 from qjaxrob.lower.pipeline import Scan
 from qjaxrob.lower.ring import window_runs, window_wire
@@ -30,6 +31,17 @@ def _short_runs(monkeypatch):
     jax.clear_caches()
     yield
     jax.clear_caches()
+
+
+@pytest.fixture(params=["xla", "in place"])
+def gate_kernels(request, monkeypatch):
+    """Both kernel sets of the walk: XLA's, and every dense gate in place
+    (:mod:`qjaxrob.kernels.inplace` with its size threshold at 0), where the windows' scan
+    takes two windows per iteration."""
+    if request.param == "in place":
+        assert inplace.available(), inplace.status()
+        monkeypatch.setattr(inplace, "MIN_STATE_BYTES", 0)
+    return request.param
 
 
 def _hea(n, layers, ring=True):
@@ -112,7 +124,7 @@ def _check(c, obs, p, x, dtype):
 @pytest.mark.parametrize("n, start, count, dtype", [
     (6, 3, 10, jnp.complex128), (6, 3, 10, jnp.complex64), (8, 0, 8, jnp.complex128),
     (9, 5, 13, jnp.complex64)])
-def test_windows_match_reference_and_backprop(n, start, count, dtype):
+def test_windows_match_reference_and_backprop(n, start, count, dtype, gate_kernels):
     rng = np.random.default_rng(n + start)
     c = _windows(rng, n, start, count)
     runs = _grouped(c)
@@ -134,7 +146,7 @@ def test_windows_match_reference_and_backprop(n, start, count, dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.complex64])
-def test_hea_ring_vmapped_over_seeds(dtype):
+def test_hea_ring_vmapped_over_seeds(dtype, gate_kernels):
     c = _hea(8, 1)
     real = jnp.finfo(dtype).dtype
     ps = jax.random.uniform(jax.random.key(3), (3, c.n_params), real, -2, 2)

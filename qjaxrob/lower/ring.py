@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qjaxrob.kernels import apply_matrix
+from qjaxrob.kernels.inplace import in_place
 
 __all__ = ["RING_MIN_BLOCKS", "adjoint_windows", "oriented", "run_windows", "window_runs",
            "window_wire"]
@@ -113,6 +114,15 @@ def _apply(flat, m):
     return apply_matrix(flat.reshape((2,) * n), m, (0, 1)).reshape(-1)
 
 
+def _unroll(state) -> int:
+    """Windows per scan iteration: 2 where the gates run in place
+    (:mod:`qjaxrob.kernels.inplace`). An in-place kernel leaves its result in the buffer of
+    the rotation before it, not in the loop carry's, so one window per iteration ends in a
+    state-sized copy back; with two, the second rotation writes into the carry's buffer.
+    With XLA's kernels one window per iteration is faster (n=18)."""
+    return 2 if in_place(state.size * state.dtype.itemsize) else 1
+
+
 def run_windows(state, mats, start: int):
     """Applies window matrices ``mats`` ``(B, 4, 4)`` (window ``j`` on wires
     ``(start + j, start + j + 1) mod n``, :func:`oriented`) to the ``(2,)*n`` ``state``."""
@@ -121,7 +131,8 @@ def run_windows(state, mats, start: int):
     def step(flat, m):
         return _rotate(_apply(flat, m), 1, n), None
 
-    flat, _ = jax.lax.scan(step, _rotate(state.reshape(-1), start, n), mats)
+    flat, _ = jax.lax.scan(step, _rotate(state.reshape(-1), start, n), mats,
+                           unroll=_unroll(state))
     return _rotate(flat, -(start + mats.shape[0]), n).reshape(state.shape)
 
 
@@ -137,11 +148,14 @@ def adjoint_windows(psi, lam, mats, start: int):
     def step(carry, m):
         fp, fl = (_rotate(f, -1, n) for f in carry)  # this window on the leading axes
         undo = jnp.conj(m).T
-        back = _apply(fp, undo)
-        ct = 2 * (jnp.conj(fl.reshape(4, -1)) @ back.reshape(4, -1).T)
-        return (back, _apply(fl, undo)), ct
+        back, back_lam = _apply(fp, undo), _apply(fl, undo)
+        # X_j = conj(lam_j) psi_{j-1}^T with lam_j = M_j lam_{j-1} (M_j unitary, as the
+        # undo assumes): conj(M_j) times the cross matrix of the two undone states, so
+        # no update waits for it (an in-place kernel would otherwise need a copy of lam_j)
+        cross = jnp.conj(back_lam.reshape(4, -1)) @ back.reshape(4, -1).T
+        return (back, back_lam), 2 * (jnp.conj(m) @ cross)
 
     carry = tuple(_rotate(v.reshape(-1), end, n) for v in (psi, lam))
-    (fp, fl), cts = jax.lax.scan(step, carry, mats, reverse=True)
+    (fp, fl), cts = jax.lax.scan(step, carry, mats, reverse=True, unroll=_unroll(psi))
     fp, fl = (_rotate(f, -start, n).reshape(psi.shape) for f in (fp, fl))
     return fp, fl, cts
