@@ -27,15 +27,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
-from functools import lru_cache
 from pathlib import Path
 
 import jax
 import numpy as np
 from jax.interpreters import mlir
 
-__all__ = ["ENV_VAR", "FLAGS", "MIN_STATE_BYTES", "SOURCE", "available", "in_place", "lowering", "status"]
+__all__ = ["ENV_VAR", "FLAGS", "MIN_STATE_BYTES", "SOURCE", "available", "in_place", "lowering",
+           "status"]
 
 ENV_VAR = "QJAXROB_INPLACE"
 """``off`` (or ``0``, ``false``, ``no``) keeps XLA's kernels everywhere."""
@@ -49,6 +50,8 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
 _TARGETS = {np.dtype(np.complex128): ("qjaxrob_inplace_gate_c128", "QjrInplaceGateC128"),
             np.dtype(np.complex64): ("qjaxrob_inplace_gate_c64", "QjrInplaceGateC64")}
 _OFF = {"0", "off", "false", "no"}
+_LOCK = threading.Lock()  # programs traced on several threads build and register once
+_STATE = None  # (available, path or reason) once decided
 
 
 def _cache_root() -> Path:
@@ -71,17 +74,24 @@ def _build() -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
         cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", str(out)]
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if run.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
         os.replace(out, target)  # atomic: concurrent builders leave one complete file
     return target
 
 
-@lru_cache(maxsize=1)
 def _load():
     """``(True, path)`` once the library is built and its targets registered, else
-    ``(False, reason)``."""
+    ``(False, reason)``; decided once per process (:data:`_STATE`)."""
+    global _STATE
+    with _LOCK:
+        if _STATE is None:
+            _STATE = _build_and_register()
+        return _STATE
+
+
+def _build_and_register():
     if os.environ.get(ENV_VAR, "").strip().lower() in _OFF:
         return False, f"${ENV_VAR} turns the in-place kernels off"
     try:
@@ -92,7 +102,7 @@ def _load():
                                         platform="cpu")
     except (OSError, RuntimeError, AttributeError) as e:
         warnings.warn(f"qjaxrob: in-place CPU kernels unavailable, using XLA's: {e}",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=4)
         return False, str(e)
     return True, str(path)
 

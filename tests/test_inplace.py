@@ -103,7 +103,7 @@ def test_circuit_values_and_gradients(everywhere, dtype, diff):
     n = 5
     c = hardware_efficient(n, 2)
     rng = np.random.default_rng(11)
-    p = rng.uniform(0, 2 * np.pi, c.n_params).astype(np.float32 if dtype == jnp.complex64 else np.float64)
+    p = rng.uniform(0, 2 * np.pi, c.n_params).astype(jnp.finfo(dtype).dtype)
     obs = qjr.Z(0) @ qjr.Z(3) + 0.5 * qjr.X(2)
 
     def f(v):
@@ -152,7 +152,7 @@ def test_without_a_compiler_the_xla_kernels_run_and_say_why(monkeypatch, tmp_pat
     monkeypatch.setenv("CXX", "no-such-compiler-qjaxrob")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached there
     monkeypatch.setattr(inplace, "MIN_STATE_BYTES", 0)
-    inplace._load.cache_clear()
+    monkeypatch.setattr(inplace, "_STATE", None)  # decide again, restored afterwards
     try:
         with pytest.warns(RuntimeWarning, match="no-such-compiler-qjaxrob"):
             assert not inplace.available()
@@ -166,15 +166,11 @@ def test_without_a_compiler_the_xla_kernels_run_and_say_why(monkeypatch, tmp_pat
         np.testing.assert_allclose(np.asarray(jax.jit(fn)(psi, u)),
                                    embed(np.asarray(u), (1,), n) @ np.asarray(psi), atol=1e-13)
     finally:
-        inplace._load.cache_clear()
         jax.clear_caches()
 
 
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv(inplace.ENV_VAR, "off")
-    inplace._load.cache_clear()
-    try:
-        assert not inplace.available()
-        assert inplace.ENV_VAR in inplace.status()
-    finally:
-        inplace._load.cache_clear()
+    monkeypatch.setattr(inplace, "_STATE", None)
+    assert not inplace.available()
+    assert inplace.ENV_VAR in inplace.status()
