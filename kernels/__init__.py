@@ -13,6 +13,7 @@ permutation gates), ``pauli`` (Pauli strings), ``density`` (density tensors), ``
 
 from qjaxrob.kernels import pallas
 from qjaxrob.kernels.dense import apply_matrix, grouped_shape
+from qjaxrob.kernels.inplace import in_place
 from qjaxrob.kernels.density import (
     apply_diagonal_density,
     apply_kraus,
@@ -33,5 +34,5 @@ __all__ = [
     "apply_matrix_density", "apply_diagonal_density", "apply_kraus", "density_diagonal",
     "density_pauli_expval", "grouped_shape", "monomial", "pallas", "parity_signs",
     "sign_table", "z_expval", "apply_local", "apply_local_const", "superoperator",
-    "permute_axis",
+    "permute_axis", "in_place",
 ]

@@ -31,8 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qjaxrob.kernels import apply_matrix
-from qjaxrob.kernels.inplace import in_place
+from qjaxrob.kernels import apply_matrix, in_place
 
 __all__ = ["RING_MIN_BLOCKS", "adjoint_windows", "oriented", "run_windows", "window_runs",
            "window_wire"]
