@@ -114,7 +114,7 @@ def _apply(flat, m):
 
 
 def _unroll(state) -> int:
-    """Windows per scan iteration: 2 where the gates run in place
+    """Windows per iteration of the adjoint walk's scan: 2 where the gates run in place
     (:mod:`qjaxrob.kernels.inplace`). An in-place kernel leaves its result in the buffer of
     the rotation before it, not in the loop carry's, so one window per iteration ends in a
     state-sized copy back; with two, the second rotation writes into the carry's buffer.
@@ -130,8 +130,7 @@ def run_windows(state, mats, start: int):
     def step(flat, m):
         return _rotate(_apply(flat, m), 1, n), None
 
-    flat, _ = jax.lax.scan(step, _rotate(state.reshape(-1), start, n), mats,
-                           unroll=_unroll(state))
+    flat, _ = jax.lax.scan(step, _rotate(state.reshape(-1), start, n), mats)
     return _rotate(flat, -(start + mats.shape[0]), n).reshape(state.shape)
 
 
